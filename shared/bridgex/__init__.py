@@ -1,0 +1,7 @@
+"""BridgeX core library: languages, data readers, prompts, profiling, neuron sets, HSIC, ranking, artifacts.
+
+Pure library: no Redis, no HTTP servers (the generation *client* lives in `bridgex.client`).
+"""
+
+__version__ = "0.1.0"
+METHOD_VERSION = "bridgex-icl/1"

@@ -1,0 +1,1 @@
+"""Data preparation: fetch registries data, build dictionaries, splits and monolingual text."""

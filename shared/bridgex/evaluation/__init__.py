@@ -1,0 +1,1 @@
+"""Evaluation harness: does the chosen bridge help?"""

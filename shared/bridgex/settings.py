@@ -1,0 +1,121 @@
+"""One settings object for every BridgeX process, read from `BRIDGEX_*` environment variables (and `.env`).
+
+Services and the CLI call `get_settings()`; tests build `Settings(...)` directly or set env vars.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "gemma-3-270m"
+"""Alias of the default model: Gemma-3-270M base, assembled offline from its PyPI wheel (see bridgex.models)."""
+
+DEFAULT_CANDIDATES = ("en", "de", "fr", "it", "pt", "es")
+DEFAULT_WINDOW = (0.3125, 0.6875)
+
+
+def _home() -> Path:
+    return Path.home() / ".cache" / "bridgex"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BRIDGEX_", env_file=".env", extra="ignore", protected_namespaces=()
+    )
+
+    # --- model -------------------------------------------------------------------------------------
+    model: str = Field(DEFAULT_MODEL, description="Hub id, local folder, or the alias 'gemma-3-270m'.")
+    model_revision: str | None = Field(None, description="Hub revision; local folders use a weight hash.")
+    device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1'.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    # --- storage -----------------------------------------------------------------------------------
+    home: Path = Field(default_factory=_home, description="Root for caches, converted models, artifacts.")
+    cache_dir: Path | None = None
+    data_dir: Path | None = None
+    artifacts_dir: Path | None = None
+
+    # --- infrastructure ----------------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str | None = None
+    result_backend: str | None = None
+    worker_url: str = "http://127.0.0.1:8001"
+    worker_timeout_s: float = 60.0
+    worker_retries: int = 2
+    analyze_queue: str = "analyze"
+    visibility_timeout_s: int = 6 * 3600
+    job_ttl_s: int = 7 * 24 * 3600
+    models_kept: int = Field(1, ge=1, description="Models kept loaded in an analyzer process.")
+
+    # --- generation worker (CPU server) ------------------------------------------------------------
+    served_model_name: str | None = Field(None, description="Name in /v1/models; defaults to `model`.")
+    max_batch_size: int = Field(16, ge=1)
+    batch_wait_ms: float = Field(5.0, ge=0)
+    max_queue: int = Field(256, ge=1)
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_tokens_limit: int = Field(512, ge=1)
+    max_model_len: int | None = None
+
+    # --- gateway -----------------------------------------------------------------------------------
+    api_keys: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='JSON: {"key": ["translate", "analyze", "admin"]}. Never commit real keys.',
+    )
+    auth_open: bool = Field(False, description="Explicit open mode (no keys). `make run` uses it and says so.")
+    rate_limit_per_minute: int = Field(600, ge=1)
+    max_text_chars: int = Field(2000, ge=1)
+    fallback_bridge: str | None = Field(None, description="Default fallback bridge; None = typology-nearest.")
+    k_shot: int = Field(0, ge=0, description="Demonstrations in translate prompts (0 = zero-shot).")
+
+    # --- method (method.md; DECISIONs are configurable) --------------------------------------------
+    top_rate: float = 0.01
+    selection: Literal["top_rate", "lape"] = "top_rate"
+    bridge_set: Literal["specific", "full"] = "specific"
+    bridge_k: int = 64
+    window: tuple[float, float] = DEFAULT_WINDOW
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
+    probe_reduce: Literal["mean", "last"] = "mean"
+    gold_filter: bool = True
+    probe_max: int = 500
+    probe_min: int = 32
+    hsic_variant: Literal["reference", "cka"] = "reference"
+    profile_max_tokens: int = 50_000
+    batch_size: int = 8
+    chunk_tokens: int = 256
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _split_candidates(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip().startswith("["):
+            return tuple(c.strip() for c in v.split(",") if c.strip())
+        return v
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir or self.home / "cache"
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir or self.home / "data"
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.artifacts_dir or self.home / "artifacts"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def backend(self) -> str:
+        return self.result_backend or self.redis_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,46 @@
+"""Shared fixtures: a private real Redis, the tiny random model folder, and the default model when asked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis only this test uses (tests that stop Redis mid-test)."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from bridgex.models import tiny_random_llama
+
+    return tiny_random_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The real default model (Gemma-3-270M from its wheel), loaded once per session."""
+    from bridgex.models import load_model
+
+    return load_model(None, device="cpu", dtype="float32")

@@ -1,0 +1,162 @@
+"""Helpers that start real processes for tests: redis-server on a free port, generic subprocess services."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what or check}")
+
+
+class RedisServer:
+    """A private `redis-server` on a free port; stopping it affects only this test's server."""
+
+    def __init__(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server not found: `make test` installs it (apt-get install redis-server)")
+        self.exe = exe
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="bridgex-redis-")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(self.ping, 15, what="redis-server")
+        return self
+
+    def ping(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+
+    def flush(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            s.sendall(b"FLUSHALL\r\n")
+            s.recv(16)
+
+
+class Service:
+    """A subprocess (uvicorn, celery, ...) with env, log file and readiness check; killed on stop()."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, ready: Callable[[], bool] | None = None,
+                 ready_timeout: float = 120.0) -> None:
+        self.args, self.log, self.ready, self.ready_timeout = args, log, ready, ready_timeout
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        self._fh = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        if self.ready is not None:
+            try:
+                wait_until(lambda: self._alive() and self.ready(), self.ready_timeout, 0.2, what=str(self.args))
+            except TimeoutError as e:
+                self.stop()
+                raise RuntimeError(f"{e}\n--- log {self.log} ---\n{self.log.read_text()[-4000:]}") from e
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"process exited: {self.args}\n{self.log.read_text()[-4000:]}")
+        return True
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(10)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                self.kill()
+        self.proc = None
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    return lambda: httpx.get(url, timeout=1.0).status_code == 200
+
+
+def start_worker(model: str | Path, log_dir: Path, **env: str) -> tuple[Service, str]:
+    """Real CPU generation server (uvicorn) on a free port. Returns (service, base_url)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    svc = Service(
+        [PYTHON, "-m", "uvicorn", "services.worker.main:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        {"BRIDGEX_MODEL": str(model), **env}, log_dir / f"worker-{port}.log", http_ok(f"{url}/health"),
+    ).start()
+    return svc, url
+
+
+def start_celery(log_dir: Path, redis_url: str, **env: str) -> Service:
+    """Real Celery worker process (solo pool, `analyze` queue) against the given Redis."""
+    log = log_dir / f"celery-{free_port()}.log"
+    return Service(
+        [PYTHON, "-m", "celery", "-A", "services.analyzer.celery_app", "worker", "--pool=solo", "--concurrency=1",
+         "-Q", "analyze", "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        {"BRIDGEX_REDIS_URL": redis_url, **env}, log,
+        lambda: "ready." in log.read_text(errors="replace"),
+    ).start()
+
+
+def start_api(log_dir: Path, **env: str) -> tuple[Service, str]:
+    """Real gateway (uvicorn) on a free port. Returns (service, base_url)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    svc = Service(
+        [PYTHON, "-m", "uvicorn", "services.api.main:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env, log_dir / f"api-{port}.log", http_ok(f"{url}/health"),
+    ).start()
+    return svc, url
