@@ -1,0 +1,52 @@
+"""Models loaded lazily inside the worker process and kept between jobs (bounded by settings.models_kept).
+
+Never loaded at import or in a parent before fork: CUDA cannot be re-initialised in a forked child.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_cache: OrderedDict[tuple[str, str | None, str, str], Any] = OrderedDict()
+
+
+def get_model(name: str, *, revision: str | None, device: str, dtype: str, keep: int) -> Any:
+    """The LoadedModel for (name, revision, device, dtype); least recently used ones beyond `keep` dropped."""
+    key = (name, revision, device, dtype)
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        from bridgex.models import load_model
+
+        log.info("loading model %s (revision %s) on %s", name, revision, device)
+        lm = load_model(None if name in ("", "default") else name, device=device, dtype=dtype,
+                        revision=revision)
+        _cache[key] = lm
+        while len(_cache) > max(1, keep):
+            old, _ = _cache.popitem(last=False)
+            log.info("dropping model %s to stay within models_kept=%d", old, keep)
+            _free()
+        return lm
+
+
+def _free() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # freeing memory is best effort
+        pass
+
+
+def loaded() -> list[tuple[str, str | None, str, str]]:
+    return list(_cache)

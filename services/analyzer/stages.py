@@ -1,0 +1,406 @@
+"""The stages of an analysis, as plain functions (Celery tasks and scripts/real_analysis.py call them).
+
+profile (per language, reused across pairs) -> probe set (per pair) -> probe activations -> rank -> publish.
+Artifacts live under `settings.artifacts_path/<model-slug>/`, written atomically (bridgex.artifacts), each
+reused when its manifest says it was built from the same model weights, data and parameters:
+
+    profiles/<params>/profile-<lang>.{safetensors,json}     params: chunk_tokens, max_tokens
+    probes/<src>-<tgt>/probes-<params>.json                 params: gold filter, caps, dictionary hash
+    acts/<src>-<tgt>/acts-<probe_hash>-<reduce>-<layers>.{safetensors,json}
+    rankings/<src>-<tgt>/ranking-<probe_hash>-<params>.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridgex.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """The cancel flag was seen between batches or layers."""
+
+
+class AnalysisFailed(Exception):
+    """A failure a person can act on (bad data, too few probes, worker down); the message says what to do."""
+
+
+# Overall percent per stage: (start, end). Profiles dominate on CPU.
+WEIGHTS = {"model": (0, 5), "profile": (5, 50), "probes": (50, 62), "activations": (62, 85),
+           "rank": (85, 98), "publish": (98, 100)}
+
+
+@dataclass
+class JobContext:
+    """Progress and cooperative cancel for one run; also usable without a job (scripts): job_id=None."""
+
+    settings: Settings
+    job_id: str | None = None
+    store: Any = None
+    request_id: str | None = None
+    force: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    on_progress: Callable[[str, int, int, float], None] | None = None
+    _last_check: float = 0.0
+    _last_report: float = 0.0
+    _cancelled: bool = False
+
+    def should_cancel(self) -> bool:
+        """Checked between batches and layers; reads the Redis flag at most every 0.2 s."""
+        if self._cancelled:
+            return True
+        if self.store is None or self.job_id is None:
+            return False
+        now = time.monotonic()
+        if now - self._last_check < 0.2:
+            return False
+        self._last_check = now
+        self._cancelled = bool(self.store.cancel_requested(self.job_id))
+        return self._cancelled
+
+    def check(self, where: str) -> None:
+        if self.should_cancel():
+            raise JobCancelled(f"cancelled during {where}")
+
+    def progress(self, stage: str, current: int, total: int, *, sub: tuple[int, int] | None = None,
+                 force: bool = False) -> None:
+        """Stage progress; `sub` = (index, count) spreads a stage over several items (languages)."""
+        lo, hi = WEIGHTS.get(stage, (0, 100))
+        frac = (current / total) if total else 0.0
+        if sub is not None:
+            frac = (sub[0] + frac) / max(1, sub[1])
+        pct = lo + (hi - lo) * min(1.0, frac)
+        if self.on_progress is not None:
+            self.on_progress(stage, current, total, pct)
+        now = time.monotonic()
+        if self.store is None or self.job_id is None or (not force and now - self._last_report < 0.25):
+            return
+        self._last_report = now
+        self.store.progress(self.job_id, stage, current, total, percent=pct)
+
+    def timed(self, name: str) -> _Timer:
+        return _Timer(self, name)
+
+
+class _Timer:
+    def __init__(self, ctx: JobContext, name: str) -> None:
+        self.ctx, self.name = ctx, name
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.ctx.timings[self.name] = self.ctx.timings.get(self.name, 0.0) + time.perf_counter() - self.t0
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "model"
+
+
+def model_slug(lm: Any) -> str:
+    """Folder name of a model: its name (last path part) + revision; a path never leaks into the tree."""
+    name = Path(str(lm.model_id)).name if "/" in str(lm.model_id) else str(lm.model_id)
+    return f"{slug(name)}@{slug(str(lm.revision))}"
+
+
+def model_root(settings: Settings, lm: Any) -> Path:
+    return Path(settings.artifacts_path) / model_slug(lm)
+
+
+def _short(obj: Any) -> str:
+    from bridgex.artifacts import sha256_json
+
+    return sha256_json(obj)[:12]
+
+
+def load_lm(settings: Settings, model: str | None = None, revision: str | None = None) -> Any:
+    from .models import get_model
+
+    return get_model(model or settings.model, revision=revision or settings.model_revision,
+                     device=settings.device, dtype=settings.dtype, keep=settings.models_kept)
+
+
+def data_layout(settings: Settings) -> Any:
+    from bridgex.data.layout import DataLayout
+
+    return DataLayout(settings.data_path)
+
+
+def _cancel_types() -> tuple[type[BaseException], ...]:
+    from bridgex.probes import ProbeCancelled
+    from bridgex.profiling import Cancelled
+    from bridgex.ranking import RankingCancelled
+
+    return (Cancelled, ProbeCancelled, RankingCancelled)
+
+
+# ----------------------------------------------------------------------------------------------- profiles
+
+
+def monolingual(settings: Settings, language: str) -> list[str]:
+    try:
+        texts = list(data_layout(settings).monolingual(language))
+    except FileNotFoundError as e:
+        raise AnalysisFailed(
+            f"no monolingual text for {language!r} under {settings.data_path} ({e}); run "
+            f"`bridgex data prepare` or add the text file, or drop {language!r} from the candidates") from e
+    if not any(t.strip() for t in texts):
+        raise AnalysisFailed(f"the monolingual text of {language!r} under {settings.data_path} is empty")
+    return texts
+
+
+def profile_language(lm: Any, language: str, settings: Settings, ctx: JobContext | None = None, *,
+                     sub: tuple[int, int] = (0, 1), force: bool = False) -> Any:
+    """The LanguageProfile of `language` for `lm`: reused from disk when model weights, text and parameters
+    match, else computed (cancel checked between batches) and written atomically."""
+    from bridgex import artifacts
+    from bridgex.profiling import profile_texts
+
+    ctx = ctx or JobContext(settings=settings)
+    texts = monolingual(settings, language)
+    params = {"chunk_tokens": settings.chunk_tokens, "max_tokens": settings.profile_max_tokens}
+    folder = model_root(settings, lm) / "profiles" / _short(params)
+    dhash = artifacts.sha256_texts(texts)
+    name = artifacts.profile_name(language)
+    if not force:
+        try:
+            prof = artifacts.load_profile(folder, name)
+            meta = prof.meta or {}
+            if meta.get("data_hash") == dhash and meta.get("weight_hash") == lm.weight_hash:
+                ctx.progress("profile", 1, 1, sub=sub)
+                return prof
+        except (FileNotFoundError, artifacts.ArtifactError, KeyError, ValueError):
+            pass
+    prof = profile_texts(
+        lm, texts, language=language, batch_size=settings.batch_size, chunk_tokens=settings.chunk_tokens,
+        max_tokens=settings.profile_max_tokens, should_cancel=ctx.should_cancel,
+        progress=lambda cur, tot: ctx.progress("profile", cur, tot, sub=sub),
+    )
+    manifest = artifacts.make_manifest("profile", **artifacts.model_manifest_fields(lm), data_hash=dhash,
+                                       params=params)
+    artifacts.save_profile(folder, prof, manifest, name=name)
+    prof.meta = {**(prof.meta or {}), **manifest}
+    return prof
+
+
+def profile_one(language: str, settings: Settings, *, force: bool = False) -> dict[str, Any]:
+    """Task body of `bridgex.profile_language`."""
+    from bridgex.languages import normalize_code
+
+    lm = load_lm(settings)
+    code = normalize_code(language)
+    prof = profile_language(lm, code, settings, force=force)
+    return {"language": code, "n_tokens": prof.n_tokens, "model": lm.model_id, "revision": lm.revision}
+
+
+# ----------------------------------------------------------------------------------------------- probes
+
+
+def dictionary(settings: Settings, source: str, target: str) -> Any:
+    """Word pairs for probing (the "probe" part: the evaluation's words stay unseen)."""
+    try:
+        return data_layout(settings).dictionary(source, target, "probe")
+    except FileNotFoundError as e:
+        raise AnalysisFailed(f"no {source}-{target} probe dictionary: {e}") from e
+
+
+def probe_set(lm: Any, req: dict[str, Any], settings: Settings, ctx: JobContext | None = None, *,
+              force: bool = False) -> tuple[Any, Path]:
+    """Build (or reuse) the pair's probe set. The gold filter runs against settings.worker_url."""
+    from bridgex.artifacts import sha256_json
+    from bridgex.probes import ProbeSet, ProbeSetError, build_probe_set
+
+    ctx = ctx or JobContext(settings=settings)
+    src, tgt = req["source"], req["target"]
+    d = dictionary(settings, src, tgt)
+    pairs = [(p.source, p.target) for p in d.pairs] if hasattr(d, "pairs") else list(d)
+    params = {"gold_filter": bool(req["gold_filter"]), "probe_max": int(req["probe_max"]),
+              "probe_min": int(req["probe_min"]), "dictionary": sha256_json(sorted(pairs))[:16],
+              "filter_model": lm.weight_hash if req["gold_filter"] else None}
+    path = model_root(settings, lm) / "probes" / f"{src}-{tgt}" / f"probes-{_short(params)}.json"
+    if path.exists() and not force:
+        try:
+            ps = ProbeSet.load(path)
+            ctx.progress("probes", 1, 1)
+            return ps, path
+        except (ProbeSetError, ValueError) as e:
+            log.warning("rebuilding unreadable probe set %s: %s", path, e)
+    try:
+        ps = build_probe_set(
+            pairs, src, tgt, gold_filter=params["gold_filter"], worker_url=settings.worker_url,
+            model=getattr(settings, "served_model_name", None), probe_max=params["probe_max"],
+            probe_min=params["probe_min"], timeout=settings.worker_timeout_s, retries=settings.worker_retries,
+            request_id=ctx.request_id, should_cancel=ctx.should_cancel,
+            progress=lambda cur, tot: ctx.progress("probes", cur, tot),
+        )
+    except ProbeSetError as e:
+        raise AnalysisFailed(str(e)) from e
+    except _cancel_types():
+        raise
+    except Exception as e:
+        from bridgex.client import GenerationError
+
+        if isinstance(e, GenerationError):
+            raise AnalysisFailed(
+                f"the gold filter could not use the generation worker at {settings.worker_url} "
+                f"({type(e).__name__}: {e}); start the worker, or submit with gold_filter=false") from e
+        raise
+    ps.params = {**ps.params, **params}
+    ps.save(path)
+    return ps, path
+
+
+def probe_set_only(req: dict[str, Any], settings: Settings, *, force: bool = False) -> dict[str, Any]:
+    lm = load_lm(settings, req.get("model"), req.get("revision"))
+    ps, path = probe_set(lm, req, settings, force=force)
+    return {"path": str(path), "probe_hash": ps.hash, "size": len(ps)}
+
+
+# ----------------------------------------------------------------------------------------------- activations
+
+
+def window_layers(lm: Any, window: list[float] | tuple[float, float]) -> list[int]:
+    from bridgex.ranking import window_layers as wl
+
+    return list(wl(lm.num_layers, (float(window[0]), float(window[1]))))
+
+
+def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], settings: Settings,
+               ctx: JobContext | None = None, *, force: bool = False) -> tuple[Any, Path]:
+    """A[l, j, n] over the window layers for the probe prompts; reused from disk by probe hash."""
+    from bridgex import artifacts
+    from bridgex.profiling import probe_activations
+
+    ctx = ctx or JobContext(settings=settings)
+    folder = model_root(settings, lm) / "acts" / f"{ps.source}-{ps.target}"
+    name = f"acts-{ps.hash}-{req['reduce']}-{_short(layers)}"
+    if not force:
+        try:
+            acts, got_layers, manifest = artifacts.load_probe_acts(folder, name)
+            if got_layers == layers and manifest.get("weight_hash") == lm.weight_hash:
+                ctx.progress("activations", 1, 1)
+                return acts, folder / name
+        except (FileNotFoundError, artifacts.ArtifactError, KeyError, ValueError):
+            pass
+    acts = probe_activations(
+        lm, ps.prompts, layers=layers, reduce=req["reduce"], batch_size=max(1, 2 * settings.batch_size),
+        should_cancel=ctx.should_cancel, progress=lambda cur, tot: ctx.progress("activations", cur, tot),
+    )
+    manifest = artifacts.make_manifest("probe_activations", **artifacts.model_manifest_fields(lm),
+                                       data_hash=ps.hash, params={"reduce": req["reduce"], "layers": layers},
+                                       extra={"source": ps.source, "target": ps.target, "n": len(ps)})
+    artifacts.save_probe_acts(folder, name, acts, layers, manifest)
+    return acts, folder / name
+
+
+# ----------------------------------------------------------------------------------------------- ranking
+
+
+def rank(lm: Any, profiles: dict[str, Any], acts: Any, layers: list[int], ps: Any, req: dict[str, Any],
+         ctx: JobContext) -> dict[str, Any]:
+    """Neuron sets from the profiles, bridge sets per candidate, then HSIC per layer (cancel per layer)."""
+    from bridgex.neurons import bridge_set, language_sets, pair_overlap
+    from bridgex.ranking import rank_bridges
+
+    src, tgt, cands = req["source"], req["target"], list(req["candidates"])
+    probs = {code: p.prob for code, p in profiles.items()}
+    sets, report = language_sets(probs, method=req["selection"], top_rate=float(req["top_rate"]))
+    pair = pair_overlap(sets, src, tgt)
+    bsets = {}
+    for b in cands:
+        ctx.check("bridge sets")
+        bsets[b] = bridge_set(sets, b, src, tgt, acts, layers, variant=req["bridge_set"], k=int(req["k"]))
+    ranking = rank_bridges(
+        acts, layers, pair, bsets, variant=req["hsic_variant"], candidates=cands,
+        provenance={"src": src, "tgt": tgt, "model_id": lm.model_id, "revision": lm.revision,
+                    "probe_hash": ps.hash, "method_version": req.get("method_version")},
+        params={"selection": req["selection"], "top_rate": req["top_rate"], "bridge_set": req["bridge_set"],
+                "k": req["k"], "window": req["window"], "reduce": req["reduce"]},
+        progress=lambda cur, tot: ctx.progress("rank", cur, tot), should_cancel=ctx.should_cancel,
+    )
+    out = ranking.model_dump(mode="json")
+    out["sets_report"] = report.model_dump(mode="json")
+    if out.get("best") is None:
+        raise AnalysisFailed(
+            f"no candidate could be scored for {src}->{tgt}: the pair's shared neurons "
+            f"{ranking.pair_set_sizes} or the bridge sets are empty in every window layer {layers}. "
+            f"Try selection='lape' or a larger top_rate, bridge_set='full', or a wider window.")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- whole job
+
+
+def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
+                 publish: bool = True) -> dict[str, Any]:
+    """The whole job on one process. Returns the small result stored in the job record."""
+    from bridgex import METHOD_VERSION
+    from bridgex.probes import atomic_write_text
+
+    from services.common.bridges import BridgeStore, best_of
+
+    settings = ctx.settings
+    cancel_types = _cancel_types()
+    t_start = time.perf_counter()
+    try:
+        ctx.progress("model", 0, 1, force=True)
+        with ctx.timed("load_model"):
+            try:
+                lm = load_lm(settings, req.get("model"), req.get("revision"))
+            except (FileNotFoundError, OSError) as e:
+                raise AnalysisFailed(f"cannot load model {req.get('model')!r}: {e}") from e
+        ctx.progress("model", 1, 1, force=True)
+        langs = [req["source"], req["target"], *req["candidates"]]
+        profiles: dict[str, Any] = {}
+        with ctx.timed("profiles"):
+            for i, code in enumerate(langs):
+                ctx.check("profiling")
+                profiles[code] = profile_language(lm, code, settings, ctx, sub=(i, len(langs)))
+        with ctx.timed("probe_set"):
+            ps, ps_path = probe_set(lm, req, settings, ctx, force=ctx.force)
+        layers = window_layers(lm, req["window"])
+        with ctx.timed("probe_activations"):
+            acts, acts_path = probe_acts(lm, ps, layers, req, settings, ctx, force=ctx.force)
+        with ctx.timed("rank"):
+            ranking = rank(lm, profiles, acts, layers, ps, req, ctx)
+    except cancel_types as e:
+        raise JobCancelled(str(e)) from e
+    ctx.check("publish")
+    provenance = {"model_id": lm.model_id, "weight_hash": lm.weight_hash, "loaded_revision": lm.revision,
+                  "probe_hash": ps.hash, "probe_size": len(ps), "gold_filtered": ps.gold_filtered,
+                  "job_id": ctx.job_id, "request": req, "layers": layers}
+    ranking = {**ranking, "source": req["source"], "target": req["target"],
+               "provenance": {**(ranking.get("provenance") or {}), **provenance}}
+    folder = model_root(settings, lm) / "rankings" / f"{req['source']}-{req['target']}"
+    rank_path = folder / f"ranking-{ps.hash}-{_short(req)}.json"
+    atomic_write_text(rank_path, json.dumps(ranking, ensure_ascii=False, indent=1, default=str))
+    key = None
+    if publish and redis is not None:
+        key = BridgeStore(redis).publish(
+            ranking, model=req.get("model") or settings.model, revision=req.get("revision"),
+            source=req["source"], target=req["target"], probe_hash=ps.hash,
+            method_version=req.get("method_version") or METHOD_VERSION)
+    ctx.progress("publish", 1, 1, force=True)
+    ctx.timings["total"] = time.perf_counter() - t_start
+    best, score = best_of(ranking)
+    summary = [{"code": c.get("code"), "score": c.get("score"), "rank": c.get("rank")}
+               for c in ranking.get("ranked", [])]
+    return {
+        "best": best, "score": score, "ranking": summary, "cache_key": key, "probe_hash": ps.hash,
+        "probe_size": len(ps), "layers": layers,
+        "artifacts": {"ranking": str(rank_path), "probes": str(ps_path), "activations": str(acts_path),
+                      "root": str(model_root(settings, lm))},
+        "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
+    }

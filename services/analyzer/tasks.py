@@ -1,0 +1,159 @@
+"""Celery tasks of the analyzer. `bridgex.analyze_pair` runs a whole job; the per-stage tasks exist for
+operators (precompute the profiles of a model, rebuild one probe set) and call the same stage functions.
+
+Exactly once: the job record (ours) is the truth. A redelivered task (acks_late + reject_on_worker_lost after
+a `kill -9`) finds the record `running` from a dead worker and resumes (artifacts already written are reused;
+`attempts` counts the runs); a record already `succeeded` returns at once. A lease key with a heartbeat keeps
+two live workers from running one job at the same time (a visibility timeout shorter than the job).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+import redis
+from bridgex.settings import get_settings
+from celery import Task
+
+from services.common.jobs import TERMINAL, JobRecord, JobState, JobStore
+
+from . import stages
+from .celery_app import app
+
+log = logging.getLogger(__name__)
+
+LEASE_PREFIX = "bridgex:job-lease:"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) "
+          "else return 0 end")
+
+_redis: redis.Redis | None = None
+
+
+def redis_client() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(get_settings().redis_url, socket_timeout=10, socket_connect_timeout=5,
+                                      health_check_interval=30)
+    return _redis
+
+
+def lease_seconds() -> int:
+    return max(2, int(os.environ.get("BRIDGEX_JOB_LEASE_S", "60")))
+
+
+class Lease:
+    """`SET NX EX` lease on a job, renewed by a heartbeat thread while the task runs."""
+
+    def __init__(self, r: redis.Redis, job_id: str, ttl: int) -> None:
+        self.r, self.key, self.ttl = r, LEASE_PREFIX + job_id, ttl
+        self.token = f"{os.getpid()}:{uuid.uuid4().hex}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> bool:
+        if not self.r.set(self.key, self.token, nx=True, ex=self.ttl):
+            return False
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.key}", daemon=True)
+        self._thread.start()
+        return True
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                self.r.eval(_RENEW, 1, self.key, self.token, self.ttl)
+            except redis.RedisError as e:  # the next beat tries again; the lease lasts ttl
+                log.warning("lease heartbeat failed: %s", e)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self.r.eval(_RELEASE, 1, self.key, self.token)
+        except redis.RedisError as e:
+            log.warning("lease release failed (expires in %ss): %s", self.ttl, e)
+
+
+def _request_id(task: Task) -> str | None:
+    req = task.request
+    return getattr(req, "request_id", None) or (getattr(req, "headers", None) or {}).get("request_id")
+
+
+def run_job(job_id: str, request: dict[str, Any] | None = None, *, force: bool = False,
+            request_id: str | None = None) -> tuple[str, JobRecord | None]:
+    """The job lifecycle around `stages.run_analysis`. Returns (outcome, record); outcome is one of
+    'done', 'skipped' (already terminal), 'busy' (another live worker holds the lease), 'missing'."""
+    settings = get_settings()
+    r = redis_client()
+    store = JobStore(r, ttl_s=settings.job_ttl_s)
+    rec = store.get(job_id)
+    if rec is None:
+        if request is None:
+            log.error("job %s: no record and no request; dropping", job_id)
+            return "missing", None
+        rec, _ = store.create(job_id, request, request_id=request_id)  # record expired: recreate it
+    if rec.state in TERMINAL:
+        log.info("job %s already %s; nothing to do", job_id, rec.state.value)
+        return "skipped", rec
+    lease = Lease(r, job_id, lease_seconds())
+    if not lease.acquire():
+        return "busy", rec
+    try:
+        if store.cancel_requested(job_id):
+            return "done", store.cancelled(job_id)
+        rec = store.start(job_id)
+        if rec.state != JobState.running:
+            return "skipped", rec
+        if rec.attempts > 1:
+            log.warning("job %s: attempt %d (resuming after a lost worker)", job_id, rec.attempts)
+        ctx = stages.JobContext(job_id=job_id, store=store, settings=settings, request_id=request_id or
+                                rec.request_id, force=force)
+        req = rec.request or request or {}
+        try:
+            result = stages.run_analysis(req, ctx, redis=r)
+        except stages.JobCancelled as e:
+            log.info("job %s cancelled: %s", job_id, e)
+            return "done", store.cancelled(job_id)
+        except stages.AnalysisFailed as e:
+            log.warning("job %s failed: %s", job_id, e)
+            return "done", store.fail(job_id, str(e))
+        except Exception as e:
+            log.exception("job %s crashed", job_id)
+            return "done", store.fail(job_id, f"internal error in the analyzer ({type(e).__name__}: {e}); "
+                                              "see the analyzer log, then resubmit")
+        return "done", store.succeed(job_id, result)
+    finally:
+        lease.release()
+
+
+@app.task(name="bridgex.analyze_pair", bind=True, max_retries=None, acks_late=True,
+          reject_on_worker_lost=True)
+def analyze_pair(self: Task, job_id: str, request: dict[str, Any] | None = None, force: bool = False) -> dict:
+    """Profile -> probe set -> probe activations -> rank -> publish, for one job record."""
+    started = time.monotonic()
+    outcome, rec = run_job(job_id, request, force=force, request_id=_request_id(self))
+    if outcome == "busy":
+        # another live worker runs this job (the message came back after a visibility timeout): try later,
+        # so that if that worker dies the job still finishes
+        raise self.retry(countdown=lease_seconds(), max_retries=None)
+    state = rec.state.value if rec is not None else "missing"
+    log.info("job %s: %s (%s) in %.1fs", job_id, outcome, state, time.monotonic() - started)
+    return {"job_id": job_id, "state": state}
+
+
+@app.task(name="bridgex.profile_language", acks_late=True, reject_on_worker_lost=True)
+def profile_language(language: str, force: bool = False) -> dict:
+    """Compute (or reuse) the profile artifact of one language for the configured model."""
+    return stages.profile_one(language, get_settings(), force=force)
+
+
+@app.task(name="bridgex.build_probe_set", acks_late=True, reject_on_worker_lost=True)
+def build_probe_set(request: dict[str, Any], force: bool = False) -> dict:
+    """Build (or reuse) the probe set of a normalized request's pair; returns its path and hash."""
+    return stages.probe_set_only(request, get_settings(), force=force)

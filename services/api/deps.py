@@ -1,0 +1,123 @@
+"""Every dependency of the gateway in one place: settings, Redis, stores, Celery, the generation client, auth.
+
+`AppContext` is built once per app by `create_app` and lives on `app.state.ctx`; routes receive its parts
+through the FastAPI dependencies below, so tests and the benchmark can build apps with their own settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import redis
+import redis.asyncio as aioredis
+from bridgex.client import GenerationClient
+from fastapi import Depends, Request
+
+from services.common.bridges import BridgeStore
+from services.common.jobs import JobStore
+
+from .core.config import Settings
+from .core.observability import Metrics
+from .core.redis import RedisGate, async_client, sync_client
+from .core.security import KeyRing, Principal, RateLimiter
+
+
+@dataclass
+class AppContext:
+    """The long-lived objects one gateway app uses."""
+
+    settings: Settings
+    metrics: Metrics
+    gate: RedisGate
+    redis: aioredis.Redis
+    redis_sync: redis.Redis
+    jobs: JobStore
+    bridges: BridgeStore
+    keys: KeyRing
+    limiter: RateLimiter
+    generation: GenerationClient
+    _celery: Any = field(default=None, repr=False)
+
+    @property
+    def model_name(self) -> str:
+        """The model the gateway serves and looks bridges up for."""
+        return self.settings.model
+
+    @property
+    def served_model(self) -> str:
+        return self.settings.served_model_name or self.settings.model
+
+    @property
+    def celery(self) -> Any:
+        """The analyzer's Celery app, made on first use (the broker is only touched when sending)."""
+        if self._celery is None:
+            from services.analyzer.celery_app import make_app
+
+            app = make_app(self.settings)
+            # the gateway must fail fast when the broker is down, not retry for minutes
+            opts = dict(app.conf.broker_transport_options or {})
+            opts.update({"socket_timeout": 2.0, "socket_connect_timeout": 1.0, "max_retries": 1})
+            app.conf.broker_transport_options = opts
+            app.conf.broker_connection_timeout = 1.0
+            app.conf.broker_connection_max_retries = 1
+            app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                                  "interval_max": 0.2}
+            self._celery = app
+        return self._celery
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppContext:
+        metrics = Metrics()
+        gate = RedisGate(metrics)
+        rclient = async_client(settings.redis_url)
+        rsync = sync_client(settings.redis_url)
+        return cls(
+            settings=settings, metrics=metrics, gate=gate, redis=rclient, redis_sync=rsync,
+            jobs=JobStore(rsync, ttl_s=settings.job_ttl_s), bridges=BridgeStore(rsync),
+            keys=KeyRing(settings.api_keys, settings.auth_open),
+            limiter=RateLimiter(rclient, gate, metrics, settings.rate_limit_per_minute),
+            generation=GenerationClient(settings.worker_url, model=settings.served_model_name,
+                                        timeout=settings.worker_timeout_s, retries=settings.worker_retries),
+        )
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        self.redis_sync.close()
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+
+def get_settings_dep(ctx: Ctx) -> Settings:
+    return ctx.settings
+
+
+def request_id(request: Request) -> str:
+    return request.state.request_id
+
+
+RequestId = Annotated[str, Depends(request_id)]
+
+
+def require(scope: str):
+    """Dependency: an authenticated principal holding `scope`, within its rate limit."""
+
+    async def dependency(request: Request, ctx: Ctx) -> Principal:
+        client = request.client.host if request.client else "anonymous"
+        principal = ctx.keys.authenticate(request.headers, scope, client)
+        await ctx.limiter.check(principal)
+        request.state.principal = principal
+        return principal
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
+
+
+TranslateScope = Annotated[Principal, Depends(require("translate"))]
+AnalyzeScope = Annotated[Principal, Depends(require("analyze"))]
+AdminScope = Annotated[Principal, Depends(require("admin"))]

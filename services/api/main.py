@@ -1,0 +1,51 @@
+"""The BridgeX gateway: `uvicorn services.api.main:create_app --factory`.
+
+Routes live one module per resource in `routes/`, behaviour in `services/`, dependencies in `deps.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .core.config import Settings, get_settings
+from .core.errors import install_error_handlers
+from .core.observability import RequestContextMiddleware
+from .deps import AppContext
+from .routes import analyze, bridges, health, jobs, languages, translate
+
+log = logging.getLogger("bridgex.api")
+
+DESCRIPTION = """Translate through a bridge language chosen by neuron overlap + HSIC (BridgeX-ICL).
+
+Auth: `Authorization: Bearer <key>` or `X-API-Key: <key>`; scopes `translate` (translate and reads),
+`analyze` (jobs), `admin` (DELETE). Every response carries `X-Request-Id`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build a gateway app for `settings` (default: BRIDGEX_* environment)."""
+    settings = settings or get_settings()
+    ctx = AppContext.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auth_open:
+            log.warning("BridgeX API in OPEN MODE (BRIDGEX_AUTH_OPEN=true): no API key is required. "
+                        "Development only.")
+        elif not settings.api_keys:
+            log.warning("no API keys configured (BRIDGEX_API_KEYS): every protected endpoint answers 401")
+        async with ctx.generation:
+            yield
+        await ctx.aclose()
+
+    app = FastAPI(title="BridgeX API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for module in (translate, analyze, jobs, bridges, languages, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
+    return app

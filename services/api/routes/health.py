@@ -1,0 +1,72 @@
+"""GET /health (liveness), GET /ready (Redis, broker, generation worker), GET /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..core.redis import async_client
+from ..deps import AppContext, Ctx
+
+router = APIRouter(tags=["health"])
+
+CHECK_TIMEOUT_S = 2.0
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process serves requests (no dependency is touched)."""
+    return {"status": "ok"}
+
+
+async def _check(fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    try:
+        ok = await asyncio.wait_for(fn(), CHECK_TIMEOUT_S)
+        detail = "ok" if ok else "not ready"
+        ok = bool(ok)
+    except TimeoutError:
+        ok, detail = False, f"no answer within {CHECK_TIMEOUT_S:.0f}s"
+    except Exception as exc:
+        ok, detail = False, f"{type(exc).__name__}: {exc}"[:300]
+    return {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - t0) * 1e3, 2)}
+
+
+async def _broker_ok(ctx: AppContext) -> bool:
+    url = ctx.settings.broker
+    if url == ctx.settings.redis_url:
+        return bool(await ctx.redis.ping())
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        client = async_client(url)
+        try:
+            return bool(await client.ping())
+        finally:
+            await client.aclose()
+
+    def connect() -> bool:
+        with ctx.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_S)
+        return True
+
+    return await asyncio.to_thread(connect)
+
+
+@router.get("/ready", responses={503: {"description": "A dependency is down (see checks)"}})
+async def ready(ctx: Ctx) -> JSONResponse:
+    """Readiness: Redis answers PING, the broker accepts a connection, the generation worker is healthy."""
+    redis_c, broker_c, worker_c = await asyncio.gather(
+        _check(ctx.redis.ping), _check(lambda: _broker_ok(ctx)), _check(ctx.generation.health))
+    checks = {"redis": redis_c, "broker": broker_c, "generation_worker": worker_c}
+    ok = all(c["ok"] for c in checks.values())
+    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(ctx: Ctx) -> Response:
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

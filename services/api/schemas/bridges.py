@@ -1,0 +1,49 @@
+"""Models of /bridges and /languages. A ranking is the analyzer's published JSON, passed through as is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Ranking(BaseModel):
+    """Published ranking: ranked candidates (per-layer scores, set sizes), best, provenance, cache_key."""
+
+    model_config = ConfigDict(extra="allow")
+
+    cache_key: str
+    ranked: list[dict[str, Any]] = []
+    best_code: str | None = None
+    best_score: float | None = None
+    provenance: dict[str, Any] = {}
+
+
+class PairBest(BaseModel):
+    source: str
+    target: str
+    best: str | None
+    score: float | None
+    cache_key: str
+    published_at: str | None = None
+
+
+class BridgeMatrix(BaseModel):
+    model: str
+    revision: str | None
+    pairs: list[PairBest]
+
+
+class LanguageOut(BaseModel):
+    code: str
+    iso639_3: str
+    name: str
+    native: str
+    family: str
+    script: str
+    flores: str | None = None
+
+
+class LanguageList(BaseModel):
+    languages: list[LanguageOut]
+    note: str

@@ -1,0 +1,132 @@
+"""Which bridge a translation uses: explicit, none, or auto (cache hit, else a labelled fallback + one job).
+
+A cache miss never computes inline (conventions.md): it serves the fallback at once and enqueues one analysis
+for the pair. "One" holds however many requests miss together: only the request that wins a Redis `SET NX`
+lock calls `submit_analysis` (whose content-hash job id is a second guard). The lock lives
+`AUTO_LOCK_TTL_S`, so a failing analysis is not resubmitted by every request either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from services.common.analysis import AnalysisRequest, submit_analysis
+from services.common.jobs import JobRecord, JobState
+
+from ..core.redis import RedisUnavailable
+from ..deps import AppContext
+from .validation import AUTO, NONE
+
+log = logging.getLogger("bridgex.api")
+
+AUTO_LOCK_TTL_S = 300
+SUBMIT_TIMEOUT_S = 5.0
+
+
+@dataclass
+class BridgeChoice:
+    code: str | None
+    source: str  # explicit | cache | fallback | none
+    cache_key: str | None = None
+    analysis_job: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@lru_cache(maxsize=4096)
+def _nearest(source: str, target: str, candidates: tuple[str, ...]) -> str | None:
+    from bridgex.typology import nearest_candidate
+
+    return nearest_candidate(source, target, list(candidates))
+
+
+async def fallback_bridge(ctx: AppContext, source: str, target: str) -> tuple[str | None, str | None]:
+    """(code, warning): the configured default bridge, else the typology-nearest candidate."""
+    from bridgex.languages import normalize_code
+
+    s = ctx.settings
+    if s.fallback_bridge:
+        fb = normalize_code(s.fallback_bridge)
+        if fb not in (source, target):
+            return fb, None
+    cands = tuple(c for c in (normalize_code(c) for c in s.candidates) if c not in (source, target))
+    if not cands:
+        return None, "no fallback candidate differs from source and target; translated without a bridge"
+    try:
+        code = await asyncio.to_thread(_nearest, source, target, cands)
+    except Exception as exc:  # typology data missing for a language: still answer, directly
+        log.warning("typology fallback failed for %s-%s: %s", source, target, exc)
+        return None, f"typology fallback unavailable ({exc}); translated without a bridge"
+    return code, None
+
+
+def lock_key(ctx: AppContext, source: str, target: str) -> str:
+    s = ctx.settings
+    return f"bridgex:auto-analysis:{s.model}@{s.model_revision or 'unknown'}:{source}:{target}"
+
+
+async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: str) -> str | None:
+    """Submit one analysis for the pair unless another request already did (SET NX). Returns the job id
+    when known. Raises RedisUnavailable."""
+    key = lock_key(ctx, source, target)
+    won = await ctx.gate.run("auto_lock", lambda: ctx.redis.set(key, "pending", nx=True, ex=AUTO_LOCK_TTL_S))
+    if not won:
+        holder = await ctx.gate.run("auto_lock", lambda: ctx.redis.get(key))
+        return holder if holder and holder != "pending" else None
+    def submit() -> tuple[JobRecord, bool]:
+        req = AnalysisRequest(source=source, target=target)
+        rec, created = submit_analysis(req, settings=ctx.settings, redis=ctx.redis_sync,
+                                       celery_app=ctx.celery, request_id=request_id)
+        if not created and rec.state == JobState.succeeded:
+            # the job finished but its ranking is not in the cache (deleted or evicted): recompute it
+            rec, created = submit_analysis(req, settings=ctx.settings, redis=ctx.redis_sync,
+                                           celery_app=ctx.celery, request_id=request_id, force=True)
+        return rec, created
+
+    try:
+        rec, created = await asyncio.wait_for(ctx.gate.run_sync("submit", submit), SUBMIT_TIMEOUT_S)
+    except BaseException:
+        await ctx.gate.run("auto_lock", lambda: ctx.redis.delete(key))
+        raise
+    if created:
+        ctx.metrics.analysis_enqueued.inc()
+    await ctx.gate.run("auto_lock", lambda: ctx.redis.set(key, rec.id, xx=True, keepttl=True))
+    return rec.id
+
+
+async def choose(ctx: AppContext, bridge: str, source: str, target: str, *, use_cache: bool,
+                 request_id: str) -> BridgeChoice:
+    """Resolve the request's bridge (already validated: "auto", "none" or a code)."""
+    if bridge == NONE:
+        return BridgeChoice(None, "none")
+    if bridge != AUTO:
+        return BridgeChoice(bridge, "explicit")
+    warnings: list[str] = []
+    if use_cache:
+        s = ctx.settings
+        try:
+            ranking = await ctx.gate.run_sync(
+                "bridge_lookup", lambda: ctx.bridges.latest(s.model, s.model_revision, source, target))
+        except RedisUnavailable:
+            ranking = None
+            warnings.append("bridge cache unavailable (Redis is down): using the fallback bridge; "
+                            "no analysis was enqueued")
+            use_cache = False
+        if ranking is not None and ranking.get("best_code") not in (None, source, target):
+            return BridgeChoice(ranking["best_code"], "cache", cache_key=ranking.get("cache_key"))
+    code, warn = await fallback_bridge(ctx, source, target)
+    if warn:
+        warnings.append(warn)
+    choice = BridgeChoice(code, "fallback", warnings=warnings)
+    if use_cache:  # a miss (not a bypass, not Redis down): start the analysis that fills the cache
+        try:
+            choice.analysis_job = await enqueue_once(ctx, source, target, request_id)
+        except RedisUnavailable:
+            warnings.append("Redis became unavailable: no analysis was enqueued")
+        except Exception as exc:
+            log.warning("could not enqueue analysis for %s-%s: %s", source, target, exc)
+            warnings.append(f"could not enqueue an analysis for this pair ({type(exc).__name__}); "
+                            "POST /analyze to start one")
+    return choice

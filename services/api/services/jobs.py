@@ -1,0 +1,104 @@
+"""/analyze submission with Idempotency-Key, and job reads, over the shared JobStore and submit_analysis.
+
+Redis down -> 503 (there is nothing to record a job in); broker down -> 503 (submit_analysis leaves a failed
+record that a retry re-runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+from services.common.analysis import InvalidAnalysisRequest, submit_analysis
+from services.common.jobs import JobRecord, JobState
+
+from ..core.errors import ApiError, bad_input, dependency_down
+from ..core.redis import RedisUnavailable
+from ..core.security import Principal
+from ..deps import AppContext
+from ..schemas.jobs import AnalyzeRequest, JobResponse
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+SUBMIT_TIMEOUT_S = 10.0
+
+
+def job_response(rec: JobRecord) -> JobResponse:
+    return JobResponse(**rec.model_dump(), location=f"/jobs/{rec.id}")
+
+
+def _redis_down(exc: RedisUnavailable) -> ApiError:
+    return dependency_down("redis", f"job storage is unavailable: {exc}")
+
+
+async def submit(ctx: AppContext, req: AnalyzeRequest, principal: Principal, request_id: str,
+                 idempotency_key: str | None) -> JobRecord:
+    idem = None
+    body_fp = hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:32]
+    try:
+        if idempotency_key:
+            idem = (f"bridgex:idem:{principal.key_id}:"
+                    f"{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}")
+            raw = await ctx.gate.run("idempotency", lambda: ctx.redis.get(idem))
+            if raw:
+                seen = json.loads(raw)
+                if seen.get("fp") != body_fp:
+                    raise ApiError(422, "idempotency_key_reused",
+                                   "this Idempotency-Key was already used with a different request body; "
+                                   "use a new key for a new request")
+                rec = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.get(seen["job"]))
+                if rec is not None:
+                    return rec
+        try:
+            rec, _created = await asyncio.wait_for(ctx.gate.run_sync("submit", lambda: submit_analysis(
+                req, settings=ctx.settings, redis=ctx.redis_sync, celery_app=ctx.celery,
+                request_id=request_id, force=req.force)), SUBMIT_TIMEOUT_S)
+        except InvalidAnalysisRequest as exc:
+            raise bad_input(str(exc)) from exc
+        except (RedisUnavailable, ApiError):
+            raise
+        except TimeoutError as exc:
+            raise dependency_down("broker", f"the job could not be enqueued within {SUBMIT_TIMEOUT_S:.0f}s "
+                                  "(broker slow or down); retry later") from exc
+        except Exception as exc:  # kombu/celery errors: the broker is down
+            raise dependency_down("broker", f"the job could not be enqueued: {type(exc).__name__}: {exc}. "
+                                  "Retry later") from exc
+        if idem:
+            value = json.dumps({"job": rec.id, "fp": body_fp})
+            await ctx.gate.run("idempotency",
+                               lambda: ctx.redis.set(idem, value, nx=True, ex=IDEMPOTENCY_TTL_S))
+        return rec
+    except RedisUnavailable as exc:
+        raise _redis_down(exc) from exc
+
+
+def is_done_with_result(rec: JobRecord) -> bool:
+    return rec.state == JobState.succeeded and rec.result is not None
+
+
+async def get(ctx: AppContext, job_id: str) -> JobRecord:
+    try:
+        rec = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.get(job_id))
+    except RedisUnavailable as exc:
+        raise _redis_down(exc) from exc
+    if rec is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r} (never created, or expired); "
+                       "POST /analyze {\"source\": ..., \"target\": ...} starts one")
+    return rec
+
+
+async def cancel(ctx: AppContext, job_id: str) -> JobRecord:
+    try:
+        rec = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.request_cancel(job_id))
+    except RedisUnavailable as exc:
+        raise _redis_down(exc) from exc
+    if rec is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r} to cancel")
+    return rec
+
+
+async def list_jobs(ctx: AppContext, limit: int, state: JobState | None) -> list[JobRecord]:
+    try:
+        return await ctx.gate.run_sync("jobs", lambda: ctx.jobs.list(limit=limit, state=state))
+    except RedisUnavailable as exc:
+        raise _redis_down(exc) from exc

@@ -1,0 +1,194 @@
+"""Analysis requests: validation, the content-hash job id, and submission to the `analyze` queue exactly once.
+
+Shared by the gateway (`POST /analyze`) and anything else that enqueues work (CLI, tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+from bridgex import METHOD_VERSION
+from bridgex.cache_keys import canonical_json, job_id
+from bridgex.settings import Settings
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from .jobs import JobRecord, JobState, JobStore
+
+TASK_NAME = "bridgex.analyze_pair"
+RERUNNABLE = frozenset({JobState.failed, JobState.cancelled})
+
+
+class InvalidAnalysisRequest(ValueError):
+    """Bad input a person can fix (the gateway maps it to 422)."""
+
+
+class AnalysisRequest(BaseModel):
+    """One pair to analyse. Fields left as None take the server's Settings (method.md DECISIONs)."""
+
+    source: str = Field(..., description="Source language code (e.g. 'sw').")
+    target: str = Field(..., description="Target language code (e.g. 'fi').")
+    candidates: list[str] | None = Field(None, description="Candidate bridges; default settings.candidates.")
+    model: str | None = Field(None, description="Default settings.model (one model per analyzer).")
+    revision: str | None = None
+    selection: Literal["top_rate", "lape"] | None = None
+    bridge_set: Literal["specific", "full"] | None = None
+    k: int | None = Field(None, ge=1, le=4096, description="Neurons kept per bridge set and layer.")
+    window: tuple[float, float] | None = Field(None, description="Depth window as fractions of the layers.")
+    top_rate: float | None = Field(None, gt=0, lt=1)
+    reduce: Literal["mean", "last"] | None = None
+    gold_filter: bool | None = None
+    probe_max: int | None = Field(None, ge=1, le=100_000)
+    probe_min: int | None = Field(None, ge=1, le=100_000)
+    hsic_variant: Literal["reference", "cka"] | None = None
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not (0.0 <= v[0] < v[1] <= 1.0):
+            raise ValueError("window must be two fractions 0 <= lo < hi <= 1, e.g. [0.3125, 0.6875]")
+        return v
+
+    @model_validator(mode="after")
+    def _probe_bounds(self) -> AnalysisRequest:
+        if self.probe_max is not None and self.probe_min is not None and self.probe_min > self.probe_max:
+            raise ValueError(f"probe_min ({self.probe_min}) must not exceed probe_max ({self.probe_max})")
+        return self
+
+    def normalized(self, settings: Settings) -> dict[str, Any]:
+        """The canonical request: codes normalised, defaults filled from settings. Raises
+        InvalidAnalysisRequest (a ValueError) with a message a person can act on."""
+        from bridgex.languages import UnknownLanguageError, normalize_code
+
+        try:
+            source = normalize_code(self.source)
+            target = normalize_code(self.target)
+            raw_cands = list(self.candidates if self.candidates is not None else settings.candidates)
+            cands: list[str] = []
+            for c in raw_cands:
+                code = normalize_code(c)
+                if code not in (source, target) and code not in cands:
+                    cands.append(code)
+        except UnknownLanguageError as e:
+            raise InvalidAnalysisRequest(str(e)) from e
+        if source == target:
+            raise InvalidAnalysisRequest(f"source and target are the same language ({source!r})")
+        if not cands:
+            raise InvalidAnalysisRequest(
+                f"no candidate bridge left once source {source!r} and target {target!r} are removed from "
+                f"{raw_cands}; give at least one other language in 'candidates'"
+            )
+        model = self.model or settings.model
+        if self.model and self.model != settings.model:
+            raise InvalidAnalysisRequest(
+                f"this analyzer serves model {settings.model!r}; requested {self.model!r}")
+        probe_max = self.probe_max if self.probe_max is not None else settings.probe_max
+        probe_min = self.probe_min if self.probe_min is not None else settings.probe_min
+        if probe_min > probe_max:
+            raise InvalidAnalysisRequest(f"probe_min ({probe_min}) must not exceed probe_max ({probe_max})")
+        window = self.window or settings.window
+        return {
+            "model": model,
+            "revision": self.revision if self.revision is not None else settings.model_revision,
+            "source": source,
+            "target": target,
+            "candidates": cands,
+            "selection": self.selection or settings.selection,
+            "bridge_set": self.bridge_set or settings.bridge_set,
+            "k": self.k if self.k is not None else settings.bridge_k,
+            "window": [float(window[0]), float(window[1])],
+            "top_rate": self.top_rate if self.top_rate is not None else settings.top_rate,
+            "reduce": self.reduce or settings.probe_reduce,
+            "gold_filter": self.gold_filter if self.gold_filter is not None else settings.gold_filter,
+            "probe_max": probe_max,
+            "probe_min": probe_min,
+            "hsic_variant": self.hsic_variant or settings.hsic_variant,
+            "method_version": METHOD_VERSION,
+        }
+
+
+def _data_files(settings: Settings, languages: list[str]) -> list[Path]:
+    """The files a job reads, per bridgex.data.layout.DataLayout: monolingual text of every language, the
+    pair's dictionary (either direction, since a reversed pair is derived) and the manifest (split seed)."""
+    from bridgex.data.layout import DataLayout
+
+    layout = DataLayout(settings.data_path)
+    src, tgt = languages[0], languages[1]
+    files = [layout.manifest_path, *(layout.text_path(c) for c in languages)]
+    files += [layout.dictionary_path(src, tgt, part) for part in ("probe", "all")]
+    files.append(layout.dictionary_path(tgt, src, "all"))
+    return files
+
+
+def data_hash(settings: Settings, languages: list[str]) -> str:
+    """Cheap fingerprint (path, size, mtime) of the data files a job reads; `languages` = [src, tgt, *cands].
+
+    Part of the job id: when `bridgex data prepare` rewrites a dictionary or a text, the same request is a
+    new job. Computed on every submit, so it stats a handful of files and reads none.
+    """
+    entries: list[str] = [str(settings.data_path)]
+    for f in _data_files(settings, languages):
+        try:
+            st = os.stat(f)
+            entries.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            entries.append(f"{f}:missing")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+
+
+def job_id_for(req: AnalysisRequest | dict[str, Any], settings: Settings, data_hash: str) -> str:
+    """Job id = content hash of (model + revision, pair, candidates, method parameters, data hash)."""
+    norm = req if isinstance(req, dict) else req.normalized(settings)
+    return job_id({"request": norm, "data_hash": data_hash})
+
+
+def submit_analysis(
+    req: AnalysisRequest, *, settings: Settings, redis: redis.Redis, celery_app: Any,
+    request_id: str | None = None, force: bool = False,
+) -> tuple[JobRecord, bool]:
+    """Create the job record and enqueue `bridgex.analyze_pair` once per job id. Returns (record, enqueued).
+
+    Queued/running/succeeded jobs are returned as they are; failed/cancelled ones (or any finished one with
+    `force`) are reset and enqueued again. A queued or running job is never enqueued twice, even with force.
+    """
+    norm = req.normalized(settings)
+    dh = data_hash(settings, [norm["source"], norm["target"], *norm["candidates"]])
+    jid = job_id_for(norm, settings, dh)
+    store = JobStore(redis, ttl_s=settings.job_ttl_s)
+    request = {**norm, "data_hash": dh}
+    rec, created = store.create(jid, request, request_id=request_id)
+    if not created:
+        allowed = RERUNNABLE | ({JobState.succeeded} if force else frozenset())
+        if rec.state not in allowed:
+            return rec, False
+        reset = store.reset(jid, only_if=allowed, request_id=request_id)
+        if reset is None:  # another submitter won the race
+            return store.get(jid) or rec, False
+        rec = reset
+    try:
+        _enqueue(celery_app, settings, jid, request, request_id=request_id, force=force)
+    except Exception as e:  # broker down: leave a record a retry can re-run, then let the caller say 503
+        msg = f"could not enqueue the job (broker unavailable: {type(e).__name__}: {e}); retry later"
+        store.fail(jid, msg)
+        raise
+    return rec, True
+
+
+def _enqueue(celery_app: Any, settings: Settings, jid: str, request: dict[str, Any], *,
+             request_id: str | None, force: bool) -> None:
+    celery_app.send_task(
+        TASK_NAME,
+        args=[jid],
+        kwargs={"request": request, "force": force},
+        queue=settings.analyze_queue,
+        serializer="json",
+        headers={"request_id": request_id} if request_id else {},
+    )
+
+
+def request_fingerprint(norm: dict[str, Any]) -> str:
+    """Short hash of the method parameters (used in artifact names)."""
+    return hashlib.sha256(canonical_json(norm).encode()).hexdigest()[:12]

@@ -1,0 +1,1 @@
+"""OpenAI completions endpoint: protocol (pydantic models), serving (behaviour), api_router (routes)."""

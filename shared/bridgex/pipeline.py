@@ -1,0 +1,146 @@
+"""The method end to end on files and objects (used by the CLI and the Celery analyzer; no Redis here).
+
+profile_language (step 1) -> artifact; probe_language_pair (step 3) -> artifact; rank_pair (steps 1, 4-6) ->
+Ranking. Each artifact's manifest records model, data hash, method version and parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bridgex.artifacts import make_manifest, model_manifest_fields, save_probe_acts, save_profile, sha256_texts
+from bridgex.models import LoadedModel
+from bridgex.profiling import LanguageProfile, probe_activations, profile_texts
+
+Progress = Callable[[int, int], None]
+ShouldCancel = Callable[[], bool]
+
+DEFAULT_CANDIDATES = ("en", "de", "fr", "it", "pt", "es")
+
+
+def _opt(settings: Any, name: str, default: Any) -> Any:
+    """A setting, or the default when settings is None / lacks it (keeps callers free to pass a plain object)."""
+    value = getattr(settings, name, None) if settings is not None else None
+    return default if value is None else value
+
+
+def profile_language(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    language: str,
+    settings: Any,
+    out_dir: str | os.PathLike[str],
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+    *,
+    name: str | None = None,
+) -> Path:
+    """Profile one language and write `profile-<language>` (safetensors + manifest) into out_dir."""
+    texts = list(texts)
+    params = {
+        "batch_size": int(_opt(settings, "batch_size", 8)),
+        "chunk_tokens": int(_opt(settings, "chunk_tokens", 256)),
+        "max_tokens": _opt(settings, "profile_max_tokens", None),
+        "include_bos": False,
+    }
+    profile = profile_texts(lm, texts, language=language, batch_size=params["batch_size"],
+                            chunk_tokens=params["chunk_tokens"], max_tokens=params["max_tokens"],
+                            progress=progress, should_cancel=should_cancel)
+    manifest = make_manifest("language_profile", **model_manifest_fields(lm), data_hash=sha256_texts(texts),
+                             params=params, extra={"n_texts": len(texts)})
+    return save_profile(out_dir, profile, manifest, name=name)
+
+
+def probe_language_pair(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    layers: Sequence[int] | None,
+    reduce: str,
+    out_dir: str | os.PathLike[str],
+    name: str,
+    *,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+    probe_hash: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Probe activations A[l, j, n] for the given layers (None = every layer) written as artifact `name`.
+
+    probe_hash (the probe set's content hash) becomes the data hash; without it, the prompts are hashed.
+    """
+    prompts = list(prompts)
+    layer_list = list(range(lm.num_layers)) if layers is None else [int(x) for x in layers]
+    acts = probe_activations(lm, prompts, layers=layer_list, reduce=reduce,  # type: ignore[arg-type]
+                             batch_size=batch_size, progress=progress, should_cancel=should_cancel)
+    manifest = make_manifest("probe_activations", **model_manifest_fields(lm),
+                             data_hash=probe_hash or sha256_texts(prompts),
+                             params={"reduce": reduce, "batch_size": batch_size, "include_bos": False},
+                             extra={"n_prompts": len(prompts), **dict(extra or {})})
+    return save_probe_acts(out_dir, name, acts, layer_list, manifest)
+
+
+def _prob(p: LanguageProfile | Tensor) -> Tensor:
+    return p.prob if isinstance(p, LanguageProfile) else p
+
+
+def rank_pair(
+    profiles: Mapping[str, LanguageProfile | Tensor],
+    probe_acts: Tensor,
+    layers: Sequence[int],
+    source: str,
+    target: str,
+    candidates: Sequence[str] | None = None,
+    *,
+    settings: Any = None,
+    selection: str | None = None,
+    top_rate: float | None = None,
+    bridge_variant: str | None = None,
+    k: int | None = None,
+    hsic_variant: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+) -> Any:
+    """Rank candidate bridges for source -> target (method.md steps 1, 4, 5, 6); returns bridgex.ranking.Ranking.
+
+    profiles: language -> LanguageProfile or activation-probability tensor [L, I]. Language sets are selected
+    over ALL given profiles (for "lape" the normalisation runs over these languages, so pass the same set of
+    languages every time). Candidates default to settings.candidates (or en de fr it pt es), minus source and
+    target. Explicit keyword arguments override settings (selection, top_rate, bridge_set, bridge_k,
+    hsic_variant).
+    """
+    from bridgex.neurons import bridge_set, language_sets, pair_overlap
+    from bridgex.ranking import rank_bridges
+
+    selection = selection or _opt(settings, "selection", "top_rate")
+    top_rate = float(top_rate if top_rate is not None else _opt(settings, "top_rate", 0.01))
+    bridge_variant = bridge_variant or _opt(settings, "bridge_set", "specific")
+    k = int(k if k is not None else _opt(settings, "bridge_k", 64))
+    hsic_variant = hsic_variant or _opt(settings, "hsic_variant", "reference")
+    cands = [c for c in (candidates or _opt(settings, "candidates", DEFAULT_CANDIDATES)) if c not in (source, target)]
+    if not cands:
+        raise ValueError(f"no candidate bridges left for {source}->{target} (candidates minus source and target)")
+    needed = [source, target, *cands]
+    missing = [c for c in needed if c not in profiles]
+    if missing:
+        raise ValueError(f"missing language profiles for {missing}; have {sorted(profiles)}")
+    probs = {code: _prob(p) for code, p in profiles.items()}
+    sets, report = language_sets(probs, method=selection, top_rate=top_rate)  # type: ignore[arg-type]
+    pair = pair_overlap(sets, source, target)
+    bridges = {b: bridge_set(sets, b, source, target, probe_acts, layers, variant=bridge_variant, k=k)  # type: ignore[arg-type]
+               for b in cands}
+    params = {"selection": selection, "top_rate": top_rate, "bridge_set": bridge_variant, "k": k,
+              "set_sizes": report.sizes, "set_thresholds": report.thresholds,
+              "n_probe": int(probe_acts.shape[2])}
+    prov = {"src": source, "tgt": target, **dict(provenance or {})}
+    return rank_bridges(probe_acts, layers, pair, bridges, variant=hsic_variant, candidates=cands,  # type: ignore[arg-type]
+                        provenance=prov, params=params, device=device, progress=progress,
+                        should_cancel=should_cancel)

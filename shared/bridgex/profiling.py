@@ -1,0 +1,414 @@
+"""Neuron activations of gated MLPs (method.md steps 0, 1, 3): hooks, language profiles, probe activations.
+
+The neuron (l, j) is channel j of `act_fn(gate_proj(x))`; a forward hook on `layers[l].mlp.act_fn` sees exactly
+that tensor. Hooks reduce inside the hook (counts, sums, per-prompt means), so memory stays O(L x I), never
+[B, T, I] for all layers. Padding never counts: every batch carries a mask of the tokens that count.
+
+BOS (DECISION, documented): every chunk and every prompt starts with BOS, as the model was trained, but BOS is not
+language text and its activations are identical for every input (position 0 sees only itself). It is therefore
+excluded from profile counts and from the probe mean by default (`include_bos=True` counts it).
+
+Batches are built by length (sorted) to keep padding small; statistics do not depend on order. Position ids
+are computed from the attention mask, so left- and right-padded batches give the unpadded results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from bridgex.models import LoadedModel
+
+Progress = Callable[[int, int], None]
+ShouldCancel = Callable[[], bool]
+Reducer = Callable[[int, Tensor], None]
+
+_LAYER_PATHS = (
+    "model.layers",
+    "model.language_model.layers",
+    "language_model.model.layers",
+    "language_model.layers",
+    "model.decoder.layers",
+    "gpt_neox.layers",
+    "transformer.h",
+    "layers",
+)
+
+
+class UnsupportedArchitecture(RuntimeError):
+    """The model has no per-layer `mlp.act_fn` module to hook (not a gated-MLP decoder we know)."""
+
+
+class Cancelled(Exception):
+    """Raised between batches when `should_cancel()` returns True (cooperative cancel)."""
+
+
+# --------------------------------------------------------------------------------------------- discovery
+
+
+def _get_path(root: nn.Module, dotted: str) -> Any:
+    obj: Any = root
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def find_layers(model: nn.Module) -> tuple[str, Sequence[nn.Module]]:
+    """The decoder layer list and its dotted path (handles `model.language_model.layers` nesting)."""
+    for dotted in _LAYER_PATHS:
+        layers = _get_path(model, dotted)
+        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
+            return dotted, layers
+    raise UnsupportedArchitecture(
+        f"{type(model).__name__}: no decoder layer list found (looked for {', '.join(_LAYER_PATHS)})"
+    )
+
+
+def _act_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    dotted, layers = find_layers(model)
+    found: list[tuple[str, nn.Module]] = []
+    for i, layer in enumerate(layers):
+        path = f"{dotted}.{i}.mlp.act_fn"
+        mlp = getattr(layer, "mlp", None)
+        act = getattr(mlp, "act_fn", None) if mlp is not None else None
+        if not isinstance(act, nn.Module):
+            have = sorted(n for n, _ in (mlp.named_children() if isinstance(mlp, nn.Module) else []))
+            raise UnsupportedArchitecture(
+                f"{type(model).__name__}: layer {i} has no `{path}` module"
+                + (f" (its mlp has: {', '.join(have) or 'no submodules'})" if mlp is not None
+                   else f" (layer has no `mlp`; it has: {', '.join(n for n, _ in layer.named_children())})")
+                + "; BridgeX profiles gated MLPs (Llama, Qwen, Mistral, Gemma) whose activation is a module."
+            )
+        found.append((path, act))
+    if len({id(m) for _, m in found}) != len(found):
+        raise UnsupportedArchitecture(
+            f"{type(model).__name__}: layers share one act_fn module, so a hook cannot tell layers apart"
+        )
+    return found
+
+
+def find_mlp_act_modules(model: nn.Module) -> list[nn.Module]:
+    """`layers[l].mlp.act_fn` for every layer, in layer order; raises UnsupportedArchitecture otherwise."""
+    return [m for _, m in _act_modules(model)]
+
+
+# --------------------------------------------------------------------------------------------- hooks
+
+
+class ActivationHooks:
+    """Context manager: forward hooks on `mlp.act_fn` of the chosen layers, always removed on exit.
+
+    `reducer(layer, act)` receives the act_fn output [B, T, I] of each hooked layer; when None, the last output
+    per layer is kept in `captured` (small models and tests only). `calls` counts hook firings per layer so
+    callers can check every layer ran (a fused kernel that bypasses the module would otherwise go unnoticed).
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[int] | None = None, reducer: Reducer | None = None):
+        self.model = model
+        named = _act_modules(model)
+        n = len(named)
+        self.layers = list(range(n)) if layers is None else [int(x) for x in layers]
+        bad = [x for x in self.layers if not 0 <= x < n]
+        if bad:
+            raise ValueError(f"layers {bad} out of range: the model has {n} layers (0..{n - 1})")
+        self._targets = [(layer, named[layer][0], named[layer][1]) for layer in self.layers]
+        self.reducer = reducer
+        self.captured: dict[int, Tensor] = {}
+        self.calls: dict[int, int] = dict.fromkeys(self.layers, 0)
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _make_hook(self, layer: int) -> Callable[..., None]:
+        def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> None:
+            self.calls[layer] += 1
+            if self.reducer is not None:
+                self.reducer(layer, output)
+            else:
+                self.captured[layer] = output.detach().clone()
+
+        return hook
+
+    def __enter__(self) -> ActivationHooks:
+        try:
+            for layer, _path, module in self._targets:
+                self._handles.append(module.register_forward_hook(self._make_hook(layer)))
+            missing = [path for (_l, path, module), h in zip(self._targets, self._handles, strict=True)
+                       if h.id not in module._forward_hooks]
+            if len(self._handles) != len(self._targets) or missing:
+                raise UnsupportedArchitecture(f"could not hook: {', '.join(missing) or 'some layers'}")
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def reset_calls(self) -> None:
+        for k in self.calls:
+            self.calls[k] = 0
+
+    def check_fired(self, times: int = 1) -> None:
+        """Every hooked layer fired exactly `times` times since the last reset (one forward = once)."""
+        wrong = {k: v for k, v in self.calls.items() if v != times}
+        if wrong:
+            raise UnsupportedArchitecture(
+                f"act_fn hooks fired {wrong} times (expected {times}): the MLP does not call its act_fn module "
+                "(fused kernel?), so activations cannot be read this way"
+            )
+
+
+# --------------------------------------------------------------------------------------------- batching
+
+
+@dataclass
+class _Batch:
+    input_ids: Tensor  # [B, T]
+    attention_mask: Tensor  # [B, T] long
+    position_ids: Tensor  # [B, T]
+    counted: Tensor  # [B, T] bool: tokens that enter statistics
+    order: list[int]  # original indices of the rows
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for cand in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if cand is not None:
+            return int(cand)
+    return 0
+
+
+def _make_batch(seqs: list[list[int]], order: list[int], *, pad_id: int, has_bos: bool, include_bos: bool,
+                padding_side: str, device: torch.device) -> _Batch:
+    b, t = len(seqs), max(len(s) for s in seqs)
+    ids = torch.full((b, t), pad_id, dtype=torch.long)
+    mask = torch.zeros((b, t), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        sl = slice(0, len(s)) if padding_side == "right" else slice(t - len(s), t)
+        ids[i, sl] = torch.tensor(s, dtype=torch.long)
+        mask[i, sl] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    counted = mask.bool()
+    if has_bos and not include_bos:
+        counted &= pos > 0
+    return _Batch(ids.to(device), mask.to(device), pos.to(device), counted.to(device), order)
+
+
+def _batches(seqs: list[list[int]], batch_size: int) -> list[list[int]]:
+    """Index groups sorted by length (less padding); the caller builds each batch when it runs it."""
+    idx = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
+    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+
+
+def _decoder(model: nn.Module) -> nn.Module:
+    """The decoder stack without the LM head: statistics need no logits, and [B, T, vocab] logits are the
+    largest tensor of a forward (262k vocab on Gemma)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    base = getattr(model, prefix, None) if prefix else None
+    return base if isinstance(base, nn.Module) else model
+
+
+def _run(model: nn.Module, batch: _Batch) -> None:
+    _decoder(model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids, use_cache=False)
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# --------------------------------------------------------------------------------------------- profiles
+
+
+@dataclass
+class LanguageProfile:
+    """Streaming statistics of one language: count[l, j] = tokens with act > 0, sum[l, j] = sum of act."""
+
+    language: str
+    count: Tensor  # [L, I] int64
+    sum: Tensor  # [L, I] float64
+    n_tokens: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prob(self) -> Tensor:
+        """p[l, j] = count / n_tokens (float64)."""
+        if self.n_tokens <= 0:
+            raise ValueError(f"profile {self.language!r} has no tokens")
+        return self.count.to(torch.float64) / self.n_tokens
+
+    @property
+    def mean(self) -> Tensor:
+        if self.n_tokens <= 0:
+            raise ValueError(f"profile {self.language!r} has no tokens")
+        return self.sum / self.n_tokens
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.count.shape[0]), int(self.count.shape[1]))
+
+
+def chunk_texts(tokenizer: Any, texts: Iterable[str], *, chunk_tokens: int = 256,
+                max_tokens: int | None = None) -> tuple[list[list[int]], int]:
+    """Tokenise each text (no special tokens), cut into pieces of chunk_tokens - 1 and prepend BOS per piece.
+
+    Chunks never cross text boundaries (each text is its own context, as in the reference scripts). Returns the
+    chunks and the number of language (non-BOS) tokens in them, capped at max_tokens.
+    """
+    if chunk_tokens < 2:
+        raise ValueError("chunk_tokens must be >= 2 (BOS + at least one token)")
+    bos = tokenizer.bos_token_id
+    body = chunk_tokens - 1 if bos is not None else chunk_tokens
+    chunks: list[list[int]] = []
+    total = 0
+    for text in texts:
+        if max_tokens is not None and total >= max_tokens:
+            break
+        if not text or not text.strip():
+            continue
+        ids = _encode(tokenizer, text)
+        for i in range(0, len(ids), body):
+            piece = ids[i:i + body]
+            if max_tokens is not None:
+                piece = piece[: max_tokens - total]
+            if not piece:
+                break
+            chunks.append(([bos] if bos is not None else []) + piece)
+            total += len(piece)
+    return chunks, total
+
+
+@torch.inference_mode()
+def profile_texts(
+    lm: LoadedModel,
+    texts: Iterable[str],
+    *,
+    language: str,
+    batch_size: int = 8,
+    chunk_tokens: int = 256,
+    max_tokens: int | None = None,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+    include_bos: bool = False,
+    padding_side: Literal["right", "left"] = "right",
+) -> LanguageProfile:
+    """Language statistics over all layers (method.md step 1). progress(tokens_done, tokens_total)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    tok, model, device = lm.tokenizer, lm.model, lm.device
+    chunks, _ = chunk_texts(tok, texts, chunk_tokens=chunk_tokens, max_tokens=max_tokens)
+    if not chunks:
+        raise ValueError(f"no text to profile for language {language!r} (empty input)")
+    has_bos = tok.bos_token_id is not None
+    L, inter = lm.num_layers, lm.intermediate_size
+    count = torch.zeros((L, inter), dtype=torch.int64, device=device)
+    total_sum = torch.zeros((L, inter), dtype=torch.float64, device=device)
+    state: dict[str, Tensor | None] = {"index": None}
+
+    def reduce(layer: int, act: Tensor) -> None:
+        a = act.reshape(-1, act.shape[-1])
+        index = state["index"]
+        if index is not None:
+            a = a.index_select(0, index)
+        count[layer] += (a > 0).sum(0)
+        total_sum[layer] += a.sum(0, dtype=torch.float64)
+
+    n_tokens = 0
+    target = sum(len(c) - (1 if has_bos and not include_bos else 0) for c in chunks)
+    with ActivationHooks(model, reducer=reduce) as hooks:
+        for group in _batches(chunks, batch_size):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled(f"profiling {language} cancelled after {n_tokens} tokens")
+            batch = _make_batch([chunks[i] for i in group], group, pad_id=_pad_id(tok), has_bos=has_bos,
+                                include_bos=include_bos, padding_side=padding_side, device=device)
+            flat = batch.counted.reshape(-1)
+            state["index"] = None if bool(flat.all()) else flat.nonzero().squeeze(1)
+            hooks.reset_calls()
+            _run(model, batch)
+            hooks.check_fired()
+            n_tokens += int(flat.sum())
+            if progress is not None:
+                progress(n_tokens, target)
+    return LanguageProfile(
+        language=language, count=count.cpu(), sum=total_sum.cpu(), n_tokens=n_tokens,
+        meta={"chunks": len(chunks), "chunk_tokens": chunk_tokens, "include_bos": include_bos,
+              "max_tokens": max_tokens},
+    )
+
+
+# --------------------------------------------------------------------------------------------- probes
+
+
+@torch.inference_mode()
+def probe_activations(
+    lm: LoadedModel,
+    prompts: list[str],
+    *,
+    layers: list[int] | None = None,
+    reduce: Literal["mean", "last"] = "mean",
+    batch_size: int = 16,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
+    include_bos: bool = False,
+    padding_side: Literal["right", "left"] = "right",
+) -> Tensor:
+    """A[l, j, n] (method.md step 3): per prompt, the mean of act over its tokens (BOS excluded by default) or
+    the last token's act. Returns float32 [len(layers), I, N] on CPU, layers in the order given."""
+    if reduce not in ("mean", "last"):
+        raise ValueError(f"reduce must be 'mean' or 'last', not {reduce!r}")
+    if not prompts:
+        raise ValueError("no prompts to probe")
+    tok, model, device = lm.tokenizer, lm.model, lm.device
+    layer_list = list(range(lm.num_layers)) if layers is None else [int(x) for x in layers]
+    if len(set(layer_list)) != len(layer_list):
+        raise ValueError(f"duplicate layers in {layer_list}")
+    bos = tok.bos_token_id
+    seqs = []
+    for i, p in enumerate(prompts):
+        ids = _encode(tok, p)
+        if not ids:
+            raise ValueError(f"prompt {i} is empty after tokenisation: {p!r}")
+        seqs.append(([bos] if bos is not None else []) + ids)
+    out = torch.zeros((len(layer_list), lm.intermediate_size, len(prompts)), dtype=torch.float32)
+    row = {layer: r for r, layer in enumerate(layer_list)}
+    state: dict[str, Any] = {}
+
+    def reducer(layer: int, act: Tensor) -> None:
+        if reduce == "last":
+            vals = act[state["arange"], state["last"]].float()  # [B, I]
+        else:
+            masked = act.masked_fill(~state["counted"].unsqueeze(-1), 0)
+            vals = masked.sum(1, dtype=torch.float32) / state["n"]
+        state["vals"][row[layer]] = vals.to("cpu", non_blocking=False)
+
+    done = 0
+    with ActivationHooks(model, layers=layer_list, reducer=reducer) as hooks:
+        for group in _batches(seqs, batch_size):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled(f"probing cancelled after {done} of {len(prompts)} prompts")
+            batch = _make_batch([seqs[i] for i in group], group, pad_id=_pad_id(tok), has_bos=bos is not None,
+                                include_bos=include_bos, padding_side=padding_side, device=device)
+            lengths = batch.attention_mask.sum(1)
+            t = batch.input_ids.shape[1]
+            state["counted"] = batch.counted
+            state["n"] = batch.counted.sum(1, keepdim=True).clamp(min=1).to(torch.float32)
+            state["arange"] = torch.arange(len(group), device=device)
+            state["last"] = (lengths - 1) if padding_side == "right" else torch.full_like(lengths, t - 1)
+            state["vals"] = torch.zeros((len(layer_list), len(group), lm.intermediate_size))
+            hooks.reset_calls()
+            _run(model, batch)
+            hooks.check_fired()
+            out[:, :, group] = state["vals"].transpose(1, 2)
+            done += len(group)
+            if progress is not None:
+                progress(done, len(prompts))
+    return out

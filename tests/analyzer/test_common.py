@@ -1,0 +1,184 @@
+"""JobStore, BridgeStore and request normalisation against a real redis-server (no Celery)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+from bridgex.cache_keys import latest_key
+from bridgex.settings import Settings
+
+from services.common.analysis import (
+    AnalysisRequest,
+    InvalidAnalysisRequest,
+    data_hash,
+    job_id_for,
+    submit_analysis,
+)
+from services.common.bridges import BridgeStore
+from services.common.jobs import JobState, JobStore
+
+
+@pytest.fixture
+def r(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+def test_job_lifecycle(r: redis.Redis) -> None:
+    store = JobStore(r, ttl_s=60)
+    rec, created = store.create("j1", {"a": 1}, request_id="rid")
+    assert created and rec.state == JobState.queued and rec.request == {"a": 1}
+    again, created2 = store.create("j1", {"a": 2})
+    assert not created2 and again.request == {"a": 1}
+    rec = store.start("j1")
+    assert rec.state == JobState.running and rec.attempts == 1 and rec.started_at is not None
+    store.progress("j1", "profile", 3, 4, percent=30)
+    got = store.get("j1")
+    assert got is not None and got.progress.stage == "profile" and got.progress.percent == 30
+    store.succeed("j1", {"best": "en"})
+    done = store.get("j1")
+    assert done is not None and done.state == JobState.succeeded and done.progress.percent == 100
+    # terminal states are never overwritten by late writers
+    store.fail("j1", "late")
+    store.progress("j1", "x", 0, 1)
+    assert store.get("j1").state == JobState.succeeded  # type: ignore[union-attr]
+    assert store.start("j1").state == JobState.succeeded
+    assert r.ttl(JobStore.key("j1")) > 0
+    assert store.get("nope") is None
+
+
+def test_cancel_queued_and_running(r: redis.Redis) -> None:
+    store = JobStore(r)
+    store.create("q", {})
+    rec = store.request_cancel("q")
+    assert rec is not None and rec.state == JobState.cancelled
+    store.create("run", {})
+    store.start("run")
+    rec = store.request_cancel("run")
+    assert rec is not None and rec.state == JobState.running and store.cancel_requested("run")
+    assert store.cancelled("run").state == JobState.cancelled
+    assert not store.cancel_requested("run")
+    assert store.request_cancel("missing") is None
+
+
+def test_list_and_reset(r: redis.Redis) -> None:
+    store = JobStore(r)
+    for i in range(5):
+        store.create(f"j{i}", {"i": i})
+    store.start("j2")
+    store.fail("j2", "boom")
+    assert [j.id for j in store.list(limit=3)] == ["j4", "j3", "j2"]
+    assert [j.id for j in store.list(state="failed")] == ["j2"]
+    assert store.reset("j2", only_if={JobState.running}) is None
+    rec = store.reset("j2", only_if={JobState.failed})
+    assert rec is not None and rec.state == JobState.queued and rec.error is None and rec.attempts == 0
+    r.delete(JobStore.key("j0"))  # expired record: pruned from the index
+    assert "j0" not in [j.id for j in store.list()]
+
+
+def test_concurrent_progress_keeps_record_valid(r: redis.Redis) -> None:
+    store = JobStore(r)
+    store.create("c", {})
+    store.start("c")
+
+    def spam(stage: str) -> None:
+        for i in range(50):
+            store.progress("c", stage, i, 50)
+
+    threads = [threading.Thread(target=spam, args=(s,)) for s in ("a", "b")]
+    for t in threads:
+        t.start()
+    store.request_cancel("c")
+    for t in threads:
+        t.join()
+    rec = store.get("c")
+    assert rec is not None and rec.state == JobState.running and rec.progress.current == 49
+
+
+def test_bridge_store(r: redis.Redis) -> None:
+    bs = BridgeStore(r)
+    ranking = {"ranked": [{"code": "fr", "score": 0.9, "rank": 1}, {"code": "en", "score": 0.5, "rank": 2}],
+               "best": "fr"}
+    key = bs.publish(ranking, model="m", revision="r1", source="sw", target="fi", probe_hash="p1",
+                     method_version="v1")
+    assert key == "bridgex:bridge:m@r1:sw:fi:v1:p1"
+    got = bs.latest("m", "r1", "sw", "fi")
+    assert got is not None and got["cache_key"] == key and got["best_code"] == "fr"
+    assert got["provenance"]["probe_hash"] == "p1"
+    key2 = bs.publish({**ranking, "best": "en"}, model="m", revision="r1", source="sw", target="fi",
+                      probe_hash="p2", method_version="v1")
+    assert r.get(latest_key("m", "r1", "sw", "fi")).decode() == key2
+    assert bs.pairs("m", "r1") == [
+        {"source": "sw", "target": "fi", "best": "en", "score": 0.5, "cache_key": key2,
+         "published_at": bs.latest("m", "r1", "sw", "fi")["provenance"]["published_at"]}]
+    assert bs.delete("m", "r1", "sw", "fi") is True
+    assert bs.latest("m", "r1", "sw", "fi") is None and bs.pairs("m", "r1") == []
+    assert bs.delete("m", "r1", "sw", "fi") is False
+
+
+def test_request_normalisation(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, model="tiny", candidates=("en", "de", "fr"))
+    norm = AnalysisRequest(source="swh", target="FI").normalized(s)
+    assert norm["source"] == "sw" and norm["target"] == "fi" and norm["candidates"] == ["en", "de", "fr"]
+    assert norm["k"] == s.bridge_k and norm["model"] == "tiny" and norm["gold_filter"] is True
+    assert AnalysisRequest(source="en", target="fi").normalized(s)["candidates"] == ["de", "fr"]
+    with pytest.raises(InvalidAnalysisRequest, match="same language"):
+        AnalysisRequest(source="en", target="eng").normalized(s)
+    with pytest.raises(InvalidAnalysisRequest, match="unknown language"):
+        AnalysisRequest(source="xx-nonsense", target="fi").normalized(s)
+    with pytest.raises(InvalidAnalysisRequest, match="no candidate"):
+        AnalysisRequest(source="en", target="fi", candidates=["en", "fi"]).normalized(s)
+    with pytest.raises(ValueError, match="window"):
+        AnalysisRequest(source="en", target="fi", window=(0.8, 0.2))
+    a = job_id_for(AnalysisRequest(source="sw", target="fi"), s, "d1")
+    assert a == job_id_for(AnalysisRequest(source="swh", target="fi", k=s.bridge_k), s, "d1")
+    assert a != job_id_for(AnalysisRequest(source="sw", target="fi", k=7), s, "d1")
+    assert a != job_id_for(AnalysisRequest(source="sw", target="fi"), s, "d2")
+
+
+def test_data_hash_tracks_relevant_files(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path)
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "sw.txt").write_text("habari")
+    (tmp_path / "text" / "de.txt").write_text("hallo")
+    h1 = data_hash(s, ["sw", "fi", "en"])
+    (tmp_path / "text" / "de.txt").write_text("hallo welt")
+    assert data_hash(s, ["sw", "fi", "en"]) == h1
+    (tmp_path / "text" / "sw.txt").write_text("habari dunia")
+    h2 = data_hash(s, ["sw", "fi", "en"])
+    assert h2 != h1
+    (tmp_path / "dict" / "fi-sw").mkdir(parents=True)
+    (tmp_path / "dict" / "fi-sw" / "all.tsv").write_text("kissa\tpaka\tx\n")
+    assert data_hash(s, ["sw", "fi", "en"]) != h2
+
+
+class _FakeCelery:
+    """Records send_task calls (unit test of the once-only logic; the real worker is tested elsewhere)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def send_task(self, name: str, **kw: object) -> None:
+        self.sent.append({"name": name, **kw})
+
+
+def test_submit_once_per_job_id(r: redis.Redis, tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, model="tiny")
+    app = _FakeCelery()
+    req = AnalysisRequest(source="sw", target="fi")
+    rec1, new1 = submit_analysis(req, settings=s, redis=r, celery_app=app, request_id="r1")
+    rec2, new2 = submit_analysis(req, settings=s, redis=r, celery_app=app, request_id="r2")
+    assert new1 and not new2 and rec1.id == rec2.id and len(app.sent) == 1
+    sent = app.sent[0]
+    assert sent["name"] == "bridgex.analyze_pair" and sent["queue"] == "analyze"
+    assert sent["args"] == [rec1.id] and sent["headers"] == {"request_id": "r1"}
+    store = JobStore(r)
+    store.start(rec1.id)
+    store.fail(rec1.id, "x")
+    rec3, new3 = submit_analysis(req, settings=s, redis=r, celery_app=app)
+    assert new3 and rec3.state == JobState.queued and len(app.sent) == 2
+    # force never double-runs a queued job
+    _, new4 = submit_analysis(req, settings=s, redis=r, celery_app=app, force=True)
+    assert not new4 and len(app.sent) == 2

@@ -1,0 +1,106 @@
+"""Real stack for the gateway tests: a private redis-server, the CPU generation worker on the tiny random model,
+a Celery analyzer worker, and uvicorn running the gateway, all shared by the tests of this package.
+
+The stack uses its own Redis (not the session `redis_server`), so its Celery worker never takes jobs queued by
+other packages' tests.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import RedisServer, Service, start_api, start_celery, start_worker
+
+KEYS = {"k-translate": ["translate"], "k-analyze": ["translate", "analyze"], "k-admin": ["admin"]}
+T = {"Authorization": "Bearer k-translate"}
+A = {"X-API-Key": "k-analyze"}
+ADMIN = {"Authorization": "Bearer k-admin"}
+LANGS = ("en", "fr", "de", "it", "fi")
+CANDIDATES = "de,it"
+MAX_TEXT = 200
+
+_WORDS = ("water house dog cat tree sun moon book hand eye river stone bread milk fire wind night day "
+          "city road bird fish apple door window table chair school friend mother father child king "
+          "queen star sea mountain rain snow green red blue black white").split()
+
+
+def write_data_dir(root: Path, langs: tuple[str, ...] = LANGS, pairs: tuple[tuple[str, str], ...] = ()) -> Path:
+    """A small data directory in bridgex.data.layout's format: text/<lang>.txt (+ UDHR json), dict/<s>-<t>/."""
+    rng = random.Random(0)
+    (root / "text").mkdir(parents=True, exist_ok=True)
+    for lang in langs:
+        lines = [" ".join(f"{rng.choice(_WORDS)}{lang}" for _ in range(12)) for _ in range(30)]
+        (root / "text" / f"{lang}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        arts = {str(n): [f"article {n} in {lang}: {lines[n]}"] for n in range(0, 6)}
+        (root / "text" / f"{lang}.udhr.json").write_text(json.dumps(arts), encoding="utf-8")
+    for s, t in pairs:
+        d = root / "dict" / f"{s}-{t}"
+        d.mkdir(parents=True, exist_ok=True)
+        rows = [f"{w}{s}\t{w}{t}\ttest" for w in _WORDS]
+        (d / "all.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        (d / "probe.tsv").write_text("\n".join(rows[::2]) + "\n", encoding="utf-8")
+        (d / "eval.tsv").write_text("\n".join(rows[1::2]) + "\n", encoding="utf-8")
+    (root / "manifest.json").write_text(json.dumps({"params": {"seed": 0, "eval_fraction": 0.5}}))
+    return root
+
+
+@dataclass
+class Stack:
+    api: str
+    worker: str
+    redis: RedisServer
+    env: dict[str, str]
+    log_dir: Path
+    celery: Service
+    api_svc: Service
+    worker_svc: Service
+
+    def client(self, **kw: object) -> httpx.Client:
+        return httpx.Client(base_url=self.api, timeout=30, **kw)  # type: ignore[arg-type]
+
+
+def stack_env(model: Path, redis_url: str, worker_url: str, home: Path) -> dict[str, str]:
+    data = write_data_dir(home / "data", pairs=(("en", "fr"), ("en", "fi"), ("en", "de"), ("en", "it"),
+                                                ("fr", "de")))
+    return {
+        "BRIDGEX_MODEL": str(model), "BRIDGEX_REDIS_URL": redis_url, "BRIDGEX_WORKER_URL": worker_url,
+        "BRIDGEX_HOME": str(home), "BRIDGEX_DATA_DIR": str(data), "BRIDGEX_DEVICE": "cpu",
+        "BRIDGEX_DTYPE": "float32", "BRIDGEX_CANDIDATES": CANDIDATES, "BRIDGEX_GOLD_FILTER": "false",
+        "BRIDGEX_PROBE_MIN": "4", "BRIDGEX_PROBE_MAX": "16", "BRIDGEX_PROFILE_MAX_TOKENS": "2000",
+        "BRIDGEX_API_KEYS": json.dumps(KEYS), "BRIDGEX_MAX_TEXT_CHARS": str(MAX_TEXT),
+        "BRIDGEX_WORKER_TIMEOUT_S": "20", "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000",
+    }
+
+
+@pytest.fixture(scope="package")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("api-logs")
+
+
+@pytest.fixture(scope="package")
+def gen_worker(tiny_model_dir: Path, log_dir: Path) -> Iterator[tuple[Service, str]]:
+    svc, url = start_worker(tiny_model_dir, log_dir, BRIDGEX_DEVICE="cpu", BRIDGEX_DTYPE="float32")
+    yield svc, url
+    svc.stop()
+
+
+@pytest.fixture(scope="package")
+def stack(tiny_model_dir: Path, gen_worker: tuple[Service, str], log_dir: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    redis = RedisServer().start()
+    env = stack_env(tiny_model_dir, redis.url, gen_worker[1], tmp_path_factory.mktemp("api-home"))
+    celery = start_celery(log_dir, redis.url, **env)
+    api_svc, api = start_api(log_dir, **env)
+    try:
+        yield Stack(api, gen_worker[1], redis, env, log_dir, celery, api_svc, gen_worker[0])
+    finally:
+        api_svc.stop()
+        celery.stop()
+        redis.stop()
