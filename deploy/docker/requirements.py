@@ -1,6 +1,6 @@
-"""Print the requirements of pyproject's core plus the given extras (self-references like `bridgex[ml]` expanded).
+"""Print pyproject's core requirements plus the given extras' (self-references like `bridgex[ml]` expanded).
 
-Docker builds install these before copying the source, so the dependency layer stays cached while code changes.
+Docker builds install these before copying the source: the dependency layer stays cached while code changes.
 Usage: python requirements.py pyproject.toml api,ops > requirements.txt
 """
 

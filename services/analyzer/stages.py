@@ -1,6 +1,6 @@
 """The stages of an analysis, as plain functions (Celery tasks and scripts/real_analysis.py call them).
 
-profile (per language, reused across pairs) -> probe set (per pair) -> probe activations -> rank -> publish.
+probe set (per pair) -> profiles (per language, reused across pairs) -> probe activations -> rank -> publish.
 Artifacts live under `settings.artifacts_path/<model-slug>/`, written atomically (bridgex.artifacts), each
 reused when its manifest says it was built from the same model weights, data and parameters:
 
@@ -34,8 +34,9 @@ class AnalysisFailed(Exception):
     """A failure a person can act on (bad data, too few probes, worker down); the message says what to do."""
 
 
-# Overall percent per stage: (start, end). Profiles dominate on CPU.
-WEIGHTS = {"model": (0, 5), "profile": (5, 50), "probes": (50, 62), "activations": (62, 85),
+# Overall percent per stage: (start, end). Profiles dominate on CPU. The probe set comes first: it is cheap
+# and the likeliest to fail (small dictionary, gold filter), so a doomed job fails before the costly profiles.
+WEIGHTS = {"model": (0, 5), "probes": (5, 15), "profile": (15, 60), "activations": (60, 85),
            "rank": (85, 98), "publish": (98, 100)}
 
 
@@ -165,8 +166,7 @@ def profile_language(lm: Any, language: str, settings: Settings, ctx: JobContext
                      sub: tuple[int, int] = (0, 1), force: bool = False) -> Any:
     """The LanguageProfile of `language` for `lm`: reused from disk when model weights, text and parameters
     match, else computed (cancel checked between batches) and written atomically."""
-    from bridgex import artifacts
-    from bridgex.profiling import profile_texts
+    from bridgex import artifacts, pipeline
 
     ctx = ctx or JobContext(settings=settings)
     texts = monolingual(settings, language)
@@ -183,16 +183,10 @@ def profile_language(lm: Any, language: str, settings: Settings, ctx: JobContext
                 return prof
         except (FileNotFoundError, artifacts.ArtifactError, KeyError, ValueError):
             pass
-    prof = profile_texts(
-        lm, texts, language=language, batch_size=settings.batch_size, chunk_tokens=settings.chunk_tokens,
-        max_tokens=settings.profile_max_tokens, should_cancel=ctx.should_cancel,
-        progress=lambda cur, tot: ctx.progress("profile", cur, tot, sub=sub),
-    )
-    manifest = artifacts.make_manifest("profile", **artifacts.model_manifest_fields(lm), data_hash=dhash,
-                                       params=params)
-    artifacts.save_profile(folder, prof, manifest, name=name)
-    prof.meta = {**(prof.meta or {}), **manifest}
-    return prof
+    pipeline.profile_language(lm, texts, language, settings, folder,
+                              progress=lambda cur, tot: ctx.progress("profile", cur, tot, sub=sub),
+                              should_cancel=ctx.should_cancel, name=name)
+    return artifacts.load_profile(folder, name)
 
 
 def profile_one(language: str, settings: Settings, *, force: bool = False) -> dict[str, Any]:
@@ -280,8 +274,7 @@ def window_layers(lm: Any, window: list[float] | tuple[float, float]) -> list[in
 def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], settings: Settings,
                ctx: JobContext | None = None, *, force: bool = False) -> tuple[Any, Path]:
     """A[l, j, n] over the window layers for the probe prompts; reused from disk by probe hash."""
-    from bridgex import artifacts
-    from bridgex.profiling import probe_activations
+    from bridgex import artifacts, pipeline
 
     ctx = ctx or JobContext(settings=settings)
     folder = model_root(settings, lm) / "acts" / f"{ps.source}-{ps.target}"
@@ -294,14 +287,12 @@ def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], setting
                 return acts, folder / name
         except (FileNotFoundError, artifacts.ArtifactError, KeyError, ValueError):
             pass
-    acts = probe_activations(
-        lm, ps.prompts, layers=layers, reduce=req["reduce"], batch_size=max(1, 2 * settings.batch_size),
-        should_cancel=ctx.should_cancel, progress=lambda cur, tot: ctx.progress("activations", cur, tot),
+    pipeline.probe_language_pair(
+        lm, ps.prompts, layers, req["reduce"], folder, name, batch_size=max(1, 2 * settings.batch_size),
+        progress=lambda cur, tot: ctx.progress("activations", cur, tot), should_cancel=ctx.should_cancel,
+        probe_hash=ps.hash, extra={"source": ps.source, "target": ps.target},
     )
-    manifest = artifacts.make_manifest("probe_activations", **artifacts.model_manifest_fields(lm),
-                                       data_hash=ps.hash, params={"reduce": req["reduce"], "layers": layers},
-                                       extra={"source": ps.source, "target": ps.target, "n": len(ps)})
-    artifacts.save_probe_acts(folder, name, acts, layers, manifest)
+    acts, _, _ = artifacts.load_probe_acts(folder, name)
     return acts, folder / name
 
 
@@ -310,28 +301,21 @@ def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], setting
 
 def rank(lm: Any, profiles: dict[str, Any], acts: Any, layers: list[int], ps: Any, req: dict[str, Any],
          ctx: JobContext) -> dict[str, Any]:
-    """Neuron sets from the profiles, bridge sets per candidate, then HSIC per layer (cancel per layer)."""
-    from bridgex.neurons import bridge_set, language_sets, pair_overlap
-    from bridgex.ranking import rank_bridges
+    """bridgex.pipeline.rank_pair with the request's parameters (cancel checked between layers)."""
+    from bridgex import pipeline
 
-    src, tgt, cands = req["source"], req["target"], list(req["candidates"])
-    probs = {code: p.prob for code, p in profiles.items()}
-    sets, report = language_sets(probs, method=req["selection"], top_rate=float(req["top_rate"]))
-    pair = pair_overlap(sets, src, tgt)
-    bsets = {}
-    for b in cands:
-        ctx.check("bridge sets")
-        bsets[b] = bridge_set(sets, b, src, tgt, acts, layers, variant=req["bridge_set"], k=int(req["k"]))
-    ranking = rank_bridges(
-        acts, layers, pair, bsets, variant=req["hsic_variant"], candidates=cands,
-        provenance={"src": src, "tgt": tgt, "model_id": lm.model_id, "revision": lm.revision,
-                    "probe_hash": ps.hash, "method_version": req.get("method_version")},
-        params={"selection": req["selection"], "top_rate": req["top_rate"], "bridge_set": req["bridge_set"],
-                "k": req["k"], "window": req["window"], "reduce": req["reduce"]},
+    src, tgt = req["source"], req["target"]
+    ranking = pipeline.rank_pair(
+        profiles, acts, layers, src, tgt, list(req["candidates"]), settings=ctx.settings,
+        selection=req["selection"], top_rate=float(req["top_rate"]), bridge_variant=req["bridge_set"],
+        k=int(req["k"]), hsic_variant=req["hsic_variant"],
+        provenance={"model_id": lm.model_id, "revision": lm.revision, "probe_hash": ps.hash,
+                    "method_version": req.get("method_version")},
         progress=lambda cur, tot: ctx.progress("rank", cur, tot), should_cancel=ctx.should_cancel,
     )
     out = ranking.model_dump(mode="json")
-    out["sets_report"] = report.model_dump(mode="json")
+    out["params"] = {**out.get("params", {}), "window": req["window"], "reduce": req["reduce"],
+                     "gold_filter": req["gold_filter"]}
     if out.get("best") is None:
         raise AnalysisFailed(
             f"no candidate could be scored for {src}->{tgt}: the pair's shared neurons "
@@ -362,14 +346,14 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
             except (FileNotFoundError, OSError) as e:
                 raise AnalysisFailed(f"cannot load model {req.get('model')!r}: {e}") from e
         ctx.progress("model", 1, 1, force=True)
+        with ctx.timed("probe_set"):
+            ps, ps_path = probe_set(lm, req, settings, ctx, force=ctx.force)
         langs = [req["source"], req["target"], *req["candidates"]]
         profiles: dict[str, Any] = {}
         with ctx.timed("profiles"):
             for i, code in enumerate(langs):
                 ctx.check("profiling")
                 profiles[code] = profile_language(lm, code, settings, ctx, sub=(i, len(langs)))
-        with ctx.timed("probe_set"):
-            ps, ps_path = probe_set(lm, req, settings, ctx, force=ctx.force)
         layers = window_layers(lm, req["window"])
         with ctx.timed("probe_activations"):
             acts, acts_path = probe_acts(lm, ps, layers, req, settings, ctx, force=ctx.force)

@@ -137,7 +137,9 @@ def run_job(job_id: str, request: dict[str, Any] | None = None, *, force: bool =
 def analyze_pair(self: Task, job_id: str, request: dict[str, Any] | None = None, force: bool = False) -> dict:
     """Profile -> probe set -> probe activations -> rank -> publish, for one job record."""
     started = time.monotonic()
-    outcome, rec = run_job(job_id, request, force=force, request_id=_request_id(self))
+    rid = _request_id(self)
+    log.info("job %s received (request_id=%s, delivery %s)", job_id, rid, self.request.id)
+    outcome, rec = run_job(job_id, request, force=force, request_id=rid)
     if outcome == "busy":
         # another live worker runs this job (the message came back after a visibility timeout): try later,
         # so that if that worker dies the job still finishes

@@ -5,6 +5,7 @@ Routes live one module per resource in `routes/`, behaviour in `services/`, depe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from .core.errors import install_error_handlers
 from .core.observability import RequestContextMiddleware
 from .deps import AppContext
 from .routes import analyze, bridges, health, jobs, languages, translate
+from .services.bridging import warm_typology
 
 log = logging.getLogger("bridgex.api")
 
@@ -38,8 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "Development only.")
         elif not settings.api_keys:
             log.warning("no API keys configured (BRIDGEX_API_KEYS): every protected endpoint answers 401")
+        # load the typology data off the request path (the first auto-bridge fallback would pay ~seconds)
+        warm = asyncio.create_task(asyncio.to_thread(warm_typology, settings))
         async with ctx.generation:
             yield
+        warm.cancel()
         await ctx.aclose()
 
     app = FastAPI(title="BridgeX API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

@@ -85,7 +85,7 @@ class Dictionary:
         )
 
     def cleaned(self, *, single_words: bool = True, drop_identical: bool = False) -> Dictionary:
-        """Strip, NFC-normalise, optionally keep single words only, drop identical pairs, dedup (order kept)."""
+        """Strip, NFC-normalise, keep single words (optional), drop identical pairs, dedup (order kept)."""
         seen: set[tuple[str, str]] = set()
         out: list[WordPair] = []
         for p in self.pairs:
@@ -111,7 +111,7 @@ _WORD = re.compile(r"^[^\W\d_](?:[^\W\d_]|['’\-·・ー\u0591-\u05C7\u064B-\u0
 
 
 def is_single_word(text: str) -> bool:
-    """One word: letters (any script, with combining marks), inner hyphen/apostrophe; no spaces, digits or dots."""
+    """One word: letters of any script (combining marks too), inner hyphen/apostrophe; no space/digit/dot."""
     if not text or len(text) > 40:
         return False
     t = "".join(ch for ch in text if unicodedata.category(ch) not in ("Mn", "Mc"))
@@ -138,11 +138,13 @@ def merge(*dicts: Dictionary, origin: str = "merged") -> Dictionary:
     return Dictionary(s, t, out, origin)
 
 
-def compose(a_b: Dictionary, b_c: Dictionary, *, max_targets: int = 3, origin: str | None = None) -> Dictionary:
+def compose(
+    a_b: Dictionary, b_c: Dictionary, *, max_targets: int = 3, origin: str | None = None
+) -> Dictionary:
     """a->c through the pivot b: a word reaches every c its pivot translations reach.
 
-    Polysemy makes pivoting noisy, so each source keeps at most `max_targets` targets, preferring those reached
-    through more distinct pivot words (ties broken by the target string, so the result is deterministic).
+    Polysemy makes pivoting noisy, so each source keeps at most `max_targets` targets, preferring those
+    reached through more distinct pivot words (ties broken by the target string: deterministic).
     Pivot words match case-insensitively.
     """
     if a_b.target_lang != b_c.source_lang:
@@ -166,7 +168,9 @@ def compose(a_b: Dictionary, b_c: Dictionary, *, max_targets: int = 3, origin: s
     return Dictionary(a_b.source_lang, b_c.target_lang, out, tag)
 
 
-def split_by_source(d: Dictionary, eval_fraction: float = 0.5, seed: int = 0) -> tuple[Dictionary, Dictionary]:
+def split_by_source(
+    d: Dictionary, eval_fraction: float = 0.5, seed: int = 0
+) -> tuple[Dictionary, Dictionary]:
     """(probe, eval): every pair of a source word lands in the same part, so the parts share no source word.
 
     The order of source words is a seeded hash, not the dictionary's order: adding sources elsewhere does not
@@ -189,7 +193,9 @@ def split_by_source(d: Dictionary, eval_fraction: float = 0.5, seed: int = 0) ->
 
 
 # --------------------------------------------------------------------------------------------- readers
-def read_muse(path: str | Path, source_lang: str, target_lang: str, *, single_words: bool = True) -> Dictionary:
+def read_muse(
+    path: str | Path, source_lang: str, target_lang: str, *, single_words: bool = True
+) -> Dictionary:
     """MUSE format: one `source target` pair per line, separated by a tab or a space."""
     pairs: list[WordPair] = []
     with open(path, encoding="utf-8") as fh:

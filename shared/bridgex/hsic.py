@@ -37,7 +37,7 @@ Method = Literal["auto", "exact", "taylor"]
 Variant = Literal["reference", "cka"]
 
 DEFAULT_MEMORY_BYTES = 512 * 1024**2
-"""Working-memory budget for the chunked kernels when none is given (CPU); CUDA uses a share of free memory."""
+"""Working-memory budget for chunked kernels when none is given (CPU); CUDA uses a share of free memory."""
 
 TAYLOR_MAX_TERMS = 32
 """Above this many Taylor terms the factorised form is no cheaper than it is safe: use the exact form."""
@@ -72,7 +72,7 @@ def _check(x: torch.Tensor, y: torch.Tensor) -> None:
         if m.dim() != 2:
             raise ValueError(f"{name} must be 2-D [neurons, samples], got shape {tuple(m.shape)}")
         if m.shape[0] == 0:
-            raise ValueError(f"{name} is an empty neuron set (0 rows): HSIC needs at least one neuron per set")
+            raise ValueError(f"{name} is an empty neuron set (0 rows): HSIC needs >= 1 neuron per set")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same number of samples, got {x.shape[1]} and {y.shape[1]}")
     if x.shape[1] < 2:
@@ -110,7 +110,9 @@ def taylor_bound(t: float, terms: int) -> float:
     return math.inf if log_b > 700.0 else math.exp(log_b)
 
 
-def taylor_terms(t: float, n_samples: int, dtype: torch.dtype, max_terms: int = TAYLOR_MAX_TERMS) -> int | None:
+def taylor_terms(
+    t: float, n_samples: int, dtype: torch.dtype, max_terms: int = TAYLOR_MAX_TERMS
+) -> int | None:
     """Smallest p whose HSIC error bound (8 N^2 * entry bound) is below the dtype's rounding at HSIC scale.
 
     The smallest meaningful HSIC value is ~1/(4N) (independent rows), so we ask for
@@ -134,7 +136,7 @@ def _budget(device: torch.device, memory_bytes: int | None) -> int:
 
 
 def _exact_chunk(n_samples: int, itemsize: int, budget: int) -> int:
-    # Per neuron in flight: the [N, N] centred kernel (built in place) plus slack for one temporary; two sides.
+    # Per neuron in flight: the [N, N] centred kernel (built in place) + slack for a temporary; two sides.
     per = 2 * n_samples * n_samples * itemsize
     return max(1, budget // (2 * per))
 
@@ -171,7 +173,10 @@ def _exact(xs: torch.Tensor, ys: torch.Tensor, sigma: float, chunk: int, variant
     for i0 in range(0, n1, chunk):
         kx = _flat(_centred_kernels(xs[i0 : i0 + chunk], sigma, cka), cka)
         for jb, j0 in enumerate(range(0, n2, chunk)):
-            ly = y_cache[jb] if y_cache is not None else _flat(_centred_kernels(ys[j0 : j0 + chunk], sigma, cka), cka)
+            if y_cache is not None:
+                ly = y_cache[jb]
+            else:
+                ly = _flat(_centred_kernels(ys[j0 : j0 + chunk], sigma, cka), cka)
             out[i0 : i0 + chunk, j0 : j0 + chunk] = kx @ ly.T
     return out
 
@@ -230,7 +235,8 @@ def _taylor(
             out[i0 : i0 + ci, j0 : j0 + cj] = block
     if cka:
         denom = nx.unsqueeze(1) * ny.unsqueeze(0)
-        out = torch.where(denom > 0, out / denom.clamp_min(torch.finfo(out.dtype).tiny), torch.zeros_like(out))
+        tiny = torch.finfo(out.dtype).tiny
+        out = torch.where(denom > 0, out / denom.clamp_min(tiny), torch.zeros_like(out))
     return out
 
 
@@ -244,7 +250,7 @@ def plan(
     method: Method = "auto",
     memory_bytes: int | None = None,
 ) -> tuple[HSICPlan, torch.Tensor, torch.Tensor]:
-    """Validate, standardise, pick sigma, method, Taylor terms and chunk size; returns the standardised rows."""
+    """Validate, standardise, pick sigma, method, Taylor terms, chunk; also returns the standardised rows."""
     _check(x, y)
     if method not in ("auto", "exact", "taylor"):
         raise ValueError(f"method must be 'auto', 'exact' or 'taylor', got {method!r}")

@@ -42,7 +42,7 @@ class Language:
         return self.code in PAPER_LANGUAGES
 
 
-def _lang(code, iso3, name, native, flores, udhr, family, script, cldr) -> Language:  # noqa: ANN001
+def _lang(code, iso3, name, native, flores, udhr, family, script, cldr) -> Language:
     return Language(code, iso3, name, native, flores, udhr, family, script, cldr)
 
 

@@ -19,13 +19,14 @@ BridgeVariant = Literal["specific", "full"]
 
 
 class SetsReport(BaseModel):
-    """What a selection did: method, parameters, set sizes and the thresholds used (for logs and manifests)."""
+    """What a selection did: method, parameters, set sizes and thresholds used (for logs and manifests)."""
 
     method: Selection
     params: dict[str, float] = Field(default_factory=dict)
     sizes: dict[str, int] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(
-        default_factory=dict, description="top_rate: per-language p threshold; lape: 'activation_bar' and 'entropy'."
+        default_factory=dict,
+        description="top_rate: per-language p threshold; lape: 'activation_bar' and 'entropy'.",
     )
     candidates: int | None = Field(None, description="lape: neurons kept after the entropy step.")
 
@@ -67,11 +68,11 @@ def language_sets(
     L*I - k + 1 neurons, with ties more.
     "lape" (Tang et al. 2024): bar = the k-th smallest p over all layers x neurons x languages with
     k = round(total * lape_quantile); drop neurons where no language has p > bar; of the rest keep the
-    round(L*I*lape_ratio) with the lowest entropy of p normalised over languages; assign a kept neuron to every
-    language with p > bar (strict, as their code).
+    round(L*I*lape_ratio) with the lowest entropy of p normalised over languages; assign a kept neuron to
+    every language with p > bar (strict, as their code).
     """
     codes, p = _stack_probs(probs)
-    n_layers, n_neurons, n_lang = p.shape
+    n_layers, n_neurons, _ = p.shape
     sets: dict[str, torch.Tensor] = {}
     if method == "top_rate":
         if not 0.0 < top_rate <= 1.0:
@@ -192,7 +193,7 @@ def bridge_set(
     """Y_b(l) for each l in `layers` as a bool mask [L, I] (zero outside `layers`), method.md step 4.
 
     probe_acts: Tensor[len(layers), I, N], row r belonging to true layer ``layers[r]``.
-    "specific": T_b minus (T_s ∪ T_t); "full": T_b neurons with A > 0 on >= full_fraction of the probe samples.
+    "specific": T_b minus (T_s ∪ T_t); "full": T_b neurons with A > 0 on >= full_fraction of the samples.
     Either way, per layer the top k by mean probe activation (ties: lower neuron index first).
     """
     tb = _get(sets, b).bool()

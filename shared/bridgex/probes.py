@@ -201,6 +201,7 @@ async def abuild_probe_set(
             if own_client:
                 await client.__aexit__(None, None, None)
         if len(items) < probe_min:
+            model = getattr(client, "model", None) or model
             raise ProbeSetTooSmall(
                 f"gold filter kept {len(items)} of {examined} {source}->{target} words "
                 f"(model {model or '?'}); at least probe_min={probe_min} are needed. The model does not "

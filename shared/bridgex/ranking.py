@@ -27,9 +27,9 @@ class RankingCancelled(RuntimeError):
 def window_layers(num_layers: int, window: tuple[float, float] = (0.3125, 0.6875)) -> list[int]:
     """Layers whose centre ``(l + 0.5) / num_layers`` lies in ``[lo, hi)``.
 
-    For 32 layers and the default window this is 10..21, the scripts' layers on Llama-3-8B; for 18 (Gemma-3-270M)
-    6..11. Equivalent to ``range(round_half_up(lo * L), round_half_up(hi * L))``. Never empty: a window too thin
-    to hold a layer centre gives the layer containing the window's midpoint.
+    For 32 layers and the default window this is 10..21, the scripts' layers on Llama-3-8B; for 18
+    (Gemma-3-270M) 6..11. Equivalent to ``range(round_half_up(lo * L), round_half_up(hi * L))``. Never empty:
+    a window too thin to hold a layer centre gives the layer containing the window's midpoint.
     """
     if num_layers < 1:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -97,9 +97,10 @@ def rank_bridges(
 
     probe_acts: Tensor[len(layers), I, N], row r = true layer ``layers[r]``; pair_set and bridge sets are bool
     masks [L, I]. score(b) = mean of S_l over scored layers; candidates with none rank last with score None
-    (ties keep `candidates` order). provenance: any of src, tgt, model_id, revision, probe_hash, method_version,
-    created_at (created_at defaults to now, UTC ISO 8601). device: where HSIC runs (default probe_acts').
-    progress(done, total) after each layer; should_cancel() between layers raises RankingCancelled.
+    (ties keep `candidates` order). provenance: any of src, tgt, model_id, revision, probe_hash,
+    method_version, created_at (created_at defaults to now, UTC ISO 8601). device: where HSIC runs (default:
+    probe_acts' device). progress(done, total) after each layer; should_cancel() is checked between layers
+    and raises RankingCancelled.
     """
     layers = [int(layer) for layer in layers]
     if not layers:
@@ -112,7 +113,8 @@ def rank_bridges(
         )
     if pair_set.dim() != 2 or pair_set.shape[1] != probe_acts.shape[1]:
         raise ValueError(
-            f"pair_set must be [layers, {probe_acts.shape[1]}] (neurons as probe_acts), got {tuple(pair_set.shape)}"
+            f"pair_set must be [layers, {probe_acts.shape[1]}] (neurons as probe_acts), "
+            f"got {tuple(pair_set.shape)}"
         )
     bad = [layer for layer in layers if not 0 <= layer < pair_set.shape[0]]
     if bad:
@@ -123,7 +125,13 @@ def rank_bridges(
         raise ValueError(f"no bridge set for candidates {missing}; have {sorted(bridge_sets)}")
     for c in codes:
         if bridge_sets[c].shape != pair_set.shape:
-            raise ValueError(f"bridge set of {c!r} has shape {tuple(bridge_sets[c].shape)}, pair set {tuple(pair_set.shape)}")
+            raise ValueError(
+                f"bridge set of {c!r} has shape {tuple(bridge_sets[c].shape)}, "
+                f"pair set {tuple(pair_set.shape)}"
+            )
+    unknown = sorted(set(provenance or {}) - set(_PROVENANCE))
+    if unknown:
+        raise ValueError(f"unknown provenance fields {unknown}; allowed: {list(_PROVENANCE)}")
     acts = probe_acts if device is None else probe_acts.to(device)
 
     pair_rows = {layer: _rows(pair_set[layer]) for layer in layers}
@@ -164,10 +172,7 @@ def rank_bridges(
         ranked.append(scored[i])
     best = ranked[0].code if ranked and ranked[0].score is not None else None
 
-    prov = {k: v for k, v in (provenance or {}).items() if k in _PROVENANCE}
-    unknown = sorted(set(provenance or {}) - set(_PROVENANCE))
-    if unknown:
-        raise ValueError(f"unknown provenance fields {unknown}; allowed: {list(_PROVENANCE)}")
+    prov = dict(provenance or {})
     if prov.get("created_at") is None:
         prov["created_at"] = datetime.now(UTC).isoformat()
     if prov.get("method_version") is None:

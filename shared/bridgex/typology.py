@@ -3,19 +3,21 @@
 When the gateway has no HSIC ranking for a pair yet it must still answer at once (conventions.md: a cache miss
 never computes inline), so it needs a cheap, offline guess: the candidate closest to both languages in URIEL.
 
-lang2vec's wheel ships the feature vectors (`data/*.npz`) but not its precomputed distance file, and its module
-imports `pkg_resources` (gone from recent setuptools). So we read the `.npz` arrays ourselves
+lang2vec's wheel ships the feature vectors (`data/*.npz`) but not its precomputed distance file, and its
+module imports `pkg_resources` (gone from recent setuptools). So we read the `.npz` arrays ourselves
 (`allow_pickle=False`) and compute URIEL-style cosine distances. Missing values (lang2vec prints them as `--`,
 stored as -1) are masked pairwise; the kNN-predicted sets we use by default have none.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import importlib.util
 import math
 import threading
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,8 @@ __all__ = [
     "uriel_code",
 ]
 
-# kind -> (npz file, source row name, feature-name prefix). Syntax/phonology/inventory are lang2vec's "_knn" sets.
+# kind -> (npz file, source row name, feature-name prefix).
+# Syntax/phonology/inventory are lang2vec's "_knn" (kNN-predicted) sets.
 KINDS: dict[str, tuple[str, str, str]] = {
     "syntactic": ("feature_predictions.npz", "predicted", "S_"),
     "phonological": ("feature_predictions.npz", "predicted", "P_"),
@@ -50,14 +53,22 @@ class TypologyUnavailable(RuntimeError):
     """lang2vec's data is not installed, or a language has no URIEL vector."""
 
 
+@lru_cache(maxsize=1)
 def _data_dir() -> Path:
+    """lang2vec's data folder, found through package metadata: the wheel also installs a `bin/lang2vec.py`
+    script that shadows the package when a console script's folder is first on sys.path."""
+    candidates: list[Path] = []
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        candidates.append(Path(str(importlib.metadata.distribution("lang2vec").locate_file("lang2vec/data"))))
     spec = importlib.util.find_spec("lang2vec")
-    if spec is None or not spec.submodule_search_locations:
-        raise TypologyUnavailable("lang2vec is not installed: pip install 'lang2vec==1.1.2' (offline wheel data)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data"
-    if not path.is_dir():
-        raise TypologyUnavailable(f"lang2vec data folder missing: {path}")
-    return path
+    if spec is not None and spec.submodule_search_locations:
+        candidates.append(Path(next(iter(spec.submodule_search_locations))) / "data")
+    for path in candidates:
+        if (path / "feature_predictions.npz").is_file():
+            return path
+    raise TypologyUnavailable(
+        "lang2vec data not found: pip install 'lang2vec==1.1.2' (vectors ship in the wheel)"
+    )
 
 
 _lock = threading.Lock()
@@ -113,7 +124,7 @@ class _Kind:
         return float(1.0 - np.dot(x, y) / (nx * ny))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _kind(kind: str) -> _Kind:
     if kind not in KINDS:
         raise ValueError(f"unknown typology kind {kind!r}; known: {', '.join(KINDS)}")
@@ -179,5 +190,7 @@ def nearest_candidate(
             best = (score, order, cand)
     if best is None:
         extra = f" (no URIEL data for {skipped})" if skipped else ""
-        raise ValueError(f"no usable bridge candidate for {source}->{target} other than the pair itself{extra}")
+        raise ValueError(
+            f"no usable bridge candidate for {source}->{target} other than the pair itself{extra}"
+        )
     return best[2]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from bridgex.settings import Settings
 
 LANGS = ("sw", "fi", "en", "de", "fr")
@@ -32,8 +31,8 @@ def make_words(lang: str, n: int, seed: int = 0) -> list[str]:
     return words
 
 
-def write_data_dir(root: Path, *, lines: int = 40, pairs: int = 60, small_pair: tuple[str, str] = ("sw", "de"),
-                   small_size: int = 5) -> Path:
+def write_data_dir(root: Path, *, lines: int = 40, pairs: int = 60,
+                   small_pair: tuple[str, str] = ("sw", "de"), small_size: int = 5) -> Path:
     """text/<lang>.txt (one paragraph per line) and dict/<src>-<tgt>/{probe,all}.tsv, as DataLayout reads."""
     (root / "text").mkdir(parents=True, exist_ok=True)
     for lang in LANGS:
@@ -108,3 +107,29 @@ def settings_from(env: dict[str, str], redis_url: str) -> Settings:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def mod_redis() -> Iterator[str]:
+    """A Redis for one module whose Celery worker outlives single tests (never flushed under the worker:
+    flushing would drop kombu's queue bindings)."""
+    from tests.support import RedisServer
+
+    server = RedisServer().start()
+    yield server.url
+    server.stop()
+
+
+def wait_state(store: object, job_id: str, states: set[str], timeout: float = 120.0, log: Path | None = None):
+    """Poll the job record until its state is one of `states`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    rec = None
+    while time.monotonic() < deadline:
+        rec = store.get(job_id)  # type: ignore[attr-defined]
+        if rec is not None and rec.state.value in states:
+            return rec
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+    raise AssertionError(f"job {job_id} not in {states} after {timeout}s: {rec}\n{tail}")

@@ -1,5 +1,5 @@
-"""Real stack for the gateway tests: a private redis-server, the CPU generation worker on the tiny random model,
-a Celery analyzer worker, and uvicorn running the gateway, all shared by the tests of this package.
+"""Real stack for the gateway tests: a private redis-server, the CPU generation worker on the tiny random
+model, a Celery analyzer worker, and uvicorn running the gateway, all shared by the tests of this package.
 
 The stack uses its own Redis (not the session `redis_server`), so its Celery worker never takes jobs queued by
 other packages' tests.
@@ -26,13 +26,17 @@ LANGS = ("en", "fr", "de", "it", "fi")
 CANDIDATES = "de,it"
 MAX_TEXT = 200
 
-_WORDS = ("water house dog cat tree sun moon book hand eye river stone bread milk fire wind night day "
-          "city road bird fish apple door window table chair school friend mother father child king "
-          "queen star sea mountain rain snow green red blue black white").split()
+_WORDS = [
+    "water", "house", "dog", "cat", "tree", "sun", "moon", "book", "hand", "eye", "river", "stone", "bread",
+    "milk", "fire", "wind", "night", "day", "city", "road", "bird", "fish", "apple", "door", "window",
+    "table", "chair", "school", "friend", "mother", "father", "child", "king", "queen", "star", "sea",
+    "mountain", "rain", "snow", "green", "red", "blue", "black", "white",
+]
 
 
-def write_data_dir(root: Path, langs: tuple[str, ...] = LANGS, pairs: tuple[tuple[str, str], ...] = ()) -> Path:
-    """A small data directory in bridgex.data.layout's format: text/<lang>.txt (+ UDHR json), dict/<s>-<t>/."""
+def write_data_dir(root: Path, langs: tuple[str, ...] = LANGS,
+                   pairs: tuple[tuple[str, str], ...] = ()) -> Path:
+    """A small data directory in bridgex.data.layout's format: text/<lang>.txt (+ UDHR), dict/<s>-<t>/."""
     rng = random.Random(0)
     (root / "text").mkdir(parents=True, exist_ok=True)
     for lang in langs:
@@ -72,7 +76,8 @@ def stack_env(model: Path, redis_url: str, worker_url: str, home: Path) -> dict[
     return {
         "BRIDGEX_MODEL": str(model), "BRIDGEX_REDIS_URL": redis_url, "BRIDGEX_WORKER_URL": worker_url,
         "BRIDGEX_HOME": str(home), "BRIDGEX_DATA_DIR": str(data), "BRIDGEX_DEVICE": "cpu",
-        "BRIDGEX_DTYPE": "float32", "BRIDGEX_CANDIDATES": CANDIDATES, "BRIDGEX_GOLD_FILTER": "false",
+        "BRIDGEX_DTYPE": "float32", "BRIDGEX_CANDIDATES": json.dumps(CANDIDATES.split(",")),
+        "BRIDGEX_GOLD_FILTER": "false",
         "BRIDGEX_PROBE_MIN": "4", "BRIDGEX_PROBE_MAX": "16", "BRIDGEX_PROFILE_MAX_TOKENS": "2000",
         "BRIDGEX_API_KEYS": json.dumps(KEYS), "BRIDGEX_MAX_TEXT_CHARS": str(MAX_TEXT),
         "BRIDGEX_WORKER_TIMEOUT_S": "20", "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000",

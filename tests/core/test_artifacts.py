@@ -6,10 +6,9 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import bridgex
 import pytest
 import torch
-
-import bridgex
 from bridgex import artifacts
 from bridgex.artifacts import (
     ArtifactError,

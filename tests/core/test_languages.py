@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from bridgex.languages import (
     PAPER_LANGUAGES,
     UnknownLanguageError,
@@ -14,13 +13,38 @@ from bridgex.languages import (
 )
 
 METHOD_NATIVE = {
-    "en": "English", "de": "Deutsch", "fr": "Français", "it": "Italiano", "pt": "Português", "es": "Español",
-    "zh": "中文", "ja": "日本語", "ar": "عربي", "he": "עִברִית", "id": "Indonesia", "tl": "Tagalog",
-    "fi": "suomi", "hu": "magyar", "sw": "kiswahili",
+    "en": "English",
+    "de": "Deutsch",
+    "fr": "Français",
+    "it": "Italiano",
+    "pt": "Português",
+    "es": "Español",
+    "zh": "中文",
+    "ja": "日本語",
+    "ar": "عربي",
+    "he": "עִברִית",
+    "id": "Indonesia",
+    "tl": "Tagalog",
+    "fi": "suomi",
+    "hu": "magyar",
+    "sw": "kiswahili",
 }
 UDHR = {
-    "en": "eng", "de": "deu_1996", "fr": "fra", "it": "ita", "pt": "por_PT", "es": "spa", "zh": "cmn_hans",
-    "ja": "jpn", "ar": "arb", "he": "heb", "id": "ind", "tl": "tgl", "fi": "fin", "hu": "hun", "sw": "swh",
+    "en": "eng",
+    "de": "deu_1996",
+    "fr": "fra",
+    "it": "ita",
+    "pt": "por_PT",
+    "es": "spa",
+    "zh": "cmn_hans",
+    "ja": "jpn",
+    "ar": "arb",
+    "he": "heb",
+    "id": "ind",
+    "tl": "tgl",
+    "fi": "fin",
+    "hu": "hun",
+    "sw": "swh",
 }
 
 
@@ -37,8 +61,19 @@ def test_paper_languages_order_and_native_names() -> None:
 
 @pytest.mark.parametrize(
     ("alias", "code"),
-    [("swh", "sw"), ("swa", "sw"), ("SW", "sw"), ("eng_Latn", "en"), ("deu_1996", "de"), ("cmn", "zh"),
-     ("fil", "tl"), ("iw", "he"), ("en-US", "en"), ("arb", "ar"), ("Swahili", "sw")],
+    [
+        ("swh", "sw"),
+        ("swa", "sw"),
+        ("SW", "sw"),
+        ("eng_Latn", "en"),
+        ("deu_1996", "de"),
+        ("cmn", "zh"),
+        ("fil", "tl"),
+        ("iw", "he"),
+        ("en-US", "en"),
+        ("arb", "ar"),
+        ("Swahili", "sw"),
+    ],
 )
 def test_aliases_normalise_to_paper_codes(alias: str, code: str) -> None:
     assert normalize_code(alias) == code

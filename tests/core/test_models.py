@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from bridgex.models import (
     convert_once,
     load_model,
@@ -23,12 +22,12 @@ from bridgex.models import (
 def test_tiny_model_is_fast_deterministic_and_loadable(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    a = tiny_random_llama(tmp_path / "a")  # the first call also pays for lazy imports
     t0 = time.perf_counter()
-    a = tiny_random_llama(tmp_path / "a")
-    elapsed = time.perf_counter() - t0
     b = tiny_random_llama(tmp_path / "b")
+    elapsed = time.perf_counter() - t0
     c = tiny_random_llama(tmp_path / "c", seed=1)
-    assert elapsed < 5.0, f"tiny model took {elapsed:.2f}s"
+    assert elapsed < 2.0, f"tiny model took {elapsed:.2f}s"
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
     assert (a / "model.safetensors").read_bytes() != (c / "model.safetensors").read_bytes()

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from bridgex.neurons import (
     bridge_set,
     indices_to_mask,

@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from bridgex.models import LoadedModel, load_model
 from bridgex.profiling import (
     ActivationHooks,
@@ -20,6 +18,7 @@ from bridgex.profiling import (
     probe_activations,
     profile_texts,
 )
+from torch import nn
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog and keeps running far away.",

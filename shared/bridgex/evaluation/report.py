@@ -191,8 +191,9 @@ def _plot_conditions(rows: list[dict], path: Path, title: str) -> Path:
                 continue
             xs.append(i + (j - (len(names) - 1) / 2) * width)
             ys.append(r["value"])
-            lo.append(r["value"] - r["low"])
-            hi.append(r["high"] - r["value"])
+            # a percentile bootstrap interval need not contain the point estimate: clip the bars at it
+            lo.append(max(0.0, r["value"] - r["low"]))
+            hi.append(max(0.0, r["high"] - r["value"]))
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=name)
     ax.set_xticks(range(len(pairs)), pairs)
     ax.set_ylabel(rows[0]["metric"])

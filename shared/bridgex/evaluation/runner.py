@@ -58,6 +58,7 @@ class EvalConfig:
     progress: bool = True
     plots: bool = True
     cache_path: Path | None = None
+    transport: Any = None  # an httpx transport for GenerationClient (unit tests); None = real HTTP
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
@@ -161,7 +162,8 @@ async def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     cache = GenerationCache(cfg.cache_path or cfg.out_dir / "generations.jsonl")
     try:
-        async with GenerationClient(cfg.worker_url, model=cfg.model, timeout=cfg.timeout_s) as client:
+        async with GenerationClient(cfg.worker_url, model=cfg.model, timeout=cfg.timeout_s,
+                                    concurrency=cfg.concurrency, transport=cfg.transport) as client:
             try:
                 healthy = await client.health()
             except Exception:

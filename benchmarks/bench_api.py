@@ -1,0 +1,171 @@
+"""Gateway benchmark on loopback, real processes (redis-server, CPU generation worker on a tiny random Llama,
+uvicorn running the gateway):
+
+1. cached `GET /bridges/{s}/{t}` (auth + rate limit + Redis lookup) vs `GET /health` of the same app, same run:
+   throughput ratio (goal >= 0.5) and p50/p99 latency (goal p99 <= 5 ms, sequential client).
+2. `/translate` (bridge=none: one generation; explicit bridge: two) vs the same prompt sent straight to the
+   worker with the project's client: the gateway's overhead per request.
+
+`python -m benchmarks api` (env BENCH_API_N, BENCH_API_CONC to size it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import redis
+from bridgex.client import GenerationClient
+from bridgex.prompts import word_prompt
+
+from services.common.bridges import BridgeStore
+from tests.support import RedisServer, start_api, start_worker
+
+KEY = "bench-key"
+H = {"Authorization": f"Bearer {KEY}"}
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+async def latencies(fn: Callable[[], Awaitable[None]], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+async def throughput(client: httpx.AsyncClient, path: str, n: int, conc: int) -> float:
+    """Requests per second with `conc` concurrent clients sharing `n` requests."""
+    left = n
+
+    async def runner() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            r = await client.get(path, headers=H)
+            if r.status_code != 200:
+                raise RuntimeError(f"{path}: {r.status_code} {r.text[:200]}")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(runner() for _ in range(conc)))
+    return n / (time.perf_counter() - t0)
+
+
+def row(name: str, lat: list[float]) -> str:
+    return f"  {name:<34} p50 {statistics.median(lat):7.2f} ms   p99 {pct(lat, 99):7.2f} ms   (n={len(lat)})"
+
+
+async def run(api: str, worker: str, model: str, n: int, conc: int) -> dict:
+    res: dict = {}
+    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
+    async with httpx.AsyncClient(base_url=api, limits=limits, timeout=30) as c:
+        for path in ("/health", "/bridges/en/fr"):  # warm-up (also checks the cached answer exists)
+            for _ in range(50):
+                r = await c.get(path, headers=H)
+                r.raise_for_status()
+        # 1. latency, sequential client, interleaved rounds so drift hits both alike
+        lat: dict[str, list[float]] = {"/health": [], "/bridges/en/fr": []}
+        for _ in range(4):
+            for path in lat:
+                lat[path] += await latencies(lambda p=path: c.get(p, headers=H), n // 4)
+        # 2. throughput with concurrent clients, interleaved
+        tput: dict[str, list[float]] = {"/health": [], "/bridges/en/fr": []}
+        for _ in range(3):
+            for path in tput:
+                tput[path].append(await throughput(c, path, n, conc))
+        ratio = statistics.median(tput["/bridges/en/fr"]) / statistics.median(tput["/health"])
+        print(f"cached bridge lookup vs trivial endpoint (same app, loopback, {conc} concurrent for throughput):")
+        for path in lat:
+            print(row(f"GET {path}", lat[path]) + f"   {statistics.median(tput[path]):7.0f} req/s")
+        p99 = pct(lat["/bridges/en/fr"], 99)
+        print(f"  throughput ratio bridges/health = {ratio:.2f} (goal >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'})"
+              f"; bridges p99 = {p99:.2f} ms (goal <= 5 ms: {'met' if p99 <= 5 else 'MISSED'})")
+        res["bridges"] = {"ratio": ratio, "p50_ms": statistics.median(lat["/bridges/en/fr"]), "p99_ms": p99,
+                          "health_p50_ms": statistics.median(lat["/health"]),
+                          "health_p99_ms": pct(lat["/health"], 99),
+                          "rps_bridges": statistics.median(tput["/bridges/en/fr"]),
+                          "rps_health": statistics.median(tput["/health"])}
+
+        # 3. translate overhead over a direct worker call (same prompt, same max_tokens, sequential)
+        m = max(10, n // 20)
+        async with GenerationClient(worker, timeout=60) as gen:
+            prompt = word_prompt("water", "en", "fr")
+            step1 = word_prompt("water", "en", "de")
+
+            async def direct() -> None:
+                await gen.complete(prompt, max_tokens=8)
+
+            async def direct2() -> None:
+                await gen.complete(step1, max_tokens=8)
+                await gen.complete(prompt, max_tokens=8)
+
+            async def via(bridge: str) -> None:
+                r = await c.post("/translate", headers=H, json={"text": "water", "source": "en", "target": "fr",
+                                                                "bridge": bridge, "max_tokens": 8})
+                r.raise_for_status()
+
+            await direct()
+            await via("none")
+            d1, g1, d2, g2 = [], [], [], []
+            for _ in range(2):
+                d1 += await latencies(direct, m // 2)
+                g1 += await latencies(lambda: via("none"), m // 2)
+                d2 += await latencies(direct2, m // 2)
+                g2 += await latencies(lambda: via("de"), m // 2)
+        over1 = statistics.median(g1) - statistics.median(d1)
+        over2 = statistics.median(g2) - statistics.median(d2)
+        print(f"/translate vs direct worker calls (tiny model {Path(model).name}, max_tokens=8):")
+        print(row("worker direct, 1 call", d1))
+        print(row("POST /translate bridge=none", g1))
+        print(row("worker direct, 2 calls (chain)", d2))
+        print(row("POST /translate bridge=de", g2))
+        print(f"  gateway overhead (p50): {over1:.2f} ms (no bridge), {over2:.2f} ms (explicit bridge)")
+        res["translate"] = {"direct_p50_ms": statistics.median(d1), "api_none_p50_ms": statistics.median(g1),
+                            "overhead_none_ms": over1, "direct2_p50_ms": statistics.median(d2),
+                            "api_bridge_p50_ms": statistics.median(g2), "overhead_bridge_ms": over2}
+    return res
+
+
+def main() -> dict:
+    from bridgex.models import tiny_random_llama
+
+    n = int(os.environ.get("BENCH_API_N", "2000"))
+    conc = int(os.environ.get("BENCH_API_CONC", "8"))
+    tmp = Path(tempfile.mkdtemp(prefix="bridgex-bench-api-"))
+    model = str(tiny_random_llama(tmp / "tiny"))
+    rs = RedisServer().start()
+    services = []
+    try:
+        wsvc, worker = start_worker(model, tmp, BRIDGEX_DEVICE="cpu", BRIDGEX_DTYPE="float32")
+        services.append(wsvc)
+        env = {"BRIDGEX_MODEL": model, "BRIDGEX_REDIS_URL": rs.url, "BRIDGEX_WORKER_URL": worker,
+               "BRIDGEX_API_KEYS": json.dumps({KEY: ["translate"]}), "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000000",
+               "BRIDGEX_HOME": str(tmp)}
+        asvc, api = start_api(tmp, **env)
+        services.append(asvc)
+        ranking = {"ranked": [{"code": c, "score": s, "rank": i + 1, "per_layer": {"4": s}, "set_sizes": {"4": 64}}
+                              for i, (c, s) in enumerate([("de", 0.71), ("it", 0.52), ("es", 0.4)])],
+                   "best": "de", "provenance": {"note": "benchmark fixture"}}
+        BridgeStore(redis.Redis.from_url(rs.url)).publish(ranking, model=model, revision=None, source="en",
+                                                          target="fr", probe_hash="bench", method_version="bench")
+        return asyncio.run(run(api, worker, model, n, conc))
+    finally:
+        for svc in reversed(services):
+            svc.stop()
+        rs.stop()
+
+
+if __name__ == "__main__":
+    main()

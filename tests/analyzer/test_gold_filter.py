@@ -1,0 +1,39 @@
+"""The gold filter against a real CPU generation worker (uvicorn) serving the tiny random model: a random
+model translates nothing, so the probe set cannot be built and the error says what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.analyzer import stages
+from services.common.analysis import AnalysisRequest
+from tests.analyzer.conftest import settings_from, worker_env, write_data_dir
+from tests.support import start_worker
+
+pytestmark = pytest.mark.integration
+
+
+def test_gold_filter_random_model_fails_clearly(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data = write_data_dir(tmp_path / "data", lines=2)
+    svc, url = start_worker(tiny_model_dir, tmp_path)
+    try:
+        env = worker_env(tmp_path, tiny_model_dir, data, BRIDGEX_WORKER_URL=url, BRIDGEX_GOLD_FILTER="true",
+                         BRIDGEX_PROBE_MAX="6", BRIDGEX_PROBE_MIN="4")
+        settings = settings_from(env, "redis://127.0.0.1:1/0")
+        req = AnalysisRequest(source="sw", target="fi").normalized(settings)
+        assert req["gold_filter"] is True
+        lm = stages.load_lm(settings)
+        with pytest.raises(stages.AnalysisFailed) as e:
+            stages.probe_set(lm, req, settings)
+        msg = str(e.value)
+        # 4 x probe_max words tried, then a message that names the model and the ways out
+        assert f"gold filter kept 0 of 24 sw->fi words (model {tiny_model_dir}" in msg, msg
+        assert "gold_filter=false" in msg and "probe_min=4" in msg
+        assert not list((tmp_path / "artifacts").glob("*/probes/*/*.json"))
+    finally:
+        svc.stop()
+    # worker gone: the failure names the URL and the way out
+    with pytest.raises(stages.AnalysisFailed, match=rf"generation worker at {url}.*gold_filter=false"):
+        stages.probe_set(lm, req, settings)

@@ -1,0 +1,132 @@
+"""Unit tests of the gateway's own parts: key ring, input checks, Redis breaker, rate limiter, demos."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from bridgex.settings import Settings
+
+from services.api.core.errors import ApiError
+from services.api.core.observability import Metrics, clean_request_id
+from services.api.core.redis import RedisGate, RedisUnavailable, async_client
+from services.api.core.security import KeyRing, Principal, RateLimiter
+from services.api.services import validation
+from services.api.services.demos import text_demos, word_demos
+from tests.api.conftest import write_data_dir
+from tests.support import free_port
+
+KEYS = {"t0ken-a": ["translate"], "t0ken-b": ["analyze"], "t0ken-c": ["admin"]}
+
+
+def status_of(fn, *a) -> int:
+    with pytest.raises(ApiError) as e:
+        fn(*a)
+    return e.value.status
+
+
+def test_keyring_headers_scopes_and_open_mode() -> None:
+    ring = KeyRing(KEYS, open_mode=False)
+    p = ring.authenticate({"authorization": "Bearer t0ken-a"}, "translate")
+    assert p.has("translate") and not p.has("analyze") and p.key_id != "t0ken-a" and len(p.key_id) == 12
+    assert ring.authenticate({"x-api-key": "t0ken-b"}, "analyze").has("analyze")
+    assert ring.authenticate({"authorization": "Bearer t0ken-c"}, "analyze").has("analyze")  # admin implies
+    assert status_of(ring.authenticate, {}, "translate") == 401
+    assert status_of(ring.authenticate, {"authorization": "Basic t0ken-a"}, "translate") == 401
+    assert status_of(ring.authenticate, {"authorization": "Bearer t0ken-"}, "translate") == 401
+    assert status_of(ring.authenticate, {"x-api-key": "t0ken-a"}, "analyze") == 403
+    with pytest.raises(ApiError) as e:
+        KeyRing({}, open_mode=False).authenticate({}, "translate")
+    assert "BRIDGEX_AUTH_OPEN" in e.value.message  # says how to configure it
+    opened = KeyRing({}, open_mode=True).authenticate({}, "admin", "1.2.3.4")
+    assert opened.open_mode and opened.has("admin") and opened.key_id == "open:1.2.3.4"
+    with pytest.raises(ValueError, match="unknown scope"):
+        KeyRing({"k": ["root"]}, open_mode=False)
+
+
+def test_validation_messages() -> None:
+    s = Settings(max_text_chars=10, max_tokens_limit=64)
+    assert validation.pair("EN", "fra") == ("en", "fr")
+    assert status_of(validation.pair, "en", "eng") == 422
+    assert validation.bridge("Auto", "en", "fr") == "auto" and validation.bridge("deu", "en", "fr") == "de"
+    with pytest.raises(ApiError, match="is the target language"):
+        validation.bridge("fr", "en", "fr")
+    with pytest.raises(ApiError, match="Paper languages"):
+        validation.language("not a language", "source")
+    with pytest.raises(ApiError, match="limit is 10"):
+        validation.text("x" * 11, s)
+    assert validation.max_tokens(None, "word", s) == 16 and validation.max_tokens(None, "text", s) == 64
+    with pytest.raises(ApiError, match="over the limit of 64"):
+        validation.max_tokens(65, "word", s)
+
+
+def test_request_id_cleaning() -> None:
+    assert clean_request_id("abc-1.2:x_y") == "abc-1.2:x_y"
+    for bad in (None, "", "a b", "x" * 200, "ä"):
+        assert len(clean_request_id(bad)) == 32
+
+
+async def test_gate_breaker_fails_fast_then_recovers() -> None:
+    gate = RedisGate(Metrics(), cooldown_s=0.2)
+    calls = []
+
+    async def down() -> None:
+        calls.append(1)
+        raise redis.exceptions.ConnectionError("refused")
+
+    async def up() -> str:
+        calls.append(1)
+        return "ok"
+
+    with pytest.raises(RedisUnavailable):
+        await gate.run("x", down)
+    assert gate.open
+    with pytest.raises(RedisUnavailable):
+        await gate.run("x", up)  # breaker open: not even tried
+    assert len(calls) == 1
+    with pytest.raises(RedisUnavailable):
+        await gate.run_sync("x", lambda: calls.append(1))
+    assert len(calls) == 1
+    await asyncio.sleep(0.25)
+    assert await gate.run("x", up) == "ok" and not gate.open
+
+
+async def test_rate_limiter_real_redis_and_fail_open(redis_url: str) -> None:
+    metrics = Metrics()
+    client = async_client(redis_url)
+    limiter = RateLimiter(client, RedisGate(metrics), metrics, per_minute=2)
+    who = Principal("abc", frozenset({"translate"}))
+    if time.time() % 60 > 58:  # keep the three calls inside one window
+        await asyncio.sleep(2.5)
+    await limiter.check(who)
+    await limiter.check(who)
+    with pytest.raises(ApiError) as e:
+        await limiter.check(who)
+    assert e.value.status == 429 and 1 <= int(e.value.headers["Retry-After"]) <= 61
+    await limiter.check(Principal("other", frozenset()))  # per key
+    await client.aclose()
+
+    dead = async_client(f"redis://127.0.0.1:{free_port()}/0")
+    down = RateLimiter(dead, RedisGate(metrics), metrics, per_minute=1)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        await down.check(who)  # fails open: no exception
+    assert time.perf_counter() - t0 < 2
+    await dead.aclose()
+
+
+def test_demonstrations_from_data_dir(tmp_path: Path) -> None:
+    root = str(write_data_dir(tmp_path, pairs=(("en", "fr"), ("en", "de"))))
+    step1, step2 = word_demos(root, "en", "fr", "de", 3, "wateren")
+    assert len(step1) == len(step2) == 3
+    assert all(d.source_text != "wateren" for d in step1 + step2)
+    assert all(d.bridge_text and d.bridge_text.endswith("de") and d.target_text.endswith("fr") for d in step2)
+    _, direct = word_demos(root, "en", "fr", None, 2, "x")
+    assert len(direct) == 2 and direct[0].bridge_text is None
+    s1, s2 = text_demos(root, "en", "fr", "de", 2)
+    assert len(s1) == len(s2) == 2 and "in de" in s2[0].bridge_text
+    with pytest.raises(ApiError, match="k_shot=0"):
+        word_demos(root, "en", "sw", None, 2, "x")

@@ -1,0 +1,662 @@
+"""Deployment files: docker-compose.yml, the Dockerfiles we own, and the kustomize tree under deploy/.
+
+No container engine or cluster runs here, so these tests check what can be checked without one:
+- `docker compose config` (or Debian's `docker-compose config`) when a compose client exists: valid Compose;
+  plus structural checks that always run (profiles, GPU reservations, healthchecks, dependencies).
+- `kubectl kustomize` renders each overlay when kubectl exists, else a small renderer below (the subset of
+  kustomize this tree uses: resources, namespace, strategic-merge patches); when both exist they must agree.
+  The rendered objects are validated against the Kubernetes OpenAPI schemas (`kubernetes-validate`, offline,
+  bundled schemas) when installed, and checked structurally always: selectors match pod labels, Services hit
+  existing container ports, probes on /health and /ready, GPU requests in the gpu overlay, no real secrets.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+COMPOSE = ROOT / "docker-compose.yml"
+OVERLAYS = ("cpu", "gpu")
+NAMESPACE = "bridgex"
+K8S_VERSION = "1.32.0"  # oldest Kubernetes these manifests target (autoscaling/v2, sidecar-free)
+
+Doc = dict[str, Any]
+
+# ------------------------------------------------------------------------------------------------ kustomize
+
+
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "PriorityClass",
+}
+# patchMergeKey of the list fields this tree patches (from the Kubernetes API types).
+MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "imagePullSecrets": "name",
+    "ports": "containerPort",
+}
+SUPPORTED_KUSTOMIZATION_KEYS = {"apiVersion", "kind", "resources", "namespace", "patches"}
+
+
+def strategic_merge(original: Doc, patch: Doc) -> Doc:
+    """Strategic merge as kustomize applies it: maps merge, null deletes, keyed lists merge by their key
+    (patch order first, then the original's other items), other lists are replaced."""
+    for key, value in patch.items():
+        if value is None:
+            original.pop(key, None)
+        elif isinstance(value, dict) and isinstance(original.get(key), dict):
+            strategic_merge(original[key], value)
+        elif isinstance(value, list) and key in MERGE_KEYS and isinstance(original.get(key), list):
+            mkey = MERGE_KEYS[key]
+            if key == "ports" and not all(mkey in item for item in value):
+                mkey = "port"  # Service ports
+            rest = list(original[key])
+            merged = []
+            for item in value:
+                match = next((o for o in rest if o.get(mkey) == item.get(mkey)), None)
+                if match is None:
+                    merged.append(copy.deepcopy(item))
+                else:
+                    rest.remove(match)
+                    merged.append(strategic_merge(copy.deepcopy(match), item))
+            original[key] = merged + rest
+        else:
+            original[key] = copy.deepcopy(value)
+    return original
+
+
+def kustomize_python(path: Path) -> list[Doc]:
+    """Render a kustomization with the subset of kustomize this tree uses (fails loudly on anything else)."""
+    spec = yaml.safe_load((path / "kustomization.yaml").read_text())
+    unknown = set(spec) - SUPPORTED_KUSTOMIZATION_KEYS
+    assert not unknown, f"{path}: the fallback renderer does not implement {sorted(unknown)}"
+    docs: list[Doc] = []
+    for res in spec.get("resources", []):
+        target = path / res
+        if target.is_dir():
+            docs += kustomize_python(target)
+        else:
+            docs += [d for d in yaml.safe_load_all(target.read_text()) if d]
+    for entry in spec.get("patches", []):
+        assert set(entry) == {"path"}, f"{path}: only file patches are supported, got {entry}"
+        for patch in yaml.safe_load_all((path / entry["path"]).read_text()):
+            if not patch:
+                continue
+            matches = [
+                d
+                for d in docs
+                if d["kind"] == patch["kind"] and d["metadata"]["name"] == patch["metadata"]["name"]
+            ]
+            assert len(matches) == 1, f"patch {entry['path']} matches {len(matches)} objects"
+            body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")}
+            strategic_merge(matches[0], body)
+    if spec.get("namespace"):
+        for d in docs:
+            if d["kind"] not in CLUSTER_SCOPED:
+                d["metadata"]["namespace"] = spec["namespace"]
+    return docs
+
+
+def kubectl_available() -> bool:
+    if shutil.which("kubectl") is None:
+        return False
+    probe = subprocess.run(["kubectl", "kustomize", "--help"], capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
+def kustomize_kubectl(path: Path) -> list[Doc]:
+    out = subprocess.run(["kubectl", "kustomize", str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"kubectl kustomize {path} failed:\n{out.stderr}"
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+KUBECTL = kubectl_available()
+
+
+def by_id(docs: list[Doc]) -> dict[tuple[str, str, str], Doc]:
+    ids = [(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]) for d in docs]
+    assert len(ids) == len(set(ids)), f"duplicate objects: {sorted(i for i in ids if ids.count(i) > 1)}"
+    return dict(zip(ids, docs, strict=True))
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[Doc]]:
+    overlay = DEPLOY / "overlays" / request.param
+    docs = kustomize_kubectl(overlay) if KUBECTL else kustomize_python(overlay)
+    return request.param, docs
+
+
+def objects(docs: list[Doc], kind: str) -> dict[str, Doc]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def containers(deploy: Doc) -> list[Doc]:
+    return deploy["spec"]["template"]["spec"]["containers"]
+
+
+def container(docs: list[Doc], deployment: str) -> Doc:
+    (c,) = [c for c in containers(objects(docs, "Deployment")[deployment]) if c["name"] == deployment]
+    return c
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+# ------------------------------------------------------------------------------------------------ k8s tests
+
+
+def test_strategic_merge_keys_order_and_null() -> None:
+    base = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "a",
+                    "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}],
+                    "args": ["--old"],
+                    "drop": 1,
+                },
+                {"name": "b"},
+            ]
+        }
+    }
+    patch = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "a",
+                    "env": [{"name": "Z", "value": "3"}, {"name": "Y", "value": "9"}],
+                    "args": ["--new"],
+                    "drop": None,
+                }
+            ]
+        }
+    }
+    out = strategic_merge(copy.deepcopy(base), patch)
+    a, b = out["spec"]["containers"]
+    assert (a["name"], b["name"]) == ("a", "b")
+    assert a["env"] == [{"name": "Z", "value": "3"}, {"name": "Y", "value": "9"}, {"name": "X", "value": "1"}]
+    assert a["args"] == ["--new"] and "drop" not in a
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_fallback_renderer_agrees_with_kubectl(overlay: str) -> None:
+    if not KUBECTL:
+        pytest.skip(
+            "kubectl (with kustomize) not installed: the fallback renderer is what the other tests use"
+        )
+    path = DEPLOY / "overlays" / overlay
+    assert by_id(kustomize_python(path)) == by_id(kustomize_kubectl(path))
+
+
+def test_every_manifest_parses_and_is_identified() -> None:
+    files = sorted(DEPLOY.rglob("*.yaml"))
+    assert len(files) >= 10
+    for f in files:
+        for d in yaml.safe_load_all(f.read_text()):
+            assert d, f"{f}: empty document"
+            assert {"apiVersion", "kind"} <= set(d), f"{f}: apiVersion/kind missing"
+            if d["kind"] != "Kustomization":
+                assert d.get("metadata", {}).get("name"), f"{f}: metadata.name missing"
+
+
+def test_rendered_objects(rendered: tuple[str, list[Doc]]) -> None:
+    overlay, docs = rendered
+    ids = by_id(docs)
+    kinds = {k for k, _, _ in ids}
+    assert {
+        "Namespace",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PersistentVolumeClaim",
+    } <= kinds
+    assert set(objects(docs, "Deployment")) == {"api", "worker", "analyzer", "redis", "flower"}
+    assert set(objects(docs, "Service")) == {"api", "worker", "redis", "flower"}
+    for d in docs:
+        if d["kind"] not in CLUSTER_SCOPED:
+            assert d["metadata"].get("namespace") == NAMESPACE, (
+                f"{overlay}: {d['kind']}/{d['metadata']['name']}"
+            )
+    assert "Secret" not in kinds, "the Secret is created out of band, never rendered from the repository"
+
+
+def test_selectors_services_and_references(rendered: tuple[str, list[Doc]]) -> None:
+    overlay, docs = rendered
+    deployments = objects(docs, "Deployment")
+    configmaps = set(objects(docs, "ConfigMap"))
+    claims = set(objects(docs, "PersistentVolumeClaim"))
+    for name, dep in deployments.items():
+        pod = dep["spec"]["template"]
+        assert matches(dep["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"]), name
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+        for v in volumes.values():
+            if "persistentVolumeClaim" in v:
+                assert v["persistentVolumeClaim"]["claimName"] in claims, f"{name}: {v}"
+        for c in containers(dep):
+            for m in c.get("volumeMounts", []):
+                assert m["name"] in volumes, f"{overlay} {name}: mount of undeclared volume {m['name']}"
+            for ref in c.get("envFrom", []):
+                if "configMapRef" in ref:
+                    assert ref["configMapRef"]["name"] in configmaps
+                else:
+                    assert ref["secretRef"]["name"] == "bridgex-secrets"
+            for env in c.get("env", []):
+                src = env.get("valueFrom", {})
+                if "secretKeyRef" in src:
+                    assert src["secretKeyRef"]["name"] == "bridgex-secrets"
+                    assert src["secretKeyRef"]["key"] in secret_template_keys()
+                if "configMapKeyRef" in src:
+                    assert src["configMapKeyRef"]["name"] in configmaps
+            # the probes reference declared ports
+            port_names = {p.get("name") for p in c.get("ports", [])} | {
+                p["containerPort"] for p in c.get("ports", [])
+            }
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                if "httpGet" in c.get(probe, {}):
+                    assert c[probe]["httpGet"]["port"] in port_names, f"{overlay} {name} {probe}"
+    # every Service selects pods that declare its targetPort
+    for name, svc in objects(docs, "Service").items():
+        selected = [
+            d
+            for d in deployments.values()
+            if matches(svc["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])
+        ]
+        assert len(selected) == 1, f"{overlay}: Service {name} selects {len(selected)} Deployments"
+        ports = [p for c in containers(selected[0]) for p in c.get("ports", [])]
+        for sp in svc["spec"]["ports"]:
+            target = sp.get("targetPort", sp["port"])
+            assert any(target in (p.get("name"), p["containerPort"]) for p in ports), (
+                f"{overlay}: Service {name} targets {target}, pods declare {ports}"
+            )
+    # the HPA scales the api on CPU, which needs a CPU request
+    (hpa,) = objects(docs, "HorizontalPodAutoscaler").values()
+    ref = hpa["spec"]["scaleTargetRef"]
+    assert ref["kind"] == "Deployment" and ref["name"] == "api"
+    assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    assert container(docs, "api")["resources"]["requests"]["cpu"]
+
+
+def probe_path(c: Doc, probe: str) -> str:
+    return c[probe]["httpGet"]["path"]
+
+
+def test_probes(rendered: tuple[str, list[Doc]]) -> None:
+    overlay, docs = rendered
+    api = container(docs, "api")
+    assert (probe_path(api, "readinessProbe"), probe_path(api, "livenessProbe")) == ("/ready", "/health")
+    worker = container(docs, "worker")
+    assert probe_path(worker, "livenessProbe") == "/health"
+    assert probe_path(worker, "startupProbe") == "/health"
+    # ours has /ready (a one-token generation); vLLM has only /health, which is 200 once the engine runs
+    assert probe_path(worker, "readinessProbe") == ("/ready" if overlay == "cpu" else "/health")
+    # a model load must not be killed by the liveness probe: the startup probe allows minutes
+    startup = worker["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    redis = container(docs, "redis")
+    assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
+    # the analyzer (solo pool) must have no ping-based liveness probe that kills long jobs
+    assert "livenessProbe" not in container(docs, "analyzer")
+
+
+def gpu_count(c: Doc, section: str) -> int:
+    return int(c.get("resources", {}).get(section, {}).get("nvidia.com/gpu", 0))
+
+
+def test_gpu_requests_only_in_gpu_overlay(rendered: tuple[str, list[Doc]]) -> None:
+    overlay, docs = rendered
+    for name, dep in objects(docs, "Deployment").items():
+        pod = dep["spec"]["template"]["spec"]
+        for c in containers(dep):
+            wants = overlay == "gpu" and name in ("worker", "analyzer")
+            assert (gpu_count(c, "limits") >= 1) == wants, f"{overlay} {name}: GPU limit"
+            assert gpu_count(c, "requests") == gpu_count(c, "limits"), f"{overlay} {name}: requests != limits"
+        if overlay == "gpu" and name in ("worker", "analyzer"):
+            assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+                "tolerations"
+            ]
+        else:
+            assert "nvidia.com/gpu.present" not in pod.get("nodeSelector", {})
+    worker, analyzer = container(docs, "worker"), container(docs, "analyzer")
+    if overlay == "gpu":
+        assert "vllm" in worker["image"] and worker["command"] == ["/app/services/worker/vllm/launch.sh"]
+        assert analyzer["image"].startswith("bridgex/analyzer-gpu")
+        assert {"name": "BRIDGEX_DEVICE", "value": "cuda"} in analyzer["env"]
+    else:
+        assert worker["command"][:2] == ["uvicorn", "services.worker.main:create_app"]
+        assert {"name": "BRIDGEX_DEVICE", "value": "cpu"} in analyzer["env"]
+    assert analyzer["command"][:5] == [
+        "celery",
+        "-A",
+        "services.analyzer.celery_app",
+        "worker",
+        "--pool=solo",
+    ]
+    assert "--concurrency=1" in analyzer["command"] and "analyze" in analyzer["command"]
+
+
+def test_configmap_points_at_services(rendered: tuple[str, list[Doc]]) -> None:
+    _, docs = rendered
+    data = objects(docs, "ConfigMap")["bridgex-config"]["data"]
+    services = objects(docs, "Service")
+    for key in ("BRIDGEX_REDIS_URL", "BRIDGEX_WORKER_URL"):
+        m = re.match(r"^\w+://([\w-]+):(\d+)", data[key])
+        assert m, data[key]
+        host, port = m[1], int(m[2])
+        assert host in services and port in [p["port"] for p in services[host]["spec"]["ports"]], key
+    assert data["BRIDGEX_AUTH_OPEN"] == "false"
+    assert "BRIDGEX_API_KEYS" not in data
+
+
+def test_prometheus_scraping(rendered: tuple[str, list[Doc]]) -> None:
+    _, docs = rendered
+    scraped = set()
+    for name, dep in objects(docs, "Deployment").items():
+        ann = dep["spec"]["template"]["metadata"].get("annotations", {})
+        if ann.get("prometheus.io/scrape") == "true":
+            scraped.add(name)
+            ports = [p["containerPort"] for c in containers(dep) for p in c.get("ports", [])]
+            assert int(ann["prometheus.io/port"]) in ports, name
+            assert ann["prometheus.io/path"] == "/metrics"
+    assert {"api", "worker", "flower"} <= scraped
+    config = yaml.safe_load(objects(docs, "ConfigMap")["bridgex-prometheus-scrape"]["data"]["bridgex.yml"])
+    (job,) = config["scrape_configs"]
+    assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == [NAMESPACE]
+    assert any(r.get("action") == "keep" for r in job["relabel_configs"])
+
+
+def test_schema_validation(rendered: tuple[str, list[Doc]], tmp_path: Path) -> None:
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed (dev extra)")
+    _, docs = rendered
+    for d in docs:
+        # strict: unknown fields (typos like `readinesProbe`) fail too
+        kv.validate(d, K8S_VERSION, strict=True)
+
+
+def secret_template_keys() -> set[str]:
+    doc = yaml.safe_load((DEPLOY / "base" / "secret.template.yaml").read_text())
+    return set(doc.get("stringData", {})) | set(doc.get("data", {}))
+
+
+def test_secret_is_a_template_without_values() -> None:
+    template = DEPLOY / "base" / "secret.template.yaml"
+    doc = yaml.safe_load(template.read_text())
+    assert doc["kind"] == "Secret" and doc["metadata"]["name"] == "bridgex-secrets"
+    assert "BRIDGEX_API_KEYS" in secret_template_keys()
+    for key, value in doc.get("stringData", {}).items():
+        assert re.fullmatch(r"<[^>]*>", value), f"{key} holds a value, not a <placeholder>"
+    assert not doc.get("data")
+    base = yaml.safe_load((DEPLOY / "base" / "kustomization.yaml").read_text())
+    assert "secret.template.yaml" not in base["resources"]
+
+
+def iter_yaml_files() -> Iterator[Path]:
+    yield COMPOSE
+    yield from DEPLOY.rglob("*.yaml")
+    yield from DEPLOY.rglob("*.yml")
+
+
+def test_no_credentials_committed() -> None:
+    """No Secret object anywhere but the template, and nothing that looks like a key or token in the files."""
+    token = re.compile(r"(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9]{20,}|\"[A-Za-z0-9_-]{24,}\"\s*:\s*\[)")
+    for f in iter_yaml_files():
+        text = f.read_text()
+        assert not token.search(text), f"{f} looks like it holds a credential"
+        if f.name != "secret.template.yaml":
+            kinds = [d.get("kind") for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+            assert "Secret" not in kinds, f"{f} defines a Secret"
+
+
+# ------------------------------------------------------------------------------------------------ compose
+
+
+@pytest.fixture(scope="module")
+def compose() -> Doc:
+    return yaml.safe_load(COMPOSE.read_text())  # PyYAML resolves the `<<` merge keys
+
+
+SERVICES = {"redis", "api", "worker", "worker-cpu", "analyzer", "analyzer-gpu", "flower", "prometheus"}
+PROFILES = {"worker": ["gpu"], "analyzer-gpu": ["gpu"], "flower": ["ops"], "prometheus": ["ops"]}
+
+
+def test_compose_services_and_profiles(compose: Doc) -> None:
+    services = compose["services"]
+    assert set(services) == SERVICES
+    for name, svc in services.items():
+        assert svc.get("profiles") == PROFILES.get(name), name
+
+
+def test_compose_gpu_reservations(compose: Doc) -> None:
+    for name, svc in compose["services"].items():
+        devices = svc.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+        if name in ("worker", "analyzer-gpu"):
+            assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}], name
+        else:
+            assert not devices, name
+
+
+def test_compose_health_and_dependencies(compose: Doc) -> None:
+    services = compose["services"]
+    for name in ("redis", "api", "worker-cpu", "worker", "flower", "prometheus"):
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert "/health" in " ".join(services["api"]["healthcheck"]["test"])
+    assert "/health" in " ".join(services["worker-cpu"]["healthcheck"]["test"])
+    assert "/health" in " ".join(services["worker"]["healthcheck"]["test"])
+    for name, svc in services.items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            if cond["condition"] == "service_healthy":
+                assert services[dep].get("healthcheck"), f"{name} waits for {dep}, which has no healthcheck"
+            # a default-profile service must not depend on a profiled one (it would not start)
+            if not svc.get("profiles"):
+                assert not services[dep].get("profiles"), f"{name} depends on profiled {dep}"
+    for name in ("api", "analyzer", "analyzer-gpu", "flower"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
+
+
+def test_compose_config_and_volumes(compose: Doc) -> None:
+    services = compose["services"]
+    declared = set(compose["volumes"])
+    for name, svc in services.items():
+        for vol in svc.get("volumes", []):
+            source = re.match(r"^(\$\{[^}]*\}|[^:]+)", vol)[1]
+            if source.startswith("${"):
+                source = source.split(":-", 1)[1].rstrip("}")  # the default of a variable source
+            if not source.startswith((".", "/")):
+                assert source in declared, f"{name}: volume {source} not declared"
+        env = svc.get("environment", {})
+        if name in ("api", "worker-cpu", "analyzer", "analyzer-gpu", "flower"):
+            assert env["BRIDGEX_REDIS_URL"] == "redis://redis:6379/0"
+    for name in ("analyzer", "analyzer-gpu"):
+        mounts = {v.split(":")[-1] for v in services[name]["volumes"]}
+        assert {"/var/lib/bridgex/artifacts", "/var/lib/bridgex/data", "/var/lib/bridgex/cache"} <= mounts
+    api_env = services["api"]["environment"]
+    assert api_env["BRIDGEX_API_KEYS"] is None, "keys are passed through from the environment, never written"
+    assert api_env["BRIDGEX_AUTH_OPEN"] == "${BRIDGEX_AUTH_OPEN:-false}"
+    # operator UIs only on the host's loopback
+    for name in ("flower", "prometheus"):
+        assert all(p.startswith("127.0.0.1:") for p in services[name]["ports"]), name
+    for name, svc in services.items():
+        if "build" in svc:
+            assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file(), name
+
+
+def test_compose_prometheus_targets(compose: Doc) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    services = compose["services"]
+    seen = set()
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            for target in static["targets"]:
+                host, port = target.rsplit(":", 1)
+                if host == "127.0.0.1":
+                    continue
+                seen.add(host)
+                svc = services[host]
+                published = [str(p).rsplit(":", 1)[-1] for p in svc.get("ports", [])] + [
+                    str(p) for p in svc.get("expose", [])
+                ]
+                assert port in published, f"{target}: {host} exposes {published}"
+    assert {"api", "worker-cpu", "worker", "flower"} <= seen
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose` (v2 plugin) or Debian's `docker-compose` (v1); None when neither client exists."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=60)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+@pytest.mark.parametrize("profiles", [(), ("gpu",), ("ops",), ("gpu", "ops")])
+def test_docker_compose_config(profiles: tuple[str, ...], tmp_path: Path) -> None:
+    cmd = compose_command()
+    if cmd is None:
+        pytest.skip("no compose client (`docker compose` plugin or `docker-compose`) installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGEX_", "COMPOSE_", "HF_"))}
+    env["BRIDGEX_API_KEYS"] = json.dumps({"test-key": ["translate"]})
+    args = [*cmd, "-f", str(COMPOSE), "--project-directory", str(ROOT)]
+    for p in profiles:
+        args += ["--profile", p]
+    out = subprocess.run(
+        [*args, "config"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == 0, f"{' '.join(args)} config failed:\n{out.stderr}"
+    resolved = yaml.safe_load(out.stdout)
+    services = resolved["services"]
+    if cmd[0] == "docker":  # v2 applies profiles; v1 lists every service
+        active = {s for s in SERVICES if not PROFILES.get(s) or set(PROFILES[s]) & set(profiles)}
+        assert set(services) == active
+    else:
+        assert set(services) == SERVICES
+    api_env = services["api"]["environment"]
+    assert json.loads(api_env["BRIDGEX_API_KEYS"]) == {"test-key": ["translate"]}
+    assert api_env["BRIDGEX_WORKER_URL"] == "http://worker-cpu:8001"
+    assert api_env["BRIDGEX_AUTH_OPEN"] == "false"
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+DOCKERFILES = {
+    "services/api/Dockerfile": ("api", ["uvicorn", "services.api.main:create_app", "--factory"]),
+    "services/analyzer/Dockerfile": (
+        "cpu,analyzer,ops",
+        [
+            "celery",
+            "-A",
+            "services.analyzer.celery_app",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-Q",
+            "analyze",
+        ],
+    ),
+    "services/analyzer/Dockerfile.gpu": (
+        "analyzer",
+        [
+            "celery",
+            "-A",
+            "services.analyzer.celery_app",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-Q",
+            "analyze",
+        ],
+    ),
+}
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            op, _, rest = line.partition(" ")
+            out.append((op.upper(), rest.strip()))
+    return out
+
+
+@pytest.mark.parametrize("rel", sorted(DOCKERFILES))
+def test_dockerfiles(rel: str) -> None:
+    extras, command = DOCKERFILES[rel]
+    ins = dockerfile_instructions(ROOT / rel)
+    ops = [op for op, _ in ins]
+    assert ins[0] == ("FROM", "python:3.11-slim")
+    args = dict(rest.split("=", 1) for op, rest in ins if op == "ARG" and "=" in rest)
+    assert args["EXTRAS"] == extras
+    users = [rest for op, rest in ins if op == "USER"]
+    assert users and users[-1] not in ("root", "0"), "must run as a non-root user"
+    assert ops.index("USER") > max(i for i, op in enumerate(ops) if op == "RUN"), "USER after the installs"
+    cmd = json.loads(next(rest for op, rest in reversed(ins) if op == "CMD"))
+    assert cmd[: len(command)] == command
+    runs = " ".join(rest for op, rest in ins if op == "RUN")
+    if "cpu" in extras.split(","):
+        assert args["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"
+    if rel.endswith(".gpu"):
+        assert "/whl/cu" in args["TORCH_INDEX"] and "cpu" not in extras.split(",")
+    if "analyzer" in extras:
+        assert '--index-url "${TORCH_INDEX}"' in runs
+    # every COPY source is in the build context that the per-Dockerfile ignore file lets through
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (ROOT / f"{rel}.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    for op, rest in ins:
+        if op == "COPY":
+            for src in rest.split()[:-1]:
+                assert (ROOT / src).exists(), f"{rel}: COPY {src} missing"
+                assert any(src == a or src.startswith(a + "/") or src.rstrip("/") == a for a in allowed), src
+
+
+def test_image_requirements_from_pyproject() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bridgex_requirements", DEPLOY / "docker" / "requirements.py"
+    )
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    analyzer = mod.requirements(str(ROOT / "pyproject.toml"), ["cpu", "analyzer", "ops"])
+    names = {re.split(r"[<>=\[ ]", r, maxsplit=1)[0].lower() for r in analyzer}
+    assert {"torch", "transformers", "celery", "flower", "lang2vec"} <= names
+    assert "torch==2.13.0" in analyzer and "vllm" not in names
+    assert not any(r.startswith("bridgex") for r in analyzer)
+    api = {
+        re.split(r"[<>=\[ ]", r, maxsplit=1)[0].lower()
+        for r in mod.requirements(str(ROOT / "pyproject.toml"), ["api"])
+    }
+    assert {"fastapi", "redis", "uvicorn"} <= api and "torch" not in api and "vllm" not in api
+    with pytest.raises(SystemExit, match="unknown extra"):
+        mod.requirements(str(ROOT / "pyproject.toml"), ["nope"])
