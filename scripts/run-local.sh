@@ -8,7 +8,7 @@
 #   scripts/run-local.sh status       which services run and answer
 #
 # Assumes .venv is installed and Redis answers at BRIDGEX_REDIS_URL (default 127.0.0.1:6379); the Makefile's
-# `run` target ensures both. Logs and pid files go to ./var/ (gitignored).
+# `run` target ensures both. Logs and pid files go to ./var/ (gitignored; BRIDGEX_RUN_DIR overrides).
 # Environment: BRIDGEX_MODEL (default: gemma-3-270m), BRIDGEX_API_PORT (8000), BRIDGEX_WORKER_PORT (8001),
 # BRIDGEX_API_HOST (127.0.0.1), BRIDGEX_START_TIMEOUT (seconds, 900), BRIDGEX_API_KEYS (JSON; without it the
 # gateway runs in OPEN auth mode, and this script says so), any other BRIDGEX_* setting.
@@ -17,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
-VAR="$ROOT/var"
+VAR="${BRIDGEX_RUN_DIR:-$ROOT/var}"   # logs and pid files (tests point it elsewhere)
 LOGS="$VAR/log"
 PIDS="$VAR/run"
 SERVICES=(worker analyzer api)   # start order; stop goes the other way

@@ -296,6 +296,14 @@ def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], setting
     return acts, folder / name
 
 
+def activations_only(req: dict[str, Any], settings: Settings, *, force: bool = False) -> dict[str, Any]:
+    lm = load_lm(settings, req.get("model"), req.get("revision"))
+    ps, _ = probe_set(lm, req, settings)
+    layers = window_layers(lm, req["window"])
+    acts, path = probe_acts(lm, ps, layers, req, settings, force=force)
+    return {"path": str(path), "probe_hash": ps.hash, "layers": layers, "shape": list(acts.shape)}
+
+
 # ----------------------------------------------------------------------------------------------- ranking
 
 

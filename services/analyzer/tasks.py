@@ -159,3 +159,16 @@ def profile_language(language: str, force: bool = False) -> dict:
 def build_probe_set(request: dict[str, Any], force: bool = False) -> dict:
     """Build (or reuse) the probe set of a normalized request's pair; returns its path and hash."""
     return stages.probe_set_only(request, get_settings(), force=force)
+
+
+@app.task(name="bridgex.probe_activations", acks_late=True, reject_on_worker_lost=True)
+def probe_activations(request: dict[str, Any], force: bool = False) -> dict:
+    """Probe set + activations over the window layers for a normalized request; returns the artifact path."""
+    return stages.activations_only(request, get_settings(), force=force)
+
+
+@app.task(name="bridgex.rank_bridges", acks_late=True, reject_on_worker_lost=True)
+def rank_bridges(request: dict[str, Any]) -> dict:
+    """The whole ranking from existing (or new) artifacts, without a job record and without publishing."""
+    ctx = stages.JobContext(settings=get_settings())
+    return stages.run_analysis(request, ctx, publish=False)

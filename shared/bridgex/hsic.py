@@ -81,10 +81,10 @@ def _check(x: torch.Tensor, y: torch.Tensor) -> None:
 
 def standardize(m: torch.Tensor) -> torch.Tensor:
     """Rows to (x - mean) / (unbiased std + 1e-6), as the scripts; constant rows become exact zeros."""
-    mean = m.mean(dim=1, keepdim=True)
-    out = (m - mean) / (m.std(dim=1, keepdim=True) + 1e-6)
-    const = (m.amax(dim=1) == m.amin(dim=1)).unsqueeze(1)
-    return torch.where(const, torch.zeros_like(out), out)
+    std, mean = torch.std_mean(m, dim=1, keepdim=True)
+    lo, hi = torch.aminmax(m, dim=1, keepdim=True)
+    out = (m - mean) / (std + 1e-6)
+    return out.masked_fill_(lo == hi, 0.0)
 
 
 def median_sigma(xs: torch.Tensor, ys: torch.Tensor) -> float:
@@ -194,13 +194,13 @@ def _features(rows: torch.Tensor, sigma: float, terms: int) -> tuple[torch.Tenso
     n = rows.shape[1]
     z = rows / sigma
     half = -0.5 * z * z
-    g = torch.exp(half)
     feats = torch.empty(rows.shape[0], terms, n, dtype=rows.dtype, device=rows.device)
     feats[:, 0] = torch.special.expm1(half)  # phi_0 - 1: the constant is removed by centring anyway
-    cur = g
-    for k in range(1, terms):
-        cur = cur * z / math.sqrt(k)
-        feats[:, k] = cur
+    if terms > 1:
+        # phi_k = exp(-z^2/2) z^k / sqrt(k!): cumulative product of z / sqrt(k) along k
+        ks = torch.arange(1, terms, dtype=rows.dtype, device=rows.device)
+        steps = z.unsqueeze(1) / ks.sqrt().view(1, -1, 1)
+        feats[:, 1:] = torch.cumprod(steps, dim=1).mul_(torch.exp(half).unsqueeze(1))
     u = feats.sum(dim=2)
     u[:, 0] += n
     feats.sub_(feats.mean(dim=2, keepdim=True))

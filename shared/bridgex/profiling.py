@@ -176,8 +176,12 @@ class _Batch:
     input_ids: Tensor  # [B, T]
     attention_mask: Tensor  # [B, T] long
     position_ids: Tensor  # [B, T]
-    counted: Tensor  # [B, T] bool: tokens that enter statistics
+    counted: Tensor  # [B, T] bool on the device: tokens that enter statistics
     order: list[int]  # original indices of the rows
+    n_counted: int  # known on the host, so the loop never waits for the device
+    excluded: Tensor | None  # flat row indices (device) of tokens that do not count; None when all count
+    kept: Tensor | None  # flat row indices (device) of tokens that count; None when all count
+    lengths: list[int]
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -189,6 +193,7 @@ def _pad_id(tokenizer: Any) -> int:
 
 def _make_batch(seqs: list[list[int]], order: list[int], *, pad_id: int, has_bos: bool, include_bos: bool,
                 padding_side: str, device: torch.device) -> _Batch:
+    """Pad on the host, derive masks and index lists there, then move (no device->host sync per batch)."""
     b, t = len(seqs), max(len(s) for s in seqs)
     ids = torch.full((b, t), pad_id, dtype=torch.long)
     mask = torch.zeros((b, t), dtype=torch.long)
@@ -200,7 +205,16 @@ def _make_batch(seqs: list[list[int]], order: list[int], *, pad_id: int, has_bos
     counted = mask.bool()
     if has_bos and not include_bos:
         counted &= pos > 0
-    return _Batch(ids.to(device), mask.to(device), pos.to(device), counted.to(device), order)
+    flat = counted.reshape(-1)
+    n_counted = int(flat.sum())
+    excluded = kept = None
+    if n_counted < flat.numel():
+        excluded = (~flat).nonzero().squeeze(1).to(device, non_blocking=True)
+        kept = flat.nonzero().squeeze(1).to(device, non_blocking=True)
+    nb = device.type == "cuda"
+    return _Batch(ids.to(device, non_blocking=nb), mask.to(device, non_blocking=nb),
+                  pos.to(device, non_blocking=nb), counted.to(device, non_blocking=nb), order, n_counted,
+                  excluded, kept, [len(x) for x in seqs])
 
 
 def _batches(seqs: list[list[int]], batch_size: int) -> list[list[int]]:
@@ -312,15 +326,26 @@ def profile_texts(
     L, inter = lm.num_layers, lm.intermediate_size
     count = torch.zeros((L, inter), dtype=torch.int64, device=device)
     total_sum = torch.zeros((L, inter), dtype=torch.float64, device=device)
-    state: dict[str, Tensor | None] = {"index": None}
+    state: dict[str, _Batch] = {}
 
     def reduce(layer: int, act: Tensor) -> None:
+        # Statistics over all rows minus the few rows that do not count (BOS, padding): no copy of the big
+        # [B*T, I] tensor. nansum: a padding row that attended to nothing may hold NaN, which must not leak.
+        # Mostly-excluded batches (heavy padding) select the kept rows instead.
         a = act.reshape(-1, act.shape[-1])
-        index = state["index"]
-        if index is not None:
-            a = a.index_select(0, index)
-        count[layer] += (a > 0).sum(0)
-        total_sum[layer] += a.sum(0, dtype=torch.float64)
+        acc = torch.float64 if a.dtype == torch.float64 else torch.float32  # per batch; totals are float64
+        batch = state["batch"]
+        if batch.excluded is None:
+            c, sm = (a > 0).sum(0), a.sum(0, dtype=acc)
+        elif 2 * batch.excluded.numel() <= a.shape[0]:
+            ex = a.index_select(0, batch.excluded)
+            c = (a > 0).sum(0) - (ex > 0).sum(0)
+            sm = torch.nansum(a, 0, dtype=acc) - torch.nansum(ex, 0, dtype=acc)
+        else:
+            kept = a.index_select(0, batch.kept)  # type: ignore[arg-type]
+            c, sm = (kept > 0).sum(0), kept.sum(0, dtype=acc)
+        count[layer] += c
+        total_sum[layer] += sm
 
     n_tokens = 0
     target = sum(len(c) - (1 if has_bos and not include_bos else 0) for c in chunks)
@@ -330,12 +355,11 @@ def profile_texts(
                 raise Cancelled(f"profiling {language} cancelled after {n_tokens} tokens")
             batch = _make_batch([chunks[i] for i in group], group, pad_id=_pad_id(tok), has_bos=has_bos,
                                 include_bos=include_bos, padding_side=padding_side, device=device)
-            flat = batch.counted.reshape(-1)
-            state["index"] = None if bool(flat.all()) else flat.nonzero().squeeze(1)
+            state["batch"] = batch
             hooks.reset_calls()
             _run(model, batch)
             hooks.check_fired()
-            n_tokens += int(flat.sum())
+            n_tokens += batch.n_counted
             if progress is not None:
                 progress(n_tokens, target)
     return LanguageProfile(
@@ -385,10 +409,10 @@ def probe_activations(
     def reducer(layer: int, act: Tensor) -> None:
         if reduce == "last":
             vals = act[state["arange"], state["last"]].float()  # [B, I]
-        else:
+        else:  # masked_fill also clears NaN of padding rows that attended to nothing
             masked = act.masked_fill(~state["counted"].unsqueeze(-1), 0)
             vals = masked.sum(1, dtype=torch.float32) / state["n"]
-        state["vals"][row[layer]] = vals.to("cpu", non_blocking=False)
+        state["vals"][row[layer]] = vals  # stays on the device until the batch is done
 
     done = 0
     with ActivationHooks(model, layers=layer_list, reducer=reducer) as hooks:
@@ -397,17 +421,19 @@ def probe_activations(
                 raise Cancelled(f"probing cancelled after {done} of {len(prompts)} prompts")
             batch = _make_batch([seqs[i] for i in group], group, pad_id=_pad_id(tok), has_bos=bos is not None,
                                 include_bos=include_bos, padding_side=padding_side, device=device)
-            lengths = batch.attention_mask.sum(1)
             t = batch.input_ids.shape[1]
+            lengths = torch.tensor(batch.lengths)
+            n = (lengths - (1 if bos is not None and not include_bos else 0)).clamp(min=1)
+            last = (lengths - 1) if padding_side == "right" else torch.full_like(lengths, t - 1)
             state["counted"] = batch.counted
-            state["n"] = batch.counted.sum(1, keepdim=True).clamp(min=1).to(torch.float32)
+            state["n"] = n.to(device=device, dtype=torch.float32).unsqueeze(1)
             state["arange"] = torch.arange(len(group), device=device)
-            state["last"] = (lengths - 1) if padding_side == "right" else torch.full_like(lengths, t - 1)
-            state["vals"] = torch.zeros((len(layer_list), len(group), lm.intermediate_size))
+            state["last"] = last.to(device)
+            state["vals"] = torch.zeros((len(layer_list), len(group), lm.intermediate_size), device=device)
             hooks.reset_calls()
             _run(model, batch)
             hooks.check_fired()
-            out[:, :, group] = state["vals"].transpose(1, 2)
+            out[:, :, group] = state["vals"].cpu().transpose(1, 2)
             done += len(group)
             if progress is not None:
                 progress(done, len(prompts))

@@ -89,6 +89,10 @@ def worker_env(tmp: Path, model: Path, data: Path, **extra: str) -> dict[str, st
         "BRIDGEX_PROBE_MAX": "32",
         "BRIDGEX_TOP_RATE": "0.1",
         "BRIDGEX_BRIDGE_K": "8",
+        # one torch thread: on a shared 2-core box, 2 threads per process under load make a tiny forward
+        # pass ~40x slower (measured: 0.22 s vs 5 ms for 1 x 64 tokens)
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
         **extra,
     }
 

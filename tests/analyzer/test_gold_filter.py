@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def test_gold_filter_random_model_fails_clearly(tmp_path: Path, tiny_model_dir: Path) -> None:
     data = write_data_dir(tmp_path / "data", lines=2)
-    svc, url = start_worker(tiny_model_dir, tmp_path)
+    svc, url = start_worker(tiny_model_dir, tmp_path, OMP_NUM_THREADS="1")
     try:
         env = worker_env(tmp_path, tiny_model_dir, data, BRIDGEX_WORKER_URL=url, BRIDGEX_GOLD_FILTER="true",
                          BRIDGEX_PROBE_MAX="6", BRIDGEX_PROBE_MIN="4")

@@ -22,7 +22,8 @@ def test_kill9_mid_job_then_new_worker_finishes_once(tmp_path: Path, tiny_model_
                                                      own_redis: RedisServer) -> None:
     data = write_data_dir(tmp_path / "data", lines=40)
     env = worker_env(tmp_path, tiny_model_dir, data, BRIDGEX_VISIBILITY_TIMEOUT_S="5",
-                     BRIDGEX_JOB_LEASE_S="3", BRIDGEX_BATCH_SIZE="1", BRIDGEX_CHUNK_TOKENS="64", BRIDGEX_PROFILE_MAX_TOKENS="3000")
+                     BRIDGEX_JOB_LEASE_S="3", BRIDGEX_BATCH_SIZE="1", BRIDGEX_CHUNK_TOKENS="32",
+                     BRIDGEX_PROFILE_MAX_TOKENS="3000")
     settings = settings_from(env, own_redis.url)
     r = redis.Redis.from_url(own_redis.url)
     store = JobStore(r)
@@ -39,10 +40,10 @@ def test_kill9_mid_job_then_new_worker_finishes_once(tmp_path: Path, tiny_model_
             found = list((tmp_path / "artifacts").glob("*/profiles/*/profile-sw.json"))
             cur = store.get(rec.id)
             assert cur.state in (JobState.queued, JobState.running), cur
-            if found and cur.progress.stage == "profile" and cur.progress.percent > 25:
+            if found:
                 profile_json = found[0]
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         assert profile_json is not None, f"job never got past the first profile: {store.get(rec.id)}"
         mtime = profile_json.stat().st_mtime_ns
         first.kill()  # SIGKILL to the whole process group
@@ -65,7 +66,11 @@ def test_kill9_mid_job_then_new_worker_finishes_once(tmp_path: Path, tiny_model_
         after = store.get(rec.id)
         assert after.attempts == 2 and after.finished_at == done.finished_at
         assert r.hlen("unacked") == 0 and r.llen("analyze") == 0
-        assert second.log.read_text().count(f"job {rec.id} received") == 1
+        # the job ran once on the new worker; a duplicate delivery (the retry while the dead worker's lease
+        # lasted, or a restore after the short visibility timeout) found it finished and did nothing
+        log = second.log.read_text()
+        assert log.count(f"job {rec.id}: done (succeeded)") == 1
+        assert log.count(f"job {rec.id}: attempt 2 (resuming") == 1
     finally:
         first.stop()
         if second is not None:

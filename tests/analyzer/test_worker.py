@@ -28,14 +28,14 @@ BIG = ("it", "pt", "es")  # languages with long texts: a job on them runs long e
 def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, mod_redis: str) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("analyzer-worker")
     data = write_data_dir(tmp / "data", lines=10)
-    for lang in BIG:  # ~40k tokens each, profiled in 64-token chunks one at a time
+    for lang in BIG:  # profiled up to settings.profile_max_tokens (50k): a few seconds each
         words = [f"{lang}{i}" for i in range(50)]
         text = "\n".join(" ".join(words[(j + k) % 50] for k in range(40)) for j in range(1500))
         (data / "text" / f"{lang}.txt").write_text(text + "\n", encoding="utf-8")
     d = data / "dict" / "it-pt"
     d.mkdir(parents=True)
     (d / "probe.tsv").write_text("".join(f"ita{i}\tpor{i}\tt\n" for i in range(40)), encoding="utf-8")
-    env = worker_env(tmp, tiny_model_dir, data, BRIDGEX_PROFILE_MAX_TOKENS="2000")
+    env = worker_env(tmp, tiny_model_dir, data)
     celery = start_celery(tmp, mod_redis, **env)
     settings = settings_from(env, mod_redis)
     r = redis.Redis.from_url(mod_redis)

@@ -114,7 +114,11 @@ def test_cldr_real_babel() -> None:
     assert ("Monday", "lundi") in got
     assert ("Germany", "Allemagne") in got
     tl = cldr_dictionary("id", "tl")  # the only source for Tagalog
-    assert len(tl) > 100 and "Enero" in {p.target for p in tl}
+    assert "Enero" in {p.target for p in tl} and ("Senin", "Lunes") in set(pairs(tl))
+    # Filipino CLDR leaves most names in English: those are not Tagalog translations
+    english = {p.target for p in cldr_dictionary("id", "en")}
+    assert not {p.target for p in tl} & english
+    assert len(cldr_dictionary("id", "tl", drop_english_fallback=False)) > 2 * len(tl)
     he = cldr_dictionary("zh", "he")
     assert len(he) > 100 and all(p.origin.startswith("cldr:") for p in he)
 

@@ -1,0 +1,52 @@
+"""Stage functions in-process on the tiny model: artifact reuse, the model cache bound, cooperative cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bridgex.models import tiny_random_llama
+
+from services.analyzer import models as model_cache
+from services.analyzer import stages
+from services.common.analysis import AnalysisRequest
+from tests.analyzer.conftest import settings_from, worker_env, write_data_dir
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_model_dir: Path):
+    data = write_data_dir(tmp_path / "data", lines=6)
+    return settings_from(worker_env(tmp_path, tiny_model_dir, data), "redis://127.0.0.1:1/0")
+
+
+def test_run_analysis_reuses_artifacts(settings) -> None:
+    req = AnalysisRequest(source="sw", target="fi").normalized(settings)
+    seen: list[tuple[str, float]] = []
+    ctx = stages.JobContext(settings=settings, on_progress=lambda st, c, t, pct: seen.append((st, pct)))
+    res = stages.run_analysis(req, ctx, publish=False)
+    assert res["best"] in req["candidates"] and res["cache_key"] is None
+    pcts = [p for _, p in seen]
+    assert pcts == sorted(pcts) and pcts[-1] == 100  # overall percent never goes back
+    assert [s for s, _ in seen][0] == "model" and "profile" in {s for s, _ in seen}
+    root = Path(res["artifacts"]["root"])
+    mtimes = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    again = stages.run_analysis(req, stages.JobContext(settings=settings), publish=False)
+    assert again["ranking"] == res["ranking"] and again["probe_hash"] == res["probe_hash"]
+    changed = [p.name for p, m in mtimes.items() if p.stat().st_mtime_ns != m]
+    assert all(n.startswith("ranking-") for n in changed), changed  # profiles, probes, acts reused
+
+
+def test_cancel_between_batches(settings) -> None:
+    req = AnalysisRequest(source="sw", target="fi").normalized(settings)
+    ctx = stages.JobContext(settings=settings, force=True)
+    ctx._cancelled = True  # as if the flag had been read from Redis
+    with pytest.raises(stages.JobCancelled):
+        stages.run_analysis(req, ctx, publish=False)
+
+
+def test_model_cache_is_bounded(tmp_path: Path, tiny_model_dir: Path) -> None:
+    other = tiny_random_llama(tmp_path / "other", seed=1)
+    a = model_cache.get_model(str(tiny_model_dir), revision=None, device="cpu", dtype="float32", keep=1)
+    assert model_cache.get_model(str(tiny_model_dir), revision=None, device="cpu", dtype="float32", keep=1) is a
+    model_cache.get_model(str(other), revision=None, device="cpu", dtype="float32", keep=1)
+    assert [k[0] for k in model_cache.loaded()] == [str(other)]
