@@ -1,7 +1,8 @@
 """Worker throughput: the real CPU server (dynamic batching) at 1/4/8/16 concurrent clients against plain
 sequential `model.generate` in the same run, on the default model. Goal: >= 3x throughput at 8 clients.
 
-`python -m benchmarks worker` (BENCH_WORKER_MODEL / BENCH_WORKER_TOKENS override model and max_tokens).
+`python -m benchmarks worker`; BENCH_WORKER_MODEL / BENCH_WORKER_TOKENS / BENCH_WORKER_THREADS override the
+model, max_tokens and torch threads (default 1 for both sides: fair, and robust on a shared CPU).
 Kept short (< 3 min on 2 cores): word prompts, 8 new tokens, few requests per level.
 """
 
@@ -38,10 +39,11 @@ def _row(name: str, n_req: int, tokens: int, wall: float, lat: list[float]) -> d
             "tok_per_s": tokens / wall, "p50_s": statistics.median(lat), "p95_s": _pct(lat, 0.95)}
 
 
-def sequential_generate(model_name: str | None, n: int, max_tokens: int) -> dict:
+def sequential_generate(model_name: str | None, n: int, max_tokens: int, threads: int) -> dict:
     import torch
     from bridgex.models import load_model
 
+    torch.set_num_threads(threads)
     lm = load_model(model_name, device="cpu", dtype="float32")
     lat, tokens = [], 0
     prompts = _prompts(n + 1)
@@ -87,13 +89,14 @@ def main() -> dict:
 
     model = os.environ.get("BENCH_WORKER_MODEL") or None
     max_tokens = int(os.environ.get("BENCH_WORKER_TOKENS", "8"))
-    rows = [sequential_generate(model, 4, max_tokens)]
+    threads = int(os.environ.get("BENCH_WORKER_THREADS", "1"))
+    rows = [sequential_generate(model, 4, max_tokens, threads)]
     print(f"baseline done: {rows[0]['req_per_s']:.2f} req/s", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as d:
         svc, url = start_worker(model or "gemma-3-270m", Path(d), BRIDGEX_DEVICE="cpu",
                                 BRIDGEX_DTYPE="float32", BRIDGEX_MAX_BATCH_SIZE="16",
                                 BRIDGEX_BATCH_WAIT_MS="5",
-                                BRIDGEX_LOG_LEVEL="WARNING")
+                                BRIDGEX_LOG_LEVEL="WARNING", BRIDGEX_TORCH_THREADS=str(threads))
         try:
             for clients in LEVELS:
                 per = 2 if clients <= 8 else 1
@@ -105,7 +108,8 @@ def main() -> dict:
     vals = {x.split()[0]: float(x.split()[-1]) for x in batch.splitlines() if x and not x.startswith("#")}
     mean_batch = vals["bridgex_worker_batch_size_sum"] / max(vals["bridgex_worker_batch_size_count"], 1)
     base = rows[0]["req_per_s"]
-    print(f"\nmodel={model or 'gemma-3-270m'} max_tokens={max_tokens} (fp32, CPU threads={os.cpu_count()})")
+    print(f"\nmodel={model or 'gemma-3-270m'} max_tokens={max_tokens} (fp32, torch threads={threads} for "
+          f"both, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     print(f"{'mode':<24}{'req':>5}{'tok':>6}{'wall s':>8}{'req/s':>8}{'tok/s':>8}{'p50 s':>8}{'p95 s':>8}"
           f"{'x base':>8}")
     for r in rows:

@@ -189,6 +189,45 @@ def bench_hsic(acts: torch.Tensor, layers: list[int], device: torch.device, args
     return out
 
 
+def bench_reductions(device: torch.device, dtype: torch.dtype, rows: int, width: int) -> dict[str, float]:
+    """Milliseconds per call of candidate per-layer reductions on one [rows, width] activation tensor."""
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(rows, width, generator=g, device=device).to(dtype)
+    ex = torch.arange(0, rows, 512, device=device)
+    acc = torch.float32
+
+    variants: dict[str, Callable[[], Any]] = {
+        "count_only": lambda: (a > 0).sum(0),
+        "count_int32": lambda: (a > 0).sum(0, dtype=torch.int32),
+        "sum_only": lambda: a.sum(0, dtype=acc),
+        "nansum_only": lambda: torch.nansum(a, 0, dtype=acc),
+        "current_subtract_nansum": lambda: (
+            (a > 0).sum(0) - (a.index_select(0, ex) > 0).sum(0),
+            torch.nansum(a, 0, dtype=acc) - torch.nansum(a.index_select(0, ex), 0, dtype=acc)),
+        "subtract_sum": lambda: (
+            (a > 0).sum(0) - (a.index_select(0, ex) > 0).sum(0),
+            a.sum(0, dtype=acc) - a.index_select(0, ex).sum(0, dtype=acc)),
+        "two_stage": lambda: (
+            (a > 0).view(-1, 64, width).sum(1, dtype=torch.int32).sum(0),
+            a.view(-1, 64, width).sum(1, dtype=acc).sum(0)),
+        "mm_ones_f32": lambda: torch.ones(1, rows, device=device) @ torch.stack(
+            [(a > 0).to(torch.float32), a.float()]).view(2, rows, width)[0],
+    }
+    try:
+        fused = torch.compile(lambda x: ((x > 0).sum(0, dtype=torch.int32), x.sum(0, dtype=acc)), dynamic=True)
+        fused(a)
+        variants["compiled_fused"] = lambda: fused(a)
+    except Exception as e:  # no triton / compiler: report and go on
+        variants["compiled_fused_error"] = lambda e=e: str(e)[:80]
+    out: dict[str, float] = {}
+    for name, fn in variants.items():
+        fn()
+        reps = 20
+        t, _ = _timed(lambda fn=fn: [fn() for _ in range(reps)], device)
+        out[name] = round(1000 * t / reps, 3)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="tiny config on CPU (smoke test)")
@@ -196,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON summary here")
     ap.add_argument("--tokens", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--micro", action="store_true", help="also time candidate per-layer reductions")
     args = ap.parse_args(argv)
     small = args.small
     shape = SMALL if small else BIG
@@ -228,6 +268,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lm = LoadedModel(model=model, tokenizer=tok, model_id="random-llama3-8b-shape" if not small else "random-tiny",
                      revision="random-seed0", weight_hash="none", device=device, num_layers=shape["layers"],
                      intermediate_size=shape["intermediate"])
+    if args.micro:
+        rows = args.batch_size * args.chunk_tokens
+        summary["reductions_ms"] = bench_reductions(device, dtype, rows, shape["intermediate"])
     summary["profiling"] = bench_profiling(lm, args)
     layers = window(shape["layers"])
     summary["probe"], acts = bench_probe(lm, args, layers)

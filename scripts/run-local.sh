@@ -87,8 +87,10 @@ status() {
   for name in "${SERVICES[@]}"; do
     if alive "$name"; then say "$name: running (pid $(pid_of "$name"))"; else say "$name: stopped"; rc=1; fi
   done
-  http_ok "$WORKER_URL/health" && say "worker $WORKER_URL/health: ok" || say "worker $WORKER_URL/health: no answer"
-  http_ok "$API_URL/health" && say "api $API_URL/health: ok" || say "api $API_URL/health: no answer"
+  local url
+  for url in "$WORKER_URL/health" "$API_URL/health"; do
+    if http_ok "$url"; then say "$url: ok"; else say "$url: no answer"; fi
+  done
   return "$rc"
 }
 

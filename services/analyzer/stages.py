@@ -65,7 +65,10 @@ class JobContext:
         if now - self._last_check < 0.2:
             return False
         self._last_check = now
-        self._cancelled = bool(self.store.cancel_requested(self.job_id))
+        try:
+            self._cancelled = bool(self.store.cancel_requested(self.job_id))
+        except Exception as e:  # Redis blip: keep working, read the flag again next time
+            log.warning("job %s: cannot read the cancel flag: %s", self.job_id, e)
         return self._cancelled
 
     def check(self, where: str) -> None:
@@ -86,7 +89,10 @@ class JobContext:
         if self.store is None or self.job_id is None or (not force and now - self._last_report < 0.25):
             return
         self._last_report = now
-        self.store.progress(self.job_id, stage, current, total, percent=pct)
+        try:
+            self.store.progress(self.job_id, stage, current, total, percent=pct)
+        except Exception as e:  # progress is advisory: a Redis blip must not kill an hour of profiling
+            log.warning("job %s: cannot record progress: %s", self.job_id, e)
 
     def timed(self, name: str) -> _Timer:
         return _Timer(self, name)

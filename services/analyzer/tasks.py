@@ -123,6 +123,8 @@ def run_job(job_id: str, request: dict[str, Any] | None = None, *, force: bool =
         except stages.AnalysisFailed as e:
             log.warning("job %s failed: %s", job_id, e)
             return "done", store.fail(job_id, str(e))
+        except redis.RedisError:
+            raise  # analyze_pair retries later; the record is not reachable to say anything
         except Exception as e:
             log.exception("job %s crashed", job_id)
             return "done", store.fail(job_id, f"internal error in the analyzer ({type(e).__name__}: {e}); "
@@ -139,7 +141,12 @@ def analyze_pair(self: Task, job_id: str, request: dict[str, Any] | None = None,
     started = time.monotonic()
     rid = _request_id(self)
     log.info("job %s received (request_id=%s, delivery %s)", job_id, rid, self.request.id)
-    outcome, rec = run_job(job_id, request, force=force, request_id=rid)
+    try:
+        outcome, rec = run_job(job_id, request, force=force, request_id=rid)
+    except redis.RedisError as e:
+        # the job record is unreachable (Redis down): run again later; finished artifacts are reused
+        log.warning("job %s: Redis unavailable (%s); retrying in 30s", job_id, e)
+        raise self.retry(countdown=30, max_retries=20) from e
     if outcome == "busy":
         # another live worker runs this job (the message came back after a visibility timeout): try later,
         # so that if that worker dies the job still finishes

@@ -50,21 +50,25 @@ class AppContext:
 
     @property
     def celery(self) -> Any:
-        """The analyzer's Celery app, made on first use (the broker is only touched when sending)."""
+        """The analyzer's Celery app (made at build; the broker is only touched when sending)."""
         if self._celery is None:
-            from services.analyzer.celery_app import make_app
-
-            app = make_app(self.settings)
-            # the gateway must fail fast when the broker is down, not retry for minutes
-            opts = dict(app.conf.broker_transport_options or {})
-            opts.update({"socket_timeout": 2.0, "socket_connect_timeout": 1.0, "max_retries": 1})
-            app.conf.broker_transport_options = opts
-            app.conf.broker_connection_timeout = 1.0
-            app.conf.broker_connection_max_retries = 1
-            app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                                                  "interval_max": 0.2}
-            self._celery = app
+            self._celery = self.make_celery(self.settings)
         return self._celery
+
+    @staticmethod
+    def make_celery(settings: Settings) -> Any:
+        from services.analyzer.celery_app import make_app
+
+        app = make_app(settings)
+        # the gateway must fail fast when the broker is down, not retry for minutes
+        opts = dict(app.conf.broker_transport_options or {})
+        opts.update({"socket_timeout": 2.0, "socket_connect_timeout": 1.0, "max_retries": 1})
+        app.conf.broker_transport_options = opts
+        app.conf.broker_connection_timeout = 1.0
+        app.conf.broker_connection_max_retries = 1
+        app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                              "interval_max": 0.2}
+        return app
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -79,6 +83,7 @@ class AppContext:
             limiter=RateLimiter(rclient, gate, metrics, settings.rate_limit_per_minute),
             generation=GenerationClient(settings.worker_url, model=settings.served_model_name,
                                         timeout=settings.worker_timeout_s, retries=settings.worker_retries),
+            _celery=cls.make_celery(settings),
         )
 
     async def aclose(self) -> None:

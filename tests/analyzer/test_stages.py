@@ -27,7 +27,7 @@ def test_run_analysis_reuses_artifacts(settings) -> None:
     assert res["best"] in req["candidates"] and res["cache_key"] is None
     pcts = [p for _, p in seen]
     assert pcts == sorted(pcts) and pcts[-1] == 100  # overall percent never goes back
-    assert [s for s, _ in seen][0] == "model" and "profile" in {s for s, _ in seen}
+    assert seen[0][0] == "model" and "profile" in {s for s, _ in seen}
     root = Path(res["artifacts"]["root"])
     mtimes = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
     again = stages.run_analysis(req, stages.JobContext(settings=settings), publish=False)
@@ -46,7 +46,8 @@ def test_cancel_between_batches(settings) -> None:
 
 def test_model_cache_is_bounded(tmp_path: Path, tiny_model_dir: Path) -> None:
     other = tiny_random_llama(tmp_path / "other", seed=1)
-    a = model_cache.get_model(str(tiny_model_dir), revision=None, device="cpu", dtype="float32", keep=1)
-    assert model_cache.get_model(str(tiny_model_dir), revision=None, device="cpu", dtype="float32", keep=1) is a
-    model_cache.get_model(str(other), revision=None, device="cpu", dtype="float32", keep=1)
+    kw = {"revision": None, "device": "cpu", "dtype": "float32", "keep": 1}
+    a = model_cache.get_model(str(tiny_model_dir), **kw)
+    assert model_cache.get_model(str(tiny_model_dir), **kw) is a
+    model_cache.get_model(str(other), **kw)
     assert [k[0] for k in model_cache.loaded()] == [str(other)]

@@ -84,7 +84,8 @@ def test_request_id_in_and_out(stack: Stack) -> None:
         bad = c.get("/health", headers={"X-Request-Id": "no spaces\tor tabs allowed"})
         assert bad.headers["x-request-id"] != "no spaces\tor tabs allowed"
     # passed on to the generation worker, which logs it
-    log = next(stack.log_dir.glob("worker-*.log")).read_text(errors="replace")
+    port = stack.worker.rsplit(":", 1)[1]
+    log = (stack.log_dir / f"worker-{port}.log").read_text(errors="replace")
     assert "req-abc.123" in log
 
 

@@ -102,6 +102,7 @@ class RateLimiter:
 
     def __init__(self, client: aioredis.Redis, gate: RedisGate, metrics: Metrics, per_minute: int) -> None:
         self.client, self.gate, self.metrics, self.per_minute = client, gate, metrics, per_minute
+        self._warned_at = 0.0
 
     async def check(self, principal: Principal) -> None:
         now = time.time()
@@ -117,8 +118,11 @@ class RateLimiter:
 
         try:
             count = await self.gate.run("ratelimit", incr)
-        except RedisUnavailable:
-            return  # fail open (module docstring)
+        except RedisUnavailable as exc:  # fail open (module docstring), said once per 30 s in the log
+            if now - self._warned_at > 30:
+                self._warned_at = now
+                log.warning("rate limiting suspended (failing open) while Redis is unavailable: %s", exc)
+            return
         if count > self.per_minute:
             self.metrics.rate_limited.inc()
             retry_after = max(1, int(60 - (now % 60)) + 1)

@@ -33,5 +33,12 @@ async def translate_batch(req: BatchRequest, ctx: Ctx, rid: RequestId, _: Transl
         except ApiError as exc:
             exc.message = f"items[{i}]: {exc.message}"
             raise
-    results = await asyncio.gather(*(run(ctx, p, f"{rid}-{i}") for i, p in enumerate(plans)))
-    return BatchResponse(results=list(results), request_id=rid)
+    results = await asyncio.gather(*(run(ctx, p, f"{rid}-{i}") for i, p in enumerate(plans)),
+                                   return_exceptions=True)
+    for i, res in enumerate(results):  # every item ran to its end; report the first failure, with its index
+        if isinstance(res, ApiError):
+            res.message = f"items[{i}]: {res.message}"
+            raise res
+        if isinstance(res, BaseException):
+            raise res
+    return BatchResponse(results=list(results), request_id=rid)  # type: ignore[arg-type]
