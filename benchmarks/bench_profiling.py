@@ -1,7 +1,7 @@
-"""Profiling overhead on the default model: profile_texts (hooks + reductions) vs a bare batched forward of the
-very same batches (same chunks, padding, masks, decoder call). Goal: ratio <= 1.15. Also peak RSS.
+"""Profiling overhead on the default model: profile_texts (hooks + reductions) vs a bare batched forward
+of the very same batches (same chunks, padding, masks, decoder call). Goal: ratio <= 1.15. Also peak RSS.
 
-    python -m benchmarks profiling          # BRIDGEX_BENCH_TOKENS=2048 for a longer run
+    python -m benchmarks profiling    # BRIDGEX_BENCH_TOKENS=2048 BRIDGEX_BENCH_REPEATS=3 for a longer run
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ import statistics
 import time
 
 import torch
-
 from bridgex.models import load_model
 from bridgex.profiling import _batches, _make_batch, _pad_id, _run, chunk_texts, profile_texts
 
 TEXT = [
-    "All human beings are born free and equal in dignity and rights. They are endowed with reason and conscience "
-    "and should act towards one another in a spirit of brotherhood.",
+    "All human beings are born free and equal in dignity and rights. They are endowed with reason and "
+    "conscience and should act towards one another in a spirit of brotherhood.",
     "Tous les êtres humains naissent libres et égaux en dignité et en droits. Ils sont doués de raison et de "
     "conscience et doivent agir les uns envers les autres dans un esprit de fraternité.",
-    "Alle Menschen sind frei und gleich an Würde und Rechten geboren. Sie sind mit Vernunft und Gewissen begabt "
-    "und sollen einander im Geist der Brüderlichkeit begegnen.",
+    "Alle Menschen sind frei und gleich an Würde und Rechten geboren. Sie sind mit Vernunft und Gewissen "
+    "begabt und sollen einander im Geist der Brüderlichkeit begegnen.",
     "人人生而自由，在尊严和权利上一律平等。他们赋有理性和良心，并应以兄弟关系的精神相对待。",
     "يولد جميع الناس أحرارًا متساوين في الكرامة والحقوق. وقد وهبوا عقلاً وضميرًا وعليهم أن يعامل بعضهم بعضًا "
     "بروح الإخاء.",
@@ -35,8 +34,8 @@ def _peak_rss_mb() -> float:
 
 
 def main() -> dict:
-    tokens = int(os.environ.get("BRIDGEX_BENCH_TOKENS", "1024"))
-    batch_size, chunk_tokens, repeats = 8, 128, int(os.environ.get("BRIDGEX_BENCH_REPEATS", "3"))
+    tokens = int(os.environ.get("BRIDGEX_BENCH_TOKENS", "512"))
+    batch_size, chunk_tokens, repeats = 4, 128, int(os.environ.get("BRIDGEX_BENCH_REPEATS", "2"))
     t0 = time.perf_counter()
     lm = load_model(None, device="auto")
     load_s = time.perf_counter() - t0
@@ -47,15 +46,23 @@ def main() -> dict:
     def bare() -> None:
         with torch.inference_mode():
             for group in _batches(chunks, batch_size):
-                batch = _make_batch([chunks[i] for i in group], group, pad_id=_pad_id(lm.tokenizer),
-                                    has_bos=True, include_bos=False, padding_side="right", device=lm.device)
+                batch = _make_batch(
+                    [chunks[i] for i in group],
+                    group,
+                    pad_id=_pad_id(lm.tokenizer),
+                    has_bos=True,
+                    include_bos=False,
+                    padding_side="right",
+                    device=lm.device,
+                )
                 _run(lm.model, batch)
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
 
     def hooked() -> None:
-        profile_texts(lm, texts, language="mix", batch_size=batch_size, chunk_tokens=chunk_tokens,
-                      max_tokens=tokens)
+        profile_texts(
+            lm, texts, language="mix", batch_size=batch_size, chunk_tokens=chunk_tokens, max_tokens=tokens
+        )
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -88,7 +88,9 @@ class Service:
     def __init__(self, args: list[str], env: dict[str, str], log: Path, ready: Callable[[], bool] | None = None,
                  ready_timeout: float = 120.0) -> None:
         self.args, self.log, self.ready, self.ready_timeout = args, log, ready, ready_timeout
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        # One torch thread per service process: tests run several processes on few cores, and oversubscribed
+        # threads make tiny forward passes ~40x slower. A test can override it through `env`.
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **env}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Service:

@@ -44,7 +44,7 @@ def redis_client() -> redis.Redis:
 
 
 def lease_seconds() -> int:
-    return max(2, int(os.environ.get("BRIDGEX_JOB_LEASE_S", "60")))
+    return max(2, get_settings().job_lease_s)
 
 
 class Lease:

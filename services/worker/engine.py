@@ -1,8 +1,11 @@
 """Dynamic batching generation engine for the CPU worker.
 
-Requests go into a bounded asyncio queue. One batcher task takes the first waiting request, waits up
-to `batch_wait_ms` for more (up to `max_batch_size`), and hands the batch to a single generation thread, so
-the event loop keeps accepting requests while the model runs. Requests arriving during a batch form the next.
+Requests go into an asyncio queue (bounded: `max_queue` waiting -> QueueFull -> 429). One batcher task takes
+the first waiting request, waits up to `batch_wait_ms` for more (up to `max_batch_size`), and hands the batch
+to a single generation thread, so the event loop keeps accepting requests while the model runs. Requests that
+arrive while a batch runs join it at the next decode step (continuous batching): they are prefilled on their
+own, their KV cache is left-padded to the running length and concatenated on the batch axis. Without this,
+closed-loop clients fragment into small batches (one straggler arriving a few ms late waits a whole batch).
 
 Why our own decode loop and not `model.generate` with a StoppingCriteria per row: `generate` keeps finished
 rows in the batch until the longest one ends (it only pads them), and it has one max length for the batch.
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import queue
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -120,6 +124,8 @@ class Engine:
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers 5.2x vs older
         self._queue: asyncio.Queue[_Request] | None = None
+        self._inbox: queue.Queue[_Request] = queue.Queue()  # batcher -> running batch (thread-safe)
+        self._held: list[_Request] = []  # taken from the inbox but not admitted: first in the next batch
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.running_batch = 0
@@ -128,7 +134,7 @@ class Engine:
 
     # ------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._queue = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridgex-generate")
         self._task = asyncio.create_task(self._batcher(), name="bridgex-batcher")
         self._thread_alive = True
@@ -141,6 +147,11 @@ class Engine:
         if self._queue is not None:
             while not self._queue.empty():
                 self._queue.get_nowait().deliver(EngineNotRunning("worker is shutting down"))
+        while not self._inbox.empty():
+            self._held.append(self._inbox.get_nowait())
+        for r in self._held:
+            r.deliver(EngineNotRunning("worker is shutting down"))
+        self._held = []
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
         self._thread_alive = False
@@ -152,7 +163,7 @@ class Engine:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
+        return (self._queue.qsize() if self._queue is not None else 0) + self._inbox.qsize() + len(self._held)
 
     # ------------------------------------------------------------------------------------ public API
     def tokenize(self, prompt: str) -> list[int]:
@@ -169,10 +180,9 @@ class Engine:
         loop = asyncio.get_running_loop()
         req = _Request(list(prompt_ids), params, request_id, loop, loop.create_future(),
                        asyncio.Queue() if stream else None)
-        try:
-            self._queue.put_nowait(req)
-        except asyncio.QueueFull as e:
-            raise QueueFull(f"queue full ({self.max_queue} requests waiting); retry later") from e
+        if self.queue_depth >= self.max_queue:
+            raise QueueFull(f"queue full ({self.max_queue} requests waiting); retry later")
+        self._queue.put_nowait(req)
         return req
 
     async def generate(self, prompt_ids: Sequence[int], params: SamplingParams, request_id: str = "",
@@ -225,8 +235,11 @@ class Engine:
         assert self._queue is not None and self._executor is not None
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
-            batch = [first]
+            batch, self._held = self._held[: self.max_batch_size], self._held[self.max_batch_size:]
+            while not self._inbox.empty() and len(batch) < self.max_batch_size:  # left over from last batch
+                batch.append(self._inbox.get_nowait())
+            if not batch:
+                batch.append(await self._queue.get())
             deadline = loop.time() + self.batch_wait
             while len(batch) < self.max_batch_size:
                 try:
@@ -245,8 +258,9 @@ class Engine:
             if not batch:
                 continue
             self.running_batch = len(batch)
+            run = loop.run_in_executor(self._executor, self._run_batch, batch)
             try:
-                await loop.run_in_executor(self._executor, self._run_batch, batch)
+                await self._feed_running(run)
             except Exception as e:  # keep serving: fail this batch's requests, not the worker
                 log.exception("generation batch failed")
                 for r in batch:
@@ -254,6 +268,26 @@ class Engine:
             finally:
                 self.running_batch = 0
                 self.batches_run += 1
+
+    async def _feed_running(self, run: asyncio.Future) -> None:
+        """While a batch runs, pass arrivals to it through the thread-safe inbox (it admits them between
+        decode steps while it has room; what it leaves starts the next batch)."""
+        assert self._queue is not None
+        while not run.done():
+            if self._inbox.qsize() >= self.max_batch_size:  # running batch is not taking more: just wait
+                await asyncio.wait({run})
+                break
+            getter = asyncio.ensure_future(self._queue.get())
+            await asyncio.wait({run, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                self._inbox.put(getter.result())
+            else:
+                getter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getter
+                if getter.done() and not getter.cancelled():
+                    self._inbox.put(getter.result())
+        run.result()
 
     # ------------------------------------------------------------------------------------ decode loop
     def _new_cache(self) -> Any:
@@ -329,15 +363,12 @@ class Engine:
             r.push_delta(text[r.emitted:safe])
             r.emitted = safe
 
-    @torch.inference_mode()
-    def _run_batch(self, batch: list[_Request]) -> None:
-        t0 = time.perf_counter()
-        if self.metrics is not None:
-            self.metrics.observe_batch(len(batch), [t0 - r.enqueued for r in batch])
-        width = max(len(r.prompt_ids) for r in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, r in enumerate(batch):
+    def _prefill(self, reqs: list[_Request]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded prefill exactly as `generate` builds it. Returns (cache, mask, last_pos, logits)."""
+        width = max(len(r.prompt_ids) for r in reqs)
+        ids = torch.full((len(reqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(reqs), width), dtype=torch.long)
+        for i, r in enumerate(reqs):
             n = len(r.prompt_ids)
             ids[i, width - n:] = torch.tensor(r.prompt_ids, dtype=torch.long)
             mask[i, width - n:] = 1
@@ -345,10 +376,88 @@ class Engine:
         pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         cache = self._new_cache()
         logits = self._forward(ids, mask, pos, cache)
-        last_pos = pos[:, -1]
+        return cache, mask, pos[:, -1], logits
+
+    @staticmethod
+    def _mergeable(cache: Any, length: int) -> bool:
+        """Joining needs plain per-token KV layers: dynamic layers, or sliding-window layers that have not
+        started dropping tokens yet (then keys hold exactly `cumulative_length` positions)."""
+        from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+        layers = getattr(cache, "layers", None)
+        if not layers:
+            return False
+        for layer in layers:
+            if type(layer) is DynamicSlidingWindowLayer:
+                if length + 2 >= layer.sliding_window:
+                    return False
+            elif type(layer) is not DynamicLayer:
+                return False
+            if not layer.is_initialized or layer.keys.shape[-2] != length:
+                return False
+        return True
+
+    def _merge(self, a: tuple, b: tuple) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Concatenate two (cache, mask, last_pos, logits) states on the batch axis, left-padding the shorter
+        one with masked zeros (what a left-padded batch holds anyway)."""
+        (ca, ma, pa, la), (cb, mb, pb, lb) = a, b
+        length = max(ma.shape[1], mb.shape[1])
+
+        def pad(t: torch.Tensor, n: int, dim_from_end: int) -> torch.Tensor:
+            if n == 0:
+                return t
+            spec = [0, 0] * (dim_from_end - 1) + [n, 0]
+            return torch.nn.functional.pad(t, spec)
+
+        for la_, lb_ in zip(ca.layers, cb.layers, strict=True):
+            na, nb = length - la_.keys.shape[-2], length - lb_.keys.shape[-2]
+            la_.keys = torch.cat([pad(la_.keys, na, 2), pad(lb_.keys, nb, 2)])
+            la_.values = torch.cat([pad(la_.values, na, 2), pad(lb_.values, nb, 2)])
+            if hasattr(la_, "cumulative_length"):
+                la_.cumulative_length = length
+        mask = torch.cat([pad(ma, length - ma.shape[1], 1), pad(mb, length - mb.shape[1], 1)])
+        return ca, mask, torch.cat([pa, pb]), torch.cat([la, lb])
+
+    def _admit(self, active: list[_Request], state: tuple) -> tuple:
+        """Prefill requests waiting in the inbox and merge them into the running batch while there is room
+        and the merged length stays inside every sliding window; others wait for the next batch."""
+        room = self.max_batch_size - len(active)
+        length = state[1].shape[1]
+        if room <= 0 or self._inbox.empty() or not self._mergeable(state[0], length):
+            return state
+        window = min((getattr(x, "sliding_window", 1 << 30) for x in state[0].layers), default=1 << 30)
+        new: list[_Request] = []
+        while len(new) < room:
+            try:
+                r = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if r.cancelled:
+                continue
+            if len(r.prompt_ids) + 2 >= window:
+                self._held.append(r)
+                break
+            new.append(r)
+        if not new:
+            return state
+        if self.metrics is not None:
+            now = time.perf_counter()
+            self.metrics.observe_batch(len(new), [now - r.enqueued for r in new])
+        fresh = self._prefill(new)
+        active.extend(new)
+        self.running_batch = len(active)
+        return self._merge(state, fresh)
+
+    @torch.inference_mode()
+    def _run_batch(self, batch: list[_Request]) -> None:
+        t0 = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.observe_batch(len(batch), [t0 - r.enqueued for r in batch])
         active = list(batch)
+        cache, mask, last_pos, logits = self._prefill(active)
         steps = 0
         while active:
+            cache, mask, last_pos, logits = self._admit(active, (cache, mask, last_pos, logits))
             toks = self._pick(logits, active)
             steps += 1
             keep: list[int] = []
@@ -372,6 +481,7 @@ class Engine:
                 cache.batch_select_indices(idx)
                 mask, last_pos = mask[idx], last_pos[idx]
                 active = [active[i] for i in keep]
+                self.running_batch = len(active)
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             last_pos = last_pos + 1
             logits = self._forward(next_ids, mask, last_pos[:, None], cache)

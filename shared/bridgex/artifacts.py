@@ -1,9 +1,10 @@
 """Artifacts: tensors as safetensors + a JSON manifest (provenance), each written atomically.
 
-Why: profiles and probe activations are expensive and get reused by the CLI, the analyzer and the evaluation;
-a manifest says which model (id, revision, weight hash), which data (content hash) and which method version and
-parameters produced them, so stale artifacts can be detected. Atomic writes (temp file in the same folder, then
-os.replace) mean a reader never sees half a file, also when the writer crashes. No pickle anywhere.
+Why: profiles and probe activations are expensive and get reused by the CLI, the analyzer and the
+evaluation; a manifest says which model (id, revision, weight hash), which data (content hash) and which
+method version and parameters produced them, so stale artifacts can be detected. Atomic writes (temp file
+in the same folder, then os.replace) mean a reader never sees half a file, also when the writer crashes.
+No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def sha256_text(s: str) -> str:
 
 def sha256_json(obj: Any) -> str:
     """Hash of canonical JSON (sorted keys, no spaces): equal content, equal hash."""
-    return sha256_text(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str))
+    return sha256_text(
+        json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    )
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -68,9 +71,16 @@ def sha256_texts(texts: list[str]) -> str:
 # --------------------------------------------------------------------------------------------- manifests
 
 
-def make_manifest(kind: str, *, model_id: str, revision: str | None, weight_hash: str | None,
-                  data_hash: str | None, params: dict[str, Any], extra: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
+def make_manifest(
+    kind: str,
+    *,
+    model_id: str,
+    revision: str | None,
+    weight_hash: str | None,
+    data_hash: str | None,
+    params: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The provenance record stored next to every artifact."""
     manifest: dict[str, Any] = {
         "kind": kind,
@@ -121,8 +131,9 @@ def artifact_paths(path_dir: str | os.PathLike[str], name: str) -> tuple[Path, P
     return d / f"{name}.safetensors", d / f"{name}.json"
 
 
-def write_artifact(path_dir: str | os.PathLike[str], name: str, tensors: dict[str, Tensor],
-                   manifest: dict[str, Any]) -> Path:
+def write_artifact(
+    path_dir: str | os.PathLike[str], name: str, tensors: dict[str, Tensor], manifest: dict[str, Any]
+) -> Path:
     """Write `<name>.safetensors` then `<name>.json` (the manifest, with the tensor file's sha256 and shapes).
 
     The manifest goes last: a reader that finds it knows the tensor file it names is complete.
@@ -132,10 +143,19 @@ def write_artifact(path_dir: str | os.PathLike[str], name: str, tensors: dict[st
     if not tensors:
         raise ArtifactError("an artifact needs at least one tensor")
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_write(st_path, lambda tmp: save_file(clean, tmp, metadata={"kind": str(manifest.get("kind", ""))}))
-    full = {**manifest, "name": name, "file": st_path.name, "sha256": sha256_file(st_path),
-            "tensors": {k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)}
-                        for k, v in clean.items()}}
+    _atomic_write(
+        st_path, lambda tmp: save_file(clean, tmp, metadata={"kind": str(manifest.get("kind", ""))})
+    )
+    full = {
+        **manifest,
+        "name": name,
+        "file": st_path.name,
+        "sha256": sha256_file(st_path),
+        "tensors": {
+            k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)}
+            for k, v in clean.items()
+        },
+    }
     text = json.dumps(full, indent=2, ensure_ascii=False, sort_keys=True, default=str)
     _atomic_write(js_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return st_path
@@ -148,8 +168,9 @@ def read_manifest(path_dir: str | os.PathLike[str], name: str) -> dict[str, Any]
     return json.loads(js_path.read_text(encoding="utf-8"))
 
 
-def read_artifact(path_dir: str | os.PathLike[str], name: str, *, verify: bool = False
-                  ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def read_artifact(
+    path_dir: str | os.PathLike[str], name: str, *, verify: bool = False
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(tensors, manifest). verify=True re-hashes the tensor file against the manifest."""
     st_path, _ = artifact_paths(path_dir, name)
     manifest = read_manifest(path_dir, name)
@@ -184,12 +205,24 @@ def profile_name(language: str) -> str:
     return f"profile-{language}"
 
 
-def save_profile(path_dir: str | os.PathLike[str], profile: LanguageProfile, manifest: dict[str, Any],
-                 name: str | None = None) -> Path:
-    manifest = {**manifest, "kind": PROFILE_KIND, "language": profile.language, "n_tokens": profile.n_tokens,
-                "profile_meta": profile.meta}
-    tensors = {"count": profile.count, "sum": profile.sum,
-               "n_tokens": torch.tensor([profile.n_tokens], dtype=torch.int64)}
+def save_profile(
+    path_dir: str | os.PathLike[str],
+    profile: LanguageProfile,
+    manifest: dict[str, Any],
+    name: str | None = None,
+) -> Path:
+    manifest = {
+        **manifest,
+        "kind": PROFILE_KIND,
+        "language": profile.language,
+        "n_tokens": profile.n_tokens,
+        "profile_meta": profile.meta,
+    }
+    tensors = {
+        "count": profile.count,
+        "sum": profile.sum,
+        "n_tokens": torch.tensor([profile.n_tokens], dtype=torch.int64),
+    }
     return write_artifact(path_dir, name or profile_name(profile.language), tensors, manifest)
 
 
@@ -201,8 +234,13 @@ def load_profile(path_dir: str | os.PathLike[str], name_or_language: str) -> Lan
     tensors, manifest = read_artifact(path_dir, name)
     if manifest.get("kind") != PROFILE_KIND:
         raise ArtifactError(f"artifact {name!r} is a {manifest.get('kind')!r}, not a {PROFILE_KIND}")
-    return LanguageProfile(language=manifest["language"], count=tensors["count"], sum=tensors["sum"],
-                           n_tokens=int(tensors["n_tokens"][0]), meta=manifest)
+    return LanguageProfile(
+        language=manifest["language"],
+        count=tensors["count"],
+        sum=tensors["sum"],
+        n_tokens=int(tensors["n_tokens"][0]),
+        meta=manifest,
+    )
 
 
 def load_profiles(path_dir: str | os.PathLike[str]) -> dict[str, LanguageProfile]:
@@ -216,13 +254,18 @@ def load_profiles(path_dir: str | os.PathLike[str]) -> dict[str, LanguageProfile
     return out
 
 
-def save_probe_acts(path_dir: str | os.PathLike[str], name: str, acts: Tensor, layers: list[int],
-                    manifest: dict[str, Any]) -> Path:
+def save_probe_acts(
+    path_dir: str | os.PathLike[str], name: str, acts: Tensor, layers: list[int], manifest: dict[str, Any]
+) -> Path:
     if acts.ndim != 3 or acts.shape[0] != len(layers):
         raise ArtifactError(f"probe acts must be [len(layers)={len(layers)}, I, N], got {list(acts.shape)}")
     manifest = {**manifest, "kind": PROBE_KIND, "layers": [int(x) for x in layers]}
-    return write_artifact(path_dir, name, {"acts": acts.to(torch.float32),
-                                           "layers": torch.tensor(layers, dtype=torch.int64)}, manifest)
+    return write_artifact(
+        path_dir,
+        name,
+        {"acts": acts.to(torch.float32), "layers": torch.tensor(layers, dtype=torch.int64)},
+        manifest,
+    )
 
 
 def load_probe_acts(path_dir: str | os.PathLike[str], name: str) -> tuple[Tensor, list[int], dict[str, Any]]:

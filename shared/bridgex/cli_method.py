@@ -31,8 +31,14 @@ def _settings() -> Any:
 
 @contextmanager
 def _progress(what: str) -> Iterator[Callable[[int, int], None]]:
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=False) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
         task = bar.add_task(what, total=None)
 
         def update(current: int, total: int) -> None:
@@ -54,8 +60,10 @@ def _load(model: str | None, device: str, dtype: str) -> Any:
             lm = load_model(model, device=device, dtype=dtype)
         except (OSError, ValueError) as e:
             raise _fail(f"cannot load model {model!r}: {e}") from e
-    err.print(f"model {lm.model_id}@{lm.revision}: {lm.num_layers} layers x {lm.intermediate_size} neurons "
-              f"on {lm.device}")
+    err.print(
+        f"model {lm.model_id}@{lm.revision}: {lm.num_layers} layers x {lm.intermediate_size} neurons "
+        f"on {lm.device}"
+    )
     return lm
 
 
@@ -63,8 +71,10 @@ def _read_texts(paths: list[Path]) -> list[str]:
     try:
         from bridgex.corpora import read_texts
     except ImportError:  # corpora not installed: plain non-empty lines
+
         def read_texts(p: Path) -> list[str]:  # type: ignore[misc]
             return [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
     texts: list[str] = []
     for p in paths:
         if not p.is_file():
@@ -108,9 +118,10 @@ def _split_artifact(path: Path) -> tuple[Path, str]:
     return path.parent, name
 
 
-def _prompts_from(path: Path, source: str | None, target: str | None, limit: int | None
-                  ) -> tuple[list[str], str | None, dict[str, Any]]:
-    """Prompts + data hash from a ProbeSet JSON, a word-pairs TSV (needs source/target) or a plain prompt file."""
+def _prompts_from(
+    path: Path, source: str | None, target: str | None, limit: int | None
+) -> tuple[list[str], str | None, dict[str, Any]]:
+    """Prompts + data hash from a ProbeSet JSON, a word-pairs TSV (needs source/target) or a prompt a line."""
     if not path.is_file():
         raise _fail(f"prompts file not found: {path}")
     if path.suffix == ".json":
@@ -140,8 +151,12 @@ def _prompts_from(path: Path, source: str | None, target: str | None, limit: int
 def profile_cmd(
     language: str = typer.Option(..., "--language", "-l", help="Language code of the text (e.g. fr)."),
     text: list[Path] = typer.Option(..., "--text", "-t", help="Text file(s): lines, .jsonl, UDHR .html."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder for profile-<language>.safetensors/.json"),
-    model: str | None = typer.Option(None, "--model", "-m", help="Hub id, folder, or gemma-3-270m (default)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder for profile-<language>.safetensors/.json"
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Hub id, folder, or gemma-3-270m (default)."
+    ),
     max_tokens: int | None = typer.Option(None, help="Cap on language tokens (default: settings)."),
     batch_size: int | None = typer.Option(None, help="Chunks per forward pass."),
     chunk_tokens: int | None = typer.Option(None, help="Tokens per chunk, BOS included."),
@@ -156,8 +171,17 @@ def profile_cmd(
     if not texts:
         raise _fail("the text files contain no text")
     lm = _load(model or s.model, device, dtype)
-    s = s.model_copy(update={k: v for k, v in {"profile_max_tokens": max_tokens, "batch_size": batch_size,
-                                               "chunk_tokens": chunk_tokens}.items() if v is not None})
+    s = s.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "profile_max_tokens": max_tokens,
+                "batch_size": batch_size,
+                "chunk_tokens": chunk_tokens,
+            }.items()
+            if v is not None
+        }
+    )
     with _progress(f"profile {language} (tokens)") as update:
         try:
             path = profile_language(lm, texts, language, s, out, progress=update)
@@ -167,8 +191,13 @@ def profile_cmd(
 
 
 def probe_cmd(
-    prompts: Path = typer.Option(..., "--prompts", "--pairs", "-p",
-                                 help="ProbeSet .json, word pairs .tsv (with --source/--target), or one prompt a line."),
+    prompts: Path = typer.Option(
+        ...,
+        "--prompts",
+        "--pairs",
+        "-p",
+        help="ProbeSet .json, word pairs .tsv (with --source/--target), or one prompt a line.",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     source: str | None = typer.Option(None, "--source", "-s"),
     target: str | None = typer.Option(None, "--target", "-t"),
@@ -197,9 +226,18 @@ def probe_cmd(
     name = name or (f"probe-{src}-{tgt}" if src and tgt else "probe")
     with _progress(f"probe {len(texts)} prompts") as update:
         try:
-            path = probe_language_pair(lm, texts, layer_list, reduce, out, name, batch_size=batch_size,
-                                       progress=update, probe_hash=data_hash,
-                                       extra={"source": src, "target": tgt, "prompts_file": str(prompts)})
+            path = probe_language_pair(
+                lm,
+                texts,
+                layer_list,
+                reduce,
+                out,
+                name,
+                batch_size=batch_size,
+                progress=update,
+                probe_hash=data_hash,
+                extra={"source": src, "target": tgt, "prompts_file": str(prompts)},
+            )
         except ValueError as e:
             raise _fail(str(e)) from e
     err.print(f"wrote {path} (layers {layer_list})")
@@ -207,16 +245,22 @@ def probe_cmd(
 
 def rank_cmd(
     profiles: Path = typer.Option(..., "--profiles", help="Folder with profile-<lang> artifacts."),
-    probe: Path = typer.Option(..., "--probe", help="Probe artifact (.safetensors / .json / name with folder)."),
+    probe: Path = typer.Option(
+        ..., "--probe", help="Probe artifact (.safetensors / .json / name with folder)."
+    ),
     source: str = typer.Option(..., "--source", "-s"),
     target: str = typer.Option(..., "--target", "-t"),
-    candidates: str | None = typer.Option(None, help="Comma-separated bridge candidates (default: settings)."),
+    candidates: str | None = typer.Option(
+        None, help="Comma-separated bridge candidates (default: settings)."
+    ),
     selection: str | None = typer.Option(None, help="top_rate | lape"),
     top_rate: float | None = typer.Option(None),
     bridge_set: str | None = typer.Option(None, "--bridge-set", help="specific | full"),
     k: int | None = typer.Option(None, "--k", help="Bridge neurons per layer."),
     variant: str | None = typer.Option(None, help="HSIC variant: reference | cka"),
-    window: str | None = typer.Option(None, help="Restrict to a depth window 'lo,hi' (default: the probe's layers)."),
+    window: str | None = typer.Option(
+        None, help="Restrict to a depth window 'lo,hi' (default: the probe's layers)."
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the JSON here instead of stdout."),
 ) -> None:
     """Rank bridge languages for source -> target by HSIC (method steps 4-6); prints the ranking JSON."""
@@ -247,12 +291,26 @@ def rank_cmd(
     cands = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
     with _progress(f"rank {source}->{target}") as update:
         try:
-            ranking = rank_pair(profs, acts, layers, source, target, cands, settings=s, selection=selection,
-                                top_rate=top_rate, bridge_variant=bridge_set, k=k, hsic_variant=variant,
-                                provenance={"model_id": manifest.get("model_id"),
-                                            "revision": manifest.get("revision"),
-                                            "probe_hash": manifest.get("data_hash")},
-                                progress=update)
+            ranking = rank_pair(
+                profs,
+                acts,
+                layers,
+                source,
+                target,
+                cands,
+                settings=s,
+                selection=selection,
+                top_rate=top_rate,
+                bridge_variant=bridge_set,
+                k=k,
+                hsic_variant=variant,
+                provenance={
+                    "model_id": manifest.get("model_id"),
+                    "revision": manifest.get("revision"),
+                    "probe_hash": manifest.get("data_hash"),
+                },
+                progress=update,
+            )
         except ValueError as e:
             raise _fail(str(e)) from e
     text = json.dumps(ranking.model_dump(mode="json"), indent=2, ensure_ascii=False)

@@ -69,8 +69,14 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
         return dtype
     if dtype in (None, "", "auto"):
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in table:
         raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(sorted(table))}")
     return table[dtype]
@@ -97,18 +103,21 @@ def weight_files(folder: Path) -> list[Path]:
 
 
 def weight_hash(folder: str | Path, *, cache_dir: Path | None = None) -> str:
-    """sha256 over the weight files (name + content). Cached by (name, size, mtime): hashing 16 GB takes a while.
+    """sha256 over the weight files (name + content), cached by (name, size, mtime): 16 GB take a while.
 
-    The cache lives under our own cache dir (keyed by the folder's absolute path), never inside the model folder,
-    which may be read-only (a shared hub cache, a mounted volume).
+    The cache lives under our own cache dir (keyed by the folder's absolute path), never inside the model
+    folder, which may be read-only (a shared hub cache, a mounted volume).
     """
     folder = Path(folder).resolve()
     files = weight_files(folder)
     if not files:
         raise FileNotFoundError(f"no weight files ({', '.join(_WEIGHT_PATTERNS)}) under {folder}")
     stamp = [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-    cache_file = _cache_root(cache_dir) / "weight-hashes" / (hashlib.sha256(str(folder).encode()).hexdigest()[:32]
-                                                             + ".json")
+    cache_file = (
+        _cache_root(cache_dir)
+        / "weight-hashes"
+        / (hashlib.sha256(str(folder).encode()).hexdigest()[:32] + ".json")
+    )
     try:
         cached = json.loads(cache_file.read_text())
         if cached.get("folder") == str(folder) and cached.get("files") == stamp:
@@ -266,8 +275,17 @@ def load_model(
         whash = weight_hash(path, cache_dir=cache_dir)
         revision = revision or whash[:12]
     layers, inter = _model_dims(model)
-    return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id, revision=str(revision),
-                       weight_hash=whash, device=dev, num_layers=layers, intermediate_size=inter, path=path)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        model_id=model_id,
+        revision=str(revision),
+        weight_hash=whash,
+        device=dev,
+        num_layers=layers,
+        intermediate_size=inter,
+        path=path,
+    )
 
 
 def _hub_snapshot(repo_id: str, revision: str | None) -> Path | None:
@@ -306,8 +324,8 @@ def tiny_random_llama(
 ) -> Path:
     """A random tiny Llama + byte-level BPE tokenizer folder that Auto* classes load (tests, benchmarks).
 
-    Byte-level BPE means any text (CJK, Arabic, Hebrew, emoji) tokenizes; the post-processor prepends `<s>` like
-    real Llama/Gemma tokenizers, so BOS handling is exercised. Deterministic for a given seed.
+    Byte-level BPE means any text (CJK, Arabic, Hebrew, emoji) tokenizes; the post-processor prepends `<s>`
+    like real Llama/Gemma tokenizers, so BOS handling is exercised. Deterministic for a given seed.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -318,8 +336,12 @@ def tiny_random_llama(
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     bpe.train_from_iterator(_TINY_CORPUS.splitlines(), trainer=trainer)
     pad_id, bos_id, eos_id = (bpe.token_to_id(s) for s in specials)
     bpe.post_processor = processors.TemplateProcessing(
@@ -330,9 +352,17 @@ def tiny_random_llama(
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=bpe.get_vocab_size(), hidden_size=hidden, intermediate_size=intermediate,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id, tie_word_embeddings=False,
+        vocab_size=bpe.get_vocab_size(),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(cfg)
     model.generation_config = GenerationConfig(bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id)

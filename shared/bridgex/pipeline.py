@@ -14,7 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bridgex.artifacts import make_manifest, model_manifest_fields, save_probe_acts, save_profile, sha256_texts
+from bridgex.artifacts import (
+    make_manifest,
+    model_manifest_fields,
+    save_probe_acts,
+    save_profile,
+    sha256_texts,
+)
 from bridgex.models import LoadedModel
 from bridgex.profiling import LanguageProfile, probe_activations, profile_texts
 
@@ -25,7 +31,7 @@ DEFAULT_CANDIDATES = ("en", "de", "fr", "it", "pt", "es")
 
 
 def _opt(settings: Any, name: str, default: Any) -> Any:
-    """A setting, or the default when settings is None / lacks it (keeps callers free to pass a plain object)."""
+    """A setting, or the default when settings is None / lacks it (callers may pass any plain object)."""
     value = getattr(settings, name, None) if settings is not None else None
     return default if value is None else value
 
@@ -49,11 +55,23 @@ def profile_language(
         "max_tokens": _opt(settings, "profile_max_tokens", None),
         "include_bos": False,
     }
-    profile = profile_texts(lm, texts, language=language, batch_size=params["batch_size"],
-                            chunk_tokens=params["chunk_tokens"], max_tokens=params["max_tokens"],
-                            progress=progress, should_cancel=should_cancel)
-    manifest = make_manifest("language_profile", **model_manifest_fields(lm), data_hash=sha256_texts(texts),
-                             params=params, extra={"n_texts": len(texts)})
+    profile = profile_texts(
+        lm,
+        texts,
+        language=language,
+        batch_size=params["batch_size"],
+        chunk_tokens=params["chunk_tokens"],
+        max_tokens=params["max_tokens"],
+        progress=progress,
+        should_cancel=should_cancel,
+    )
+    manifest = make_manifest(
+        "language_profile",
+        **model_manifest_fields(lm),
+        data_hash=sha256_texts(texts),
+        params=params,
+        extra={"n_texts": len(texts)},
+    )
     return save_profile(out_dir, profile, manifest, name=name)
 
 
@@ -77,12 +95,22 @@ def probe_language_pair(
     """
     prompts = list(prompts)
     layer_list = list(range(lm.num_layers)) if layers is None else [int(x) for x in layers]
-    acts = probe_activations(lm, prompts, layers=layer_list, reduce=reduce,  # type: ignore[arg-type]
-                             batch_size=batch_size, progress=progress, should_cancel=should_cancel)
-    manifest = make_manifest("probe_activations", **model_manifest_fields(lm),
-                             data_hash=probe_hash or sha256_texts(prompts),
-                             params={"reduce": reduce, "batch_size": batch_size, "include_bos": False},
-                             extra={"n_prompts": len(prompts), **dict(extra or {})})
+    acts = probe_activations(
+        lm,
+        prompts,
+        layers=layer_list,
+        reduce=reduce,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        progress=progress,
+        should_cancel=should_cancel,
+    )
+    manifest = make_manifest(
+        "probe_activations",
+        **model_manifest_fields(lm),
+        data_hash=probe_hash or sha256_texts(prompts),
+        params={"reduce": reduce, "batch_size": batch_size, "include_bos": False},
+        extra={"n_prompts": len(prompts), **dict(extra or {})},
+    )
     return save_probe_acts(out_dir, name, acts, layer_list, manifest)
 
 
@@ -109,7 +137,7 @@ def rank_pair(
     progress: Progress | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> Any:
-    """Rank candidate bridges for source -> target (method.md steps 1, 4, 5, 6); returns bridgex.ranking.Ranking.
+    """Rank candidate bridges for source -> target (method.md steps 1, 4-6): a bridgex.ranking.Ranking.
 
     profiles: language -> LanguageProfile or activation-probability tensor [L, I]. Language sets are selected
     over ALL given profiles (for "lape" the normalisation runs over these languages, so pass the same set of
@@ -125,9 +153,15 @@ def rank_pair(
     bridge_variant = bridge_variant or _opt(settings, "bridge_set", "specific")
     k = int(k if k is not None else _opt(settings, "bridge_k", 64))
     hsic_variant = hsic_variant or _opt(settings, "hsic_variant", "reference")
-    cands = [c for c in (candidates or _opt(settings, "candidates", DEFAULT_CANDIDATES)) if c not in (source, target)]
+    cands = [
+        c
+        for c in (candidates or _opt(settings, "candidates", DEFAULT_CANDIDATES))
+        if c not in (source, target)
+    ]
     if not cands:
-        raise ValueError(f"no candidate bridges left for {source}->{target} (candidates minus source and target)")
+        raise ValueError(
+            f"no candidate bridges left for {source}->{target} (candidates minus source and target)"
+        )
     needed = [source, target, *cands]
     missing = [c for c in needed if c not in profiles]
     if missing:
@@ -135,12 +169,30 @@ def rank_pair(
     probs = {code: _prob(p) for code, p in profiles.items()}
     sets, report = language_sets(probs, method=selection, top_rate=top_rate)  # type: ignore[arg-type]
     pair = pair_overlap(sets, source, target)
-    bridges = {b: bridge_set(sets, b, source, target, probe_acts, layers, variant=bridge_variant, k=k)  # type: ignore[arg-type]
-               for b in cands}
-    params = {"selection": selection, "top_rate": top_rate, "bridge_set": bridge_variant, "k": k,
-              "set_sizes": report.sizes, "set_thresholds": report.thresholds,
-              "n_probe": int(probe_acts.shape[2])}
+    bridges = {
+        b: bridge_set(sets, b, source, target, probe_acts, layers, variant=bridge_variant, k=k)  # type: ignore[arg-type]
+        for b in cands
+    }
+    params = {
+        "selection": selection,
+        "top_rate": top_rate,
+        "bridge_set": bridge_variant,
+        "k": k,
+        "set_sizes": report.sizes,
+        "set_thresholds": report.thresholds,
+        "n_probe": int(probe_acts.shape[2]),
+    }
     prov = {"src": source, "tgt": target, **dict(provenance or {})}
-    return rank_bridges(probe_acts, layers, pair, bridges, variant=hsic_variant, candidates=cands,  # type: ignore[arg-type]
-                        provenance=prov, params=params, device=device, progress=progress,
-                        should_cancel=should_cancel)
+    return rank_bridges(
+        probe_acts,
+        layers,
+        pair,
+        bridges,
+        variant=hsic_variant,
+        candidates=cands,  # type: ignore[arg-type]
+        provenance=prov,
+        params=params,
+        device=device,
+        progress=progress,
+        should_cancel=should_cancel,
+    )

@@ -1,12 +1,13 @@
 """Neuron activations of gated MLPs (method.md steps 0, 1, 3): hooks, language profiles, probe activations.
 
-The neuron (l, j) is channel j of `act_fn(gate_proj(x))`; a forward hook on `layers[l].mlp.act_fn` sees exactly
-that tensor. Hooks reduce inside the hook (counts, sums, per-prompt means), so memory stays O(L x I), never
-[B, T, I] for all layers. Padding never counts: every batch carries a mask of the tokens that count.
+The neuron (l, j) is channel j of `act_fn(gate_proj(x))`; a forward hook on `layers[l].mlp.act_fn` sees
+exactly that tensor. Hooks reduce inside the hook (counts, sums, per-prompt means), so memory stays
+O(L x I), never [B, T, I] for all layers. Padding never counts: every batch carries a mask of the tokens
+that count.
 
-BOS (DECISION, documented): every chunk and every prompt starts with BOS, as the model was trained, but BOS is not
-language text and its activations are identical for every input (position 0 sees only itself). It is therefore
-excluded from profile counts and from the probe mean by default (`include_bos=True` counts it).
+BOS (DECISION, documented): every chunk and every prompt starts with BOS, as the model was trained, but BOS is
+not language text and its activations are identical for every input (position 0 sees only itself). It is
+therefore excluded from profile counts and from the probe mean by default (`include_bos=True` counts it).
 
 Batches are built by length (sorted) to keep padding small; statistics do not depend on order. Position ids
 are computed from the attention mask, so left- and right-padded batches give the unpadded results.
@@ -81,8 +82,11 @@ def _act_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
             have = sorted(n for n, _ in (mlp.named_children() if isinstance(mlp, nn.Module) else []))
             raise UnsupportedArchitecture(
                 f"{type(model).__name__}: layer {i} has no `{path}` module"
-                + (f" (its mlp has: {', '.join(have) or 'no submodules'})" if mlp is not None
-                   else f" (layer has no `mlp`; it has: {', '.join(n for n, _ in layer.named_children())})")
+                + (
+                    f" (its mlp has: {', '.join(have) or 'no submodules'})"
+                    if mlp is not None
+                    else f" (layer has no `mlp`; it has: {', '.join(n for n, _ in layer.named_children())})"
+                )
                 + "; BridgeX profiles gated MLPs (Llama, Qwen, Mistral, Gemma) whose activation is a module."
             )
         found.append((path, act))
@@ -104,9 +108,10 @@ def find_mlp_act_modules(model: nn.Module) -> list[nn.Module]:
 class ActivationHooks:
     """Context manager: forward hooks on `mlp.act_fn` of the chosen layers, always removed on exit.
 
-    `reducer(layer, act)` receives the act_fn output [B, T, I] of each hooked layer; when None, the last output
-    per layer is kept in `captured` (small models and tests only). `calls` counts hook firings per layer so
-    callers can check every layer ran (a fused kernel that bypasses the module would otherwise go unnoticed).
+    `reducer(layer, act)` receives the act_fn output [B, T, I] of each hooked layer; when None, the last
+    output per layer is kept in `captured` (small models and tests only). `calls` counts hook firings per
+    layer so callers can check every layer ran (a fused kernel that bypasses the module would otherwise go
+    unnoticed).
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[int] | None = None, reducer: Reducer | None = None):
@@ -137,8 +142,11 @@ class ActivationHooks:
         try:
             for layer, _path, module in self._targets:
                 self._handles.append(module.register_forward_hook(self._make_hook(layer)))
-            missing = [path for (_l, path, module), h in zip(self._targets, self._handles, strict=True)
-                       if h.id not in module._forward_hooks]
+            missing = [
+                path
+                for (_l, path, module), h in zip(self._targets, self._handles, strict=True)
+                if h.id not in module._forward_hooks
+            ]
             if len(self._handles) != len(self._targets) or missing:
                 raise UnsupportedArchitecture(f"could not hook: {', '.join(missing) or 'some layers'}")
         except BaseException:
@@ -163,8 +171,8 @@ class ActivationHooks:
         wrong = {k: v for k, v in self.calls.items() if v != times}
         if wrong:
             raise UnsupportedArchitecture(
-                f"act_fn hooks fired {wrong} times (expected {times}): the MLP does not call its act_fn module "
-                "(fused kernel?), so activations cannot be read this way"
+                f"act_fn hooks fired {wrong} times (expected {times}): the MLP does not call its act_fn "
+                "module (fused kernel?), so activations cannot be read this way"
             )
 
 
@@ -191,8 +199,16 @@ def _pad_id(tokenizer: Any) -> int:
     return 0
 
 
-def _make_batch(seqs: list[list[int]], order: list[int], *, pad_id: int, has_bos: bool, include_bos: bool,
-                padding_side: str, device: torch.device) -> _Batch:
+def _make_batch(
+    seqs: list[list[int]],
+    order: list[int],
+    *,
+    pad_id: int,
+    has_bos: bool,
+    include_bos: bool,
+    padding_side: str,
+    device: torch.device,
+) -> _Batch:
     """Pad on the host, derive masks and index lists there, then move (no device->host sync per batch)."""
     b, t = len(seqs), max(len(s) for s in seqs)
     ids = torch.full((b, t), pad_id, dtype=torch.long)
@@ -212,15 +228,23 @@ def _make_batch(seqs: list[list[int]], order: list[int], *, pad_id: int, has_bos
         excluded = (~flat).nonzero().squeeze(1).to(device, non_blocking=True)
         kept = flat.nonzero().squeeze(1).to(device, non_blocking=True)
     nb = device.type == "cuda"
-    return _Batch(ids.to(device, non_blocking=nb), mask.to(device, non_blocking=nb),
-                  pos.to(device, non_blocking=nb), counted.to(device, non_blocking=nb), order, n_counted,
-                  excluded, kept, [len(x) for x in seqs])
+    return _Batch(
+        ids.to(device, non_blocking=nb),
+        mask.to(device, non_blocking=nb),
+        pos.to(device, non_blocking=nb),
+        counted.to(device, non_blocking=nb),
+        order,
+        n_counted,
+        excluded,
+        kept,
+        [len(x) for x in seqs],
+    )
 
 
 def _batches(seqs: list[list[int]], batch_size: int) -> list[list[int]]:
     """Index groups sorted by length (less padding); the caller builds each batch when it runs it."""
     idx = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
-    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    return [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
 
 
 def _decoder(model: nn.Module) -> nn.Module:
@@ -232,8 +256,12 @@ def _decoder(model: nn.Module) -> nn.Module:
 
 
 def _run(model: nn.Module, batch: _Batch) -> None:
-    _decoder(model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                    position_ids=batch.position_ids, use_cache=False)
+    _decoder(model)(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        use_cache=False,
+    )
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -271,12 +299,25 @@ class LanguageProfile:
         return (int(self.count.shape[0]), int(self.count.shape[1]))
 
 
-def chunk_texts(tokenizer: Any, texts: Iterable[str], *, chunk_tokens: int = 256,
-                max_tokens: int | None = None) -> tuple[list[list[int]], int]:
+def _stats(a: Tensor) -> tuple[Tensor, Tensor]:
+    """(count of a > 0, sum of a) over rows of a [n, I] activation block, NaN rows ignored.
+
+    The count is the float sum of heaviside(a) (1 where a > 0): one elementwise kernel plus a float reduction,
+    about 3x faster on GPUs than summing a bool tensor into int64, and exact (integers below 2^24 rows per
+    batch in float32). Sums accumulate in float32 per batch (float64 for float64 models); totals are float64.
+    """
+    acc = torch.float64 if a.dtype == torch.float64 or a.shape[0] >= 2**24 else torch.float32
+    pos = torch.heaviside(a, a.new_zeros(()))
+    return torch.nansum(pos, 0, dtype=acc).round_().to(torch.int64), torch.nansum(a, 0, dtype=acc)
+
+
+def chunk_texts(
+    tokenizer: Any, texts: Iterable[str], *, chunk_tokens: int = 256, max_tokens: int | None = None
+) -> tuple[list[list[int]], int]:
     """Tokenise each text (no special tokens), cut into pieces of chunk_tokens - 1 and prepend BOS per piece.
 
-    Chunks never cross text boundaries (each text is its own context, as in the reference scripts). Returns the
-    chunks and the number of language (non-BOS) tokens in them, capped at max_tokens.
+    Chunks never cross text boundaries (each text is its own context, as in the reference scripts). Returns
+    the chunks and the number of language (non-BOS) tokens in them, capped at max_tokens.
     """
     if chunk_tokens < 2:
         raise ValueError("chunk_tokens must be >= 2 (BOS + at least one token)")
@@ -291,7 +332,7 @@ def chunk_texts(tokenizer: Any, texts: Iterable[str], *, chunk_tokens: int = 256
             continue
         ids = _encode(tokenizer, text)
         for i in range(0, len(ids), body):
-            piece = ids[i:i + body]
+            piece = ids[i : i + body]
             if max_tokens is not None:
                 piece = piece[: max_tokens - total]
             if not piece:
@@ -333,17 +374,15 @@ def profile_texts(
         # [B*T, I] tensor. nansum: a padding row that attended to nothing may hold NaN, which must not leak.
         # Mostly-excluded batches (heavy padding) select the kept rows instead.
         a = act.reshape(-1, act.shape[-1])
-        acc = torch.float64 if a.dtype == torch.float64 else torch.float32  # per batch; totals are float64
         batch = state["batch"]
         if batch.excluded is None:
-            c, sm = (a > 0).sum(0), a.sum(0, dtype=acc)
+            c, sm = _stats(a)
         elif 2 * batch.excluded.numel() <= a.shape[0]:
-            ex = a.index_select(0, batch.excluded)
-            c = (a > 0).sum(0) - (ex > 0).sum(0)
-            sm = torch.nansum(a, 0, dtype=acc) - torch.nansum(ex, 0, dtype=acc)
+            c, sm = _stats(a)
+            c_ex, sm_ex = _stats(a.index_select(0, batch.excluded))
+            c, sm = c - c_ex, sm - sm_ex
         else:
-            kept = a.index_select(0, batch.kept)  # type: ignore[arg-type]
-            c, sm = (kept > 0).sum(0), kept.sum(0, dtype=acc)
+            c, sm = _stats(a.index_select(0, batch.kept))  # type: ignore[arg-type]
         count[layer] += c
         total_sum[layer] += sm
 
@@ -353,8 +392,15 @@ def profile_texts(
         for group in _batches(chunks, batch_size):
             if should_cancel is not None and should_cancel():
                 raise Cancelled(f"profiling {language} cancelled after {n_tokens} tokens")
-            batch = _make_batch([chunks[i] for i in group], group, pad_id=_pad_id(tok), has_bos=has_bos,
-                                include_bos=include_bos, padding_side=padding_side, device=device)
+            batch = _make_batch(
+                [chunks[i] for i in group],
+                group,
+                pad_id=_pad_id(tok),
+                has_bos=has_bos,
+                include_bos=include_bos,
+                padding_side=padding_side,
+                device=device,
+            )
             state["batch"] = batch
             hooks.reset_calls()
             _run(model, batch)
@@ -363,9 +409,16 @@ def profile_texts(
             if progress is not None:
                 progress(n_tokens, target)
     return LanguageProfile(
-        language=language, count=count.cpu(), sum=total_sum.cpu(), n_tokens=n_tokens,
-        meta={"chunks": len(chunks), "chunk_tokens": chunk_tokens, "include_bos": include_bos,
-              "max_tokens": max_tokens},
+        language=language,
+        count=count.cpu(),
+        sum=total_sum.cpu(),
+        n_tokens=n_tokens,
+        meta={
+            "chunks": len(chunks),
+            "chunk_tokens": chunk_tokens,
+            "include_bos": include_bos,
+            "max_tokens": max_tokens,
+        },
     )
 
 
@@ -419,8 +472,15 @@ def probe_activations(
         for group in _batches(seqs, batch_size):
             if should_cancel is not None and should_cancel():
                 raise Cancelled(f"probing cancelled after {done} of {len(prompts)} prompts")
-            batch = _make_batch([seqs[i] for i in group], group, pad_id=_pad_id(tok), has_bos=bos is not None,
-                                include_bos=include_bos, padding_side=padding_side, device=device)
+            batch = _make_batch(
+                [seqs[i] for i in group],
+                group,
+                pad_id=_pad_id(tok),
+                has_bos=bos is not None,
+                include_bos=include_bos,
+                padding_side=padding_side,
+                device=device,
+            )
             t = batch.input_ids.shape[1]
             lengths = torch.tensor(batch.lengths)
             n = (lengths - (1 if bos is not None and not include_bos else 0)).clamp(min=1)

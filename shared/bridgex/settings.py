@@ -5,12 +5,13 @@ Services and the CLI call `get_settings()`; tests build `Settings(...)` directly
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "gemma-3-270m"
 """Alias of the default model: Gemma-3-270M base, assembled offline from its PyPI wheel (see bridgex.models)."""
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 6 * 3600
     job_ttl_s: int = 7 * 24 * 3600
     models_kept: int = Field(1, ge=1, description="Models kept loaded in an analyzer process.")
+    job_lease_s: int = Field(60, ge=1, description="Lease (with heartbeat) that stops two workers running one job.")
 
     # --- generation worker (CPU server) ------------------------------------------------------------
     served_model_name: str | None = Field(None, description="Name in /v1/models; defaults to `model`.")
@@ -78,7 +80,7 @@ class Settings(BaseSettings):
     bridge_set: Literal["specific", "full"] = "specific"
     bridge_k: int = 64
     window: tuple[float, float] = DEFAULT_WINDOW
-    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
+    candidates: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CANDIDATES
     probe_reduce: Literal["mean", "last"] = "mean"
     gold_filter: bool = True
     probe_max: int = 500
@@ -91,8 +93,11 @@ class Settings(BaseSettings):
     @field_validator("candidates", mode="before")
     @classmethod
     def _split_candidates(cls, v: object) -> object:
-        if isinstance(v, str) and not v.strip().startswith("["):
-            return tuple(c.strip() for c in v.split(",") if c.strip())
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                return tuple(json.loads(text))
+            return tuple(c.strip() for c in text.split(",") if c.strip())
         return v
 
     @property

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.integration
 
 def test_kill9_mid_job_then_new_worker_finishes_once(tmp_path: Path, tiny_model_dir: Path,
                                                      own_redis: RedisServer) -> None:
-    data = write_data_dir(tmp_path / "data", lines=40)
+    data = write_data_dir(tmp_path / "data", lines=80)
     env = worker_env(tmp_path, tiny_model_dir, data, BRIDGEX_VISIBILITY_TIMEOUT_S="5",
                      BRIDGEX_JOB_LEASE_S="3", BRIDGEX_BATCH_SIZE="1", BRIDGEX_CHUNK_TOKENS="32",
-                     BRIDGEX_PROFILE_MAX_TOKENS="3000")
+                     BRIDGEX_PROFILE_MAX_TOKENS="6000")
     settings = settings_from(env, own_redis.url)
     r = redis.Redis.from_url(own_redis.url)
     store = JobStore(r)

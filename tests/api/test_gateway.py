@@ -190,6 +190,7 @@ def test_auto_single_flight_then_cache(stack: Stack) -> None:
     body = {"text": "water", "source": "en", "target": "fi", "bridge": "auto"}
     with stack.client() as c:
         before = metric(c, "bridgex_api_analysis_enqueued_total")
+        submits = metric(c, "bridgex_api_analysis_submits_total")
         with cf.ThreadPoolExecutor(20) as pool:
             resps = list(pool.map(lambda _: httpx.post(f"{stack.api}/translate", json=body, headers=T,
                                                        timeout=60), range(20)))
@@ -199,6 +200,7 @@ def test_auto_single_flight_then_cache(stack: Stack) -> None:
         assert len({o["bridge"] for o in outs}) == 1 and outs[0]["bridge"] in ("de", "it")
         assert len({o["translation"] for o in outs}) == 1
         assert metric(c, "bridgex_api_analysis_enqueued_total") - before == 1
+        assert metric(c, "bridgex_api_analysis_submits_total") - submits == 1  # SET NX let one through
         jobs = [j for j in c.get("/jobs", headers=A).json()["jobs"]
                 if j["request"]["source"] == "en" and j["request"]["target"] == "fi"]
         assert len(jobs) == 1

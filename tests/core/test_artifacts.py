@@ -31,8 +31,15 @@ from bridgex.profiling import LanguageProfile
 
 
 def _manifest(**extra: object) -> dict:
-    return make_manifest("test", model_id="m", revision="r1", weight_hash="w" * 64, data_hash="d" * 64,
-                         params={"a": 1}, extra=extra or None)
+    return make_manifest(
+        "test",
+        model_id="m",
+        revision="r1",
+        weight_hash="w" * 64,
+        data_hash="d" * 64,
+        params={"a": 1},
+        extra=extra or None,
+    )
 
 
 def test_manifest_fields() -> None:
@@ -45,8 +52,11 @@ def test_manifest_fields() -> None:
 
 
 def test_hashes(tmp_path: Path) -> None:
-    assert sha256_text("abc") == sha256_bytes(b"abc") == (
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    assert (
+        sha256_text("abc")
+        == sha256_bytes(b"abc")
+        == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    )
     assert sha256_json({"b": 1, "a": [1, 2]}) == sha256_json({"a": [1, 2], "b": 1})
     assert sha256_json({"a": 1}) != sha256_json({"a": 2})
     assert sha256_texts(["ab"]) != sha256_texts(["a", "b"])
@@ -79,7 +89,9 @@ def test_verify_detects_corruption(tmp_path: Path) -> None:
         read_artifact(tmp_path, "a", verify=True)
 
 
-def test_failed_write_leaves_no_partial_file_and_keeps_old(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_no_partial_file_and_keeps_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_artifact(tmp_path, "a", {"x": torch.zeros(4)}, _manifest(version=1))
 
     def broken_save(tensors: dict, filename: str, metadata: dict | None = None) -> None:
@@ -114,7 +126,9 @@ def test_profile_and_probe_helpers(tmp_path: Path) -> None:
     count = torch.randint(0, 50, (3, 8), dtype=torch.int64)
     prof = LanguageProfile("fr", count, torch.randn(3, 8, dtype=torch.float64), 50, meta={"chunks": 2})
     save_profile(tmp_path, prof, _manifest())
-    save_profile(tmp_path, LanguageProfile("de", count, torch.zeros(3, 8, dtype=torch.float64), 60), _manifest())
+    save_profile(
+        tmp_path, LanguageProfile("de", count, torch.zeros(3, 8, dtype=torch.float64), 60), _manifest()
+    )
     back = load_profile(tmp_path, "fr")
     assert back.language == "fr" and back.n_tokens == 50
     assert torch.equal(back.count, count) and torch.equal(back.sum, prof.sum)

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 import typer
-from typer.testing import CliRunner
-
 from bridgex.artifacts import load_probe_acts, load_profiles, read_manifest
 from bridgex.cli_method import register
 from bridgex.models import load_model
 from bridgex.pipeline import probe_language_pair, profile_language, rank_pair
+from typer.testing import CliRunner
 
 TEXTS = {
     "en": ["The water is cold and the house is big.", "I read a book under the tree in the sun."],
@@ -22,8 +21,17 @@ TEXTS = {
     "it": ["L'acqua è fredda e la casa è grande.", "Leggo un libro sotto l'albero al sole."],
     "es": ["El agua está fría y la casa es grande.", "Leo un libro bajo el árbol al sol."],
 }
-PAIRS = ["water\teau", "house\tmaison", "book\tlivre", "tree\tarbre", "sun\tsoleil", "moon\tlune",
-         "bread\tpain", "dog\tchien", "water\tflotte"]
+PAIRS = [
+    "water\teau",
+    "house\tmaison",
+    "book\tlivre",
+    "tree\tarbre",
+    "sun\tsoleil",
+    "moon\tlune",
+    "bread\tpain",
+    "dog\tchien",
+    "water\tflotte",
+]
 
 
 @pytest.fixture
@@ -35,7 +43,7 @@ def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> typer.Typer:
     return a
 
 
-def _ok(result) -> None:  # noqa: ANN001
+def _ok(result) -> None:
     assert result.exit_code == 0, result.output + str(result.exception or "")
 
 
@@ -45,8 +53,26 @@ def test_cli_profile_probe_rank(app: typer.Typer, tiny_model_dir: Path, tmp_path
     for lang, lines in TEXTS.items():
         f = tmp_path / f"{lang}.txt"
         f.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        _ok(runner.invoke(app, ["profile", "--model", str(tiny_model_dir), "-l", lang, "-t", str(f),
-                                "-o", str(prof_dir), "--chunk-tokens", "16", "--device", "cpu"]))
+        _ok(
+            runner.invoke(
+                app,
+                [
+                    "profile",
+                    "--model",
+                    str(tiny_model_dir),
+                    "-l",
+                    lang,
+                    "-t",
+                    str(f),
+                    "-o",
+                    str(prof_dir),
+                    "--chunk-tokens",
+                    "16",
+                    "--device",
+                    "cpu",
+                ],
+            )
+        )
     profiles = load_profiles(prof_dir)
     assert set(profiles) == set(TEXTS)
     assert profiles["fr"].count.shape == (4, 128) and profiles["fr"].n_tokens > 10
@@ -55,17 +81,61 @@ def test_cli_profile_probe_rank(app: typer.Typer, tiny_model_dir: Path, tmp_path
 
     tsv = tmp_path / "en-fr.tsv"
     tsv.write_text("\n".join(PAIRS) + "\n", encoding="utf-8")
-    _ok(runner.invoke(app, ["probe", "--pairs", str(tsv), "-s", "en", "-t", "fr", "-o", str(probe_dir),
-                            "--model", str(tiny_model_dir), "--device", "cpu", "--layers", "all"]))
+    _ok(
+        runner.invoke(
+            app,
+            [
+                "probe",
+                "--pairs",
+                str(tsv),
+                "-s",
+                "en",
+                "-t",
+                "fr",
+                "-o",
+                str(probe_dir),
+                "--model",
+                str(tiny_model_dir),
+                "--device",
+                "cpu",
+                "--layers",
+                "all",
+            ],
+        )
+    )
     acts, layers, manifest = load_probe_acts(probe_dir, "probe-en-fr")
     assert layers == [0, 1, 2, 3] and acts.shape == (4, 128, 8)  # 8 unique source words
     assert manifest["source"] == "en" and manifest["params"]["reduce"] == "mean"
 
     out = tmp_path / "ranking.json"
-    _ok(runner.invoke(app, ["rank", "--profiles", str(prof_dir), "--probe", str(probe_dir / "probe-en-fr.safetensors"),
-                            "-s", "en", "-t", "fr", "--candidates", "de,it,es,fr", "--k", "8", "-o", str(out)]))
+    _ok(
+        runner.invoke(
+            app,
+            [
+                "rank",
+                "--profiles",
+                str(prof_dir),
+                "--probe",
+                str(probe_dir / "probe-en-fr.safetensors"),
+                "-s",
+                "en",
+                "-t",
+                "fr",
+                "--candidates",
+                "de,it,es,fr",
+                "--k",
+                "8",
+                "-o",
+                str(out),
+            ],
+        )
+    )
     ranking = json.loads(out.read_text())
-    assert [c["code"] for c in ranking["ranked"]] and {c["code"] for c in ranking["ranked"]} == {"de", "it", "es"}
+    assert [c["code"] for c in ranking["ranked"]] and {c["code"] for c in ranking["ranked"]} == {
+        "de",
+        "it",
+        "es",
+    }
     assert ranking["src"] == "en" and ranking["tgt"] == "fr" and ranking["layers"] == [0, 1, 2, 3]
     assert ranking["probe_hash"] == manifest["data_hash"] and ranking["model_id"] == manifest["model_id"]
     assert ranking["params"]["top_rate"] == 0.3 and ranking["params"]["k"] == 8
@@ -77,11 +147,28 @@ def test_cli_profile_probe_rank(app: typer.Typer, tiny_model_dir: Path, tmp_path
         assert all(0 < size <= 8 for layer, size in c["set_sizes"].items() if layer in c["per_layer"])
 
     # the same through stdout, restricted to the default depth window (layers 1, 2 of 4)
-    res = runner.invoke(app, ["rank", "--profiles", str(prof_dir), "--probe", str(probe_dir / "probe-en-fr"),
-                              "-s", "en", "-t", "fr", "--candidates", "de,it,es", "--k", "8",
-                              "--window", "0.3125,0.6875"])
+    res = runner.invoke(
+        app,
+        [
+            "rank",
+            "--profiles",
+            str(prof_dir),
+            "--probe",
+            str(probe_dir / "probe-en-fr"),
+            "-s",
+            "en",
+            "-t",
+            "fr",
+            "--candidates",
+            "de,it,es",
+            "--k",
+            "8",
+            "--window",
+            "0.3125,0.6875",
+        ],
+    )
     _ok(res)
-    windowed = json.loads(res.stdout[res.stdout.index("{"):])
+    windowed = json.loads(res.stdout[res.stdout.index("{") :])
     assert windowed["layers"] == [1, 2]
 
 
@@ -89,12 +176,17 @@ def test_cli_errors_are_clear(app: typer.Typer, tiny_model_dir: Path, tmp_path: 
     runner = CliRunner()
     tsv = tmp_path / "p.tsv"
     tsv.write_text("water\teau\n", encoding="utf-8")
-    res = runner.invoke(app, ["probe", "--pairs", str(tsv), "-o", str(tmp_path), "--model", str(tiny_model_dir)])
+    res = runner.invoke(
+        app, ["probe", "--pairs", str(tsv), "-o", str(tmp_path), "--model", str(tiny_model_dir)]
+    )
     assert res.exit_code == 2 and "--source and --target" in res.output
-    res = runner.invoke(app, ["profile", "-l", "fr", "-t", str(tmp_path / "missing.txt"), "-o", str(tmp_path)])
+    res = runner.invoke(
+        app, ["profile", "-l", "fr", "-t", str(tmp_path / "missing.txt"), "-o", str(tmp_path)]
+    )
     assert res.exit_code == 2 and "not found" in res.output
-    res = runner.invoke(app, ["rank", "--profiles", str(tmp_path), "--probe", str(tmp_path / "nope"),
-                              "-s", "en", "-t", "fr"])
+    res = runner.invoke(
+        app, ["rank", "--profiles", str(tmp_path), "--probe", str(tmp_path / "nope"), "-s", "en", "-t", "fr"]
+    )
     assert res.exit_code == 2 and "not found" in res.output
 
 

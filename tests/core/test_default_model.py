@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from bridgex.profiling import find_mlp_act_modules, probe_activations, profile_texts
 
 pytestmark = pytest.mark.slow
 
 EN = [
     "All human beings are born free and equal in dignity and rights.",
-    "They are endowed with reason and conscience and should act towards one another in a spirit of brotherhood.",
+    "They are endowed with reason and conscience and should act towards one another in a spirit of "
+    "brotherhood.",
     "Everyone has the right to life, liberty and security of person.",
     "No one shall be held in slavery or servitude; slavery and the slave trade shall be prohibited.",
 ] * 3
@@ -24,7 +24,7 @@ FR = [
 ] * 3
 
 
-def test_default_model_profiles(default_model) -> None:  # noqa: ANN001
+def test_default_model_profiles(default_model) -> None:
     lm = default_model
     assert lm.model_id == "gemma-3-270m" and lm.revision.startswith("q4km-")
     assert lm.num_layers == 18 and lm.intermediate_size == 2048 and len(lm.weight_hash) == 64

@@ -40,8 +40,9 @@ def test_tiny_model_is_fast_deterministic_and_loadable(tmp_path: Path) -> None:
     assert ids[0] == tok.bos_token_id == tok.convert_tokens_to_ids("<s>")
     assert tok.decode(ids, skip_special_tokens=True) == text  # byte-level: nothing is unknown
     assert tok.pad_token == "<pad>" and tok.eos_token == "</s>"
-    out = model.generate(**tok(["hi", "a longer prompt"], return_tensors="pt", padding=True),
-                         max_new_tokens=4, do_sample=False)
+    out = model.generate(
+        **tok(["hi", "a longer prompt"], return_tensors="pt", padding=True), max_new_tokens=4, do_sample=False
+    )
     assert out.shape == (2, out.shape[1]) and out.shape[1] >= 4
 
 
@@ -109,7 +110,9 @@ def test_convert_once_runs_once_under_lock(tmp_path: Path) -> None:
         (out / "config.json").write_text("{}")
 
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(convert_once(target, convert))) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: results.append(convert_once(target, convert))) for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -132,6 +135,6 @@ def test_convert_once_failure_leaves_nothing(tmp_path: Path) -> None:
     assert not target.exists()
     assert [p.name for p in target.parent.iterdir() if not p.name.endswith(".lock")] == []
 
-    with pytest.raises(RuntimeError, match="no config.json"):
+    with pytest.raises(RuntimeError, match=r"no config\.json"):
         convert_once(target, lambda out: None)
     assert not target.exists()

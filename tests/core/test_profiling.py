@@ -45,8 +45,10 @@ def _by_hand_acts(lm: LoadedModel, ids: list[int]) -> list[torch.Tensor]:
     captured: dict[int, torch.Tensor] = {}
     handles = []
     for i, layer in enumerate(lm.model.model.layers):
+
         def pre(_m: nn.Module, args: tuple, i: int = i) -> None:
             captured[i] = args[0].detach().clone()
+
         handles.append(layer.mlp.register_forward_pre_hook(pre))
     try:
         with torch.no_grad():
@@ -87,8 +89,15 @@ def test_find_modules_and_layers(lm64: LoadedModel) -> None:
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 @pytest.mark.parametrize("include_bos", [False, True])
 def test_profile_equals_by_hand(lm64: LoadedModel, padding_side: str, include_bos: bool) -> None:
-    prof = profile_texts(lm64, TEXTS, language="mix", batch_size=4, chunk_tokens=9, padding_side=padding_side,
-                         include_bos=include_bos)
+    prof = profile_texts(
+        lm64,
+        TEXTS,
+        language="mix",
+        batch_size=4,
+        chunk_tokens=9,
+        padding_side=padding_side,
+        include_bos=include_bos,
+    )
     chunks, n_text = chunk_texts(lm64.tokenizer, TEXTS, chunk_tokens=9)
     assert all(c[0] == lm64.tokenizer.bos_token_id and len(c) <= 9 for c in chunks)
     assert len({len(c) for c in chunks}) > 1, "test needs ragged batches so padding happens"
@@ -99,6 +108,19 @@ def test_profile_equals_by_hand(lm64: LoadedModel, padding_side: str, include_bo
     assert torch.equal(prof.count, count)
     torch.testing.assert_close(prof.sum, total, rtol=1e-10, atol=1e-12)
     assert 0 < float(prof.prob.mean()) < 1
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_heavy_padding_equals_by_hand(lm64: LoadedModel, padding_side: str) -> None:
+    """Batches that are mostly padding take the select-kept-rows path; it must agree too."""
+    texts = [TEXTS[0], "a", "b", "c", "d"]
+    prof = profile_texts(lm64, texts, language="x", batch_size=8, chunk_tokens=40, padding_side=padding_side)
+    chunks, _ = chunk_texts(lm64.tokenizer, texts, chunk_tokens=40)
+    assert max(map(len, chunks)) > 2 * sum(map(len, chunks)) / len(chunks)  # padding dominates
+    count, total, n = _by_hand_profile(lm64, chunks, include_bos=False)
+    assert prof.n_tokens == n
+    assert torch.equal(prof.count, count)
+    torch.testing.assert_close(prof.sum, total, rtol=1e-10, atol=1e-12)
 
 
 def test_padding_sides_and_batch_sizes_agree_float32(tiny_model_dir: Path) -> None:
@@ -113,7 +135,7 @@ def test_padding_sides_and_batch_sizes_agree_float32(tiny_model_dir: Path) -> No
 
 
 def test_bos_excluded_by_default_and_max_tokens(lm64: LoadedModel) -> None:
-    chunks, n_text = chunk_texts(lm64.tokenizer, TEXTS, chunk_tokens=9)
+    _, n_text = chunk_texts(lm64.tokenizer, TEXTS, chunk_tokens=9)
     prof = profile_texts(lm64, TEXTS, language="x", chunk_tokens=9)
     assert prof.n_tokens == n_text
     capped = profile_texts(lm64, TEXTS, language="x", chunk_tokens=9, max_tokens=10)
@@ -123,7 +145,9 @@ def test_bos_excluded_by_default_and_max_tokens(lm64: LoadedModel) -> None:
 
 def test_progress_and_cancel(lm64: LoadedModel) -> None:
     seen: list[tuple[int, int]] = []
-    profile_texts(lm64, TEXTS, language="x", batch_size=2, chunk_tokens=9, progress=lambda c, t: seen.append((c, t)))
+    profile_texts(
+        lm64, TEXTS, language="x", batch_size=2, chunk_tokens=9, progress=lambda c, t: seen.append((c, t))
+    )
     assert len(seen) >= 3 and seen[-1][0] == seen[-1][1]
     assert [c for c, _ in seen] == sorted(c for c, _ in seen)
 
@@ -158,9 +182,8 @@ def test_hooks_removed_after_exit_and_exception(lm64: LoadedModel) -> None:
     def bad_reducer(layer: int, act: torch.Tensor) -> None:
         raise ValueError("reducer failed")
 
-    with pytest.raises(ValueError, match="reducer failed"):
-        with ActivationHooks(lm64.model, reducer=bad_reducer):
-            lm64.model(input_ids=torch.tensor([[1, 5]]))
+    with pytest.raises(ValueError, match="reducer failed"), ActivationHooks(lm64.model, reducer=bad_reducer):
+        lm64.model(input_ids=torch.tensor([[1, 5]]))
     assert _hooks_left(lm64.model) == 0
 
 
@@ -231,8 +254,12 @@ def test_nested_language_model_layers() -> None:
 def test_probe_activations_mean_and_last_by_hand(lm64: LoadedModel, padding_side: str) -> None:
     prompts = TEXTS[:5]
     layers = [3, 1]
-    mean = probe_activations(lm64, prompts, layers=layers, reduce="mean", batch_size=3, padding_side=padding_side)
-    last = probe_activations(lm64, prompts, layers=layers, reduce="last", batch_size=3, padding_side=padding_side)
+    mean = probe_activations(
+        lm64, prompts, layers=layers, reduce="mean", batch_size=3, padding_side=padding_side
+    )
+    last = probe_activations(
+        lm64, prompts, layers=layers, reduce="last", batch_size=3, padding_side=padding_side
+    )
     with_bos = probe_activations(lm64, prompts, layers=layers, reduce="mean", batch_size=2, include_bos=True)
     assert mean.shape == (2, 128, 5) and mean.dtype == torch.float32
     bos = lm64.tokenizer.bos_token_id

@@ -45,6 +45,9 @@ class Metrics:
                                      ["source"], registry=r)
         self.analysis_enqueued = Counter("bridgex_api_analysis_enqueued",
                                          "Analysis jobs enqueued by auto-bridge misses", registry=r)
+        self.analysis_submits = Counter("bridgex_api_analysis_submits",
+                                        "Auto-bridge misses that won the single-flight lock and submitted",
+                                        registry=r)
         self.redis_errors = Counter("bridgex_api_redis_errors", "Redis operations that failed", ["op"],
                                     registry=r)
         self.rate_limited = Counter("bridgex_api_rate_limited", "Requests refused with 429", registry=r)

@@ -9,7 +9,7 @@ from ..core.errors import ApiError, dependency_down
 from ..core.redis import RedisUnavailable
 from ..deps import AdminScope, Ctx, TranslateScope
 from ..schemas.bridges import BridgeMatrix, PairBest, Ranking
-from ..services import validation
+from ..services import bridge_cache, validation
 from ..services.bridging import lock_key
 
 router = APIRouter(prefix="/bridges", tags=["bridges"])
@@ -37,8 +37,7 @@ async def get_bridge(source: str, target: str, ctx: Ctx, _: TranslateScope) -> R
     src, tgt = validation.pair(source, target)
     s = ctx.settings
     try:
-        ranking = await ctx.gate.run_sync("bridge_lookup",
-                                          lambda: ctx.bridges.latest(s.model, s.model_revision, src, tgt))
+        ranking = await bridge_cache.latest(ctx, src, tgt)
     except RedisUnavailable as exc:
         raise _down(exc) from exc
     if ranking is None:

@@ -19,6 +19,7 @@ from services.common.jobs import JobRecord, JobState
 from ..core.config import Settings
 from ..core.redis import RedisUnavailable
 from ..deps import AppContext
+from . import bridge_cache
 from .validation import AUTO, NONE
 
 log = logging.getLogger("bridgex.api")
@@ -87,6 +88,7 @@ async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: st
         holder = await ctx.gate.run("auto_lock", lambda: ctx.redis.get(key))
         return holder if holder and holder != "pending" else None
     def submit() -> tuple[JobRecord, bool]:
+        ctx.metrics.analysis_submits.inc()
         req = AnalysisRequest(source=source, target=target)
         rec, created = submit_analysis(req, settings=ctx.settings, redis=ctx.redis_sync,
                                        celery_app=ctx.celery, request_id=request_id)
@@ -116,10 +118,8 @@ async def choose(ctx: AppContext, bridge: str, source: str, target: str, *, use_
         return BridgeChoice(bridge, "explicit")
     warnings: list[str] = []
     if use_cache:
-        s = ctx.settings
         try:
-            ranking = await ctx.gate.run_sync(
-                "bridge_lookup", lambda: ctx.bridges.latest(s.model, s.model_revision, source, target))
+            ranking = await bridge_cache.latest(ctx, source, target)
         except RedisUnavailable:
             ranking = None
             warnings.append("bridge cache unavailable (Redis is down): using the fallback bridge; "
