@@ -94,7 +94,7 @@ class Service:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Service:
-        self._fh = open(self.log, "ab")
+        self._fh = open(self.log, "ab")  # noqa: SIM115 (lives as long as the process)
         self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         if self.ready is not None:

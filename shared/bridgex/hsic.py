@@ -173,10 +173,7 @@ def _exact(xs: torch.Tensor, ys: torch.Tensor, sigma: float, chunk: int, variant
     for i0 in range(0, n1, chunk):
         kx = _flat(_centred_kernels(xs[i0 : i0 + chunk], sigma, cka), cka)
         for jb, j0 in enumerate(range(0, n2, chunk)):
-            if y_cache is not None:
-                ly = y_cache[jb]
-            else:
-                ly = _flat(_centred_kernels(ys[j0 : j0 + chunk], sigma, cka), cka)
+            ly = y_cache[jb] if y_cache is not None else _flat(_centred_kernels(ys[j0 : j0 + chunk], sigma, cka), cka)
             out[i0 : i0 + chunk, j0 : j0 + chunk] = kx @ ly.T
     return out
 
