@@ -24,8 +24,7 @@ TEXT = [
     "Alle Menschen sind frei und gleich an Würde und Rechten geboren. Sie sind mit Vernunft und Gewissen "
     "begabt und sollen einander im Geist der Brüderlichkeit begegnen.",
     "人人生而自由，在尊严和权利上一律平等。他们赋有理性和良心，并应以兄弟关系的精神相对待。",
-    "يولد جميع الناس أحرارًا متساوين في الكرامة والحقوق. وقد وهبوا عقلاً وضميرًا وعليهم أن يعامل بعضهم بعضًا "
-    "بروح الإخاء.",
+    "يولد جميع الناس أحرارًا متساوين في الكرامة والحقوق. وقد وهبوا عقلاً وضميرًا وعليهم أن يعامل بعضهم بعضًا بروح الإخاء.",
 ]
 
 
@@ -60,9 +59,7 @@ def main() -> dict:
             torch.cuda.synchronize()
 
     def hooked() -> None:
-        profile_texts(
-            lm, texts, language="mix", batch_size=batch_size, chunk_tokens=chunk_tokens, max_tokens=tokens
-        )
+        profile_texts(lm, texts, language="mix", batch_size=batch_size, chunk_tokens=chunk_tokens, max_tokens=tokens)
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -93,9 +93,7 @@ def bench_profiling(lm: Any, args: argparse.Namespace) -> dict[str, Any]:
     from bridgex.profiling import _batches, _make_batch, _pad_id, _run, chunk_texts, profile_texts
 
     texts = make_texts(args.texts, args.words)
-    chunks, n_tokens = chunk_texts(
-        lm.tokenizer, texts, chunk_tokens=args.chunk_tokens, max_tokens=args.tokens
-    )
+    chunks, n_tokens = chunk_texts(lm.tokenizer, texts, chunk_tokens=args.chunk_tokens, max_tokens=args.tokens)
     dev = lm.device
 
     def bare() -> None:
@@ -148,9 +146,7 @@ def bench_profiling(lm: Any, args: argparse.Namespace) -> dict[str, Any]:
         "ratio_median": round(statistics.median(times["hooked"]) / statistics.median(times["bare"]), 4),
         "prob_mean": round(float(p.mean()), 4),
         "prob_std": round(float(p.std()), 4),
-        "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
-        if dev.type == "cuda"
-        else None,
+        "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if dev.type == "cuda" else None,
     }
 
 
@@ -164,12 +160,8 @@ def bench_probe(lm: Any, args: argparse.Namespace, layers: list[int]) -> tuple[d
 
     words = make_texts(args.probe_n, 2, seed=1)
     prompts = [f'English:"{w}"→Français:' for w in words]
-    probe_activations(
-        lm, prompts[: args.batch_size * 2], layers=layers, batch_size=args.probe_batch
-    )  # warm-up
-    t, acts = _timed(
-        lambda: probe_activations(lm, prompts, layers=layers, batch_size=args.probe_batch), lm.device
-    )
+    probe_activations(lm, prompts[: args.batch_size * 2], layers=layers, batch_size=args.probe_batch)  # warm-up
+    t, acts = _timed(lambda: probe_activations(lm, prompts, layers=layers, batch_size=args.probe_batch), lm.device)
     return {
         "prompts": len(prompts),
         "layers": layers,
@@ -179,9 +171,7 @@ def bench_probe(lm: Any, args: argparse.Namespace, layers: list[int]) -> tuple[d
     }, acts
 
 
-def bench_hsic(
-    acts: torch.Tensor, layers: list[int], device: torch.device, args: argparse.Namespace
-) -> dict[str, Any]:
+def bench_hsic(acts: torch.Tensor, layers: list[int], device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     from bridgex import hsic
 
     g = torch.Generator().manual_seed(0)
@@ -197,8 +187,7 @@ def bench_hsic(
     }
     pair_rows = [torch.randperm(n_neurons, generator=g)[:n].to(device) for _ in layers]
     cand_rows = [
-        [torch.randperm(n_neurons, generator=g)[:n].to(device) for _ in layers]
-        for _ in range(args.candidates)
+        [torch.randperm(n_neurons, generator=g)[:n].to(device) for _ in layers] for _ in range(args.candidates)
     ]
 
     def rank(method: str, dtype: torch.dtype | None) -> list[float]:
@@ -234,9 +223,7 @@ def bench_hsic(
     # the big case: 2048 x 2048 neurons over N = 1000 samples
     big_n, big_samples = args.big_n, args.big_samples
     x = torch.randn(big_n, big_samples, generator=g).to(device)
-    y = 0.5 * x[torch.randperm(big_n, generator=g).to(device)] + torch.randn(
-        big_n, big_samples, generator=g
-    ).to(device)
+    y = 0.5 * x[torch.randperm(big_n, generator=g).to(device)] + torch.randn(big_n, big_samples, generator=g).to(device)
     hsic.hsic_matrix(x[:64], y[:64])  # warm-up
     for method in ("auto", "exact"):
         plan, _, _ = hsic.plan(x, y, method=method)  # type: ignore[arg-type]
@@ -288,9 +275,7 @@ def bench_reductions(device: torch.device, dtype: torch.dtype, rows: int, width:
         ),
     }
     try:
-        fused = torch.compile(
-            lambda x: ((x > 0).sum(0, dtype=torch.int32), x.sum(0, dtype=acc)), dynamic=True
-        )
+        fused = torch.compile(lambda x: ((x > 0).sum(0, dtype=torch.int32), x.sum(0, dtype=acc)), dynamic=True)
         fused(a)
         variants["compiled_fused"] = lambda: fused(a)
     except Exception as e:  # no triton / compiler: report and go on

@@ -38,6 +38,7 @@ class AppContext:
     limiter: RateLimiter
     generation: GenerationClient
     _celery: Any = field(default=None, repr=False)
+    scripts: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def model_name(self) -> str:

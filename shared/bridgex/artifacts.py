@@ -46,9 +46,7 @@ def sha256_text(s: str) -> str:
 
 def sha256_json(obj: Any) -> str:
     """Hash of canonical JSON (sorted keys, no spaces): equal content, equal hash."""
-    return sha256_text(
-        json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    )
+    return sha256_text(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str))
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -143,17 +141,14 @@ def write_artifact(
     if not tensors:
         raise ArtifactError("an artifact needs at least one tensor")
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_write(
-        st_path, lambda tmp: save_file(clean, tmp, metadata={"kind": str(manifest.get("kind", ""))})
-    )
+    _atomic_write(st_path, lambda tmp: save_file(clean, tmp, metadata={"kind": str(manifest.get("kind", ""))}))
     full = {
         **manifest,
         "name": name,
         "file": st_path.name,
         "sha256": sha256_file(st_path),
         "tensors": {
-            k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)}
-            for k, v in clean.items()
+            k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)} for k, v in clean.items()
         },
     }
     text = json.dumps(full, indent=2, ensure_ascii=False, sort_keys=True, default=str)

@@ -61,8 +61,7 @@ def _load(model: str | None, device: str, dtype: str) -> Any:
         except (OSError, ValueError) as e:
             raise _fail(f"cannot load model {model!r}: {e}") from e
     err.print(
-        f"model {lm.model_id}@{lm.revision}: {lm.num_layers} layers x {lm.intermediate_size} neurons "
-        f"on {lm.device}"
+        f"model {lm.model_id}@{lm.revision}: {lm.num_layers} layers x {lm.intermediate_size} neurons on {lm.device}"
     )
     return lm
 
@@ -151,12 +150,8 @@ def _prompts_from(
 def profile_cmd(
     language: str = typer.Option(..., "--language", "-l", help="Language code of the text (e.g. fr)."),
     text: list[Path] = typer.Option(..., "--text", "-t", help="Text file(s): lines, .jsonl, UDHR .html."),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Output folder for profile-<language>.safetensors/.json"
-    ),
-    model: str | None = typer.Option(
-        None, "--model", "-m", help="Hub id, folder, or gemma-3-270m (default)."
-    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for profile-<language>.safetensors/.json"),
+    model: str | None = typer.Option(None, "--model", "-m", help="Hub id, folder, or gemma-3-270m (default)."),
     max_tokens: int | None = typer.Option(None, help="Cap on language tokens (default: settings)."),
     batch_size: int | None = typer.Option(None, help="Chunks per forward pass."),
     chunk_tokens: int | None = typer.Option(None, help="Tokens per chunk, BOS included."),
@@ -245,22 +240,16 @@ def probe_cmd(
 
 def rank_cmd(
     profiles: Path = typer.Option(..., "--profiles", help="Folder with profile-<lang> artifacts."),
-    probe: Path = typer.Option(
-        ..., "--probe", help="Probe artifact (.safetensors / .json / name with folder)."
-    ),
+    probe: Path = typer.Option(..., "--probe", help="Probe artifact (.safetensors / .json / name with folder)."),
     source: str = typer.Option(..., "--source", "-s"),
     target: str = typer.Option(..., "--target", "-t"),
-    candidates: str | None = typer.Option(
-        None, help="Comma-separated bridge candidates (default: settings)."
-    ),
+    candidates: str | None = typer.Option(None, help="Comma-separated bridge candidates (default: settings)."),
     selection: str | None = typer.Option(None, help="top_rate | lape"),
     top_rate: float | None = typer.Option(None),
     bridge_set: str | None = typer.Option(None, "--bridge-set", help="specific | full"),
     k: int | None = typer.Option(None, "--k", help="Bridge neurons per layer."),
     variant: str | None = typer.Option(None, help="HSIC variant: reference | cka"),
-    window: str | None = typer.Option(
-        None, help="Restrict to a depth window 'lo,hi' (default: the probe's layers)."
-    ),
+    window: str | None = typer.Option(None, help="Restrict to a depth window 'lo,hi' (default: the probe's layers)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the JSON here instead of stdout."),
 ) -> None:
     """Rank bridge languages for source -> target by HSIC (method steps 4-6); prints the ranking JSON."""

@@ -114,9 +114,7 @@ def weight_hash(folder: str | Path, *, cache_dir: Path | None = None) -> str:
         raise FileNotFoundError(f"no weight files ({', '.join(_WEIGHT_PATTERNS)}) under {folder}")
     stamp = [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
     cache_file = (
-        _cache_root(cache_dir)
-        / "weight-hashes"
-        / (hashlib.sha256(str(folder).encode()).hexdigest()[:32] + ".json")
+        _cache_root(cache_dir) / "weight-hashes" / (hashlib.sha256(str(folder).encode()).hexdigest()[:32] + ".json")
     )
     try:
         cached = json.loads(cache_file.read_text())

@@ -153,15 +153,9 @@ def rank_pair(
     bridge_variant = bridge_variant or _opt(settings, "bridge_set", "specific")
     k = int(k if k is not None else _opt(settings, "bridge_k", 64))
     hsic_variant = hsic_variant or _opt(settings, "hsic_variant", "reference")
-    cands = [
-        c
-        for c in (candidates or _opt(settings, "candidates", DEFAULT_CANDIDATES))
-        if c not in (source, target)
-    ]
+    cands = [c for c in (candidates or _opt(settings, "candidates", DEFAULT_CANDIDATES)) if c not in (source, target)]
     if not cands:
-        raise ValueError(
-            f"no candidate bridges left for {source}->{target} (candidates minus source and target)"
-        )
+        raise ValueError(f"no candidate bridges left for {source}->{target} (candidates minus source and target)")
     needed = [source, target, *cands]
     missing = [c for c in needed if c not in profiles]
     if missing:

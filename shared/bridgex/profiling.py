@@ -302,13 +302,18 @@ class LanguageProfile:
 def _stats(a: Tensor) -> tuple[Tensor, Tensor]:
     """(count of a > 0, sum of a) over rows of a [n, I] activation block, NaN rows ignored.
 
-    The count is the float sum of heaviside(a) (1 where a > 0): one elementwise kernel plus a float reduction,
-    about 3x faster on GPUs than summing a bool tensor into int64, and exact (integers below 2^24 rows per
-    batch in float32). Sums accumulate in float32 per batch (float64 for float64 models); totals are float64.
+    On CUDA the count is the float sum of heaviside(a) (1 where a > 0): one elementwise kernel plus a float
+    reduction, about 2x faster than summing a bool tensor into int64 (measured on an H100), and exact
+    (integers below 2^24 rows per batch in float32). On CPU heaviside is not vectorised, so the bool sum
+    is used there. Sums accumulate in float32 per batch (float64 for float64 models); totals are float64.
     """
     acc = torch.float64 if a.dtype == torch.float64 or a.shape[0] >= 2**24 else torch.float32
-    pos = torch.heaviside(a, a.new_zeros(()))
-    return torch.nansum(pos, 0, dtype=acc).round_().to(torch.int64), torch.nansum(a, 0, dtype=acc)
+    if a.device.type == "cuda":
+        pos = torch.heaviside(a, a.new_zeros(()))
+        count = torch.nansum(pos, 0, dtype=acc).round_().to(torch.int64)
+    else:
+        count = (a > 0).sum(0)
+    return count, torch.nansum(a, 0, dtype=acc)
 
 
 def chunk_texts(

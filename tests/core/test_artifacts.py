@@ -89,9 +89,7 @@ def test_verify_detects_corruption(tmp_path: Path) -> None:
         read_artifact(tmp_path, "a", verify=True)
 
 
-def test_failed_write_leaves_no_partial_file_and_keeps_old(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_leaves_no_partial_file_and_keeps_old(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_artifact(tmp_path, "a", {"x": torch.zeros(4)}, _manifest(version=1))
 
     def broken_save(tensors: dict, filename: str, metadata: dict | None = None) -> None:
@@ -126,9 +124,7 @@ def test_profile_and_probe_helpers(tmp_path: Path) -> None:
     count = torch.randint(0, 50, (3, 8), dtype=torch.int64)
     prof = LanguageProfile("fr", count, torch.randn(3, 8, dtype=torch.float64), 50, meta={"chunks": 2})
     save_profile(tmp_path, prof, _manifest())
-    save_profile(
-        tmp_path, LanguageProfile("de", count, torch.zeros(3, 8, dtype=torch.float64), 60), _manifest()
-    )
+    save_profile(tmp_path, LanguageProfile("de", count, torch.zeros(3, 8, dtype=torch.float64), 60), _manifest())
     back = load_profile(tmp_path, "fr")
     assert back.language == "fr" and back.n_tokens == 50
     assert torch.equal(back.count, count) and torch.equal(back.sum, prof.sum)

@@ -10,15 +10,13 @@ pytestmark = pytest.mark.slow
 
 EN = [
     "All human beings are born free and equal in dignity and rights.",
-    "They are endowed with reason and conscience and should act towards one another in a spirit of "
-    "brotherhood.",
+    "They are endowed with reason and conscience and should act towards one another in a spirit of brotherhood.",
     "Everyone has the right to life, liberty and security of person.",
     "No one shall be held in slavery or servitude; slavery and the slave trade shall be prohibited.",
 ] * 3
 FR = [
     "Tous les êtres humains naissent libres et égaux en dignité et en droits.",
-    "Ils sont doués de raison et de conscience et doivent agir les uns envers les autres dans un esprit de "
-    "fraternité.",
+    "Ils sont doués de raison et de conscience et doivent agir les uns envers les autres dans un esprit de fraternité.",
     "Tout individu a droit à la vie, à la liberté et à la sûreté de sa personne.",
     "Nul ne sera tenu en esclavage ni en servitude; l'esclavage et la traite des esclaves sont interdits.",
 ] * 3

@@ -110,9 +110,7 @@ def test_convert_once_runs_once_under_lock(tmp_path: Path) -> None:
         (out / "config.json").write_text("{}")
 
     results: list[Path] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(convert_once(target, convert))) for _ in range(3)
-    ]
+    threads = [threading.Thread(target=lambda: results.append(convert_once(target, convert))) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:

@@ -145,9 +145,7 @@ def test_bos_excluded_by_default_and_max_tokens(lm64: LoadedModel) -> None:
 
 def test_progress_and_cancel(lm64: LoadedModel) -> None:
     seen: list[tuple[int, int]] = []
-    profile_texts(
-        lm64, TEXTS, language="x", batch_size=2, chunk_tokens=9, progress=lambda c, t: seen.append((c, t))
-    )
+    profile_texts(lm64, TEXTS, language="x", batch_size=2, chunk_tokens=9, progress=lambda c, t: seen.append((c, t)))
     assert len(seen) >= 3 and seen[-1][0] == seen[-1][1]
     assert [c for c, _ in seen] == sorted(c for c, _ in seen)
 
@@ -254,12 +252,8 @@ def test_nested_language_model_layers() -> None:
 def test_probe_activations_mean_and_last_by_hand(lm64: LoadedModel, padding_side: str) -> None:
     prompts = TEXTS[:5]
     layers = [3, 1]
-    mean = probe_activations(
-        lm64, prompts, layers=layers, reduce="mean", batch_size=3, padding_side=padding_side
-    )
-    last = probe_activations(
-        lm64, prompts, layers=layers, reduce="last", batch_size=3, padding_side=padding_side
-    )
+    mean = probe_activations(lm64, prompts, layers=layers, reduce="mean", batch_size=3, padding_side=padding_side)
+    last = probe_activations(lm64, prompts, layers=layers, reduce="last", batch_size=3, padding_side=padding_side)
     with_bos = probe_activations(lm64, prompts, layers=layers, reduce="mean", batch_size=2, include_bos=True)
     assert mean.shape == (2, 128, 5) and mean.dtype == torch.float32
     bos = lm64.tokenizer.bos_token_id
@@ -283,3 +277,28 @@ def test_probe_bad_input(lm64: LoadedModel) -> None:
         probe_activations(lm64, ["ok", ""])
     with pytest.raises(ValueError, match="empty input"):
         profile_texts(lm64, ["", "   "], language="x")
+
+
+def _check_stats(device: str, dtype: torch.dtype) -> None:
+    from bridgex.profiling import _stats
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(1000, 300, generator=g).to(dtype)
+    a[7] = float("nan")  # a padding row that attended to nothing
+    a[:, 3] = 0.0  # exact zeros do not count as firing
+    c, s = _stats(a.to(device))
+    ok = a[~a.isnan().any(1)].double()
+    assert c.dtype == torch.int64 and torch.equal(c.cpu(), (ok > 0).sum(0))
+    torch.testing.assert_close(s.cpu().double(), ok.sum(0), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_stats_ignore_nan_rows_cpu(dtype: torch.dtype) -> None:
+    _check_stats("cpu", dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_stats_ignore_nan_rows_cuda(dtype: torch.dtype) -> None:
+    _check_stats("cuda", dtype)

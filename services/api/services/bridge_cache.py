@@ -1,9 +1,9 @@
 """Hot-path read of the bridge cache on the gateway's async Redis client.
 
-`services.common.bridges.BridgeStore` owns the format and every write (publish, delete) and the matrix view;
-this reads what it publishes (the same `bridgex.cache_keys` keys and JSON value, `cache_key` added as
-`BridgeStore.get` does) without a thread-pool hop per request: cached GET /bridges/{s}/{t} and auto-bridge
-lookups are the gateway's most frequent Redis reads. Raises RedisUnavailable.
+`services.common.bridges.BridgeStore` owns the format, every write (publish, delete) and the matrix view.
+This reads what it publishes (the same `bridgex.cache_keys` keys and JSON value, `cache_key` added as
+`BridgeStore.get` does) in one round trip (a Lua script) and without a thread-pool hop: cached
+GET /bridges/{s}/{t} and auto-bridge lookups are the gateway's most frequent Redis reads.
 """
 
 from __future__ import annotations
@@ -15,16 +15,27 @@ from bridgex.cache_keys import latest_key
 
 from ..deps import AppContext
 
+# latest index -> versioned key -> value (single Redis: the second key is the index's value)
+_LATEST = """
+local key = redis.call('GET', KEYS[1])
+if not key then return false end
+local value = redis.call('GET', key)
+if not value then return false end
+return {key, value}
+"""
+
 
 async def latest(ctx: AppContext, source: str, target: str) -> dict[str, Any] | None:
+    """The published ranking for (served model, source, target), or None. Raises RedisUnavailable."""
     s = ctx.settings
     lkey = latest_key(s.model, s.model_revision, source, target)
-    key = await ctx.gate.run("bridge_lookup", lambda: ctx.redis.get(lkey))
-    if key is None:
+    script = ctx.scripts.get("latest")
+    if script is None:
+        script = ctx.scripts["latest"] = ctx.redis.register_script(_LATEST)
+    found = await ctx.gate.run("bridge_lookup", lambda: script(keys=[lkey]))
+    if not found:
         return None
-    raw = await ctx.gate.run("bridge_lookup", lambda: ctx.redis.get(key))
-    if raw is None:
-        return None
+    key, raw = found
     out = json.loads(raw)
     out["cache_key"] = key
     return out
