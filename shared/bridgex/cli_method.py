@@ -206,7 +206,7 @@ def probe_cmd(
     device: str = typer.Option("auto"),
     dtype: str = typer.Option("auto"),
 ) -> None:
-    """Probe activations A[l, j, n] of a prompt set on the chosen layers (method step 3)."""
+    """Probe activations A(l, j, n) of a prompt set on the chosen layers (method step 3)."""
     from bridgex.pipeline import probe_language_pair
 
     if reduce not in ("mean", "last"):

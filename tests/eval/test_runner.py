@@ -159,14 +159,21 @@ def test_k_shot_demos_come_from_probe_split(tmp_path: Path, data_dir: Path) -> N
 
 
 def test_interrupted_run_resumes(tmp_path: Path, data_dir: Path) -> None:
-    flaky = ScriptedModel(fail_first=5)  # 5xx: not cached, counted as failed
+    flaky = ScriptedModel(fail_first=5)  # 5xx on the first 5 requests (step 1): not cached, counted as failed
     res = asyncio.run(evaluate(_cfg(tmp_path, data_dir, flaky, pairs=[("en", "sw")], candidates=["de"])))
     assert res["requests"]["failed"] == 5
+    # an item whose step 1 failed gets no step 2 (never a chain with an empty bridge word) and no score
+    assert not any('Deutsch:""' in p for p in flaky.prompts)
+    de = _cond(res, "en-sw", "cand:de")
+    assert de["missing"] == 5 and de["n"] == 1 and de["value"] == 1.0
+    assert "Incomplete run" in (tmp_path / "out" / "results.md").read_text()
+
     good = ScriptedModel()
     res2 = asyncio.run(evaluate(_cfg(tmp_path, data_dir, good, pairs=[("en", "sw")], candidates=["de"])))
-    assert res2["requests"]["sent"] >= 5 and res2["requests"]["failed"] == 0
-    assert len(good.prompts) < len(flaky.prompts)
-    assert _cond(res2, "en-sw", "cand:de")["value"] == 1.0
+    assert res2["requests"]["failed"] == 0
+    assert len(good.prompts) == 5 + 5  # the 5 failed step-1 requests and their 5 step-2 requests
+    de = _cond(res2, "en-sw", "cand:de")
+    assert de["missing"] == 0 and de["n"] == 6 and de["value"] == 1.0
 
 
 def test_rejected_prompts_are_cached_as_empty(tmp_path: Path, data_dir: Path) -> None:

@@ -93,6 +93,10 @@ def eval_command(
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from e
     req = results["requests"]
+    missing = sum(r.get("missing", 0) for r in results["by_bridge"])
+    if missing:
+        typer.secho(f"incomplete: {req['failed']} requests failed, {missing} item scores missing; rerun the "
+                    "same command to finish (done work is cached)", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and {len(results['plots'])} plots "
                f"({req['sent']} requests sent, {req['cached']} from cache, {results['elapsed_s']} s)")
 

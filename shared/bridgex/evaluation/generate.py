@@ -53,6 +53,10 @@ class Generator:
         """Completion text of a request already run ("" when it failed)."""
         return self.cache.get(req.key(self.model)) or ""
 
+    def done(self, req: Request) -> bool:
+        """True when the request has an answer (a transient failure leaves it undone until a rerun)."""
+        return req.key(self.model) in self.cache
+
     async def run(self, requests: list[Request], desc: str) -> None:
         """Generate every request not in the cache; raises WorkerUnavailable when the worker is gone."""
         todo: dict[str, Request] = {}

@@ -105,6 +105,10 @@ def markdown_report(results: dict[str, Any]) -> str:
         lines += ["## Skipped", ""] + [f"- {s['task']} {s['pair']} k={s['k']}: {s['reason']}"
                                         for s in results["skipped"]] + [""]
     req = results.get("requests", {})
+    incomplete = sum(r.get("missing", 0) for r in results.get("by_bridge", []))
+    if incomplete:
+        lines += [f"**Incomplete run**: {incomplete} item scores are missing (transient generation failures; "
+                  "rows show n without them). Rerun the same command to finish from the cache.", ""]
     lines.append(f"Requests: {req.get('sent', 0)} sent, {req.get('cached', 0)} from cache, "
                  f"{req.get('rejected', 0)} rejected, {req.get('failed', 0)} failed; "
                  f"{results.get('elapsed_s', 0)} s.")

@@ -233,18 +233,25 @@ async def _stage_bridge(units: list[Unit], gen: Generator) -> None:
     await gen.run(reqs, "step 1 (→bridge)")
     for u in units:
         for b in u.bridges:
-            u.bridge_text[b] = [u.task.parse_bridge(gen.text(r)) for r in _bridge_requests(u, b)]
+            # None marks an item whose step 1 failed transiently: its step 2 waits for a rerun
+            u.bridge_text[b] = [u.task.parse_bridge(gen.text(r)) if gen.done(r) else None
+                                for r in _bridge_requests(u, b)]
 
 
-def _final_requests(u: Unit, b: str | None) -> list[Request]:
+def _final_requests(u: Unit, b: str | None) -> list[Request | None]:
     texts = u.bridge_text.get(b) if b else None
-    return [u.task.final_request(it, u.src, u.tgt, b, texts[i] if texts else None, u.demos,
-                                 u.demo_bridge.get(b) if b else None)
-            for i, it in enumerate(u.items)]
+    out: list[Request | None] = []
+    for i, it in enumerate(u.items):
+        if b and (texts is None or texts[i] is None):
+            out.append(None)
+            continue
+        out.append(u.task.final_request(it, u.src, u.tgt, b, texts[i] if texts else None, u.demos,
+                                        u.demo_bridge.get(b) if b else None))
+    return out
 
 
 async def _stage_final(units: list[Unit], gen: Generator) -> None:
-    reqs = [r for u in units for b in [None, *u.bridges] for r in _final_requests(u, b)]
+    reqs = [r for u in units for b in [None, *u.bridges] for r in _final_requests(u, b) if r is not None]
     await gen.run(reqs, "step 2 (→target)")
 
 
@@ -256,13 +263,19 @@ def _score(units: list[Unit], gen: Generator, out_dir: Path) -> dict[str, Any]:
     with pred_path.open("w", encoding="utf-8") as pf:
         for u in units:
             est: dict[str | None, metrics.Estimate] = {}
+            missing: dict[str | None, int] = {}
             for b in [None, *u.bridges]:
-                raws = [gen.text(r) for r in _final_requests(u, b)]
-                preds = [u.task.parse(t, it) for t, it in zip(raws, u.items, strict=True)]
-                est[b] = u.task.estimate(preds, u.items)
+                # items whose generations failed transiently are left out (and counted), not scored as wrong
+                done = [(i, it, r) for i, (it, r) in enumerate(zip(u.items, _final_requests(u, b), strict=True))
+                        if r is not None and gen.done(r)]
+                missing[b] = len(u.items) - len(done)
+                raws = [gen.text(r) for _, _, r in done]
+                items = [it for _, it, _ in done]
+                preds = [u.task.parse(t, it) for t, it in zip(raws, items, strict=True)]
+                est[b] = u.task.estimate(preds, items)
                 by_bridge.append({"task": u.task.name, "pair": u.pair, "k": u.k, "bridge": b or "none",
-                                  "metric": u.task.metric, **est[b].as_dict()})
-                for i, (it, raw, p) in enumerate(zip(u.items, raws, preds, strict=True)):
+                                  "metric": u.task.metric, "missing": missing[b], **est[b].as_dict()})
+                for (i, it, _), raw, p in zip(done, raws, preds, strict=True):
                     pf.write(json.dumps({
                         "task": u.task.name, "pair": u.pair, "k": u.k, "bridge": b or "none", "id": it.id,
                         "bridge_text": u.bridge_text[b][i] if b else None, "output": raw,
@@ -271,20 +284,20 @@ def _score(units: list[Unit], gen: Generator, out_dir: Path) -> dict[str, Any]:
             base = {"task": u.task.name, "pair": u.pair, "k": u.k, "metric": u.task.metric}
             for c in u.conditions:
                 conditions.append({**base, "condition": c.name, "bridge": c.bridge or "none",
-                                   **est[c.bridge].as_dict()})
-            cands = [c for c in u.conditions if c.name.startswith("cand:")]
+                                   "missing": missing[c.bridge], **est[c.bridge].as_dict()})
+            cands = [c for c in u.conditions if c.name.startswith("cand:") and est[c.bridge].n > 0]
             if cands:
                 best = max(cands, key=lambda c: est[c.bridge].value)
                 conditions.append({**base, "condition": "oracle", "bridge": best.bridge,
-                                   **est[best.bridge].as_dict()})
+                                   "missing": missing[best.bridge], **est[best.bridge].as_dict()})
             if u.ranking:
                 for variant, info in sorted(u.ranking.by_variant.items()):
                     ranks = info.rank_of()
-                    pts = [(ranks[b], est[b].value) for b in u.bridges if b in ranks]
+                    pts = [(ranks[b], est[b].value) for b in u.bridges if b in ranks and est[b].n > 0]
                     rho, p = metrics.spearman([r for r, _ in pts], [v for _, v in pts])
                     spearman_rows.append({**base, "variant": variant, "n": len(pts), "rho": rho, "p": p,
                                           "points": [{"bridge": b, "rank": ranks[b], "value": est[b].value}
-                                                     for b in u.bridges if b in ranks]})
+                                                     for b in u.bridges if b in ranks and est[b].n > 0]})
     return {"by_bridge": by_bridge, "conditions": conditions,
             "spearman": spearman_rows, "spearman_pooled": _pooled_spearman(spearman_rows)}
 
