@@ -126,6 +126,7 @@ class Engine:
         self._queue: asyncio.Queue[_Request] | None = None
         self._inbox: queue.Queue[_Request] = queue.Queue()  # batcher -> running batch (thread-safe)
         self._held: list[_Request] = []  # taken from the inbox but not admitted: first in the next batch
+        self._touched: list[_Request] = []  # every request of the running batch, joined ones included
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.running_batch = 0
@@ -263,7 +264,7 @@ class Engine:
                 await self._feed_running(run)
             except Exception as e:  # keep serving: fail this batch's requests, not the worker
                 log.exception("generation batch failed")
-                for r in batch:
+                for r in {id(x): x for x in [*batch, *self._touched]}.values():  # joined ones too
                     r.deliver(EngineError(f"generation failed: {e}"))
             finally:
                 self.running_batch = 0
@@ -278,15 +279,13 @@ class Engine:
                 await asyncio.wait({run})
                 break
             getter = asyncio.ensure_future(self._queue.get())
-            await asyncio.wait({run, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
-                self._inbox.put(getter.result())
-            else:
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
+            try:
+                await asyncio.wait({run, getter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
                 if getter.done() and not getter.cancelled():
                     self._inbox.put(getter.result())
+                else:  # a cancelled Queue.get leaves its item in the queue
+                    getter.cancel()
         run.result()
 
     # ------------------------------------------------------------------------------------ decode loop
@@ -442,9 +441,10 @@ class Engine:
             return state
         if self.metrics is not None:
             now = time.perf_counter()
-            self.metrics.observe_batch(len(new), [now - r.enqueued for r in new])
-        fresh = self._prefill(new)
+            self.metrics.observe_batch([now - r.enqueued for r in new], new_batch=False)
         active.extend(new)
+        log.debug("admitting %d request(s) into a running batch of %d", len(new), len(active) - len(new))
+        fresh = self._prefill(new)
         self.running_batch = len(active)
         return self._merge(state, fresh)
 
@@ -452,12 +452,15 @@ class Engine:
     def _run_batch(self, batch: list[_Request]) -> None:
         t0 = time.perf_counter()
         if self.metrics is not None:
-            self.metrics.observe_batch(len(batch), [t0 - r.enqueued for r in batch])
+            self.metrics.observe_batch([t0 - r.enqueued for r in batch], new_batch=True)
         active = list(batch)
+        self._touched = active
         cache, mask, last_pos, logits = self._prefill(active)
         steps = 0
         while active:
             cache, mask, last_pos, logits = self._admit(active, (cache, mask, last_pos, logits))
+            if self.metrics is not None:
+                self.metrics.observe_step(len(active))
             toks = self._pick(logits, active)
             steps += 1
             keep: list[int] = []
@@ -480,7 +483,7 @@ class Engine:
                 idx = torch.tensor(keep, dtype=torch.long, device=self.device)
                 cache.batch_select_indices(idx)
                 mask, last_pos = mask[idx], last_pos[idx]
-                active = [active[i] for i in keep]
+                active[:] = [active[i] for i in keep]
                 self.running_batch = len(active)
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             last_pos = last_pos + 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,7 +38,7 @@ def _max_model_len(model: Any, settings: Settings) -> int:
     return int(getattr(cfg, "max_position_embeddings", None) or 2048)
 
 
-def _configure_logging() -> None:
+def _configure_logging(settings: Settings) -> None:
     """Request lines (with X-Request-Id) go to stderr at INFO unless the host process configured logging;
     BRIDGEX_LOG_LEVEL overrides the level."""
     logger = logging.getLogger("bridgex")
@@ -48,13 +47,13 @@ def _configure_logging() -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(os.environ.get("BRIDGEX_LOG_LEVEL", "INFO").upper())
+    logger.setLevel(settings.log_level.upper())
 
 
 def _set_threads(settings: Settings) -> None:
     """Intra-op threads for torch (`torch_threads` setting or BRIDGEX_TORCH_THREADS). On a CPU shared with
     other processes 1 thread avoids OpenMP spin-waiting and batches scale far better (see the benchmark)."""
-    n = getattr(settings, "torch_threads", None) or os.environ.get("BRIDGEX_TORCH_THREADS")
+    n = settings.torch_threads
     if n:
         import torch
 
@@ -64,7 +63,7 @@ def _set_threads(settings: Settings) -> None:
 def create_app(settings: Settings | None = None, *, loaded: Any = None) -> FastAPI:
     """Build the worker app. `loaded` (a bridgex.models.LoadedModel) skips loading, for in-process tests."""
     settings = settings or get_settings()
-    _configure_logging()
+    _configure_logging(settings)
     metrics = WorkerMetrics()
 
     @asynccontextmanager

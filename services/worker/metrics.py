@@ -26,8 +26,9 @@ class WorkerMetrics:
                                     buckets=_LATENCY_BUCKETS, registry=r)
         self.batch_time = Histogram("bridgex_worker_batch_seconds", "Wall time of one generation batch",
                                     buckets=_LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("bridgex_worker_batch_size", "Requests per generation batch",
+        self.batch_size = Histogram("bridgex_worker_batch_size", "Sequences per forward step (running batch)",
                                     buckets=_BATCH_BUCKETS, registry=r)
+        self.batch_starts = Counter("bridgex_worker_batches", "Batches started (joins not counted)", registry=r)
         self.decode_steps = Counter("bridgex_worker_decode_steps", "Decode steps run", registry=r)
         self.queue_depth = Gauge("bridgex_worker_queue_depth", "Requests waiting for a batch", registry=r)
         self.running = Gauge("bridgex_worker_running_requests", "Requests in the running batch", registry=r)
@@ -36,10 +37,15 @@ class WorkerMetrics:
         self.queue_depth.set_function(queue_depth)
         self.running.set_function(running)
 
-    def observe_batch(self, size: int, waits: Sequence[float]) -> None:
-        self.batch_size.observe(size)
+    def observe_batch(self, waits: Sequence[float], *, new_batch: bool) -> None:
+        """Requests leaving the queue: into a new batch, or joining the running one."""
+        if new_batch:
+            self.batch_starts.inc()
         for w in waits:
             self.queue_wait.observe(w)
+
+    def observe_step(self, rows: int) -> None:
+        self.batch_size.observe(rows)
 
     def observe_batch_time(self, seconds: float, steps: int) -> None:
         self.batch_time.observe(seconds)

@@ -77,6 +77,35 @@ async def test_finished_rows_stop_costing_work(tiny_lm) -> None:
         assert r.token_ids == reference(tiny_lm, p, n)
 
 
+async def test_late_requests_join_the_running_batch_with_parity(tiny_lm) -> None:
+    e = await _engine(tiny_lm, batch_wait_ms=1)
+    sizes: list[int] = []
+    forward = e._forward
+
+    def spy(ids, mask, pos, cache):
+        sizes.append(ids.shape[0])
+        return forward(ids, mask, pos, cache)
+
+    e._forward = spy  # type: ignore[method-assign]
+    n = 60
+
+    async def late(p: str, delay: float):
+        await asyncio.sleep(delay)
+        return await e.generate(e.tokenize(p), SamplingParams(max_tokens=n))
+
+    try:
+        first = asyncio.ensure_future(late(PROMPTS[0], 0))
+        while not sizes:  # the first batch is running
+            await asyncio.sleep(0.001)
+        res = await asyncio.gather(first, late(PROMPTS[2], 0), late(PROMPTS[3], 0.01))
+    finally:
+        await e.stop()
+    assert max(sizes) > 1, "late requests should have joined the running batch"
+    assert e.batches_run == 1
+    for p, r in zip((PROMPTS[0], PROMPTS[2], PROMPTS[3]), res, strict=True):
+        assert r.token_ids == reference(tiny_lm, p, n), p
+
+
 async def test_stop_string_truncates_and_reports(tiny_lm) -> None:
     e = await _engine(tiny_lm)
     try:

@@ -22,8 +22,12 @@ async def test_gemma_batched_greedy_equals_generate(default_model) -> None:
     e = Engine(lm.model, lm.tokenizer, max_batch_size=8, batch_wait_ms=50)
     await e.start()
     try:
-        outs = await asyncio.gather(*(e.generate(e.tokenize(p), SamplingParams(max_tokens=n))
-                                      for p in prompts))
+        async def late(p: str, delay: float):
+            await asyncio.sleep(delay)
+            return await e.generate(e.tokenize(p), SamplingParams(max_tokens=n))
+
+        # two start together; the third arrives mid-batch and joins it (continuous batching)
+        outs = await asyncio.gather(late(prompts[0], 0), late(prompts[1], 0), late(prompts[2], 0.3))
     finally:
         await e.stop()
     eos = set(e.eos_ids)
