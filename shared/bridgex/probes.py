@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from bridgex.frequency import frequency_order
 from bridgex.prompts import normalize_word, parse_word, word_prompt
 
 ProgressFn = Callable[[int, int], None]
@@ -107,9 +108,11 @@ def probe_hash(source: str, target: str, items: Iterable[ProbeItem]) -> str:
 
 
 def candidate_words(
-    pairs: Iterable[Any], *, skip_identical: bool = True, seed: int = 0
+    pairs: Iterable[Any], *, skip_identical: bool = True, seed: int = 0,
+    source: str | None = None, target: str | None = None, word_order: str = "frequency",
 ) -> list[tuple[str, list[str]]]:
-    """Unique source words with all their gold targets, in a seeded shuffled order (stable across runs).
+    """Unique source words with all their gold targets, in a stable order: most frequent first
+    (`word_order="frequency"`, needs `source`; see bridgex.frequency) or seeded shuffled (`"random"`).
 
     `pairs`: objects with `.source` / `.target` (bridgex.dictionaries.WordPair) or (source, target) tuples.
     skip_identical drops words whose gold equals the word itself: an echo would pass the filter.
@@ -128,6 +131,11 @@ def candidate_words(
         if skip_identical and normalize_word(w) in {normalize_word(g) for g in golds}:
             continue
         items.append((w, golds))
+    if word_order == "frequency" and source is not None:
+        golds_of = dict(items)
+        return [(w, golds_of[w]) for w in frequency_order(golds_of, source, target, salt=str(seed))]
+    if word_order not in ("frequency", "random"):
+        raise ProbeSetError(f"word_order must be 'frequency' or 'random', not {word_order!r}")
     items.sort(key=lambda x: x[0])
     random.Random(seed).shuffle(items)
     return items
@@ -142,7 +150,8 @@ async def abuild_probe_set(
     pairs: Iterable[Any], source: str, target: str, *,
     gold_filter: bool = True, client: Any = None, worker_url: str | None = None, model: str | None = None,
     probe_max: int = 500, probe_min: int = 32, max_examined: int | None = None, batch_size: int = 32,
-    seed: int = 0, skip_identical: bool = True, timeout: float = 60.0, retries: int = 2,
+    seed: int = 0, skip_identical: bool = True, word_order: str = "frequency",
+    timeout: float = 60.0, retries: int = 2,
     request_id: str | None = None, progress: ProgressFn | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> ProbeSet:
@@ -150,10 +159,11 @@ async def abuild_probe_set(
     or `max_examined` (default 4 x probe_max) have been tried. Raises ProbeSetTooSmall below `probe_min`."""
     if probe_min < 1 or probe_max < probe_min:
         raise ProbeSetError(f"need 1 <= probe_min <= probe_max (got {probe_min}, {probe_max})")
-    words = candidate_words(pairs, skip_identical=skip_identical, seed=seed)
+    words = candidate_words(pairs, skip_identical=skip_identical, seed=seed, source=source, target=target,
+                            word_order=word_order)
     available = len(words)
     params = {"gold_filter": gold_filter, "probe_max": probe_max, "probe_min": probe_min, "seed": seed,
-              "skip_identical": skip_identical}
+              "skip_identical": skip_identical, "word_order": word_order}
     if available < probe_min:
         raise ProbeSetTooSmall(
             f"the {source}-{target} dictionary has only {available} usable source words (single words, not "

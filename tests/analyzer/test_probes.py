@@ -41,13 +41,25 @@ def test_candidate_words_groups_gold_and_drops_identical() -> None:
     assert candidate_words(PAIRS, seed=1) != candidate_words(PAIRS, seed=2)
 
 
+def test_frequency_order_puts_common_words_first() -> None:
+    pairs = [("aphantasia", "aphantasie"), ("water", "eau"), ("DXing", "radioécoute"), ("house", "maison")]
+    words = [w for w, _ in candidate_words(pairs, source="en", target="fr")]
+    assert set(words[:2]) == {"water", "house"} and set(words[2:]) == {"aphantasia", "DXing"}
+    # Swahili has no wordfreq list of its own: ranked by its gold translations' frequency in English instead
+    sw = [w for w, _ in candidate_words([("mbolea", "manure"), ("maji", "water")], source="sw", target="en")]
+    assert sw == ["maji", "mbolea"]
+    with pytest.raises(Exception, match="word_order"):
+        candidate_words(pairs, source="en", word_order="alphabetical")
+
+
 async def test_no_filter_caps_and_hashes(tmp_path: Path) -> None:
     ps = await abuild_probe_set(PAIRS, "en", "fr", gold_filter=False, probe_max=10, probe_min=5)
     assert len(ps) == 10 and not ps.gold_filtered and ps.available == 40
     assert ps.prompts[0].startswith('English:"') and ps.hash == ps.content_hash()
     ps.save(tmp_path / "p.json")
     assert ProbeSet.load(tmp_path / "p.json").hash == ps.hash
-    other = await abuild_probe_set(PAIRS, "en", "fr", gold_filter=False, probe_max=10, probe_min=5, seed=3)
+    other = await abuild_probe_set(PAIRS, "en", "fr", gold_filter=False, probe_max=10, probe_min=5, seed=3,
+                                   word_order="random")
     assert other.hash != ps.hash
 
 

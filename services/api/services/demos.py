@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from bridgex.frequency import frequency_order
 from bridgex.prompts import Demo
 
 from ..core.errors import bad_input
@@ -19,7 +20,9 @@ def _words(root: str, source: str, target: str) -> tuple[tuple[str, str], ...]:
     from bridgex.data.layout import DataLayout
 
     d = DataLayout(root).dictionary(source, target, "probe")
-    return tuple((w, ts[0]) for w, ts in d.translations().items() if ts)
+    tr = {w: ts for w, ts in d.translations().items() if ts}
+    # common words first: demonstrations a model knows teach the format better than rare entries
+    return tuple((w, tr[w][0]) for w in frequency_order(tr, source, target, salt="demos"))
 
 
 @lru_cache(maxsize=256)

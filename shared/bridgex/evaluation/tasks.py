@@ -6,7 +6,8 @@ bridge (`S:"w"→B:`), step 2 asks for the answer with both shown. Step 1 does n
 condition, so it is shared by every pair and condition that uses the same bridge (same prompt string, one
 cache entry).
 
-Item selection is deterministic: items and demonstrations are ordered by a hash of their id, so `--limit N`
+Item selection is deterministic: BLI words are ordered most frequent first (bridgex.frequency), other items
+by a hash of their id, so `--limit N`
 takes a stable subset (raising N keeps the earlier items and their cached generations), and demonstrations
 never overlap evaluation items (BLI: probe vs eval split, disjoint by source word; MT/MRC/CLS: demos are set
 aside first and excluded from the evaluation set for every k, so zero- and k-shot score the same items).
@@ -31,6 +32,7 @@ from bridgex.evaluation.loaders import (
     load_sib200,
     sib200_file,
 )
+from bridgex.frequency import frequency_order
 
 __all__ = ["TASKS", "BLITask", "ClsTask", "EvalItem", "MRCTask", "MTTask", "TaskData", "hash_order"]
 
@@ -173,14 +175,16 @@ class BLITask(BaseTask):
         ev = _translations(layout.dictionary(src, tgt, part="eval"))
         if not ev:
             raise EvalDataError(f"no BLI evaluation entries for {src}-{tgt} under {self.data.data_dir}")
-        order = hash_order(ev, f"bli:{src}-{tgt}")
+        # most frequent source words first (bridgex.frequency): a fixed, model-independent order, and words a
+        # model can know; a random draw from 100k-entry dictionaries is mostly rare vocabulary
+        order = frequency_order(ev, src, tgt, salt=f"bli:{src}-{tgt}")
         if limit:
             order = order[:limit]
         items = [EvalItem(w, w, tuple(ev[w])) for w in order]
         demos: list[EvalItem] = []
         if k > 0:
             probe = _translations(layout.dictionary(src, tgt, part="probe"))
-            words = [w for w in hash_order(probe, f"demo:{src}-{tgt}") if w not in ev][:k]
+            words = [w for w in frequency_order(probe, src, tgt, salt=f"demo:{src}-{tgt}") if w not in ev][:k]
             if len(words) < k:
                 raise EvalDataError(f"{src}-{tgt}: only {len(words)} probe words for {k} demonstrations")
             demos = [EvalItem(w, w, tuple(probe[w])) for w in words]
