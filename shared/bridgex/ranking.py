@@ -15,7 +15,9 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, Field
 
-from bridgex.hsic import Method, layer_score
+from bridgex.hsic import Method, layer_score, median_sigma, standardize
+
+DEGENERATE_SIGMA = 1e-5
 
 Variant = Literal["reference", "cka"]
 
@@ -51,6 +53,12 @@ class CandidateScore(BaseModel):
     per_layer: dict[int, float] = Field(default_factory=dict, description="S_l by TRUE layer id.")
     set_sizes: dict[int, int] = Field(default_factory=dict, description="|Y_b(l)| by true layer id.")
     coverage: float = Field(0.0, description="Scored layers / window layers.")
+    degenerate_layers: list[int] = Field(
+        default_factory=list,
+        description="Layers where the median bandwidth collapsed to ~1e-6 (sets of 1-2 neurons: over half of the "
+        "pairwise distances are the zero diagonal), so every HSIC entry is N-1 and S_l carries no signal. "
+        "Scored as the reference does, flagged so a reader can discount them.",
+    )
 
 
 class Ranking(BaseModel):
@@ -142,6 +150,7 @@ def rank_bridges(
         bset = bridge_sets[code]
         per_layer: dict[int, float] = {}
         sizes: dict[int, int] = {}
+        degenerate: list[int] = []
         for r, layer in enumerate(layers):
             if should_cancel is not None and should_cancel():
                 raise RankingCancelled(f"ranking cancelled at candidate {code!r}, layer {layer}")
@@ -152,6 +161,8 @@ def rank_bridges(
                 x = acts[r].index_select(0, xi.to(acts.device))
                 y = acts[r].index_select(0, yi.to(acts.device))
                 per_layer[layer] = layer_score(x, y, variant, dtype=dtype, method=method)
+                if x.shape[1] > 1 and median_sigma(standardize(x), standardize(y)) <= DEGENERATE_SIGMA:
+                    degenerate.append(layer)
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -159,7 +170,7 @@ def rank_bridges(
         scored.append(
             CandidateScore(
                 code=code, score=score, rank=0, per_layer=per_layer, set_sizes=sizes,
-                coverage=len(per_layer) / len(layers),
+                coverage=len(per_layer) / len(layers), degenerate_layers=degenerate,
             )
         )
     order = sorted(

@@ -142,3 +142,19 @@ def test_bad_input() -> None:
         rank_bridges(acts, [2, 3, 9], pair, sets)
     with pytest.raises(ValueError, match="provenance"):
         rank_bridges(acts, LAYERS, pair, sets, provenance={"colour": "red"})
+
+
+def test_tiny_sets_flag_degenerate_bandwidth() -> None:
+    """One neuron per set: the median of [0, 0, d, d]-style distances is the zero diagonal, sigma ~ 1e-6 and every
+    HSIC entry is N - 1 (the reference's behaviour, kept); the ranking flags those layers."""
+    g = torch.Generator().manual_seed(0)
+    n_samples = 20
+    acts = torch.randn(2, 8, n_samples, generator=g)
+    pair = indices_to_mask([(0, 0), (1, 0), (1, 1), (1, 2)], (2, 8))
+    tiny = indices_to_mask([(0, 5)], (2, 8))  # layer 0 only: 1 x 1 neurons
+    big = indices_to_mask([(0, 4), (0, 5), (0, 6), (1, 4), (1, 5), (1, 6)], (2, 8))
+    r = rank_bridges(acts, [0, 1], pair, {"tiny": tiny, "big": big})
+    by = {c.code: c for c in r.ranked}
+    assert by["tiny"].degenerate_layers == [0]
+    assert by["tiny"].per_layer[0] == pytest.approx(n_samples - 1, rel=1e-4)
+    assert by["big"].degenerate_layers == []
