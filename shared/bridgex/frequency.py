@@ -29,6 +29,20 @@ def _frequencies(lang: str) -> Mapping[str, float] | None:
     return None
 
 
+STOPWORD_RANK = 150
+"""The most frequent words of a language are mostly function words ("the", "of", 的, 和): poor BLI items and
+demonstrations whose dictionary glosses are noise. Words ranked above this in their language go last."""
+
+
+@lru_cache(maxsize=32)
+def _stopword_threshold(lang: str) -> float:
+    freqs = _frequencies(lang)
+    if not freqs:
+        return float("inf")
+    top = sorted(freqs.values(), reverse=True)
+    return top[min(STOPWORD_RANK, len(top)) - 1]
+
+
 def has_frequencies(lang: str) -> bool:
     """Whether wordfreq has a list of its own for this language (not a silent fallback)."""
     return _frequencies(lang) is not None
@@ -52,10 +66,14 @@ def frequency_order(
     """Source words of `translations` (word -> gold targets), most frequent first; deterministic.
 
     Score: the source word's own frequency; where the source language has no list, the highest frequency of
-    its gold translations in `target`; last, the number of translations. Ties break on a salted hash.
+    its gold translations in `target`; last, the number of translations. Function words (the STOPWORD_RANK
+    most frequent of the scored language) go after every other word. Ties break on a salted hash.
     """
     own = has_frequencies(source)
     via_target = not own and target is not None and has_frequencies(target)
+
+    scored_lang = source if own else target if via_target else None
+    stop = _stopword_threshold(scored_lang) if scored_lang else float("inf")
 
     def score(word: str) -> float:
         if own:
@@ -64,7 +82,11 @@ def frequency_order(
             return max((word_frequency(g, target) or 0.0 for g in translations[word]), default=0.0)
         return 0.0
 
-    return sorted(translations, key=lambda w: (-score(w), -len(translations[w]), _tiebreak(w, salt)))
+    def key(word: str) -> tuple[bool, float, int, str]:
+        f = score(word)
+        return (f >= stop, -f, -len(translations[word]), _tiebreak(word, salt))
+
+    return sorted(translations, key=key)
 
 
 def order_words(words: Iterable[str], source: str, *, salt: str = "") -> list[str]:
