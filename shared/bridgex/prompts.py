@@ -154,6 +154,9 @@ def _cut(text: str) -> str:
     return text[:end]
 
 
+_MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*\s*/?>")
+
+
 def parse_word(output: str) -> str:
     """The model's answer word: the first quoted span, else the text before an arrow/newline; "" when nothing.
 
@@ -162,7 +165,7 @@ def parse_word(output: str) -> str:
     """
     if not output:
         return ""
-    text = output.lstrip()
+    text = _MARKUP.sub("", output).lstrip()  # base models wrap answers in <i>..</i>, <b>..</b>
     q = _quoted(text)
     if q is None:
         q = _cut(text)

@@ -116,6 +116,8 @@ def test_cls_prompt_lists_sib_labels() -> None:
     ("", ""),
     ("   ", ""),
     ("→English:", ""),
+    ('<i>"the"</i>', "the"),  # markup seen from Gemma base
+    (" <b>Wasser</b>\n", "Wasser"),
 ])
 def test_parse_word_messy_outputs(output: str, expected: str) -> None:
     assert parse_word(output) == expected
