@@ -296,7 +296,7 @@ def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], setting
     pipeline.probe_language_pair(
         lm, ps.prompts, layers, req["reduce"], folder, name, batch_size=max(1, 2 * settings.batch_size),
         progress=lambda cur, tot: ctx.progress("activations", cur, tot), should_cancel=ctx.should_cancel,
-        probe_hash=ps.hash, extra={"source": ps.source, "target": ps.target},
+        probe_hash=ps.hash, extra={"source": ps.source, "target": ps.target}, backend=settings.capture_backend,
     )
     acts, _, _ = artifacts.load_probe_acts(folder, name)
     return acts, folder / name

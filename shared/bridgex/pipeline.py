@@ -21,8 +21,9 @@ from bridgex.artifacts import (
     save_profile,
     sha256_texts,
 )
+from bridgex.capture import get_backend
 from bridgex.models import LoadedModel
-from bridgex.profiling import LanguageProfile, probe_activations, profile_texts
+from bridgex.profiling import LanguageProfile
 
 Progress = Callable[[int, int], None]
 ShouldCancel = Callable[[], bool]
@@ -55,7 +56,7 @@ def profile_language(
         "max_tokens": _opt(settings, "profile_max_tokens", None),
         "include_bos": False,
     }
-    profile = profile_texts(
+    profile = get_backend(_opt(settings, "capture_backend", "hf")).profile(
         lm,
         texts,
         language=language,
@@ -88,6 +89,7 @@ def probe_language_pair(
     should_cancel: ShouldCancel | None = None,
     probe_hash: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    backend: str = "hf",
 ) -> Path:
     """Probe activations A[l, j, n] for the given layers (None = every layer) written as artifact `name`.
 
@@ -95,7 +97,7 @@ def probe_language_pair(
     """
     prompts = list(prompts)
     layer_list = list(range(lm.num_layers)) if layers is None else [int(x) for x in layers]
-    acts = probe_activations(
+    acts = get_backend(backend).probe(
         lm,
         prompts,
         layers=layer_list,

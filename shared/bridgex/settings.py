@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     probe_max: int = 500
     probe_min: int = 32
     hsic_variant: Literal["reference", "cka"] = "reference"
+    capture_backend: str = Field("hf", description="Activation capture engine (bridgex.capture); 'hf' = HF hooks.")
     profile_max_tokens: int = 50_000
     batch_size: int = 8
     chunk_tokens: int = 256

@@ -1,0 +1,67 @@
+"""Where neuron activations come from: one interface, so a second engine can be added beside the HF hooks.
+
+The pipeline (and so the analyzer) asks a `CaptureBackend` for language statistics and probe activations.
+Today there is one backend, "hf": forward hooks on `mlp.act_fn` of a Hugging Face model (bridgex.profiling),
+on CPU or CUDA. A vLLM V1 backend would implement the same two methods through `worker_extension_cls` +
+`LLM.collective_rpc` (enforce_eager, no prefix caching; apply the activation to the first half of the fused
+gate_up output; offset neuron ids by tensor-parallel rank; see docs/assets) and register itself here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
+
+from torch import Tensor
+
+from bridgex.profiling import LanguageProfile, probe_activations, profile_texts
+
+Progress = Callable[[int, int], None]
+ShouldCancel = Callable[[], bool]
+
+
+class CaptureBackend(Protocol):
+    """Produces method.md step 1 statistics and step 3 activations for a loaded model."""
+
+    name: str
+
+    def profile(self, lm: Any, texts: Sequence[str], *, language: str, batch_size: int, chunk_tokens: int,
+                max_tokens: int | None, progress: Progress | None = None,
+                should_cancel: ShouldCancel | None = None) -> LanguageProfile: ...
+
+    def probe(self, lm: Any, prompts: Sequence[str], *, layers: list[int], reduce: Literal["mean", "last"],
+              batch_size: int, progress: Progress | None = None,
+              should_cancel: ShouldCancel | None = None) -> Tensor: ...
+
+
+class HFHookBackend:
+    """Forward hooks on a Hugging Face model (bridgex.profiling)."""
+
+    name = "hf"
+
+    def profile(self, lm: Any, texts: Sequence[str], *, language: str, batch_size: int, chunk_tokens: int,
+                max_tokens: int | None, progress: Progress | None = None,
+                should_cancel: ShouldCancel | None = None) -> LanguageProfile:
+        return profile_texts(lm, list(texts), language=language, batch_size=batch_size, chunk_tokens=chunk_tokens,
+                             max_tokens=max_tokens, progress=progress, should_cancel=should_cancel)
+
+    def probe(self, lm: Any, prompts: Sequence[str], *, layers: list[int], reduce: Literal["mean", "last"],
+              batch_size: int, progress: Progress | None = None,
+              should_cancel: ShouldCancel | None = None) -> Tensor:
+        return probe_activations(lm, list(prompts), layers=layers, reduce=reduce, batch_size=batch_size,
+                                 progress=progress, should_cancel=should_cancel)
+
+
+_BACKENDS: dict[str, CaptureBackend] = {"hf": HFHookBackend()}
+
+
+def register_backend(backend: CaptureBackend) -> None:
+    """Add a capture engine (e.g. a vLLM worker extension) under `backend.name`."""
+    _BACKENDS[backend.name] = backend
+
+
+def get_backend(name: str = "hf") -> CaptureBackend:
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown capture backend {name!r}; available: {sorted(_BACKENDS)}") from None
