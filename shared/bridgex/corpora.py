@@ -8,8 +8,10 @@ give, and users with FLORES point the same readers at their folder.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "find_flores_file",
@@ -43,25 +45,30 @@ def read_text(path: str | Path, *, unit: str = "lines") -> list[str]:
     raise ValueError(f"unit must be 'lines' or 'paragraphs', got {unit!r}")
 
 
-def read_jsonl(path: str | Path, *, field: str = "text") -> list[str]:
-    """The string `field` of each JSON object per line; a clear error names the line lacking it."""
-    out: list[str] = []
+def iter_jsonl(path: str | Path, *, error: type[ValueError] = ValueError) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) per non-blank line; `error` (a ValueError type) names the bad line."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict) or field not in obj:
-                keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-                raise ValueError(f"{path}:{lineno}: no field {field!r} (has {keys})")
-            value = obj[field]
-            if not isinstance(value, str):
-                raise ValueError(f"{path}:{lineno}: field {field!r} is {type(value).__name__}, not a string")
-            if value.strip():
-                out.append(value.strip())
+                raise error(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+
+
+def read_jsonl(path: str | Path, *, field: str = "text") -> list[str]:
+    """The string `field` of each JSON object per line; a clear error names the line lacking it."""
+    out: list[str] = []
+    for lineno, obj in iter_jsonl(path):
+        if not isinstance(obj, dict) or field not in obj:
+            keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise ValueError(f"{path}:{lineno}: no field {field!r} (has {keys})")
+        value = obj[field]
+        if not isinstance(value, str):
+            raise ValueError(f"{path}:{lineno}: field {field!r} is {type(value).__name__}, not a string")
+        if value.strip():
+            out.append(value.strip())
     return out
 
 

@@ -43,7 +43,7 @@ def test_belebele_errors_name_the_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(EvalDataError, match="1-4"):
         load_belebele(p)
     p.write_text("{not json\n")
-    with pytest.raises(EvalDataError, match="not JSON"):
+    with pytest.raises(EvalDataError, match="not valid JSON"):
         load_belebele(p)
     with pytest.raises(EvalDataError, match="no file for 'fi'"):
         find_language_file(tmp_path, "fi")

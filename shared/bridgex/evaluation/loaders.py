@@ -13,10 +13,10 @@ formats the datasets ship in, and the tests write small files in the same format
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridgex.corpora import iter_jsonl
 from bridgex.languages import get_language
 
 __all__ = [
@@ -85,29 +85,22 @@ def load_belebele(path: Path) -> list[MrcItem]:
     items: list[MrcItem] = []
     required = ("flores_passage", "question", "mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4",
                 "correct_answer_num")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EvalDataError(f"{path}:{lineno}: not JSON ({e.msg})") from e
-            missing = [k for k in required if k not in row]
-            if missing:
-                raise EvalDataError(f"{path}:{lineno}: missing Belebele fields {missing}")
-            try:
-                num = int(row["correct_answer_num"])
-            except (TypeError, ValueError) as e:
-                raise EvalDataError(f"{path}:{lineno}: correct_answer_num must be 1-4") from e
-            if not 1 <= num <= 4:
-                raise EvalDataError(f"{path}:{lineno}: correct_answer_num must be 1-4, got {num}")
-            item_id = f"{row.get('link', '')}#{row.get('question_number', lineno)}"
-            items.append(MrcItem(
-                id=item_id, passage=str(row["flores_passage"]), question=str(row["question"]),
-                choices=tuple(str(row[f"mc_answer{i}"]) for i in range(1, 5)),  # type: ignore[arg-type]
-                answer=CHOICES[num - 1],
-            ))
+    for lineno, row in iter_jsonl(path, error=EvalDataError):
+        missing = [k for k in required if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise EvalDataError(f"{path}:{lineno}: missing Belebele fields {missing}")
+        try:
+            num = int(row["correct_answer_num"])
+        except (TypeError, ValueError) as e:
+            raise EvalDataError(f"{path}:{lineno}: correct_answer_num must be 1-4") from e
+        if not 1 <= num <= 4:
+            raise EvalDataError(f"{path}:{lineno}: correct_answer_num must be 1-4, got {num}")
+        item_id = f"{row.get('link', '')}#{row.get('question_number', lineno)}"
+        items.append(MrcItem(
+            id=item_id, passage=str(row["flores_passage"]), question=str(row["question"]),
+            choices=tuple(str(row[f"mc_answer{i}"]) for i in range(1, 5)),  # type: ignore[arg-type]
+            answer=CHOICES[num - 1],
+        ))
     if not items:
         raise EvalDataError(f"{path}: no items")
     return items
