@@ -14,7 +14,7 @@ import time
 
 import torch
 from bridgex.models import load_model
-from bridgex.profiling import _batches, _make_batch, _pad_id, _run, chunk_texts, profile_texts
+from bridgex.profiling import bare_forward, chunk_texts, profile_texts
 
 TEXT = [
     "All human beings are born free and equal in dignity and rights. They are endowed with reason and "
@@ -43,18 +43,7 @@ def main() -> dict:
     rss_after_load = _peak_rss_mb()
 
     def bare() -> None:
-        with torch.inference_mode():
-            for group in _batches(chunks, batch_size):
-                batch = _make_batch(
-                    [chunks[i] for i in group],
-                    group,
-                    pad_id=_pad_id(lm.tokenizer),
-                    has_bos=True,
-                    include_bos=False,
-                    padding_side="right",
-                    device=lm.device,
-                )
-                _run(lm.model, batch)
+        bare_forward(lm, chunks, batch_size=batch_size)
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -90,25 +90,14 @@ def make_texts(n_texts: int, words_per_text: int, seed: int = 0) -> list[str]:
 
 
 def bench_profiling(lm: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from bridgex.profiling import _batches, _make_batch, _pad_id, _run, chunk_texts, profile_texts
+    from bridgex.profiling import bare_forward, chunk_texts, profile_texts
 
     texts = make_texts(args.texts, args.words)
     chunks, n_tokens = chunk_texts(lm.tokenizer, texts, chunk_tokens=args.chunk_tokens, max_tokens=args.tokens)
     dev = lm.device
 
     def bare() -> None:
-        with torch.inference_mode():
-            for group in _batches(chunks, args.batch_size):
-                batch = _make_batch(
-                    [chunks[i] for i in group],
-                    group,
-                    pad_id=_pad_id(lm.tokenizer),
-                    has_bos=True,
-                    include_bos=False,
-                    padding_side="right",
-                    device=dev,
-                )
-                _run(lm.model, batch)
+        bare_forward(lm, chunks, batch_size=args.batch_size)
 
     def hooked() -> Any:
         return profile_texts(

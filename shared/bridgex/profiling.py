@@ -348,6 +348,23 @@ def chunk_texts(
 
 
 @torch.inference_mode()
+def bare_forward(lm: Any, chunks: Sequence[Sequence[int]], *, batch_size: int = 8) -> None:
+    """The benchmarks' baseline: the very batches `profile_texts` runs (same grouping, padding and truncated
+    forward), without hooks, so the ratio measures the hooks and nothing else."""
+    with torch.inference_mode():
+        for group in _batches(chunks, batch_size):
+            batch = _make_batch(
+                [chunks[i] for i in group],
+                group,
+                pad_id=_pad_id(lm.tokenizer),
+                has_bos=True,
+                include_bos=False,
+                padding_side="right",
+                device=lm.device,
+            )
+            _run(lm.model, batch)
+
+
 def profile_texts(
     lm: LoadedModel,
     texts: Iterable[str],
