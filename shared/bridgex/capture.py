@@ -21,7 +21,13 @@ ShouldCancel = Callable[[], bool]
 
 
 class CaptureBackend(Protocol):
-    """Produces method.md step 1 statistics and step 3 activations for a loaded model."""
+    """Produces method.md step 1 statistics and step 3 activations for a loaded model.
+
+    Contract: whatever the caller's grad mode, the returned tensors hold no autograd graph (requires_grad
+    False, grad_fn None) and are ordinary tensors, not inference tensors. A graph would keep every batch's
+    activations alive (gigabytes in the analyzer); an inference tensor would make in-place ops of the
+    pipeline raise. The "hf" backend gets this from bridgex.profiling (inference mode inside its functions).
+    """
 
     name: str
 

@@ -11,6 +11,14 @@ therefore excluded from profile counts and from the probe mean by default (`incl
 
 Batches are built by length (sorted) to keep padding small; statistics do not depend on order. Position ids
 are computed from the attention mask, so left- and right-padded batches give the unpadded results.
+
+No autograd graph (DECISION): every forward runs under `torch.inference_mode()` inside the entry points
+(`profile_texts`, `probe_activations`, `bare_forward`), whatever the caller's grad mode. Without it the
+accumulators became autograd nodes whose graph held every batch's saved activations (7.3 GB of RSS for 27k
+tokens on a toy 8-layer model). The returned tensors (accumulators, probe output) are allocated *before*
+entering the mode and only written in place inside it, so they are ordinary tensors, not inference tensors:
+callers may modify them in place, or use them in autograd, outside the mode (an inference tensor would
+raise there). They never require grad and have no grad_fn.
 """
 
 from __future__ import annotations
@@ -247,6 +255,11 @@ def _batches(seqs: list[list[int]], batch_size: int) -> list[list[int]]:
     return [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
 
 
+def _no_graph() -> Any:
+    """The mode every forward here runs in (one seam, so a benchmark/test can reproduce the graph-keeping bug)."""
+    return torch.inference_mode()
+
+
 def _decoder(model: nn.Module) -> nn.Module:
     """The decoder stack without the LM head: statistics need no logits, and [B, T, vocab] logits are the
     largest tensor of a forward (262k vocab on Gemma)."""
@@ -347,11 +360,10 @@ def chunk_texts(
     return chunks, total
 
 
-@torch.inference_mode()
 def bare_forward(lm: Any, chunks: Sequence[Sequence[int]], *, batch_size: int = 8) -> None:
     """The benchmarks' baseline: the very batches `profile_texts` runs (same grouping, padding and truncated
     forward), without hooks, so the ratio measures the hooks and nothing else."""
-    with torch.inference_mode():
+    with _no_graph():
         for group in _batches(chunks, batch_size):
             batch = _make_batch(
                 [chunks[i] for i in group],
@@ -387,6 +399,7 @@ def profile_texts(
         raise ValueError(f"no text to profile for language {language!r} (empty input)")
     has_bos = tok.bos_token_id is not None
     L, inter = lm.num_layers, lm.intermediate_size
+    # Allocated outside inference mode (ordinary tensors), updated in place inside it: see the module docstring.
     count = torch.zeros((L, inter), dtype=torch.int64, device=device)
     total_sum = torch.zeros((L, inter), dtype=torch.float64, device=device)
     state: dict[str, _Batch] = {}
@@ -410,7 +423,7 @@ def profile_texts(
 
     n_tokens = 0
     target = sum(len(c) - (1 if has_bos and not include_bos else 0) for c in chunks)
-    with ActivationHooks(model, reducer=reduce) as hooks:
+    with _no_graph(), ActivationHooks(model, reducer=reduce) as hooks:
         for group in _batches(chunks, batch_size):
             if should_cancel is not None and should_cancel():
                 raise Cancelled(f"profiling {language} cancelled after {n_tokens} tokens")
@@ -447,7 +460,6 @@ def profile_texts(
 # --------------------------------------------------------------------------------------------- probes
 
 
-@torch.inference_mode()
 def probe_activations(
     lm: LoadedModel,
     prompts: list[str],
@@ -477,6 +489,7 @@ def probe_activations(
         if not ids:
             raise ValueError(f"prompt {i} is empty after tokenisation: {p!r}")
         seqs.append(([bos] if bos is not None else []) + ids)
+    # Allocated outside inference mode (an ordinary tensor), filled in place inside it: see the module docstring.
     out = torch.zeros((len(layer_list), lm.intermediate_size, len(prompts)), dtype=torch.float32)
     row = {layer: r for r, layer in enumerate(layer_list)}
     state: dict[str, Any] = {}
@@ -490,7 +503,7 @@ def probe_activations(
         state["vals"][row[layer]] = vals  # stays on the device until the batch is done
 
     done = 0
-    with ActivationHooks(model, layers=layer_list, reducer=reducer) as hooks:
+    with _no_graph(), ActivationHooks(model, layers=layer_list, reducer=reducer) as hooks:
         for group in _batches(seqs, batch_size):
             if should_cancel is not None and should_cancel():
                 raise Cancelled(f"probing cancelled after {done} of {len(prompts)} prompts")

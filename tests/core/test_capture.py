@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 from bridgex import pipeline
 from bridgex.artifacts import load_probe_acts, load_profile
 from bridgex.capture import HFHookBackend, get_backend, register_backend
@@ -47,3 +48,15 @@ def test_pipeline_uses_the_configured_backend(tiny_model_dir: Path, tmp_path: Pa
     assert saved.n_tokens == direct.n_tokens and (saved.count == direct.count).all()
     acts, layers, _ = load_probe_acts(tmp_path, "acts")
     assert layers == [0, 1] and acts.shape[0] == 2
+
+
+def test_hf_backend_returns_tensors_without_graph_under_grad_mode(tiny_model_dir: Path) -> None:
+    """The CaptureBackend contract: no autograd graph and no inference tensors, even with grad mode on."""
+    lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    backend = get_backend("hf")
+    with torch.enable_grad():
+        prof = backend.profile(lm, ["hello world, a small text"] * 4, language="en", batch_size=2, chunk_tokens=16,
+                               max_tokens=None)
+        acts = backend.probe(lm, ["a:\"b\"→c:", "x"], layers=[1, 0], reduce="mean", batch_size=2)
+    for t in (prof.count, prof.sum, prof.prob, acts):
+        assert not t.requires_grad and t.grad_fn is None and not torch.is_inference(t)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+from bridgex import profiling
 from bridgex.models import LoadedModel, load_model
 from bridgex.profiling import (
     ActivationHooks,
@@ -302,3 +308,109 @@ def test_stats_ignore_nan_rows_cpu(dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_stats_ignore_nan_rows_cuda(dtype: torch.dtype) -> None:
     _check_stats("cuda", dtype)
+
+
+# --------------------------------------------------------------------------------------------- no autograd graph
+
+
+@pytest.fixture
+def grad_on() -> Iterator[None]:
+    """Grad mode ON globally, as in a process where something else enabled it (the default, made explicit)."""
+    prev = torch.is_grad_enabled()
+    torch.set_grad_enabled(True)
+    try:
+        yield
+    finally:
+        torch.set_grad_enabled(prev)
+
+
+def _assert_plain(t: torch.Tensor, what: str) -> None:
+    """No graph, no grad, and an ordinary tensor (in-place ops outside inference mode must work downstream)."""
+    assert not t.requires_grad, f"{what} requires grad"
+    assert t.grad_fn is None, f"{what} has grad_fn {t.grad_fn}"
+    assert not torch.is_inference(t), f"{what} is an inference tensor: in-place ops outside the mode would raise"
+
+
+def _held_by_autograd(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """(fn(), bytes of tensors autograd saved during fn that are still alive after it returned, gc run).
+
+    Every tensor saved for backward is wrapped in a weakref-able box; the box lives exactly as long as the
+    graph that saved it. Bytes are counted once per storage. Deterministic, unlike RSS.
+    """
+
+    class Box:
+        def __init__(self, t: torch.Tensor) -> None:
+            self.t = t
+
+    boxes: list[weakref.ref[Box]] = []
+
+    def pack(t: torch.Tensor) -> Box:
+        box = Box(t)
+        boxes.append(weakref.ref(box))
+        return box
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda box: box.t):
+        result = fn()
+    gc.collect()
+    storages: dict[int, int] = {}
+    for ref in boxes:
+        box = ref()
+        if box is not None:
+            st = box.t.untyped_storage()
+            storages[st.data_ptr()] = st.nbytes()
+    return result, sum(storages.values())
+
+
+def _many_texts(n: int) -> list[str]:
+    return [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(n)]
+
+
+@pytest.fixture
+def lm32(tiny_model_dir: Path) -> LoadedModel:
+    lm = load_model(tiny_model_dir, device="cpu", dtype="float32")
+    assert all(p.requires_grad for p in lm.model.parameters()), "test needs parameters that require grad"
+    return lm
+
+
+def test_profile_and_probe_return_no_graph_with_grad_mode_on(lm32: LoadedModel, grad_on: None) -> None:
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    prof = profile_texts(lm32, TEXTS, language="x", batch_size=2, chunk_tokens=9)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled(), "the caller's mode is restored"
+    for what, t in (("count", prof.count), ("sum", prof.sum), ("prob", prof.prob), ("mean", prof.mean)):
+        _assert_plain(t, what)
+    prof.sum.add_(0.0)  # ordinary tensors: in-place works outside inference mode
+    prof.count += 0
+    for reduce in ("mean", "last"):
+        acts = probe_activations(lm32, TEXTS, layers=[2, 0], reduce=reduce, batch_size=4)  # type: ignore[arg-type]
+        _assert_plain(acts, f"probe activations ({reduce})")
+        acts.mul_(1.0)
+    assert _hooks_left(lm32.model) == 0
+
+
+def test_profiling_holds_no_memory_that_grows_with_tokens(lm32: LoadedModel, grad_on: None) -> None:
+    """The bug: the accumulators became autograd nodes and the returned profile kept every batch's graph
+    (saved activations of every layer), so memory grew with the tokens profiled. A second, 4x larger run
+    must hold no more than the first: nothing at all."""
+    kw: dict[str, Any] = {"language": "x", "batch_size": 4, "chunk_tokens": 32}
+    small, held_small = _held_by_autograd(lambda: profile_texts(lm32, _many_texts(40), **kw))
+    large, held_large = _held_by_autograd(lambda: profile_texts(lm32, _many_texts(160), **kw))
+    assert large.n_tokens > 3 * small.n_tokens > 1000
+    assert held_large <= held_small == 0
+    assert small.sum.grad_fn is None and large.sum.grad_fn is None
+    probe, held_probe = _held_by_autograd(lambda: probe_activations(lm32, _many_texts(40), batch_size=8))
+    assert held_probe == 0 and probe.grad_fn is None
+    _, held_bare = _held_by_autograd(lambda: profiling.bare_forward(lm32, [[1, 5, 6, 7]] * 4, batch_size=2))
+    assert held_bare == 0
+
+
+def test_graph_detector_sees_the_bug_without_inference_mode(
+    lm32: LoadedModel, grad_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control for the test above: with inference mode patched away (the reported bug), the measure does
+    see a graph on the returned profile that grows with the tokens."""
+    monkeypatch.setattr(profiling, "_no_graph", contextlib.nullcontext)
+    kw: dict[str, Any] = {"language": "x", "batch_size": 4, "chunk_tokens": 32}
+    small, held_small = _held_by_autograd(lambda: profile_texts(lm32, _many_texts(40), **kw))
+    _, held_large = _held_by_autograd(lambda: profile_texts(lm32, _many_texts(160), **kw))
+    assert small.sum.grad_fn is not None
+    assert held_large > 2 * held_small > 0
