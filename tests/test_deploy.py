@@ -321,6 +321,22 @@ def test_probes(rendered: tuple[str, list[Doc]]) -> None:
     assert "livenessProbe" not in container(docs, "analyzer")
 
 
+def test_data_volume_shared_by_api_and_analyzer(rendered: tuple[str, list[Doc]]) -> None:
+    """The gateway (k-shot demonstrations) and the analyzer (data stage) read and gather data in one volume,
+    mounted read-write at the ConfigMap's BRIDGEX_DATA_DIR."""
+    overlay, docs = rendered
+    data_dir = objects(docs, "ConfigMap")["bridgex-config"]["data"]["BRIDGEX_DATA_DIR"]
+    deployments = objects(docs, "Deployment")
+    for name in ("api", "analyzer"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        (mount,) = [m for m in container(docs, name).get("volumeMounts", []) if m["mountPath"] == data_dir]
+        assert not mount.get("readOnly"), f"{overlay} {name}: the data volume must be writable"
+        volume = {v["name"]: v for v in pod.get("volumes", [])}[mount["name"]]
+        assert volume["persistentVolumeClaim"]["claimName"] == "bridgex-data", f"{overlay} {name}: {volume}"
+    claim = objects(docs, "PersistentVolumeClaim")["bridgex-data"]
+    assert "ReadWriteMany" in claim["spec"]["accessModes"]  # several api replicas and analyzers
+
+
 def gpu_count(c: Doc, section: str) -> int:
     return int(c.get("resources", {}).get(section, {}).get("nvidia.com/gpu", 0))
 
@@ -493,6 +509,16 @@ def test_compose_config_and_volumes(compose: Doc) -> None:
     for name in ("analyzer", "analyzer-gpu"):
         mounts = {v.split(":")[-1] for v in services[name]["volumes"]}
         assert {"/var/lib/bridgex/artifacts", "/var/lib/bridgex/data", "/var/lib/bridgex/cache"} <= mounts
+    # the gateway and the analyzers share one data volume, read-write, at BRIDGEX_DATA_DIR (both gather data)
+    data_dir = services["api"]["environment"]["BRIDGEX_DATA_DIR"]
+    data_mounts = {
+        name: [v for v in services[name].get("volumes", []) if v.rsplit(":", 1)[-1] == data_dir]
+        for name in ("api", "analyzer", "analyzer-gpu")
+    }
+    assert all(len(m) == 1 for m in data_mounts.values()), data_mounts
+    assert len({m[0] for m in data_mounts.values()}) == 1, f"different data sources: {data_mounts}"
+    for name in ("analyzer", "analyzer-gpu"):
+        assert services[name]["environment"]["BRIDGEX_DATA_DIR"] == data_dir, name
     api_env = services["api"]["environment"]
     assert api_env["BRIDGEX_API_KEYS"] is None, "keys are passed through from the environment, never written"
     assert api_env["BRIDGEX_AUTH_OPEN"] == "${BRIDGEX_AUTH_OPEN:-false}"

@@ -32,6 +32,7 @@ __all__ = [
     "read_muse",
     "read_tsv",
     "split_by_source",
+    "split_parts",
     "write_tsv",
 ]
 
@@ -169,6 +170,16 @@ def compose(
     return Dictionary(a_b.source_lang, b_c.target_lang, out, tag)
 
 
+def _ranked(words: Iterable[str], salt: str) -> list[str]:
+    """Words in a seeded-hash order: adding words elsewhere does not reshuffle the others."""
+    return sorted(set(words), key=lambda w: (hashlib.sha256(f"{salt}\x00{w}".encode()).hexdigest(), w))
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
 def split_by_source(
     d: Dictionary, eval_fraction: float = 0.5, seed: int = 0
 ) -> tuple[Dictionary, Dictionary]:
@@ -177,19 +188,37 @@ def split_by_source(
     The order of source words is a seeded hash, not the dictionary's order: adding sources elsewhere does not
     reshuffle the others, and the same inputs always give the same split.
     """
-    if not 0.0 <= eval_fraction <= 1.0:
-        raise ValueError(f"eval_fraction must be in [0, 1], got {eval_fraction}")
-    words = sorted(
-        set(p.source for p in d.pairs),
-        key=lambda w: (hashlib.sha256(f"{seed}\x00{w}".encode()).hexdigest(), w),
-    )
-    n_eval = round(len(words) * eval_fraction)
-    eval_words = set(words[:n_eval])
+    _check_fraction("eval_fraction", eval_fraction)
+    words = _ranked((p.source for p in d.pairs), str(seed))
+    eval_words = set(words[: round(len(words) * eval_fraction)])
     probe = [p for p in d.pairs if p.source not in eval_words]
     held = [p for p in d.pairs if p.source in eval_words]
     return (
         Dictionary(d.source_lang, d.target_lang, probe, d.origin),
         Dictionary(d.source_lang, d.target_lang, held, d.origin),
+    )
+
+
+def split_parts(
+    d: Dictionary, eval_fraction: float = 0.5, dev_fraction: float = 0.2, seed: int = 0
+) -> tuple[Dictionary, Dictionary, Dictionary]:
+    """(probe, dev, eval), pairwise disjoint by source word.
+
+    `eval` is exactly `split_by_source`'s (eval results stay comparable); `dev` takes `dev_fraction` of the
+    remaining source words in its own seeded order. The dev draw depends only on those remaining words, so
+    `split_parts(probe_and_dev, 0.0, f, seed)` gives the same probe/dev as the full split: the data directory
+    stores probe+dev as one file and derives dev at read time.
+    """
+    _check_fraction("dev_fraction", dev_fraction)
+    rest, held = split_by_source(d, eval_fraction, seed)
+    words = _ranked((p.source for p in rest.pairs), f"{seed}\x00dev")
+    dev_words = set(words[: round(len(words) * dev_fraction)])
+    probe = [p for p in rest.pairs if p.source not in dev_words]
+    dev = [p for p in rest.pairs if p.source in dev_words]
+    return (
+        Dictionary(d.source_lang, d.target_lang, probe, d.origin),
+        Dictionary(d.source_lang, d.target_lang, dev, d.origin),
+        held,
     )
 
 

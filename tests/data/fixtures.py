@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+from bridgex.languages import get_language
+
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
@@ -55,3 +57,49 @@ def udhr_html(code: str, articles: dict[int, list[str]], *, lists: dict[int, lis
         parts.append(close_tag)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+# A tiny fake registry: three FreeDict files around en/sw/fi and UDHR files for LANGS.
+LANGS = ["en", "sw", "fi", "id", "tl"]
+
+ENG_SWH = [
+    f"{en} <n>\n{sw}\n"
+    for en, sw in [
+        ("water", "maji"),
+        ("house", "nyumba"),
+        ("cat", "paka"),
+        ("dog", "mbwa"),
+        ("book", "kitabu"),
+        ("tree", "mti"),
+        ("child", "mtoto"),
+        ("food", "chakula"),
+        ("bird", "ndege"),
+        ("school", "shule"),
+    ]
+]
+SWH_ENG = ["maji\nwater\n", "moto\nfire\n", "jua\nsun\n", "taxi\ntaxi\n", "chai kali\nstrong tea\n"]
+ENG_FIN = [
+    f"{en}\n{fi}\n"
+    for en, fi in [
+        ("water", "vesi"),
+        ("house", "talo"),
+        ("cat", "kissa"),
+        ("fire", "tuli"),
+        ("sun", "aurinko"),
+    ]
+]
+
+
+def fake_registry(root: Path) -> dict[str, Path]:
+    """`<root>/dictd` (FreeDict eng-swh, swh-eng, eng-fin) and `<root>/udhr` (<code>.html for LANGS)."""
+    fd = root / "dictd"
+    write_dictd(fd, "eng-swh", ENG_SWH)
+    write_dictd(fd, "swh-eng", SWH_ENG)
+    write_dictd(fd, "eng-fin", ENG_FIN)
+    udhr = root / "udhr"
+    udhr.mkdir(parents=True, exist_ok=True)
+    for c in LANGS:
+        code = get_language(c).udhr
+        arts = {n: [f"{c} paragraph {n}.{k}" for k in range(1 + n % 2)] for n in range(4)}
+        (udhr / f"{code}.html").write_text(udhr_html(code, arts), encoding="utf-8")
+    return {"freedict": fd, "udhr": udhr}

