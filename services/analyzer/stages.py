@@ -36,8 +36,8 @@ class AnalysisFailed(Exception):
 
 # Overall percent per stage: (start, end). Profiles dominate on CPU. The probe set comes first: it is cheap
 # and the likeliest to fail (small dictionary, gold filter), so a doomed job fails before the costly profiles.
-WEIGHTS = {"model": (0, 5), "probes": (5, 15), "profile": (15, 60), "activations": (60, 85),
-           "rank": (85, 98), "publish": (98, 100)}
+WEIGHTS = {"data": (0, 5), "model": (5, 8), "probes": (8, 25), "profile": (25, 60), "activations": (60, 78),
+           "rank": (78, 82), "validate": (82, 98), "publish": (98, 100)}
 
 
 @dataclass
@@ -153,6 +153,46 @@ def _cancel_types() -> tuple[type[BaseException], ...]:
     return (Cancelled, ProbeCancelled, RankingCancelled)
 
 
+# ----------------------------------------------------------------------------------------------- data
+
+
+def job_languages(req: dict[str, Any]) -> list[str]:
+    """Languages whose profiles the ranking needs: the pair, the candidates, and for LAPE its fixed set."""
+    langs = [req["source"], req["target"], *req["candidates"]]
+    if req["selection"] == "lape":
+        langs += list(req.get("lape_languages") or ())
+    return list(dict.fromkeys(langs))
+
+
+def job_pairs(req: dict[str, Any]) -> list[tuple[str, str]]:
+    """Dictionaries the job reads: the pair (probes, dev words) and source->candidate (bridged demonstrations)."""
+    from bridgex.demos import demo_pairs
+
+    return demo_pairs(req["source"], req["target"], req["candidates"])
+
+
+def ensure_data(req: dict[str, Any], settings: Settings, ctx: JobContext | None = None) -> dict[str, Any]:
+    """The data stage: gather what this job reads and is not in the data directory yet (only those sources,
+    under the data directory's lock, so two jobs never prepare the same data at once)."""
+    from bridgex.data.ensure import ensure_data as ensure
+    from bridgex.data.ensure import missing_data
+    from bridgex.data.prepare import PrepareConfig, PrepareError
+
+    ctx = ctx or JobContext(settings=settings)
+    ctx.progress("data", 0, 1, force=True)
+    if not settings.data_auto:
+        langs, pairs = missing_data(settings.data_path, job_pairs(req), job_languages(req))
+        return {"skipped": "data_auto is off", "missing_pairs": [f"{s}-{t}" for s, t in pairs],
+                "missing_languages": langs}
+    try:
+        report = ensure(PrepareConfig(data_dir=settings.data_path), job_pairs(req), job_languages(req),
+                        log=log.info, progress=lambda cur, tot: ctx.progress("data", cur, tot))
+    except PrepareError as e:
+        raise AnalysisFailed(f"could not gather the data for {req['source']}-{req['target']}: {e}") from e
+    ctx.progress("data", 1, 1, force=True)
+    return report
+
+
 # ----------------------------------------------------------------------------------------------- profiles
 
 
@@ -213,22 +253,29 @@ def dictionary(settings: Settings, source: str, target: str) -> Any:
     try:
         return data_layout(settings).dictionary(source, target, "probe")
     except FileNotFoundError as e:
-        raise AnalysisFailed(f"no {source}-{target} probe dictionary: {e}") from e
+        raise AnalysisFailed(f"no {source}-{target} probe dictionary: {e}" + (
+            "" if settings.data_auto else " (BRIDGEX_DATA_AUTO is off: set it to gather the data on first need)")
+        ) from e
 
 
 def probe_set(lm: Any, req: dict[str, Any], settings: Settings, ctx: JobContext | None = None, *,
               force: bool = False) -> tuple[Any, Path]:
     """Build (or reuse) the pair's probe set. The gold filter runs against settings.worker_url."""
     from bridgex.artifacts import sha256_json
+    from bridgex.demos import word_demos
     from bridgex.probes import ProbeSet, ProbeSetError, build_probe_set
 
     ctx = ctx or JobContext(settings=settings)
     src, tgt = req["source"], req["target"]
     d = dictionary(settings, src, tgt)
     pairs = [(p.source, p.target) for p in d.pairs] if hasattr(d, "pairs") else list(d)
+    k = int(req.get("gold_filter_k") or 0) if req["gold_filter"] else 0
+    demos = word_demos(str(settings.data_path), src, tgt, None, k, "")[1] if k else []
     params = {"gold_filter": bool(req["gold_filter"]), "probe_max": int(req["probe_max"]),
               "probe_min": int(req["probe_min"]), "dictionary": sha256_json(sorted(pairs))[:16],
-              "filter_model": lm.weight_hash if req["gold_filter"] else None}
+              "filter_model": lm.weight_hash if req["gold_filter"] else None,
+              "filter_demos": [[x.source_text, x.target_text] for x in demos],
+              "fallback": req.get("probe_fallback", "unfiltered")}
     path = model_root(settings, lm) / "probes" / f"{src}-{tgt}" / f"probes-{_short(params)}.json"
     if path.exists() and not force:
         try:
@@ -240,8 +287,9 @@ def probe_set(lm: Any, req: dict[str, Any], settings: Settings, ctx: JobContext 
     try:
         ps = build_probe_set(
             pairs, src, tgt, gold_filter=params["gold_filter"], worker_url=settings.worker_url,
-            model=getattr(settings, "served_model_name", None), probe_max=params["probe_max"],
-            probe_min=params["probe_min"], timeout=settings.worker_timeout_s, retries=settings.worker_retries,
+            model=settings.served_model_name, probe_max=params["probe_max"], probe_min=params["probe_min"],
+            demos=demos, fallback=params["fallback"], concurrency=settings.gold_filter_concurrency,
+            timeout=settings.gold_filter_timeout_s, retries=settings.worker_retries,
             request_id=ctx.request_id, should_cancel=ctx.should_cancel,
             progress=lambda cur, tot: ctx.progress("probes", cur, tot),
         )
@@ -322,20 +370,80 @@ def rank(lm: Any, profiles: dict[str, Any], acts: Any, layers: list[int], ps: An
     ranking = pipeline.rank_pair(
         profiles, acts, layers, src, tgt, list(req["candidates"]), settings=ctx.settings,
         selection=req["selection"], top_rate=float(req["top_rate"]), bridge_variant=req["bridge_set"],
-        k=int(req["k"]), hsic_variant=req["hsic_variant"],
+        k=int(req["k"]), hsic_variant=req["hsic_variant"], lape_languages=req.get("lape_languages"),
+        lape_ratio=req.get("lape_ratio"), lape_quantile=req.get("lape_quantile"),
+        full_fraction=req.get("full_fraction"),
         provenance={"model_id": lm.model_id, "revision": lm.revision, "probe_hash": ps.hash,
                     "method_version": req.get("method_version")},
         progress=lambda cur, tot: ctx.progress("rank", cur, tot), should_cancel=ctx.should_cancel,
     )
     out = ranking.model_dump(mode="json")
     out["params"] = {**out.get("params", {}), "window": req["window"], "reduce": req["reduce"],
-                     "gold_filter": req["gold_filter"]}
+                     "gold_filter": req["gold_filter"], "gold_filter_k": req.get("gold_filter_k"),
+                     "probe_fallback": req.get("probe_fallback")}
+    out["probe_filter"] = ps.filter
+    out["probe_counts"] = {"size": len(ps), "tried": ps.tried, "kept": ps.kept, "errors": ps.errors,
+                           "available": ps.available}
     if out.get("best") is None:
         raise AnalysisFailed(
             f"no candidate could be scored for {src}->{tgt}: the pair's shared neurons "
             f"{ranking.pair_set_sizes} or the bridge sets are empty in every window layer {layers}. "
             f"Try selection='lape' or a larger top_rate, bridge_set='full', or a wider window.")
     return out
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+def validate(ranking: dict[str, Any], req: dict[str, Any], settings: Settings, ctx: JobContext) -> dict[str, Any]:
+    """Measure the dev split and decide what `auto` serves (bridgex.serving). Returns {"served", "validation"}.
+
+    Only the "validated" policy measures; "hsic" serves the argmax as the paper. Too few dev words: nothing is
+    measured and "validated" serves none (it cannot show a bridge is not worse than no bridge)."""
+    import asyncio
+
+    from bridgex.client import GenerationClient, GenerationError
+    from bridgex.serving import choose, validation_conditions
+
+    from .validation import ValidationFailed, dev_words, measure
+
+    src, tgt, policy = req["source"], req["target"], req.get("serve_policy", "validated")
+    order = [c["code"] for c in sorted(ranking.get("ranked", []), key=lambda c: c.get("rank", 0))
+             if c.get("score") is not None]
+    info: dict[str, Any] = {"policy": policy, "k_shot": int(req.get("k_shot") or 0)}
+    dev = None
+    if policy == "validated":
+        try:
+            words = dev_words(str(settings.data_path), src, tgt, int(req.get("dev_size") or settings.dev_size))
+        except FileNotFoundError:
+            words = []
+        info["dev_words"] = len(words)
+        if len(words) < int(req.get("dev_min") or settings.dev_min):
+            info["skipped"] = f"only {len(words)} dev words (dev_min {req.get('dev_min')})"
+        else:
+            conditions = validation_conditions(order, int(req.get("validate_top_m") or 2), src, tgt)
+
+            async def go() -> Any:
+                async with GenerationClient(settings.worker_url, model=settings.served_model_name,
+                                            timeout=settings.gold_filter_timeout_s,
+                                            retries=settings.worker_retries,
+                                            concurrency=settings.gold_filter_concurrency) as client:
+                    return await measure(client, words, src, tgt, conditions, data_root=str(settings.data_path),
+                                         k_shot=info["k_shot"], concurrency=settings.gold_filter_concurrency,
+                                         progress=lambda cur, tot: ctx.progress("validate", cur, tot),
+                                         check=lambda: ctx.check("validation"))
+
+            try:
+                dev, notes = asyncio.run(go())
+            except (GenerationError, ValidationFailed) as e:
+                raise AnalysisFailed(
+                    f"the dev validation could not use the generation worker at {settings.worker_url} "
+                    f"({type(e).__name__}: {e}); start the worker, or submit with serve_policy=hsic") from e
+            info.update({"conditions": conditions, "notes": notes,
+                         "scores": {c: v.model_dump(mode="json") for c, v in dev.items()}})
+    ctx.progress("validate", 1, 1, force=True)
+    served = choose(policy, order, dev)
+    return {"served": served.model_dump(mode="json"), "validation": info}
 
 
 # ----------------------------------------------------------------------------------------------- whole job
@@ -345,6 +453,7 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
                  publish: bool = True) -> dict[str, Any]:
     """The whole job on one process. Returns the small result stored in the job record."""
     from bridgex import METHOD_VERSION
+    from bridgex.cache_keys import config_fingerprint, method_params
     from bridgex.probes import atomic_write_text
 
     from services.common.bridges import BridgeStore, best_of
@@ -353,6 +462,8 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
     cancel_types = _cancel_types()
     t_start = time.perf_counter()
     try:
+        with ctx.timed("data"):
+            data_report = ensure_data(req, settings, ctx)
         ctx.progress("model", 0, 1, force=True)
         with ctx.timed("load_model"):
             try:
@@ -362,7 +473,7 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
         ctx.progress("model", 1, 1, force=True)
         with ctx.timed("probe_set"):
             ps, ps_path = probe_set(lm, req, settings, ctx, force=ctx.force)
-        langs = [req["source"], req["target"], *req["candidates"]]
+        langs = job_languages(req)
         profiles: dict[str, Any] = {}
         with ctx.timed("profiles"):
             for i, code in enumerate(langs):
@@ -373,12 +484,18 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
             acts, acts_path = probe_acts(lm, ps, layers, req, settings, ctx, force=ctx.force)
         with ctx.timed("rank"):
             ranking = rank(lm, profiles, acts, layers, ps, req, ctx)
+        with ctx.timed("validate"):
+            ranking.update(validate(ranking, req, settings, ctx))
     except cancel_types as e:
         raise JobCancelled(str(e)) from e
     ctx.check("publish")
+    config = config_fingerprint(req)
     provenance = {"model_id": lm.model_id, "weight_hash": lm.weight_hash, "loaded_revision": lm.revision,
                   "probe_hash": ps.hash, "probe_size": len(ps), "gold_filtered": ps.gold_filtered,
-                  "job_id": ctx.job_id, "request": req, "layers": layers}
+                  "probe_filter": ps.filter, "probe_tried": ps.tried, "probe_kept": ps.kept,
+                  "job_id": ctx.job_id, "request": req, "layers": layers, "config": config,
+                  "data": {k: data_report.get(k) for k in ("built_pairs", "built_languages", "seconds")
+                           if k in data_report}}
     ranking = {**ranking, "source": req["source"], "target": req["target"],
                "provenance": {**(ranking.get("provenance") or {}), **provenance}}
     folder = model_root(settings, lm) / "rankings" / f"{req['source']}-{req['target']}"
@@ -387,8 +504,8 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
     key = None
     if publish and redis is not None:
         key = BridgeStore(redis).publish(
-            ranking, model=req.get("model") or settings.model, revision=req.get("revision"),
-            source=req["source"], target=req["target"], probe_hash=ps.hash,
+            ranking, model=req.get("model") or settings.model, revision=req.get("revision"), config=config,
+            params=method_params(req), source=req["source"], target=req["target"], probe_hash=ps.hash,
             method_version=req.get("method_version") or METHOD_VERSION)
     ctx.progress("publish", 1, 1, force=True)
     ctx.timings["total"] = time.perf_counter() - t_start
@@ -396,8 +513,10 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
     summary = [{"code": c.get("code"), "score": c.get("score"), "rank": c.get("rank")}
                for c in ranking.get("ranked", [])]
     return {
-        "best": best, "score": score, "ranking": summary, "cache_key": key, "probe_hash": ps.hash,
-        "probe_size": len(ps), "layers": layers,
+        "best": best, "score": score, "served": ranking["served"], "ranking": summary, "cache_key": key,
+        "config": config, "probe_hash": ps.hash, "probe_size": len(ps), "probe_filter": ps.filter,
+        "probe_counts": ranking.get("probe_counts"), "layers": layers,
+        "dev": (ranking.get("validation") or {}).get("scores"),
         "artifacts": {"ranking": str(rank_path), "probes": str(ps_path), "activations": str(acts_path),
                       "root": str(model_root(settings, lm))},
         "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},

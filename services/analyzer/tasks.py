@@ -17,9 +17,11 @@ import uuid
 from typing import Any
 
 import redis
+from bridgex.cache_keys import config_fingerprint
 from bridgex.settings import get_settings
 from celery import Task
 
+from services.common.bridges import FailureStore
 from services.common.jobs import TERMINAL, JobRecord, JobState, JobStore
 
 from . import stages
@@ -122,16 +124,27 @@ def run_job(job_id: str, request: dict[str, Any] | None = None, *, force: bool =
             return "done", store.cancelled(job_id)
         except stages.AnalysisFailed as e:
             log.warning("job %s failed: %s", job_id, e)
-            return "done", store.fail(job_id, str(e))
+            return "done", _failed(store, r, job_id, req, str(e))
         except redis.RedisError:
             raise  # analyze_pair retries later; the record is not reachable to say anything
         except Exception as e:
             log.exception("job %s crashed", job_id)
-            return "done", store.fail(job_id, f"internal error in the analyzer ({type(e).__name__}: {e}); "
-                                              "see the analyzer log, then resubmit")
+            return "done", _failed(store, r, job_id, req, f"internal error in the analyzer ({type(e).__name__}: "
+                                                          f"{e}); see the analyzer log, then resubmit")
         return "done", store.succeed(job_id, result)
     finally:
         lease.release()
+
+
+def _failed(store: JobStore, r: redis.Redis, job_id: str, req: dict[str, Any], error: str) -> JobRecord:
+    """Fail the job record and remember the failure for the pair, so `auto` retries only after a backoff."""
+    settings = get_settings()
+    rec = store.fail(job_id, error)
+    if req.get("source") and req.get("target"):
+        FailureStore(r, base_s=settings.analysis_retry_base_s, max_s=settings.analysis_retry_max_s).record(
+            req.get("model") or settings.model, req.get("revision"), config_fingerprint(req), req["source"],
+            req["target"], error=error, job_id=job_id)
+    return rec
 
 
 @app.task(name="bridgex.analyze_pair", bind=True, max_retries=None, acks_late=True,

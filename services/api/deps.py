@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from bridgex.client import GenerationClient
 from fastapi import Depends, Request
 
-from services.common.bridges import BridgeStore
+from services.common.bridges import BridgeStore, FailureStore
 from services.common.jobs import JobStore
 
 from .core.config import Settings
@@ -34,6 +34,7 @@ class AppContext:
     redis_sync: redis.Redis
     jobs: JobStore
     bridges: BridgeStore
+    failures: FailureStore
     keys: KeyRing
     limiter: RateLimiter
     generation: GenerationClient
@@ -80,6 +81,7 @@ class AppContext:
         return cls(
             settings=settings, metrics=metrics, gate=gate, redis=rclient, redis_sync=rsync,
             jobs=JobStore(rsync, ttl_s=settings.job_ttl_s), bridges=BridgeStore(rsync),
+            failures=FailureStore(rsync, base_s=settings.analysis_retry_base_s, max_s=settings.analysis_retry_max_s),
             keys=KeyRing(settings.api_keys, settings.auth_open),
             limiter=RateLimiter(rclient, gate, metrics, settings.rate_limit_per_minute),
             generation=GenerationClient(settings.worker_url, model=settings.served_model_name,

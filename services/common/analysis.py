@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import redis
 from bridgex import METHOD_VERSION
-from bridgex.cache_keys import canonical_json, job_id
+from bridgex.cache_keys import canonical_json, config_fingerprint, job_id
 from bridgex.settings import Settings
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -44,6 +44,12 @@ class AnalysisRequest(BaseModel):
     probe_max: int | None = Field(None, ge=1, le=100_000)
     probe_min: int | None = Field(None, ge=1, le=100_000)
     hsic_variant: Literal["reference", "cka"] | None = None
+    gold_filter_k: int | None = Field(None, ge=0, le=16, description="Demonstrations in gold-filter prompts.")
+    probe_fallback: Literal["unfiltered", "fail"] | None = Field(
+        None, description="Below probe_min kept words: rank on unfiltered probes (labelled), or fail.")
+    serve_policy: Literal["validated", "hsic"] | None = Field(
+        None, description="validated: the best on dev words, or none; hsic: the HSIC argmax (the paper).")
+    dev_size: int | None = Field(None, ge=1, le=5000, description="Dev words measured per condition.")
 
     @field_validator("window")
     @classmethod
@@ -106,8 +112,36 @@ class AnalysisRequest(BaseModel):
             "probe_max": probe_max,
             "probe_min": probe_min,
             "hsic_variant": self.hsic_variant or settings.hsic_variant,
+            "gold_filter_k": self.gold_filter_k if self.gold_filter_k is not None else settings.gold_filter_k,
+            "probe_fallback": self.probe_fallback or settings.probe_fallback,
+            "lape_languages": [normalize_code(c) for c in settings.lape_languages],
+            "lape_ratio": settings.lape_ratio,
+            "lape_quantile": settings.lape_quantile,
+            "full_fraction": settings.full_fraction,
+            "serve_policy": self.serve_policy or settings.serve_policy,
+            "validate_top_m": settings.validate_top_m,
+            "dev_size": self.dev_size if self.dev_size is not None else settings.dev_size,
+            "dev_min": settings.dev_min,
+            "k_shot": settings.k_shot,
             "method_version": METHOD_VERSION,
         }
+
+
+_SERVED: dict[tuple[int, str, str], tuple[Settings, str]] = {}
+
+
+def served_config(settings: Settings, source: str, target: str) -> str:
+    """Fingerprint of the configuration `auto` serves for a pair: that of a default `POST /analyze` of the pair.
+    Memoised per settings object (the gateway asks on every auto request)."""
+    key = (id(settings), source, target)
+    hit = _SERVED.get(key)
+    if hit is not None and hit[0] is settings:
+        return hit[1]
+    fp = config_fingerprint(AnalysisRequest(source=source, target=target).normalized(settings))
+    if len(_SERVED) > 8192:
+        _SERVED.clear()
+    _SERVED[key] = (settings, fp)
+    return fp
 
 
 def _data_files(settings: Settings, languages: list[str]) -> list[Path]:

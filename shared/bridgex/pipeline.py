@@ -134,6 +134,10 @@ def rank_pair(
     bridge_variant: str | None = None,
     k: int | None = None,
     hsic_variant: str | None = None,
+    lape_languages: Sequence[str] | None = None,
+    lape_ratio: float | None = None,
+    lape_quantile: float | None = None,
+    full_fraction: float | None = None,
     provenance: Mapping[str, Any] | None = None,
     device: torch.device | str | None = None,
     progress: Progress | None = None,
@@ -141,11 +145,12 @@ def rank_pair(
 ) -> Any:
     """Rank candidate bridges for source -> target (method.md steps 1, 4-6): a bridgex.ranking.Ranking.
 
-    profiles: language -> LanguageProfile or activation-probability tensor [L, I]. Language sets are selected
-    over ALL given profiles (for "lape" the normalisation runs over these languages, so pass the same set of
-    languages every time). Candidates default to settings.candidates (or en de fr it pt es), minus source and
-    target. Explicit keyword arguments override settings (selection, top_rate, bridge_set, bridge_k,
-    hsic_variant).
+    profiles: language -> LanguageProfile or activation-probability tensor [L, I]. "top_rate" sets are per
+    language. "lape" normalises over one fixed language set, `lape_languages` (settings: the 15 paper
+    languages) plus source, target and candidates when they are outside it, so T_b never depends on which
+    pair is analysed, and the CLI and the service agree; every one of them needs a profile. Candidates default
+    to settings.candidates (or en de fr it pt es), minus source and target. Explicit keyword arguments override
+    settings (selection, top_rate, bridge_set, bridge_k, hsic_variant, lape_*, full_fraction).
     """
     from bridgex.neurons import bridge_set, language_sets, pair_overlap
     from bridgex.ranking import rank_bridges
@@ -155,18 +160,26 @@ def rank_pair(
     bridge_variant = bridge_variant or _opt(settings, "bridge_set", "specific")
     k = int(k if k is not None else _opt(settings, "bridge_k", 64))
     hsic_variant = hsic_variant or _opt(settings, "hsic_variant", "reference")
+    lape_ratio = float(lape_ratio if lape_ratio is not None else _opt(settings, "lape_ratio", 0.01))
+    lape_quantile = float(lape_quantile if lape_quantile is not None else _opt(settings, "lape_quantile", 0.95))
+    full_fraction = float(full_fraction if full_fraction is not None else _opt(settings, "full_fraction", 0.95))
     cands = [c for c in (candidates or _opt(settings, "candidates", DEFAULT_CANDIDATES)) if c not in (source, target)]
     if not cands:
         raise ValueError(f"no candidate bridges left for {source}->{target} (candidates minus source and target)")
     needed = [source, target, *cands]
+    if selection == "lape":
+        fixed = list(lape_languages or _opt(settings, "lape_languages", None) or profiles)
+        needed = list(dict.fromkeys([*fixed, *needed]))
     missing = [c for c in needed if c not in profiles]
     if missing:
         raise ValueError(f"missing language profiles for {missing}; have {sorted(profiles)}")
-    probs = {code: _prob(p) for code, p in profiles.items()}
-    sets, report = language_sets(probs, method=selection, top_rate=top_rate)  # type: ignore[arg-type]
+    probs = {code: _prob(profiles[code]) for code in needed}
+    sets, report = language_sets(probs, method=selection, top_rate=top_rate,  # type: ignore[arg-type]
+                                 lape_ratio=lape_ratio, lape_quantile=lape_quantile)
     pair = pair_overlap(sets, source, target)
     bridges = {
-        b: bridge_set(sets, b, source, target, probe_acts, layers, variant=bridge_variant, k=k)  # type: ignore[arg-type]
+        b: bridge_set(sets, b, source, target, probe_acts, layers, variant=bridge_variant,  # type: ignore[arg-type]
+                      k=k, full_fraction=full_fraction)
         for b in cands
     }
     params = {
@@ -174,6 +187,9 @@ def rank_pair(
         "top_rate": top_rate,
         "bridge_set": bridge_variant,
         "k": k,
+        **({"lape_languages": needed, "lape_ratio": lape_ratio, "lape_quantile": lape_quantile}
+           if selection == "lape" else {}),
+        **({"full_fraction": full_fraction} if bridge_variant == "full" else {}),
         "set_sizes": report.sizes,
         "set_thresholds": report.thresholds,
         "n_probe": int(probe_acts.shape[2]),

@@ -18,6 +18,8 @@ DEFAULT_MODEL = "gemma-3-270m"
 
 DEFAULT_CANDIDATES = ("en", "de", "fr", "it", "pt", "es")
 DEFAULT_WINDOW = (0.3125, 0.6875)
+DEFAULT_LAPE_LANGUAGES = ("en", "de", "fr", "it", "pt", "es", "zh", "ja", "ar", "he", "id", "tl", "fi", "hu", "sw")
+"""The 15 paper languages: LAPE normalises over one fixed set, so T_b never depends on the pair analysed."""
 
 
 def _home() -> Path:
@@ -73,7 +75,10 @@ class Settings(BaseSettings):
     auth_open: bool = Field(False, description="Explicit open mode (no keys). `make run` uses it and says so.")
     rate_limit_per_minute: int = Field(600, ge=1)
     max_text_chars: int = Field(2000, ge=1)
-    fallback_bridge: str | None = Field(None, description="Default fallback bridge; None = typology-nearest.")
+    fallback_bridge: str | None = Field(None, description="Bridge served on a cache miss (overrides the policy).")
+    fallback_policy: Literal["none", "typology"] = Field(
+        "none", description="Cache miss without fallback_bridge: translate directly (never worse than no bridge) "
+        "or use the typology-nearest candidate (unvalidated).")
     k_shot: int = Field(0, ge=0, description="Demonstrations in translate prompts (0 = zero-shot).")
 
     # --- method (method.md; DECISIONs are configurable) --------------------------------------------
@@ -87,13 +92,32 @@ class Settings(BaseSettings):
     gold_filter: bool = True
     probe_max: int = 500
     probe_min: int = 32
+    gold_filter_k: int = Field(3, ge=0, le=16, description="Demonstrations in gold-filter prompts (DECISION).")
+    gold_filter_concurrency: int = Field(4, ge=1, description="Gold-filter requests in flight at once.")
+    gold_filter_timeout_s: float = Field(120.0, gt=0, description="Timeout of one gold-filter request.")
+    probe_fallback: Literal["unfiltered", "fail"] = Field(
+        "unfiltered", description="Below probe_min kept words: rank on unfiltered probes (labelled) or fail.")
+    lape_languages: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_LAPE_LANGUAGES, description="The fixed language set LAPE normalises over (CLI and service).")
+    lape_ratio: float = Field(0.01, gt=0, le=1)
+    lape_quantile: float = Field(0.95, gt=0, le=1)
+    full_fraction: float = Field(0.95, gt=0, le=1, description="'full' bridge set: share of active probes.")
+    serve_policy: Literal["validated", "hsic"] = Field(
+        "validated", description="What auto serves: the measured best on dev words (or none), or HSIC argmax.")
+    validate_top_m: int = Field(2, ge=1, description="HSIC candidates measured on the dev split (plus en).")
+    dev_size: int = Field(100, ge=1, description="Dev words measured per condition (common words first).")
+    dev_min: int = Field(20, ge=1, description="Fewer dev words than this: no validation, auto serves none.")
+    analysis_retry_base_s: float = Field(300.0, gt=0, description="First wait before auto re-analyses a failure.")
+    analysis_retry_max_s: float = Field(86400.0, gt=0, description="Longest wait between auto re-analyses.")
+    data_auto: bool = Field(True, description="Gather a pair's missing data (dictionaries, text) on first need.")
+    data_wait_s: float = Field(20.0, ge=0, description="Gateway: wait this long for demo data being gathered.")
     hsic_variant: Literal["reference", "cka"] = "reference"
     capture_backend: str = Field("hf", description="Activation capture engine (bridgex.capture); 'hf' = HF hooks.")
     profile_max_tokens: int = 50_000
     batch_size: int = 8
     chunk_tokens: int = 256
 
-    @field_validator("candidates", mode="before")
+    @field_validator("candidates", "lape_languages", mode="before")
     @classmethod
     def _split_candidates(cls, v: object) -> object:
         if isinstance(v, str):

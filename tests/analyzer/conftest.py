@@ -85,6 +85,10 @@ def worker_env(tmp: Path, model: Path, data: Path, **extra: str) -> dict[str, st
         "BRIDGEX_DTYPE": "float32",
         "BRIDGEX_CANDIDATES": '["en", "de", "fr"]',  # JSON: pydantic-settings decodes tuples
         "BRIDGEX_GOLD_FILTER": "false",
+        # these tests exercise the pipeline's mechanics on a data dir they write; the default path (data
+        # gathered on first need, gold filter, dev validation) has its own end-to-end test (test_default_path)
+        "BRIDGEX_DATA_AUTO": "false",
+        "BRIDGEX_SERVE_POLICY": "hsic",
         "BRIDGEX_PROBE_MIN": "8",
         "BRIDGEX_PROBE_MAX": "32",
         "BRIDGEX_TOP_RATE": "0.1",

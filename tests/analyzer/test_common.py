@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from bridgex.cache_keys import latest_key
+from bridgex.cache_keys import config_fingerprint, latest_key
 from bridgex.settings import Settings
 
 from services.common.analysis import (
@@ -15,9 +15,10 @@ from services.common.analysis import (
     InvalidAnalysisRequest,
     data_hash,
     job_id_for,
+    served_config,
     submit_analysis,
 )
-from services.common.bridges import BridgeStore
+from services.common.bridges import BridgeStore, FailureStore
 from services.common.jobs import JobState, JobStore
 
 
@@ -100,22 +101,61 @@ def test_concurrent_progress_keeps_record_valid(r: redis.Redis) -> None:
 def test_bridge_store(r: redis.Redis) -> None:
     bs = BridgeStore(r)
     ranking = {"ranked": [{"code": "fr", "score": 0.9, "rank": 1}, {"code": "en", "score": 0.5, "rank": 2}],
-               "best": "fr"}
-    key = bs.publish(ranking, model="m", revision="r1", source="sw", target="fi", probe_hash="p1",
-                     method_version="v1")
-    assert key == "bridgex:bridge:m@r1:sw:fi:v1:p1"
-    got = bs.latest("m", "r1", "sw", "fi")
+               "best": "fr", "served": {"bridge": None, "policy": "validated", "reason": "none won"}}
+    kw = {"model": "m", "revision": "r1", "source": "sw", "target": "fi", "method_version": "v1"}
+    key = bs.publish(ranking, config="cfgA", params={"k": 64}, probe_hash="p1", **kw)
+    assert key == "bridgex:bridge:m@r1:sw:fi:v1:cfgA:p1"
+    got = bs.latest("m", "r1", "cfgA", "sw", "fi")
     assert got is not None and got["cache_key"] == key and got["best_code"] == "fr"
-    assert got["provenance"]["probe_hash"] == "p1"
-    key2 = bs.publish({**ranking, "best": "en"}, model="m", revision="r1", source="sw", target="fi",
-                      probe_hash="p2", method_version="v1")
-    assert r.get(latest_key("m", "r1", "sw", "fi")).decode() == key2
-    assert bs.pairs("m", "r1") == [
-        {"source": "sw", "target": "fi", "best": "en", "score": 0.5, "cache_key": key2,
-         "published_at": bs.latest("m", "r1", "sw", "fi")["provenance"]["published_at"]}]
-    assert bs.delete("m", "r1", "sw", "fi") is True
-    assert bs.latest("m", "r1", "sw", "fi") is None and bs.pairs("m", "r1") == []
-    assert bs.delete("m", "r1", "sw", "fi") is False
+    assert got["served_bridge"] is None and got["served_reason"] == "none won"  # HSIC best is not what is served
+    assert got["provenance"]["probe_hash"] == "p1" and got["config"] == "cfgA"
+    key2 = bs.publish({**ranking, "best": "en", "served": {"bridge": "en", "reason": "r"}}, config="cfgA",
+                      params={"k": 64}, probe_hash="p2", **kw)
+    assert r.get(latest_key("m", "r1", "cfgA", "sw", "fi")).decode() == key2
+    assert bs.pairs("m", "r1", "cfgA") == [
+        {"source": "sw", "target": "fi", "best": "en", "score": 0.5, "served": "en", "served_reason": "r",
+         "cache_key": key2, "published_at": bs.latest("m", "r1", "cfgA", "sw", "fi")["provenance"]["published_at"]}]
+    # another configuration of the same pair is stored beside it and changes nothing of cfgA
+    key3 = bs.publish({**ranking, "best": "fr"}, config="cfgB", params={"k": 1}, probe_hash="p3", **kw)
+    assert bs.latest("m", "r1", "cfgA", "sw", "fi")["cache_key"] == key2
+    assert bs.latest("m", "r1", "cfgB", "sw", "fi")["cache_key"] == key3
+    assert bs.configs("m", "r1") == {"cfgA": {"k": 64}, "cfgB": {"k": 1}}
+    assert bs.delete("m", "r1", "cfgA", "sw", "fi") is True
+    assert bs.latest("m", "r1", "cfgA", "sw", "fi") is None and bs.pairs("m", "r1", "cfgA") == []
+    assert bs.latest("m", "r1", "cfgB", "sw", "fi") is not None
+    assert bs.delete("m", "r1", "cfgA", "sw", "fi") is False
+
+
+def test_failure_backoff(r: redis.Redis) -> None:
+    fs = FailureStore(r, base_s=300, max_s=3600)
+    args = ("m", "r1", "cfgA", "sw", "fi")
+    first = fs.record(*args, error="boom", job_id="j1", now=1000.0)
+    assert first["attempts"] == 1 and first["retry_at"] == 1300.0
+    second = fs.record(*args, error="boom again", job_id="j2", now=1400.0)
+    assert second["attempts"] == 2 and second["retry_at"] == 2000.0  # doubled
+    for _ in range(6):
+        last = fs.record(*args, error="x", job_id="j", now=5000.0)
+    assert last["retry_at"] == 5000.0 + 3600  # capped
+    assert fs.get(*args)["error"] == "x" and fs.get("m", "r1", "cfgB", "sw", "fi") is None
+    BridgeStore(r).publish({"ranked": [], "best": None}, model="m", revision="r1", config="cfgA", params={},
+                           source="sw", target="fi", probe_hash="p", method_version="v1")
+    assert fs.get(*args) is None  # a success forgets the failures
+
+
+def test_served_config_isolates_method_parameters(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, model="tiny")
+    served = served_config(s, "en", "fr")
+    assert served == config_fingerprint(AnalysisRequest(source="en", target="fr").normalized(s))
+    assert served == served_config(s, "en", "fr")
+    other = AnalysisRequest(source="en", target="fr", candidates=["sw"], k=1).normalized(s)
+    assert config_fingerprint(other) != served
+    for change in ({"selection": "lape"}, {"bridge_set": "full"}, {"gold_filter": False}, {"gold_filter_k": 0},
+                   {"serve_policy": "hsic"}, {"window": (0.2, 0.8)}, {"top_rate": 0.02}, {"hsic_variant": "cka"}):
+        norm = AnalysisRequest(source="en", target="fr", **change).normalized(s)
+        assert config_fingerprint(norm) != served, change
+    # the data hash is not a method parameter: re-prepared data keeps the configuration
+    norm = AnalysisRequest(source="en", target="fr").normalized(s)
+    assert config_fingerprint({**norm, "data_hash": "x"}) == served
 
 
 def test_request_normalisation(tmp_path: Path) -> None:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from bridgex.probes import ProbeCancelled, ProbeSet, ProbeSetTooSmall, abuild_probe_set, candidate_words
+from bridgex.client import GenerationFailed, WorkerUnavailable
+from bridgex.probes import (
+    GoldFilterFailed,
+    ProbeCancelled,
+    ProbeSet,
+    ProbeSetTooSmall,
+    abuild_probe_set,
+    candidate_words,
+)
+from bridgex.prompts import Demo
 
 
 @dataclass
@@ -17,18 +27,25 @@ class _Completion:
 
 
 class _ScriptedClient:
-    """Answers from a table (word -> output text); records what it was asked."""
+    """Answers from a table (query word -> output text); records what it was asked and how many requests were
+    in flight at once. `fail` words raise the given client error."""
 
-    def __init__(self, answers: dict[str, str]) -> None:
-        self.answers, self.asked = answers, []
+    def __init__(self, answers: dict[str, str], fail: dict[str, Exception] | None = None) -> None:
+        self.answers, self.fail, self.asked = answers, fail or {}, []
+        self.in_flight = self.max_in_flight = 0
 
-    async def complete_many(self, prompts: list[str], **kw: object) -> list[_Completion]:
-        self.asked.extend(prompts)
-        out = []
-        for p in prompts:
-            word = p.split('"')[1]
-            out.append(_Completion(self.answers.get(word, f'"{word}"')))
-        return out
+    async def complete(self, prompt: str, **kw: object) -> _Completion:
+        self.asked.append(prompt)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.001)
+            word = prompt.rsplit('"', 2)[-2]  # the query is the last line; demonstrations come before it
+            if word in self.fail:
+                raise self.fail[word]
+            return _Completion(self.answers.get(word, f'"{word}"'))
+        finally:
+            self.in_flight -= 1
 
 
 PAIRS = [(f"w{i}", f"t{i}") for i in range(40)] + [("w0", "alt0"), ("same", "same")]
@@ -67,17 +84,48 @@ async def test_gold_filter_keeps_correct_answers() -> None:
     answers = {f"w{i}": f' "T{i}"\n' for i in range(0, 40, 2)}  # every even word right (case-folded)
     answers["w1"] = ' "alt1"'  # wrong
     client = _ScriptedClient(answers)
-    ps = await abuild_probe_set(PAIRS, "en", "fr", client=client, probe_max=8, probe_min=4, batch_size=4)
+    ps = await abuild_probe_set(PAIRS, "en", "fr", client=client, probe_max=8, probe_min=4, concurrency=2)
     assert len(ps) == 8 and all(int(it.word[1:]) % 2 == 0 for it in ps.items)
     assert all(it.answer == it.gold[0].upper() or it.answer.lower() in it.gold for it in ps.items)
+    assert ps.filter == "gold" and ps.gold_filtered and ps.kept == 8 and 8 <= ps.tried < 40
     assert len(client.asked) < 40  # stopped once probe_max passed
+    assert client.max_in_flight == 2  # bounded concurrency
 
 
-async def test_gold_filter_too_few_is_clear() -> None:
+async def test_gold_filter_demonstrations_in_filter_prompt_only() -> None:
+    demos = [Demo("w0", "t0"), Demo("w2", "t2")]
+    client = _ScriptedClient({f"w{i}": f'"t{i}"' for i in range(40)})
+    ps = await abuild_probe_set(PAIRS, "en", "fr", client=client, probe_max=6, probe_min=2, demos=demos)
+    assert all(p.count("\n") == 2 and p.startswith('English:"w0"→Français:"t0"') for p in client.asked)
+    assert not {"w0", "w2"} & set(ps.words)  # a demonstration word is never a probe
+    assert all(it.prompt == f'English:"{it.word}"→Français:' for it in ps.items)  # activations: zero-shot
+    assert ps.params["filter_k"] == 2
+
+
+async def test_gold_filter_too_few_policy() -> None:
     client = _ScriptedClient({})  # the model echoes every word
     with pytest.raises(ProbeSetTooSmall, match=r"kept 0 of .*probe_min=4"):
-        await abuild_probe_set(PAIRS, "en", "fr", client=client, probe_max=8, probe_min=4, batch_size=8)
+        await abuild_probe_set(PAIRS, "en", "fr", client=client, probe_max=8, probe_min=4, fallback="fail")
     assert len(client.asked) <= 32
+    # the default policy ranks on unfiltered words instead, and says so with the counts
+    ps = await abuild_probe_set(PAIRS, "en", "fr", client=_ScriptedClient({"w3": '"t3"'}), probe_max=8,
+                                probe_min=4)
+    assert ps.filter == "unfiltered" and not ps.gold_filtered and len(ps) == 8
+    assert ps.kept == 1 and ps.tried == 32 and ps.params["fallback"] == "unfiltered"
+    plain = await abuild_probe_set(PAIRS, "en", "fr", gold_filter=False, probe_max=8, probe_min=4)
+    assert ps.hash == plain.hash  # same words and prompts: the activations are shared
+
+
+async def test_gold_filter_worker_errors() -> None:
+    few = _ScriptedClient({f"w{i}": f'"t{i}"' for i in range(40)}, fail={"w5": GenerationFailed("timeout")})
+    ps = await abuild_probe_set(PAIRS, "en", "fr", client=few, probe_max=20, probe_min=4)
+    assert ps.errors == 1 and "w5" not in ps.words and ps.filter == "gold"  # one slow request loses one word
+    many = _ScriptedClient({}, fail={f"w{i}": GenerationFailed("timeout") for i in range(40)})
+    with pytest.raises(GoldFilterFailed, match=r"gold-filter requests .* failed"):
+        await abuild_probe_set(PAIRS, "en", "fr", client=many, probe_max=20, probe_min=4)
+    down = _ScriptedClient({}, fail={f"w{i}": WorkerUnavailable("refused") for i in range(40)})
+    with pytest.raises(WorkerUnavailable):
+        await abuild_probe_set(PAIRS, "en", "fr", client=down, probe_max=20, probe_min=4)
 
 
 async def test_small_dictionary_and_cancel() -> None:

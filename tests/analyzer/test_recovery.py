@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from services.analyzer.celery_app import make_app
-from services.common.analysis import AnalysisRequest, submit_analysis
+from services.common.analysis import AnalysisRequest, served_config, submit_analysis
 from services.common.jobs import JobState, JobStore
 from tests.analyzer.conftest import settings_from, wait_state, worker_env, write_data_dir
 from tests.support import RedisServer, start_celery
@@ -59,7 +59,7 @@ def test_kill9_mid_job_then_new_worker_finishes_once(tmp_path: Path, tiny_model_
         s = settings
         from services.common.bridges import BridgeStore
 
-        pub = BridgeStore(r).latest(s.model, s.model_revision, "sw", "fi")
+        pub = BridgeStore(r).latest(s.model, s.model_revision, served_config(s, "sw", "fi"), "sw", "fi")
         assert pub is not None and pub["cache_key"] == done.result["cache_key"]
         # exactly once: nothing comes back after another visibility timeout
         time.sleep(6)

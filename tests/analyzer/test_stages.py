@@ -27,7 +27,7 @@ def test_run_analysis_reuses_artifacts(settings) -> None:
     assert res["best"] in req["candidates"] and res["cache_key"] is None
     pcts = [p for _, p in seen]
     assert pcts == sorted(pcts) and pcts[-1] == 100  # overall percent never goes back
-    assert seen[0][0] == "model" and "profile" in {s for s, _ in seen}
+    assert seen[0][0] == "data" and {"model", "profile", "validate"} <= {s for s, _ in seen}
     root = Path(res["artifacts"]["root"])
     mtimes = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
     again = stages.run_analysis(req, stages.JobContext(settings=settings), publish=False)

@@ -13,7 +13,7 @@ import redis
 from bridgex.artifacts import PROFILE_KIND
 
 from services.analyzer.celery_app import make_app
-from services.common.analysis import AnalysisRequest, submit_analysis
+from services.common.analysis import AnalysisRequest, served_config, submit_analysis
 from services.common.bridges import BridgeStore
 from services.common.jobs import JobState, JobStore
 from tests.analyzer.conftest import settings_from, wait_state, worker_env, write_data_dir
@@ -72,7 +72,7 @@ def test_analyze_pair_end_to_end(setup: dict) -> None:
     assert ranking_file["best"] == res["best"] and ranking_file["provenance"]["job_id"] == rec.id
     # the recommendation in Redis, under the versioned key and the latest index
     s = setup["settings"]
-    pub = setup["bridges"].latest(s.model, s.model_revision, "sw", "fi")
+    pub = setup["bridges"].latest(s.model, s.model_revision, served_config(s, "sw", "fi"), "sw", "fi")
     assert pub is not None and pub["cache_key"] == res["cache_key"] and pub["best"] == res["best"]
     assert [c["code"] for c in pub["ranked"]] == [c["code"] for c in res["ranking"]]
     assert pub["provenance"]["probe_hash"] == res["probe_hash"]
@@ -100,9 +100,10 @@ def test_failing_job_says_what_to_do(setup: dict) -> None:
     rec, _ = _submit(setup, source="sw", target="de", candidates=["en"])  # a 5-pair dictionary
     done = wait_state(setup["store"], rec.id, {"succeeded", "failed"}, 60, setup["celery"].log)
     assert done.state == JobState.failed
-    assert "only 5 usable source words" in done.error and "probe_min=8" in done.error
+    # 5 pairs, 1 set aside as the dev split
+    assert "only 4 usable source words" in done.error and "probe_min=8" in done.error
     s = setup["settings"]
-    assert setup["bridges"].latest(s.model, s.model_revision, "sw", "de") is None
+    assert setup["bridges"].latest(s.model, s.model_revision, served_config(s, "sw", "de"), "sw", "de") is None
     # resubmitting a failed job re-runs it (here: fails again, attempts reset)
     again, created = _submit(setup, source="sw", target="de", candidates=["en"])
     assert created and again.id == rec.id
@@ -124,7 +125,7 @@ def test_cancel_mid_job_publishes_nothing(setup: dict) -> None:
     done = wait_state(store, rec.id, {"cancelled", "succeeded", "failed"}, 30, setup["celery"].log)
     assert done.state == JobState.cancelled and done.progress.percent < 100
     s = setup["settings"]
-    assert setup["bridges"].latest(s.model, s.model_revision, "it", "pt") is None
+    assert setup["bridges"].latest(s.model, s.model_revision, served_config(s, "it", "pt"), "it", "pt") is None
     assert not list((setup["tmp"] / "artifacts").glob("*/rankings/it-pt/*"))
     # the worker is free again: a cancelled job can be resubmitted, and a quick one still runs
     quick, created = _submit(setup, source="sw", target="fi", k=2)

@@ -77,8 +77,9 @@ def stack_env(model: Path, redis_url: str, worker_url: str, home: Path) -> dict[
         "BRIDGEX_MODEL": str(model), "BRIDGEX_REDIS_URL": redis_url, "BRIDGEX_WORKER_URL": worker_url,
         "BRIDGEX_HOME": str(home), "BRIDGEX_DATA_DIR": str(data), "BRIDGEX_DEVICE": "cpu",
         "BRIDGEX_DTYPE": "float32", "BRIDGEX_CANDIDATES": json.dumps(CANDIDATES.split(",")),
-        "BRIDGEX_GOLD_FILTER": "false",
-        "BRIDGEX_PROBE_MIN": "4", "BRIDGEX_PROBE_MAX": "16", "BRIDGEX_PROFILE_MAX_TOKENS": "2000",
+        "BRIDGEX_GOLD_FILTER": "false", "BRIDGEX_DATA_AUTO": "false", "BRIDGEX_DEV_MIN": "2",
+        "BRIDGEX_DEV_SIZE": "6", "BRIDGEX_PROBE_MIN": "4", "BRIDGEX_PROBE_MAX": "16",
+        "BRIDGEX_PROFILE_MAX_TOKENS": "2000",
         "BRIDGEX_API_KEYS": json.dumps(KEYS), "BRIDGEX_MAX_TEXT_CHARS": str(MAX_TEXT),
         "BRIDGEX_WORKER_TIMEOUT_S": "20", "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000",
     }

@@ -1,18 +1,27 @@
-"""GET /bridges/{source}/{target} (published ranking), GET /bridges (matrix view), DELETE (invalidate)."""
+"""GET /bridges/{source}/{target} (published ranking), GET /bridges (matrix view), GET /bridges/configs,
+DELETE (invalidate). Every read is of one configuration: by default the one `auto` serves; `?config=` reads
+another (the fingerprint an /analyze job reports in its result)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
+
+from services.common.analysis import served_config
 
 from ..core.errors import ApiError, dependency_down
 from ..core.redis import RedisUnavailable
 from ..deps import AdminScope, Ctx, TranslateScope
 from ..schemas.bridges import BridgeMatrix, PairBest, Ranking
 from ..services import bridge_cache, validation
-from ..services.bridging import lock_key
+from ..services.bridging import failure_note, lock_key
 
 router = APIRouter(prefix="/bridges", tags=["bridges"])
+
+ConfigQuery = Annotated[str | None, Query(pattern=r"^[0-9a-f]{12}$",
+                                          description="Configuration fingerprint (default: the served one).")]
 
 
 def _down(exc: RedisUnavailable) -> ApiError:
@@ -20,42 +29,88 @@ def _down(exc: RedisUnavailable) -> ApiError:
 
 
 @router.get("", response_model=BridgeMatrix)
-async def list_bridges(ctx: Ctx, _: TranslateScope) -> BridgeMatrix:
-    """Best bridge per analysed pair of the served model."""
+async def list_bridges(ctx: Ctx, _: TranslateScope, config: ConfigQuery = None) -> BridgeMatrix:
+    """Served and HSIC-best bridge per analysed pair of the served model (one configuration: the served one
+    unless `config` is given; the served one differs per pair only by its candidates, so the matrix lists each
+    pair under its own served configuration)."""
     s = ctx.settings
+
+    def pairs() -> list[dict[str, Any]]:
+        if config is not None:
+            return ctx.bridges.pairs(s.model, s.model_revision, config)
+        out = []
+        for fp in ctx.bridges.configs(s.model, s.model_revision):
+            out += [p for p in ctx.bridges.pairs(s.model, s.model_revision, fp)
+                    if served_config(s, p["source"], p["target"]) == fp]
+        return sorted(out, key=lambda p: (p["source"], p["target"]))
+
     try:
-        pairs = await ctx.gate.run_sync("bridge_pairs", lambda: ctx.bridges.pairs(s.model, s.model_revision))
+        found = await ctx.gate.run_sync("bridge_pairs", pairs)
     except RedisUnavailable as exc:
         raise _down(exc) from exc
-    return BridgeMatrix(model=s.model, revision=s.model_revision, pairs=[PairBest(**p) for p in pairs])
+    return BridgeMatrix(model=s.model, revision=s.model_revision, config=config,
+                        pairs=[PairBest(**p) for p in found])
+
+
+@router.get("/configs")
+async def list_configs(ctx: Ctx, _: TranslateScope) -> dict[str, Any]:
+    """Every configuration (fingerprint -> method parameters) with at least one published ranking."""
+    s = ctx.settings
+    try:
+        configs = await ctx.gate.run_sync("bridge_pairs", lambda: ctx.bridges.configs(s.model, s.model_revision))
+    except RedisUnavailable as exc:
+        raise _down(exc) from exc
+    return {"model": s.model, "revision": s.model_revision, "configs": configs}
+
+
+async def _why_missing(ctx: Ctx, src: str, tgt: str, config: str) -> dict[str, Any]:
+    """What is known about a pair without a ranking: a remembered failure, or the analysis in flight."""
+    s = ctx.settings
+    failure = await ctx.gate.run_sync(
+        "bridge_lookup", lambda: ctx.failures.get(s.model, s.model_revision, config, src, tgt))
+    if failure is not None:
+        return {"reason": failure_note(failure, src, tgt), "failure": failure}
+    holder = await ctx.gate.run("auto_lock", lambda: ctx.redis.get(lock_key(ctx, src, tgt)))
+    if holder and holder != "pending":
+        rec = await ctx.gate.run_sync("job_get", lambda: ctx.jobs.get(holder))
+        if rec is not None:
+            return {"reason": f"analysis job {rec.id} is {rec.state.value} ({rec.progress.stage}, "
+                              f"{rec.progress.percent:.0f}%)", "job": rec.id, "state": rec.state.value}
+    return {"reason": "never analysed with this configuration"}
 
 
 @router.get("/{source}/{target}", response_model=Ranking,
-            responses={404: {"description": "Not analysed yet (the message says how to start)"}})
-async def get_bridge(source: str, target: str, ctx: Ctx, _: TranslateScope) -> Response:
-    """Ranked candidates with per-layer scores, set sizes and provenance."""
+            responses={404: {"description": "Not analysed yet: the body says why (failure, job running) and how "
+                                            "to start"}})
+async def get_bridge(source: str, target: str, ctx: Ctx, _: TranslateScope, config: ConfigQuery = None) -> Response:
+    """Ranked candidates with per-layer scores, set sizes, dev accuracies, the served choice and provenance."""
     src, tgt = validation.pair(source, target)
     s = ctx.settings
+    fp = config or served_config(s, src, tgt)
     try:
-        ranking = await bridge_cache.latest(ctx, src, tgt)
+        ranking = await bridge_cache.latest(ctx, src, tgt, fp)
+        why = None if ranking is not None else await _why_missing(ctx, src, tgt, fp)
     except RedisUnavailable as exc:
         raise _down(exc) from exc
     if ranking is None:
+        assert why is not None
         raise ApiError(404, "bridge_not_analysed",
-                       f"no bridge recommendation for {src}->{tgt} on model {s.model!r} yet; start one with "
-                       f'POST /analyze {{"source": "{src}", "target": "{tgt}"}} (analyze scope), or '
-                       "translate with bridge=auto, which enqueues it")
+                       f"no bridge recommendation for {src}->{tgt} on model {s.model!r} (config {fp}) yet: "
+                       f"{why['reason']}. Start one with POST /analyze "
+                       f'{{"source": "{src}", "target": "{tgt}"}} (analyze scope), or translate with bridge=auto, '
+                       "which enqueues it", details={"config": fp, **why})
     return JSONResponse(ranking)
 
 
 @router.delete("/{source}/{target}", status_code=204, responses={404: {"description": "Nothing to delete"}})
-async def delete_bridge(source: str, target: str, ctx: Ctx, _: AdminScope) -> Response:
+async def delete_bridge(source: str, target: str, ctx: Ctx, _: AdminScope, config: ConfigQuery = None) -> Response:
     """Invalidate the pair's cached recommendation; the next auto translate enqueues a fresh analysis."""
     src, tgt = validation.pair(source, target)
     s = ctx.settings
+    fp = config or served_config(s, src, tgt)
     try:
-        removed = await ctx.gate.run_sync("bridge_delete",
-                                          lambda: ctx.bridges.delete(s.model, s.model_revision, src, tgt))
+        removed = await ctx.gate.run_sync(
+            "bridge_delete", lambda: ctx.bridges.delete(s.model, s.model_revision, fp, src, tgt))
         await ctx.gate.run("auto_lock", lambda: ctx.redis.delete(lock_key(ctx, src, tgt)))
     except RedisUnavailable as exc:
         raise _down(exc) from exc

@@ -13,9 +13,14 @@ class Ranking(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     cache_key: str
+    config: str | None = None
     ranked: list[dict[str, Any]] = []
     best_code: str | None = None
     best_score: float | None = None
+    served_bridge: str | None = None
+    served_reason: str | None = None
+    served: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
     provenance: dict[str, Any] = {}
 
 
@@ -24,6 +29,8 @@ class PairBest(BaseModel):
     target: str
     best: str | None
     score: float | None
+    served: str | None = None
+    served_reason: str | None = None
     cache_key: str
     published_at: str | None = None
 
@@ -31,6 +38,7 @@ class PairBest(BaseModel):
 class BridgeMatrix(BaseModel):
     model: str
     revision: str | None
+    config: str | None = None
     pairs: list[PairBest]
 
 

@@ -34,6 +34,8 @@ class TranslateResponse(BaseModel):
     translation: str
     bridge: str | None = Field(None, description="Bridge language used (None: direct translation).")
     bridge_source: BridgeSource
+    bridge_reason: str | None = Field(None, description="Why this bridge (or none): cache decision, fallback.")
+    k_shot: int = Field(0, description="Demonstrations actually in the final prompt.")
     bridge_text: str | None = Field(None, description="The intermediate (bridge-language) text.")
     cache_key: str | None = Field(None, description="Bridge cache key the recommendation came from.")
     analysis_job: str | None = Field(None, description="Analysis job enqueued (or running) on a miss.")

@@ -13,6 +13,8 @@ from typing import Any
 
 from bridgex.cache_keys import latest_key
 
+from services.common.analysis import served_config
+
 from ..deps import AppContext
 
 # latest index -> versioned key -> value (single Redis: the second key is the index's value)
@@ -25,10 +27,12 @@ return {key, value}
 """
 
 
-async def latest(ctx: AppContext, source: str, target: str) -> dict[str, Any] | None:
-    """The published ranking for (served model, source, target), or None. Raises RedisUnavailable."""
+async def latest(ctx: AppContext, source: str, target: str, config: str | None = None) -> dict[str, Any] | None:
+    """The published ranking for (served model, configuration, source, target), or None; `config` defaults to
+    the configuration `auto` serves. Raises RedisUnavailable."""
     s = ctx.settings
-    lkey = latest_key(s.model, s.model_revision, source, target)
+    config = config or served_config(s, source, target)
+    lkey = latest_key(s.model, s.model_revision, config, source, target)
     script = ctx.scripts.get("latest")
     if script is None:
         script = ctx.scripts["latest"] = ctx.redis.register_script(_LATEST)

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 
-from services.common.analysis import AnalysisRequest, submit_analysis
+from bridgex.cache_keys import auto_lock_key
+
+from services.common.analysis import AnalysisRequest, served_config, submit_analysis
+from services.common.bridges import served_of
 from services.common.jobs import JobRecord, JobState
 
 from ..core.config import Settings
@@ -35,6 +40,7 @@ class BridgeChoice:
     cache_key: str | None = None
     analysis_job: str | None = None
     warnings: list[str] = field(default_factory=list)
+    reason: str | None = None
 
 
 @lru_cache(maxsize=4096)
@@ -46,7 +52,7 @@ def _nearest(source: str, target: str, candidates: tuple[str, ...]) -> str | Non
 
 def warm_typology(settings: Settings) -> None:
     """Load the URIEL vectors once at start (best effort) so the first fallback is fast."""
-    if settings.fallback_bridge:
+    if settings.fallback_bridge or settings.fallback_policy != "typology":
         return
     try:
         _nearest("en", "fr", ("de", "it"))
@@ -55,7 +61,8 @@ def warm_typology(settings: Settings) -> None:
 
 
 async def fallback_bridge(ctx: AppContext, source: str, target: str) -> tuple[str | None, str | None]:
-    """(code, warning): the configured default bridge, else the typology-nearest candidate."""
+    """(code, warning): the configured fallback bridge, else direct translation (policy "none", the default:
+    an unvalidated bridge may be worse than none), else the typology-nearest candidate."""
     from bridgex.languages import normalize_code
 
     s = ctx.settings
@@ -63,6 +70,8 @@ async def fallback_bridge(ctx: AppContext, source: str, target: str) -> tuple[st
         fb = normalize_code(s.fallback_bridge)
         if fb not in (source, target):
             return fb, None
+    if s.fallback_policy == "none":
+        return None, None
     cands = tuple(c for c in (normalize_code(c) for c in s.candidates) if c not in (source, target))
     if not cands:
         return None, "no fallback candidate differs from source and target; translated without a bridge"
@@ -76,17 +85,31 @@ async def fallback_bridge(ctx: AppContext, source: str, target: str) -> tuple[st
 
 def lock_key(ctx: AppContext, source: str, target: str) -> str:
     s = ctx.settings
-    return f"bridgex:auto-analysis:{s.model}@{s.model_revision or 'unknown'}:{source}:{target}"
+    return auto_lock_key(s.model, s.model_revision, served_config(s, source, target), source, target)
 
 
-async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: str) -> str | None:
-    """Submit one analysis for the pair unless another request already did (SET NX). Returns the job id
-    when known. Raises RedisUnavailable."""
+def failure_note(failure: dict, source: str, target: str) -> str:
+    """One sentence on a remembered failure: what went wrong and when `auto` tries again."""
+    retry_at = datetime.fromtimestamp(float(failure.get("retry_at", 0)), UTC).isoformat(timespec="seconds")
+    return (f"the analysis of {source}->{target} failed {failure.get('attempts', 1)} time(s), last: "
+            f"{failure.get('error')}; auto retries after {retry_at} (POST /analyze retries now)")
+
+
+async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: str) -> tuple[str | None, str | None]:
+    """Submit one analysis for the pair unless another request already did (SET NX) or the last one failed
+    recently (backoff). Returns (job id when known, warning). Raises RedisUnavailable."""
+    s = ctx.settings
+    config = served_config(s, source, target)
+    failure = await ctx.gate.run_sync(
+        "bridge_lookup", lambda: ctx.failures.get(s.model, s.model_revision, config, source, target))
+    if failure is not None and float(failure.get("retry_at", 0)) > time.time():
+        return failure.get("job_id"), failure_note(failure, source, target)
     key = lock_key(ctx, source, target)
     won = await ctx.gate.run("auto_lock", lambda: ctx.redis.set(key, "pending", nx=True, ex=AUTO_LOCK_TTL_S))
     if not won:
         holder = await ctx.gate.run("auto_lock", lambda: ctx.redis.get(key))
-        return holder if holder and holder != "pending" else None
+        return (holder if holder and holder != "pending" else None), None
+
     def submit() -> tuple[JobRecord, bool]:
         ctx.metrics.analysis_submits.inc()
         req = AnalysisRequest(source=source, target=target)
@@ -106,7 +129,9 @@ async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: st
     if created:
         ctx.metrics.analysis_enqueued.inc()
     await ctx.gate.run("auto_lock", lambda: ctx.redis.set(key, rec.id, xx=True, keepttl=True))
-    return rec.id
+    note = None if failure is None else (
+        f"the last analysis of {source}->{target} failed ({failure.get('error')}); retrying it as job {rec.id}")
+    return rec.id, note
 
 
 async def choose(ctx: AppContext, bridge: str, source: str, target: str, *, use_cache: bool,
@@ -125,15 +150,22 @@ async def choose(ctx: AppContext, bridge: str, source: str, target: str, *, use_
             warnings.append("bridge cache unavailable (Redis is down): using the fallback bridge; "
                             "no analysis was enqueued")
             use_cache = False
-        if ranking is not None and ranking.get("best_code") not in (None, source, target):
-            return BridgeChoice(ranking["best_code"], "cache", cache_key=ranking.get("cache_key"))
+        if ranking is not None:
+            served, reason = served_of(ranking)
+            if served in (source, target):  # a ranking can never serve a side of the pair; be safe anyway
+                served, reason = None, f"the published bridge {served!r} is a side of the pair"
+            return BridgeChoice(served, "cache", cache_key=ranking.get("cache_key"), reason=reason)
     code, warn = await fallback_bridge(ctx, source, target)
     if warn:
         warnings.append(warn)
-    choice = BridgeChoice(code, "fallback", warnings=warnings)
+    reason = (f"{source}->{target} is not analysed yet: " + (
+        f"fallback bridge {code}" if code else "translated directly until an analysis publishes a measured bridge"))
+    choice = BridgeChoice(code, "fallback", warnings=warnings, reason=reason)
     if use_cache:  # a miss (not a bypass, not Redis down): start the analysis that fills the cache
         try:
-            choice.analysis_job = await enqueue_once(ctx, source, target, request_id)
+            choice.analysis_job, note = await enqueue_once(ctx, source, target, request_id)
+            if note:
+                warnings.append(note)
         except RedisUnavailable:
             warnings.append("Redis became unavailable: no analysis was enqueued")
         except Exception as exc:

@@ -1,67 +1,98 @@
-"""k-shot demonstrations for translate prompts, from the prepared data directory (bridgex.data.layout).
+"""k-shot demonstrations for translate prompts (bridgex.demos), gathering the pair's data on first need.
 
-Words come from the pair's *probe* dictionary part (the evaluation part stays unseen); a bridged chain needs
-the same source word in the s->b dictionary too. Sentences come from UDHR articles, parallel by number.
-Missing data is a 422 that says how to prepare it (or to send k_shot=0), never a silent zero-shot.
+Missing data is gathered in the background by the same `bridgex.data.ensure.ensure_data` the analyzer's data
+stage runs (one inter-process lock per data directory, so the two never prepare at once). A request waits up
+to `settings.data_wait_s` for it. Still missing after that: an explicit `k_shot` is a 503 with Retry-After
+(the data is on its way, or it says why it cannot be had); the *default* k_shot degrades to zero-shot and says
+so in a warning, so `auto` keeps answering on a fresh machine. With BRIDGEX_DATA_AUTO off nothing is gathered:
+an explicit k_shot is a 422 that says so.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import asyncio
+import logging
 
-from bridgex.frequency import frequency_order
+from bridgex import demos as lib
 from bridgex.prompts import Demo
 
-from ..core.errors import bad_input
+from ..core.errors import ApiError
+from ..deps import AppContext
+
+log = logging.getLogger("bridgex.api")
+
+_inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Future[None]] = {}
 
 
-@lru_cache(maxsize=256)
-def _words(root: str, source: str, target: str) -> tuple[tuple[str, str], ...]:
-    from bridgex.data.layout import DataLayout
-
-    d = DataLayout(root).dictionary(source, target, "probe")
-    tr = {w: ts for w, ts in d.translations().items() if ts}
-    # common words first: demonstrations a model knows teach the format better than rare entries
-    return tuple((w, tr[w][0]) for w in frequency_order(tr, source, target, salt="demos"))
+class DemoDataMissing(Exception):
+    """The demonstrations' data is not (yet) in the data directory; the message says why."""
 
 
-@lru_cache(maxsize=256)
-def _articles(root: str, lang: str) -> tuple[tuple[int, str], ...]:
-    from bridgex.data.layout import DataLayout
+def _gather(root: str, pairs: tuple[tuple[str, str], ...], languages: tuple[str, ...]) -> None:
+    from bridgex.data.ensure import ensure_data
+    from bridgex.data.prepare import PrepareConfig
 
-    arts = DataLayout(root).udhr_articles(lang)
-    return tuple((n, paras[0]) for n, paras in arts.items() if paras and n > 0)
-
-
-def _missing(exc: Exception, k: int) -> Exception:
-    return bad_input(f"k_shot={k} needs demonstration data: {exc} Or send k_shot=0.", field="k_shot")
+    ensure_data(PrepareConfig(data_dir=root), list(pairs), list(languages), log=log.info)
+    lib.clear_cache()
 
 
-def word_demos(root: str, source: str, target: str, bridge: str | None, k: int,
-               query: str) -> tuple[list[Demo], list[Demo]]:
-    """(demos for the bridge step s->b, demos for the final step), each at most k, never the query word."""
+async def ensure(ctx: AppContext, pairs: list[tuple[str, str]], languages: list[str] = ()) -> None:
+    """Wait (at most data_wait_s) for the data of `pairs` / `languages`, starting its gathering once per
+    process. Raises DemoDataMissing when it is not there in time or cannot be gathered."""
+    from bridgex.data.ensure import missing_data
+
+    root = str(ctx.settings.data_path)
+    langs, missing = await asyncio.to_thread(missing_data, ctx.settings.data_path, pairs, languages)
+    if not langs and not missing:
+        return
+    key = (root, tuple(sorted(set(pairs))))
+    fut = _inflight.get(key)
+    if fut is None:
+        fut = asyncio.ensure_future(asyncio.to_thread(_gather, root, key[1], tuple(languages)))
+        _inflight[key] = fut
+        fut.add_done_callback(lambda _f: _inflight.pop(key, None))
     try:
-        st = [(w, t) for w, t in _words(root, source, target) if w != query]
-        if bridge is None:
-            return [], [Demo(w, t) for w, t in st[:k]]
-        sb = dict(_words(root, source, bridge))
-    except FileNotFoundError as exc:
-        raise _missing(exc, k) from exc
-    step1 = [Demo(w, b) for w, b in sb.items() if w != query][:k]
-    step2 = [Demo(w, t, bridge_text=sb[w]) for w, t in st if w in sb][:k]
-    return step1, step2
+        await asyncio.wait_for(asyncio.shield(fut), ctx.settings.data_wait_s)
+    except TimeoutError as exc:
+        names = ", ".join(f"{s}-{t}" for s, t in missing) or ", ".join(langs)
+        raise DemoDataMissing(f"the data for {names} is being gathered (first use of the pair); retry in a "
+                              "minute") from exc
+    except Exception as exc:
+        raise DemoDataMissing(f"the demonstration data could not be gathered: {exc}") from exc
 
 
-def text_demos(root: str, source: str, target: str, bridge: str | None,
-               k: int) -> tuple[list[Demo], list[Demo]]:
-    """UDHR articles as parallel sentence demonstrations."""
+async def demos(ctx: AppContext, task: str, source: str, target: str, bridge: str | None, k: int,
+                text: str, *, explicit: bool) -> tuple[list[Demo], list[Demo], list[str]]:
+    """(bridge-step demos, final-step demos, warnings)."""
+    if k <= 0:
+        return [], [], []
+    root = str(ctx.settings.data_path)
+
+    def pick() -> tuple[list[Demo], list[Demo]]:
+        if task == "word":
+            return lib.word_demos(root, source, target, bridge, k, text)
+        return lib.text_demos(root, source, target, bridge, k)
+
     try:
-        src = dict(_articles(root, source))
-        tgt = dict(_articles(root, target))
-        brg = dict(_articles(root, bridge)) if bridge else {}
-    except FileNotFoundError as exc:
-        raise _missing(exc, k) from exc
-    common = [n for n in src if n in tgt and (bridge is None or n in brg)][:k]
-    step1 = [Demo(src[n], brg[n]) for n in common] if bridge else []
-    step2 = [Demo(src[n], tgt[n], bridge_text=brg.get(n)) for n in common]
-    return step1, step2
+        step1, step2 = await asyncio.to_thread(pick)
+    except FileNotFoundError as missing:
+        if not ctx.settings.data_auto:
+            if explicit:
+                raise ApiError(422, "invalid_request",
+                               f"k_shot={k} needs demonstration data: {missing} (BRIDGEX_DATA_AUTO is off, so it is "
+                               "not gathered here). Or send k_shot=0.", details={"field": "k_shot"}) from missing
+            return [], [], [f"zero-shot: the default k_shot={k} needs demonstration data ({missing})"]
+        try:
+            bridges = (bridge,) if bridge else ()
+            await ensure(ctx, lib.demo_pairs(source, target, bridges) if task == "word" else [],
+                         [source, target, *bridges])
+            step1, step2 = await asyncio.to_thread(pick)
+        except (DemoDataMissing, FileNotFoundError) as exc:
+            if explicit:
+                raise ApiError(503, "demo_data_unavailable",
+                               f"k_shot={k} needs demonstration data: {exc}. Or send k_shot=0.",
+                               headers={"Retry-After": "30"}) from exc
+            return [], [], [f"zero-shot: the default k_shot={k} needs demonstration data ({exc})"]
+    short = min(len(step2), len(step1) if bridge else len(step2))
+    warnings = [f"only {short} of k_shot={k} demonstrations available"] if short < k else []
+    return step1, step2, warnings

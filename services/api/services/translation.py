@@ -1,7 +1,7 @@
 """The translate flow: validate, choose the bridge, run the chain prompts through the generation worker.
 
-With a bridge b (method.md step 7, X-ICL chain): step 1 `word_prompt(w, s, b)` -> w_b; step 2
-`word_prompt(w, s, t, bridge=b, bridge_word=w_b)` -> the answer. task "text" uses the sentence prompts.
+The chain itself (method.md step 7) is `bridgex.chain.translate_chain`, the very code the analyzer's dev
+validation measures. The response names the bridge actually used and where that decision came from.
 Worker failures map to 503 (unreachable / too slow) or 424 (it answered with an error), never a hang.
 """
 
@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 
+from bridgex.chain import translate_chain
 from bridgex.client import GenerationError, GenerationRejected, WorkerUnavailable
-from bridgex.prompts import Demo, parse_sentence, parse_word, sentence_prompt, word_prompt
 
 from ..core.errors import ApiError, dependency_down
 from ..deps import AppContext
 from ..schemas.translate import Timings, TranslateRequest, TranslateResponse
-from . import validation
+from . import demos, validation
 from .bridging import choose
-from .demos import text_demos, word_demos
 
 
 class Plan:
     """A validated request, ready to run."""
 
-    __slots__ = ("bridge", "k_shot", "max_tokens", "source", "target", "task", "text", "use_cache")
+    __slots__ = ("bridge", "k_shot", "k_shot_explicit", "max_tokens", "source", "target", "task", "text",
+                 "use_cache")
 
     def __init__(self, req: TranslateRequest, ctx: AppContext) -> None:
         s = ctx.settings
@@ -35,6 +34,7 @@ class Plan:
         self.task = req.task
         self.max_tokens = validation.max_tokens(req.max_tokens, req.task, s)
         self.k_shot = req.k_shot if req.k_shot is not None else s.k_shot
+        self.k_shot_explicit = req.k_shot is not None
         self.use_cache = req.use_cache
 
 
@@ -66,63 +66,31 @@ async def generate(ctx: AppContext, prompt: str, max_tokens: int, request_id: st
     return out.text
 
 
-def _prompt(task: str, text: str, source: str, target: str, bridge: str | None = None,
-            bridge_text: str | None = None, demos: Sequence[Demo] = ()) -> str:
-    if task == "word":
-        return word_prompt(text, source, target, bridge=bridge, bridge_word=bridge_text, demos=demos)
-    return sentence_prompt(text, source, target, bridge=bridge, bridge_text=bridge_text, demos=demos)
-
-
-async def _demos(ctx: AppContext, plan: Plan, bridge: str | None) -> tuple[list[Demo], list[Demo], list[str]]:
-    """(bridge-step demos, final-step demos, warnings) for k_shot > 0."""
-    if plan.k_shot <= 0:
-        return [], [], []
-    root, k = str(ctx.settings.data_path), plan.k_shot
-    if plan.task == "word":
-        step1, step2 = await asyncio.to_thread(word_demos, root, plan.source, plan.target, bridge, k,
-                                               plan.text)
-    else:
-        step1, step2 = await asyncio.to_thread(text_demos, root, plan.source, plan.target, bridge, k)
-    short = min(len(step2), len(step1) if bridge else len(step2))
-    warnings = [f"only {short} of k_shot={k} demonstrations available"] if short < k else []
-    return step1, step2, warnings
-
-
-def _parse(task: str, output: str) -> str:
-    return parse_word(output) if task == "word" else parse_sentence(output)
-
-
 async def run(ctx: AppContext, plan: Plan, request_id: str) -> TranslateResponse:
     t0 = time.perf_counter()
     choice = await choose(ctx, plan.bridge, plan.source, plan.target, use_cache=plan.use_cache,
                           request_id=request_id)
     t1 = time.perf_counter()
-    ctx.metrics.bridge_source.labels(choice.source).inc()
     warnings = list(choice.warnings)
-    bridge_text: str | None = None
-    used_bridge = choice.code
-    demos1, demos2, demo_warnings = await _demos(ctx, plan, used_bridge)
+    demos1, demos2, demo_warnings = await demos.demos(ctx, plan.task, plan.source, plan.target, choice.code,
+                                                      plan.k_shot, plan.text, explicit=plan.k_shot_explicit)
     warnings += demo_warnings
-    if used_bridge is not None:
-        bridge_text = _parse(plan.task, await generate(
-            ctx, _prompt(plan.task, plan.text, plan.source, used_bridge, demos=demos1), plan.max_tokens,
-            request_id))
-        if not bridge_text:
-            warnings.append(f"the bridge step ({used_bridge}) produced no text; translated directly")
-            used_bridge = None
-            demos2 = [Demo(d.source_text, d.target_text) for d in demos2]
-    t2 = time.perf_counter()
-    answer = await generate(
-        ctx,
-        _prompt(plan.task, plan.text, plan.source, plan.target, used_bridge,
-                bridge_text if used_bridge else None, demos2),
-        plan.max_tokens, request_id,
-    )
+
+    async def complete(prompt: str, max_tokens: int) -> str:
+        return await generate(ctx, prompt, max_tokens, request_id)
+
+    out = await translate_chain(complete, plan.task, plan.text, plan.source, plan.target, choice.code,
+                                max_tokens=plan.max_tokens, demos_bridge=demos1, demos_target=demos2)
+    warnings += out.warnings
+    source, reason = choice.source, choice.reason
+    if choice.code is not None and out.bridge is None:  # the bridge step failed: it was a direct translation
+        source, reason = "none", f"the bridge step ({choice.code}) produced no text; translated directly"
+    ctx.metrics.bridge_source.labels(source).inc()
     t3 = time.perf_counter()
     return TranslateResponse(
-        translation=_parse(plan.task, answer), bridge=choice.code, bridge_source=choice.source,
-        bridge_text=bridge_text, cache_key=choice.cache_key, analysis_job=choice.analysis_job,
-        model=ctx.served_model, request_id=request_id, warnings=warnings,
-        timings=Timings(bridge_lookup_ms=round((t1 - t0) * 1e3, 3), bridge_step_ms=round((t2 - t1) * 1e3, 3),
-                        target_step_ms=round((t3 - t2) * 1e3, 3), total_ms=round((t3 - t0) * 1e3, 3)),
+        translation=out.answer, bridge=out.bridge, bridge_source=source, bridge_reason=reason,
+        bridge_text=out.bridge_text, cache_key=choice.cache_key, analysis_job=choice.analysis_job,
+        model=ctx.served_model, request_id=request_id, warnings=warnings, k_shot=len(demos2),
+        timings=Timings(bridge_lookup_ms=round((t1 - t0) * 1e3, 3), bridge_step_ms=out.bridge_step_ms,
+                        target_step_ms=out.target_step_ms, total_ms=round((t3 - t0) * 1e3, 3)),
     )

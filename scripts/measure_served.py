@@ -1,0 +1,172 @@
+"""Measure what the service serves, through the running gateway (issue 9's real run; `make run` first).
+
+    .venv/bin/python scripts/measure_served.py kshot en-ja en-zh ... --words 100 --out kshot.json
+    .venv/bin/python scripts/measure_served.py analyze en-ja ... --out analysis.json
+    .venv/bin/python scripts/measure_served.py evaluate en-ja ... --analysis analysis.json --out eval.json
+
+`kshot`: P@1 of direct translation (bridge none) at k_shot 0 and 3 on the evaluation split's most common words.
+`analyze`: POST /analyze with the defaults per pair, waits, records probes tried/kept, the HSIC top, the dev
+accuracies, the served choice and the stage timings. `evaluate`: P@1 on the evaluation split for none, always
+en, the HSIC top and `auto` as served, per pair and pooled, with Wilson intervals and an exact two-sided sign
+test per word against none. Every request goes through POST /translate, so this measures the served prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from bridgex.data.layout import DataLayout
+from bridgex.evaluation.metrics import wilson_interval
+from bridgex.frequency import frequency_order
+from bridgex.probes import matches_gold
+from bridgex.prompts import normalize_word
+from bridgex.settings import get_settings
+
+
+def eval_words(s: str, t: str, n: int) -> list[tuple[str, list[str]]]:
+    tr = DataLayout(get_settings().data_path).dictionary(s, t, "eval").translations()
+    tr = {w: g for w, g in tr.items() if g and normalize_word(w) not in {normalize_word(x) for x in g}}
+    return [(w, tr[w]) for w in frequency_order(tr, s, t, salt="eval")[:n]]
+
+
+def sign_test(b: int, c: int) -> float:
+    """Exact two-sided sign test p for b wins against c losses."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+async def translate_all(api: str, items: list[dict[str, Any]], concurrency: int = 12) -> list[dict[str, Any]]:
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=api, timeout=600) as c:
+        async def one(body: dict[str, Any]) -> dict[str, Any]:
+            async with sem:
+                for attempt in range(30):
+                    r = await c.post("/translate", json=body)
+                    if r.status_code == 503 and attempt < 29:  # data being gathered, or a busy worker
+                        await asyncio.sleep(10)
+                        continue
+                    r.raise_for_status()
+                    return r.json()
+            raise RuntimeError("unreachable")
+
+        return list(await asyncio.gather(*(one(b) for b in items)))
+
+
+def score(hits: list[bool]) -> dict[str, Any]:
+    k, n = sum(hits), len(hits)
+    lo, hi = wilson_interval(k, n)
+    return {"hits": k, "n": n, "p_at_1": round(k / n, 4) if n else None, "ci": [round(lo, 4), round(hi, 4)]}
+
+
+def cmd_kshot(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"pairs": {}, "pooled": {}}
+    pooled: dict[int, list[bool]] = {0: [], 3: []}
+    for pair in args.pairs:
+        s, t = pair.split("-")
+        words = eval_words(s, t, args.words)
+        row: dict[str, Any] = {}
+        for k in (0, 3):
+            res = asyncio.run(translate_all(args.api, [
+                {"text": w, "source": s, "target": t, "bridge": "none", "k_shot": k} for w, _ in words]))
+            hits = [matches_gold(r["translation"], g) for r, (_, g) in zip(res, words, strict=True)]
+            row[f"k{k}"] = score(hits)
+            row[f"k{k}_hits"] = hits
+            pooled[k] += hits
+        wins = sum(1 for a, b in zip(row["k3_hits"], row["k0_hits"], strict=True) if a and not b)
+        losses = sum(1 for a, b in zip(row["k3_hits"], row["k0_hits"], strict=True) if b and not a)
+        row["sign_test"] = {"k3_only": wins, "k0_only": losses, "p": round(sign_test(wins, losses), 4)}
+        out["pairs"][pair] = {k: v for k, v in row.items() if not k.endswith("_hits")}
+        print(pair, out["pairs"][pair], flush=True)
+    w = sum(1 for a, b in zip(pooled[3], pooled[0], strict=True) if a and not b)
+    losses = sum(1 for a, b in zip(pooled[3], pooled[0], strict=True) if b and not a)
+    out["pooled"] = {"k0": score(pooled[0]), "k3": score(pooled[3]),
+                     "sign_test": {"k3_only": w, "k0_only": losses, "p": round(sign_test(w, losses), 4)}}
+    return out
+
+
+def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with httpx.Client(base_url=args.api, timeout=60) as c:
+        for pair in args.pairs:
+            s, t = pair.split("-")
+            t0 = time.monotonic()
+            job = c.post("/analyze", json={"source": s, "target": t}).json()
+            while True:
+                rec = c.get(f"/jobs/{job['id']}").json()
+                if rec["state"] in ("succeeded", "failed", "cancelled"):
+                    break
+                time.sleep(2)
+            res = rec.get("result") or {}
+            out[pair] = {"state": rec["state"], "error": rec.get("error"), "wall_s": round(time.monotonic() - t0, 1),
+                         "probe_filter": res.get("probe_filter"), "probe_counts": res.get("probe_counts"),
+                         "hsic": res.get("ranking"), "hsic_top": res.get("best"), "dev": res.get("dev"),
+                         "served": res.get("served"), "timings_s": res.get("timings_s"),
+                         "cache_key": res.get("cache_key")}
+            print(pair, json.dumps(out[pair], ensure_ascii=False), flush=True)
+    return out
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    analysis = json.loads(Path(args.analysis).read_text())
+    out: dict[str, Any] = {"pairs": {}, "pooled": {}}
+    pooled: dict[str, list[bool]] = {}
+    for pair in args.pairs:
+        s, t = pair.split("-")
+        words = eval_words(s, t, args.words)
+        top = analysis.get(pair, {}).get("hsic_top")
+        conds = {"none": "none", "auto": "auto"}
+        if "en" not in (s, t):
+            conds["en"] = "en"
+        if top:
+            conds["hsic"] = top
+        row: dict[str, Any] = {"n": len(words), "hsic_top": top}
+        hits: dict[str, list[bool]] = {}
+        for name, bridge in conds.items():
+            res = asyncio.run(translate_all(args.api, [
+                {"text": w, "source": s, "target": t, "bridge": bridge} for w, _ in words]))
+            hits[name] = [matches_gold(r["translation"], g) for r, (_, g) in zip(res, words, strict=True)]
+            row[name] = score(hits[name])
+            if name == "auto":
+                row["auto_bridge"] = sorted({str(r["bridge"]) for r in res})
+                row["auto_source"] = sorted({r["bridge_source"] for r in res})
+            pooled.setdefault(name, []).extend(hits[name])
+        for name in conds:
+            if name != "none":
+                b = sum(1 for x, y in zip(hits[name], hits["none"], strict=True) if x and not y)
+                c = sum(1 for x, y in zip(hits[name], hits["none"], strict=True) if y and not x)
+                row[name]["vs_none"] = {"only_this": b, "only_none": c, "p": round(sign_test(b, c), 4)}
+        out["pairs"][pair] = row
+        print(pair, json.dumps(row), flush=True)
+    for name, h in pooled.items():
+        out["pooled"][name] = score(h)
+    # paired pooled tests need the same words under both: none and auto exist for every pair
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["kshot", "analyze", "evaluate"])
+    p.add_argument("pairs", nargs="+")
+    p.add_argument("--api", default="http://127.0.0.1:8000")
+    p.add_argument("--words", type=int, default=100)
+    p.add_argument("--analysis", default="analysis.json")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    result = {"kshot": cmd_kshot, "analyze": cmd_analyze, "evaluate": cmd_evaluate}[args.command](args)
+    Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

