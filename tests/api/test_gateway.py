@@ -288,3 +288,30 @@ def test_analyze_lifecycle(stack: Stack) -> None:
         assert c.post("/jobs/0123456789abcdef/cancel", headers=A).status_code == 404
         bad = c.post("/analyze", json={"source": "en", "target": "fr", "candidates": ["fr", "en"]}, headers=A)
         assert bad.status_code == 422 and "candidate" in bad.json()["message"]
+
+
+def test_failed_analysis_is_remembered_with_backoff(stack: Stack) -> None:
+    body = {"text": "Wasser", "source": "de", "target": "fi", "bridge": "auto"}  # no de-fi data in this stack
+    with stack.client() as c:
+        first = c.post("/translate", json=body, headers=T).json()
+        assert first["bridge_source"] == "fallback" and first["analysis_job"]
+        rec = wait_job(c, first["analysis_job"])
+        assert rec["state"] == "failed" and "no de-fi probe dictionary" in rec["error"]
+        enqueued = metric(c, "bridgex_api_analysis_enqueued_total")
+        submits = metric(c, "bridgex_api_analysis_submits_total")
+        for _ in range(3):  # within the backoff: nothing is enqueued again, and the answer says why
+            again = c.post("/translate", json=body, headers=T).json()
+            assert again["bridge_source"] == "fallback" and again["bridge"] is None
+            assert any("failed 1 time(s)" in w and "no de-fi probe dictionary" in w for w in again["warnings"])
+        assert metric(c, "bridgex_api_analysis_enqueued_total") == enqueued
+        assert metric(c, "bridgex_api_analysis_submits_total") == submits
+        gone = c.get("/bridges/de/fi", headers=T)
+        assert gone.status_code == 404 and "failed 1 time(s)" in gone.json()["message"]
+        failure = gone.json()["details"]["failure"]
+        assert failure["attempts"] == 1 and failure["job_id"] == rec["id"] and failure["retry_in_s"] > 0
+        # an explicit POST /analyze is not held back by the backoff
+        r = c.post("/analyze", json={"source": "de", "target": "fi"}, headers=A)
+        assert r.status_code == 202 and r.json()["id"] == rec["id"]
+        assert wait_job(c, rec["id"])["state"] == "failed"
+        retried = c.get("/bridges/de/fi", headers=T).json()["details"]["failure"]
+        assert retried["attempts"] == 2 and retried["retry_in_s"] == 2 * failure["retry_in_s"]

@@ -158,3 +158,26 @@ def test_tiny_sets_flag_degenerate_bandwidth() -> None:
     assert by["tiny"].degenerate_layers == [0]
     assert by["tiny"].per_layer[0] == pytest.approx(n_samples - 1, rel=1e-4)
     assert by["big"].degenerate_layers == []
+
+
+def test_lape_sets_come_from_one_fixed_language_set() -> None:
+    """LAPE normalises over settings.lape_languages, so a bridge's set does not depend on the pair analysed."""
+    from bridgex.pipeline import rank_pair
+
+    g = torch.Generator().manual_seed(0)
+    langs = ["en", "de", "fr", "it", "pt", "sw"]
+    probs = {c: torch.rand(6, 32, generator=g) for c in langs}
+    acts = torch.rand(2, 32, 12, generator=g)
+    layers = [2, 3]
+    kw = {"selection": "lape", "lape_languages": langs, "lape_ratio": 0.2, "lape_quantile": 0.8}
+    a = rank_pair(probs, acts, layers, "en", "fr", ["de", "it"], **kw)
+    b = rank_pair(probs, acts, layers, "sw", "pt", ["de", "it"], **kw)
+    assert a.params["set_sizes"] == b.params["set_sizes"]  # same T_L for every language, whatever the pair
+    assert a.params["lape_languages"] == langs and a.params["lape_ratio"] == 0.2
+    # the old behaviour (normalising over the job's languages only) gives different sets
+    only_job = rank_pair({c: probs[c] for c in ["en", "fr", "de", "it"]}, acts, layers, "en", "fr", ["de", "it"],
+                         **{**kw, "lape_languages": ["en", "fr", "de", "it"]})
+    assert only_job.params["set_sizes"]["de"] != a.params["set_sizes"]["de"] or \
+        only_job.params["set_sizes"]["it"] != a.params["set_sizes"]["it"]
+    with pytest.raises(ValueError, match=r"missing language profiles for \['sw'\]"):
+        rank_pair({c: probs[c] for c in langs if c != "sw"}, acts, layers, "en", "fr", ["de"], **kw)
