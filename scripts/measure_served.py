@@ -95,6 +95,31 @@ def cmd_kshot(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def cmd_goldfilter(args: argparse.Namespace) -> dict[str, Any]:
+    """DECISION gold_filter_k: words kept by the gold filter with 0 and 3 demonstrations (same words)."""
+    from bridgex.demos import word_demos
+    from bridgex.probes import abuild_probe_set
+
+    settings = get_settings()
+    out: dict[str, Any] = {}
+    for pair in args.pairs:
+        s, t = pair.split("-")
+        d = DataLayout(settings.data_path).dictionary(s, t, "probe")
+        demos = word_demos(str(settings.data_path), s, t, None, 3, "")[1]
+        # the same words for both: the k=3 demonstration words are left out of both
+        pairs = [p for p in d.pairs if p.source not in {x.source_text for x in demos}]
+        row = {}
+        for k in (0, 3):
+            t0 = time.monotonic()
+            ps = asyncio.run(abuild_probe_set(
+                pairs, s, t, worker_url=args.worker, probe_max=args.words, probe_min=1,
+                max_examined=args.words, demos=demos if k else [], concurrency=8))
+            row[f"k{k}"] = {"tried": ps.tried, "kept": ps.kept, "seconds": round(time.monotonic() - t0, 1)}
+        out[pair] = row
+        print(pair, row, flush=True)
+    return out
+
+
 def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with httpx.Client(base_url=args.api, timeout=60) as c:
@@ -156,14 +181,16 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["kshot", "analyze", "evaluate"])
+    p.add_argument("command", choices=["kshot", "goldfilter", "analyze", "evaluate"])
     p.add_argument("pairs", nargs="+")
     p.add_argument("--api", default="http://127.0.0.1:8000")
+    p.add_argument("--worker", default="http://127.0.0.1:8001")
     p.add_argument("--words", type=int, default=100)
     p.add_argument("--analysis", default="analysis.json")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    result = {"kshot": cmd_kshot, "analyze": cmd_analyze, "evaluate": cmd_evaluate}[args.command](args)
+    commands = {"kshot": cmd_kshot, "goldfilter": cmd_goldfilter, "analyze": cmd_analyze, "evaluate": cmd_evaluate}
+    result = commands[args.command](args)
     Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1))
     return 0
 

@@ -212,10 +212,9 @@ PYEOF
   say "  metrics     $API_URL/metrics"
   say "  logs        var/log/{worker,analyzer,api}.log"
   say "  try:        curl -s $API_URL/translate -H 'content-type: application/json' \\"
-  say "                -d '{\"text\": \"water\", \"source\": \"en\", \"target\": \"fr\", \"bridge\": \"none\", \"task\": \"word\"}'"
-  if [ ! -d "${BRIDGEX_DATA_DIR:-${BRIDGEX_HOME:-$HOME/.cache/bridgex}/data}" ]; then
-    say "  note:       analyses need prepared data: .venv/bin/bridgex data prepare"
-  fi
+  say "                -d '{\"text\": \"water\", \"source\": \"en\", \"target\": \"fr\", \"bridge\": \"auto\"}'"
+  say "  analyse:    curl -s $API_URL/analyze -H 'content-type: application/json' -d '{\"source\": \"en\", \"target\": \"fr\"}'"
+  say "              (a pair's dictionaries and texts are gathered on first need, by the job's data stage)"
 
   if [ "$detach" = 1 ]; then
     trap - INT TERM

@@ -70,21 +70,26 @@ def _wait(c: httpx.Client, job_id: str, timeout: float = 400) -> tuple[dict[str,
 def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> None:
     assert not stack["data"].exists()
     with httpx.Client(base_url=stack["api"], timeout=60) as c:
-        miss = c.post("/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh", "bridge": "auto"})
+        # zero-shot, so the gateway gathers nothing itself: the job's data stage must
+        miss = c.post("/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh", "bridge": "auto",
+                                                     "k_shot": 0})
         assert miss.status_code == 200, miss.text
         first = miss.json()
         assert first["bridge_source"] == "fallback" and first["bridge"] is None and first["analysis_job"]
-        rec, stages = _wait(c, first["analysis_job"])
+        rec, _ = _wait(c, first["analysis_job"])
         assert rec["state"] == "succeeded", (rec, stack["celery"].log.read_text()[-3000:])
-        assert "data" in stages and rec["progress"]["percent"] == 100
+        assert rec["progress"]["percent"] == 100
         res = rec["result"]
+        assert sorted(res["data"]["built"]["pairs"]) == ["he-en", "he-tl", "he-zh"], res["data"]
         # gold filter on; the random model keeps nothing, so the default policy ranked on unfiltered probes
         assert rec["request"]["gold_filter"] is True and rec["request"]["gold_filter_k"] == 3
         assert res["probe_filter"] == "unfiltered" and res["probe_size"] == 16
         assert res["probe_counts"]["kept"] == 0 and res["probe_counts"]["tried"] >= 9
         # only the data this pair needs was gathered
-        assert sorted(p.name for p in (stack["data"] / "dict").iterdir()) == ["he-tl", "he-zh"]
-        assert sorted(p.name for p in (stack["data"] / "text").glob("*.txt")) == ["he.txt", "tl.txt", "zh.txt"]
+        # (he-en: the dev validation always measures English, with the served k_shot demonstrations)
+        assert sorted(p.name for p in (stack["data"] / "dict").iterdir()) == ["he-en", "he-tl", "he-zh"]
+        assert sorted(p.name for p in (stack["data"] / "text").glob("*.txt")) == ["en.txt", "he.txt", "tl.txt",
+                                                                                   "zh.txt"]
         # dev validation: direct, the HSIC candidate and English, all measured; none of them beats direct
         assert set(res["dev"]) == {"none", "tl", "en"} and all(v["n"] == 10 for v in res["dev"].values())
         assert res["served"]["bridge"] is None and res["served"]["policy"] == "validated"

@@ -165,10 +165,12 @@ def job_languages(req: dict[str, Any]) -> list[str]:
 
 
 def job_pairs(req: dict[str, Any]) -> list[tuple[str, str]]:
-    """Dictionaries the job reads: the pair (probes, dev words) and source->candidate (bridged demonstrations)."""
+    """Dictionaries the job reads: the pair (probes, dev words) and source->bridge for every bridge the dev
+    validation may measure with demonstrations (the candidates, and English, which it always measures)."""
     from bridgex.demos import demo_pairs
 
-    return demo_pairs(req["source"], req["target"], req["candidates"])
+    bridges = [*req["candidates"], *(["en"] if "en" not in (req["source"], req["target"]) else [])]
+    return demo_pairs(req["source"], req["target"], list(dict.fromkeys(bridges)))
 
 
 def ensure_data(req: dict[str, Any], settings: Settings, ctx: JobContext | None = None) -> dict[str, Any]:
@@ -494,8 +496,7 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
                   "probe_hash": ps.hash, "probe_size": len(ps), "gold_filtered": ps.gold_filtered,
                   "probe_filter": ps.filter, "probe_tried": ps.tried, "probe_kept": ps.kept,
                   "job_id": ctx.job_id, "request": req, "layers": layers, "config": config,
-                  "data": {k: data_report.get(k) for k in ("built_pairs", "built_languages", "seconds")
-                           if k in data_report}}
+                  "data": {k: data_report[k] for k in ("built", "reused", "seconds", "skipped") if k in data_report}}
     ranking = {**ranking, "source": req["source"], "target": req["target"],
                "provenance": {**(ranking.get("provenance") or {}), **provenance}}
     folder = model_root(settings, lm) / "rankings" / f"{req['source']}-{req['target']}"
@@ -515,7 +516,7 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
     return {
         "best": best, "score": score, "served": ranking["served"], "ranking": summary, "cache_key": key,
         "config": config, "probe_hash": ps.hash, "probe_size": len(ps), "probe_filter": ps.filter,
-        "probe_counts": ranking.get("probe_counts"), "layers": layers,
+        "probe_counts": ranking.get("probe_counts"), "layers": layers, "data": provenance["data"],
         "dev": (ranking.get("validation") or {}).get("scores"),
         "artifacts": {"ranking": str(rank_path), "probes": str(ps_path), "activations": str(acts_path),
                       "root": str(model_root(settings, lm))},
