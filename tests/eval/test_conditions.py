@@ -57,3 +57,18 @@ def test_build_conditions(tmp_path: Path) -> None:
     # English is not a condition when it is a side of the pair; the pair's languages are never bridges
     names = [c.name for c in build_conditions("en", "sw", ["en", "sw", "de"], None, None)]
     assert names == ["none", "cand:de"]
+
+
+def test_served_condition_follows_the_serving_decision(tmp_path: Path) -> None:
+    """serve_policy is covered by the harness: `served:<variant>` uses the ranking's decision, even "no bridge"."""
+    direct = {**_ranking("id", "tl", ["es", "en"], "top_rate", "specific"),
+              "served": {"bridge": None, "policy": "validated", "reason": "none won"}}
+    (tmp_path / "a.json").write_text(json.dumps(direct))
+    bridged = {**_ranking("id", "tl", ["es", "en"], "top_rate", "full"),
+               "served": {"bridge": "en", "policy": "validated", "reason": "en won"}}
+    (tmp_path / "b.json").write_text(json.dumps(bridged))
+    conds = build_conditions("id", "tl", ["es"], load_rankings(tmp_path)[("id", "tl")], None)
+    served = [(c.name, c.bridge) for c in conds if c.name.startswith("served:")]
+    assert served == [("served:top_rate/full", "en"), ("served:top_rate/specific", None)]
+    hsic = [(c.name, c.bridge) for c in conds if c.name.startswith("hsic:")]
+    assert hsic == [("hsic:top_rate/full", "es"), ("hsic:top_rate/specific", "es")]  # the argmax differs

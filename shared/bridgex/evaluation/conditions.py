@@ -1,5 +1,6 @@
 """Which bridge each evaluation condition uses, per pair: none, English, HSIC-chosen (per DECISION variant),
-every candidate (so the oracle is known), typology fallback.
+what the service serves (the ranking's serve_policy decision, possibly no bridge), every candidate (so the
+oracle is known), typology fallback.
 
 Conditions are labels over bridges: a condition's score is the score of its bridge, so two conditions that
 pick the same bridge (HSIC and typology both choosing `de`, say) share every generation.
@@ -39,6 +40,7 @@ class RankingInfo:
     ranked: list[dict]  # [{code, score, rank, per_layer, set_sizes, coverage}] best first
     path: str
     declared_best: str | None = None
+    served: dict | None = None  # the analyzer's serving decision ({"bridge", "policy", "reason"}), when recorded
 
     @property
     def best(self) -> str | None:
@@ -60,7 +62,7 @@ class PairRankings:
 
 @dataclass(frozen=True)
 class Condition:
-    name: str  # "none", "en", "hsic:top_rate/specific", "cand:de", "typology"
+    name: str  # "none", "en", "hsic:top_rate/specific", "served:top_rate/specific", "cand:de", "typology"
     bridge: str | None
 
 
@@ -104,8 +106,9 @@ def _ranking_from(data: dict, path: Path) -> RankingInfo | None:
         bridge_set = next((b for b in BRIDGE_SETS if b in Path(low).name or f"/{b}" in low), "specific")
     ranked = sorted(ranked, key=lambda c: (c.get("rank") or 0, -(c.get("score") or float("-inf"))))
     best = data.get("best") if isinstance(data.get("best"), str) else None
+    served = data.get("served") if isinstance(data.get("served"), dict) else None
     return RankingInfo(normalize_code(str(src)), normalize_code(str(tgt)), f"{selection}/{bridge_set}",
-                       ranked, str(path), best)
+                       ranked, str(path), best, served)
 
 
 def load_rankings(path: Path | None) -> dict[tuple[str, str], PairRankings]:
@@ -148,6 +151,10 @@ def build_conditions(src: str, tgt: str, candidates: list[str], rankings: PairRa
             best = rankings.by_variant[variant].best
             if best is not None:
                 conds.append(Condition(f"hsic:{variant}", best))
+        for variant in sorted(rankings.by_variant):  # what `auto` serves (serve_policy), None = direct
+            served = rankings.by_variant[variant].served
+            if served is not None:
+                conds.append(Condition(f"served:{variant}", served.get("bridge")))
     if typology_bridge is not None and typology_bridge not in (src, tgt):
         conds.append(Condition("typology", typology_bridge))
     conds += [Condition(f"cand:{b}", b) for b in candidates if b not in (src, tgt)]
