@@ -315,3 +315,16 @@ def test_failed_analysis_is_remembered_with_backoff(stack: Stack) -> None:
         assert wait_job(c, rec["id"])["state"] == "failed"
         retried = c.get("/bridges/de/fi", headers=T).json()["details"]["failure"]
         assert retried["attempts"] == 2 and retried["retry_in_s"] == 2 * failure["retry_in_s"]
+
+
+def test_auto_without_any_candidate_translates_directly(stack: Stack) -> None:
+    """de->it with candidates de,it: nothing to analyse, so auto translates directly and says why."""
+    with stack.client() as c:
+        r = c.post("/translate", headers=T, json={"text": "Wasser", "source": "de", "target": "it", "bridge": "auto"})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["bridge"] is None and out["analysis_job"] is None
+        assert "no analysis is possible" in out["bridge_reason"]
+        bad = c.get("/bridges/de/it", headers=T)
+        assert bad.status_code == 422 and "no candidate bridge left" in bad.json()["message"]
+        assert c.get("/bridges/de/it", headers=T, params={"config": "nothex"}).status_code == 422

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from services.common.analysis import served_config
+from services.common.analysis import InvalidAnalysisRequest, served_config
 
-from ..core.errors import ApiError, dependency_down
+from ..core.errors import ApiError, bad_input, dependency_down
 from ..core.redis import RedisUnavailable
 from ..deps import AdminScope, Ctx, TranslateScope
 from ..schemas.bridges import BridgeMatrix, PairBest, Ranking
@@ -28,6 +28,24 @@ def _down(exc: RedisUnavailable) -> ApiError:
     return dependency_down("redis", f"the bridge cache is unavailable: {exc}")
 
 
+def _served(ctx: Ctx, src: str, tgt: str) -> str | None:
+    """The served configuration of a pair, or None when the pair cannot be analysed under the settings."""
+    try:
+        return served_config(ctx.settings, src, tgt)
+    except InvalidAnalysisRequest:
+        return None
+
+
+def _config(ctx: Ctx, src: str, tgt: str, config: str | None) -> str:
+    if config is not None:
+        return config
+    try:
+        return served_config(ctx.settings, src, tgt)
+    except InvalidAnalysisRequest as exc:
+        raise bad_input(f"{src}->{tgt} has no served configuration: {exc}; pass ?config=<fingerprint>",
+                        field="config") from exc
+
+
 @router.get("", response_model=BridgeMatrix)
 async def list_bridges(ctx: Ctx, _: TranslateScope, config: ConfigQuery = None) -> BridgeMatrix:
     """Served and HSIC-best bridge per analysed pair of the served model (one configuration: the served one
@@ -41,7 +59,7 @@ async def list_bridges(ctx: Ctx, _: TranslateScope, config: ConfigQuery = None) 
         out = []
         for fp in ctx.bridges.configs(s.model, s.model_revision):
             out += [p for p in ctx.bridges.pairs(s.model, s.model_revision, fp)
-                    if served_config(s, p["source"], p["target"]) == fp]
+                    if _served(ctx, p["source"], p["target"]) == fp]
         return sorted(out, key=lambda p: (p["source"], p["target"]))
 
     try:
@@ -70,7 +88,7 @@ async def _why_missing(ctx: Ctx, src: str, tgt: str, config: str) -> dict[str, A
         "bridge_lookup", lambda: ctx.failures.get(s.model, s.model_revision, config, src, tgt))
     if failure is not None:
         return {"reason": failure_note(failure, src, tgt), "failure": failure}
-    holder = await ctx.gate.run("auto_lock", lambda: ctx.redis.get(lock_key(ctx, src, tgt)))
+    holder = await ctx.gate.run("auto_lock", lambda: ctx.redis.get(lock_key(ctx, src, tgt, config)))
     if holder and holder != "pending":
         rec = await ctx.gate.run_sync("job_get", lambda: ctx.jobs.get(holder))
         if rec is not None:
@@ -86,7 +104,7 @@ async def get_bridge(source: str, target: str, ctx: Ctx, _: TranslateScope, conf
     """Ranked candidates with per-layer scores, set sizes, dev accuracies, the served choice and provenance."""
     src, tgt = validation.pair(source, target)
     s = ctx.settings
-    fp = config or served_config(s, src, tgt)
+    fp = _config(ctx, src, tgt, config)
     try:
         ranking = await bridge_cache.latest(ctx, src, tgt, fp)
         why = None if ranking is not None else await _why_missing(ctx, src, tgt, fp)
@@ -107,11 +125,11 @@ async def delete_bridge(source: str, target: str, ctx: Ctx, _: AdminScope, confi
     """Invalidate the pair's cached recommendation; the next auto translate enqueues a fresh analysis."""
     src, tgt = validation.pair(source, target)
     s = ctx.settings
-    fp = config or served_config(s, src, tgt)
+    fp = _config(ctx, src, tgt, config)
     try:
         removed = await ctx.gate.run_sync(
             "bridge_delete", lambda: ctx.bridges.delete(s.model, s.model_revision, fp, src, tgt))
-        await ctx.gate.run("auto_lock", lambda: ctx.redis.delete(lock_key(ctx, src, tgt)))
+        await ctx.gate.run("auto_lock", lambda: ctx.redis.delete(lock_key(ctx, src, tgt, fp)))
     except RedisUnavailable as exc:
         raise _down(exc) from exc
     if not removed:

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from bridgex.cache_keys import auto_lock_key
 
-from services.common.analysis import AnalysisRequest, served_config, submit_analysis
+from services.common.analysis import AnalysisRequest, InvalidAnalysisRequest, served_config, submit_analysis
 from services.common.bridges import served_of
 from services.common.jobs import JobRecord, JobState
 
@@ -83,9 +83,9 @@ async def fallback_bridge(ctx: AppContext, source: str, target: str) -> tuple[st
     return code, None
 
 
-def lock_key(ctx: AppContext, source: str, target: str) -> str:
+def lock_key(ctx: AppContext, source: str, target: str, config: str) -> str:
     s = ctx.settings
-    return auto_lock_key(s.model, s.model_revision, served_config(s, source, target), source, target)
+    return auto_lock_key(s.model, s.model_revision, config, source, target)
 
 
 def failure_note(failure: dict, source: str, target: str) -> str:
@@ -104,7 +104,7 @@ async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: st
         "bridge_lookup", lambda: ctx.failures.get(s.model, s.model_revision, config, source, target))
     if failure is not None and float(failure.get("retry_at", 0)) > time.time():
         return failure.get("job_id"), failure_note(failure, source, target)
-    key = lock_key(ctx, source, target)
+    key = lock_key(ctx, source, target, config)
     won = await ctx.gate.run("auto_lock", lambda: ctx.redis.set(key, "pending", nx=True, ex=AUTO_LOCK_TTL_S))
     if not won:
         holder = await ctx.gate.run("auto_lock", lambda: ctx.redis.get(key))
@@ -141,6 +141,11 @@ async def choose(ctx: AppContext, bridge: str, source: str, target: str, *, use_
         return BridgeChoice(None, "none")
     if bridge != AUTO:
         return BridgeChoice(bridge, "explicit")
+    try:
+        served_config(ctx.settings, source, target)
+    except InvalidAnalysisRequest as exc:  # e.g. every candidate is a side of the pair: nothing to analyse
+        return BridgeChoice(None, "fallback", reason=f"no analysis is possible for {source}->{target} ({exc}); "
+                                                     "translated directly")
     warnings: list[str] = []
     if use_cache:
         try:
