@@ -191,11 +191,12 @@ async def abuild_probe_set(
 
     With the gold filter, words are sent `concurrency` at a time (each request with its own `timeout`, so a
     busy worker slows the filter down instead of failing it) until `probe_max` pass or `max_examined` (default
-    4 x probe_max) have been tried. The filter prompt carries `demos` (k demonstrations in the chain format,
-    DECISION gold_filter_k; their words are never probes); the probe prompt itself stays zero-shot, the
-    activations are those of `S:"w"→T:`. Below `probe_min` kept words, `fallback` decides (DECISION):
-    "unfiltered" ranks on the first probe_max words unfiltered and labels the set `filter="unfiltered"` with
-    the counts; "fail" raises ProbeSetTooSmall with a message saying what to change.
+    4 x probe_max) have been tried, or the pass rate after 4 x probe_min words says the minimum is out of reach
+    (a model that cannot do the pair costs ~128 generations, not 2,000). The filter prompt carries `demos` (k
+    demonstrations in the chain format, DECISION gold_filter_k; their words are never probes); the probe prompt
+    itself stays zero-shot, the activations are those of `S:"w"→T:`. Below `probe_min` kept words, `fallback`
+    decides (DECISION): "unfiltered" ranks on the first probe_max words unfiltered and labels the set
+    `filter="unfiltered"` with the counts; "fail" raises ProbeSetTooSmall with a message saying what to change.
     """
     if probe_min < 1 or probe_max < probe_min:
         raise ProbeSetError(f"need 1 <= probe_min <= probe_max (got {probe_min}, {probe_max})")
@@ -261,6 +262,8 @@ async def abuild_probe_set(
                 progress(tried, limit)
             if len(items) + (limit - tried) < probe_min:
                 break  # cannot reach the minimum any more
+            if tried >= 4 * probe_min and 2 * len(items) * limit < probe_min * tried:
+                break  # hopeless: even twice the pass rate seen so far would not reach the minimum
     finally:
         if own_client:
             await client.__aexit__(None, None, None)

@@ -29,14 +29,14 @@ def test_gold_filter_random_model_fails_clearly(tmp_path: Path, tiny_model_dir: 
         with pytest.raises(stages.AnalysisFailed) as e:
             stages.probe_set(lm, req, settings)
         msg = str(e.value)
-        # 4 x probe_max words tried, then a message that names the model and the ways out
-        assert f"gold filter kept 0 of 24 sw->fi words (model {tiny_model_dir}, 3 demonstrations)" in msg, msg
+        # 4 x probe_min words tried (hopeless: nothing kept), then a message that names the model and the ways out
+        assert f"gold filter kept 0 of 16 sw->fi words (model {tiny_model_dir}, 3 demonstrations)" in msg, msg
         assert "gold_filter=false" in msg and "probe_min=4" in msg and "probe_fallback=unfiltered" in msg
         assert not list((tmp_path / "artifacts").glob("*/probes/*/*.json"))
         # the default policy: rank on unfiltered probes, labelled, with the filter's counts
         default = AnalysisRequest(source="sw", target="fi").normalized(settings)
         ps, path = stages.probe_set(lm, default, settings)
-        assert ps.filter == "unfiltered" and len(ps) == 6 and ps.tried == 24 and ps.kept == 0 and path.exists()
+        assert ps.filter == "unfiltered" and len(ps) == 6 and ps.tried == 16 and ps.kept == 0 and path.exists()
     finally:
         svc.stop()
     # worker gone: the failure names the URL and the way out

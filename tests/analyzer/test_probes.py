@@ -113,6 +113,11 @@ async def test_gold_filter_too_few_policy() -> None:
     assert ps.filter == "unfiltered" and not ps.gold_filtered and len(ps) == 8
     assert ps.kept == 1 and ps.tried == 32 and ps.params["fallback"] == "unfiltered"
     plain = await abuild_probe_set(PAIRS, "en", "fr", gold_filter=False, probe_max=8, probe_min=4)
+    # a hopeless pair stops early: 0 kept after 4 x probe_min words of a 1,000-word limit
+    many = [(f"x{i}", f"y{i}") for i in range(2000)]
+    echo = _ScriptedClient({})
+    hopeless = await abuild_probe_set(many, "en", "fr", client=echo, probe_max=250, probe_min=32)
+    assert hopeless.filter == "unfiltered" and hopeless.tried == 128 and len(echo.asked) == 128
     assert ps.hash == plain.hash  # same words and prompts: the activations are shared
 
 
