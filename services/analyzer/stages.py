@@ -444,7 +444,7 @@ def validate(ranking: dict[str, Any], req: dict[str, Any], settings: Settings, c
             info.update({"conditions": conditions, "notes": notes,
                          "scores": {c: v.model_dump(mode="json") for c, v in dev.items()}})
     ctx.progress("validate", 1, 1, force=True)
-    served = choose(policy, order, dev)
+    served = choose(policy, order, dev, margin=int(req.get("serve_margin") or 1))
     return {"served": served.model_dump(mode="json"), "validation": info}
 
 

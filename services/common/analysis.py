@@ -120,6 +120,7 @@ class AnalysisRequest(BaseModel):
             "full_fraction": settings.full_fraction,
             "serve_policy": self.serve_policy or settings.serve_policy,
             "validate_top_m": settings.validate_top_m,
+            "serve_margin": settings.serve_margin,
             "dev_size": self.dev_size if self.dev_size is not None else settings.dev_size,
             "dev_min": settings.dev_min,
             "k_shot": settings.k_shot,

@@ -4,9 +4,10 @@ decides. Pure: dev accuracies in, a decision with its reason out.
 DECISION `serve_policy`:
 - "hsic": the paper's argmax of the HSIC ranking.
 - "validated" (default): the condition with the most dev hits among the measured bridges, served only when it
-  beats direct translation ("none") strictly; otherwise none. Ties between bridges go to the better HSIC
-  rank (the proposal breaks what the measurement cannot). Without a usable dev measurement it serves none:
-  a bridge nobody measured may be worse than no bridge, which `auto` must never be.
+  beats direct translation ("none") by at least `margin` dev words (DECISION serve_margin); otherwise none.
+  Ties between bridges go to the better HSIC rank (the proposal breaks what the measurement cannot). Without
+  a usable dev measurement it serves none: a bridge nobody measured may be worse than no bridge, which `auto`
+  must never be.
 """
 
 from __future__ import annotations
@@ -49,8 +50,12 @@ def validation_conditions(hsic_order: Sequence[str], top_m: int, source: str, ta
     return out
 
 
-def choose(policy: Policy, hsic_order: Sequence[str], dev: Mapping[str, DevScore] | None) -> ServedChoice:
-    """The served bridge. `hsic_order`: scored candidates, best first; `dev`: condition -> score, with "none"."""
+def choose(policy: Policy, hsic_order: Sequence[str], dev: Mapping[str, DevScore] | None,
+           margin: int = 1) -> ServedChoice:
+    """The served bridge. `hsic_order`: scored candidates, best first; `dev`: condition -> score, with "none";
+    `margin`: dev hits a bridge needs over direct translation (DECISION serve_margin; 1 = strictly more)."""
+    if margin < 1:
+        raise ValueError(f"serve_margin must be >= 1 (a tie is not a win), got {margin}")
     if policy == "hsic":
         if not hsic_order:
             return ServedChoice(bridge=None, policy=policy, reason="no candidate could be scored")
@@ -64,9 +69,10 @@ def choose(policy: Policy, hsic_order: Sequence[str], dev: Mapping[str, DevScore
     rank = {c: i for i, c in enumerate(hsic_order)}
     bridges = sorted((c for c in dev if c != NONE), key=lambda c: (-dev[c].hits, rank.get(c, len(rank)), c))
     summary = ", ".join(f"{c} {dev[c].hits}/{dev[c].n}" for c in [NONE, *bridges])
-    if not bridges or dev[bridges[0]].hits <= direct.hits:
+    if not bridges or dev[bridges[0]].hits - direct.hits < margin:
+        need = "" if margin == 1 else f" by {margin}+ words"
         return ServedChoice(bridge=None, policy=policy,
-                            reason=f"no bridge beat direct translation on the dev words ({summary})")
+                            reason=f"no bridge beat direct translation{need} on the dev words ({summary})")
     best = bridges[0]
     return ServedChoice(bridge=best, policy=policy,
                         reason=f"{best} beat direct translation on the dev words ({summary})")

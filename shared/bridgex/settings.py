@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     serve_policy: Literal["validated", "hsic"] = Field(
         "validated", description="What auto serves: the measured best on dev words (or none), or HSIC argmax.")
     validate_top_m: int = Field(2, ge=1, description="HSIC candidates measured on the dev split (plus en).")
+    serve_margin: int = Field(1, ge=1, description="Dev words a bridge must win over direct translation (DECISION).")
     dev_size: int = Field(100, ge=1, description="Dev words measured per condition (common words first).")
     dev_min: int = Field(20, ge=1, description="Fewer dev words than this: no validation, auto serves none.")
     analysis_retry_base_s: float = Field(300.0, gt=0, description="First wait before auto re-analyses a failure.")

@@ -46,3 +46,13 @@ def test_conditions_and_intervals() -> None:
     s = dev_score(0, 50)
     assert s.p_at_1 == 0.0 and s.ci[0] < 1e-9 and 0.05 < s.ci[1] < 0.1
     assert dev_score(25, 50).ci[0] < 0.5 < dev_score(25, 50).ci[1]
+
+
+def test_serve_margin_needs_that_many_more_dev_words() -> None:
+    dev = _dev(none=2, es=3, de=4)
+    assert choose("validated", ["es", "de"], dev, margin=1).bridge == "de"
+    assert choose("validated", ["es", "de"], dev, margin=2).bridge == "de"
+    got = choose("validated", ["es", "de"], dev, margin=3)
+    assert got.bridge is None and "by 3+ words" in got.reason
+    with pytest.raises(ValueError, match="serve_margin"):
+        choose("validated", ["es"], dev, margin=0)
