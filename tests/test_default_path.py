@@ -94,6 +94,9 @@ def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> N
         assert set(res["dev"]) == {"none", "tl", "en"} and all(v["n"] == 10 for v in res["dev"].values())
         assert res["served"]["bridge"] is None and res["served"]["policy"] == "validated"
 
+        # the same request again is the same job, although its data hash changed when the data was gathered
+        same = c.post("/analyze", headers=A, json={"source": "he", "target": "zh"})
+        assert same.status_code == 200 and same.json()["id"] == rec["id"], same.text
         hit = c.post("/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh",
                                                     "bridge": "auto"}).json()
         assert hit["bridge_source"] == "cache" and hit["bridge"] is None and hit["cache_key"] == res["cache_key"]

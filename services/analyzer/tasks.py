@@ -21,6 +21,7 @@ from bridgex.cache_keys import config_fingerprint
 from bridgex.settings import get_settings
 from celery import Task
 
+from services.common.analysis import alias_after_data
 from services.common.bridges import FailureStore
 from services.common.jobs import TERMINAL, JobRecord, JobState, JobStore
 
@@ -131,6 +132,7 @@ def run_job(job_id: str, request: dict[str, Any] | None = None, *, force: bool =
             log.exception("job %s crashed", job_id)
             return "done", _failed(store, r, job_id, req, f"internal error in the analyzer ({type(e).__name__}: "
                                                           f"{e}); see the analyzer log, then resubmit")
+        alias_after_data(store, settings, job_id, req)
         return "done", store.succeed(job_id, result)
     finally:
         lease.release()
@@ -140,6 +142,7 @@ def _failed(store: JobStore, r: redis.Redis, job_id: str, req: dict[str, Any], e
     """Fail the job record and remember the failure for the pair, so `auto` retries only after a backoff."""
     settings = get_settings()
     rec = store.fail(job_id, error)
+    alias_after_data(store, settings, job_id, req)
     if req.get("source") and req.get("target"):
         FailureStore(r, base_s=settings.analysis_retry_base_s, max_s=settings.analysis_retry_max_s).record(
             req.get("model") or settings.model, req.get("revision"), config_fingerprint(req), req["source"],

@@ -180,6 +180,20 @@ def job_id_for(req: AnalysisRequest | dict[str, Any], settings: Settings, data_h
     return job_id({"request": norm, "data_hash": data_hash})
 
 
+def alias_after_data(store: JobStore, settings: Settings, job_id: str, request: dict[str, Any]) -> str | None:
+    """After a job's data stage gathered its files, the same request submitted again has a new data hash (the
+    files exist now); alias that id to this job, so it stays one job. Returns the alias, if one was needed."""
+    norm = {k: v for k, v in request.items() if k != "data_hash"}
+    if not norm.get("source"):
+        return None
+    dh = data_hash(settings, [norm["source"], norm["target"], *norm["candidates"]])
+    alias = job_id_for(norm, settings, dh)
+    if alias == job_id:
+        return None
+    store.alias(alias, job_id)
+    return alias
+
+
 def submit_analysis(
     req: AnalysisRequest, *, settings: Settings, redis: redis.Redis, celery_app: Any,
     request_id: str | None = None, force: bool = False,
@@ -191,8 +205,8 @@ def submit_analysis(
     """
     norm = req.normalized(settings)
     dh = data_hash(settings, [norm["source"], norm["target"], *norm["candidates"]])
-    jid = job_id_for(norm, settings, dh)
     store = JobStore(redis, ttl_s=settings.job_ttl_s)
+    jid = store.resolve(job_id_for(norm, settings, dh))
     request = {**norm, "data_hash": dh}
     rec, created = store.create(jid, request, request_id=request_id)
     if not created:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 JOB_PREFIX = "bridgex:job:"
 JOBS_INDEX = "bridgex:jobs"
 CANCEL_PREFIX = "bridgex:job-cancel:"
+ALIAS_PREFIX = "bridgex:job-alias:"
 DEFAULT_TTL_S = 7 * 24 * 3600
 
 
@@ -82,6 +83,20 @@ class JobStore:
     @staticmethod
     def cancel_key(job_id: str) -> str:
         return CANCEL_PREFIX + job_id
+
+    @staticmethod
+    def alias_key(job_id: str) -> str:
+        return ALIAS_PREFIX + job_id
+
+    def alias(self, alias_id: str, job_id: str) -> None:
+        """Make `alias_id` resolve to `job_id` (see services.common.analysis.alias_after_data)."""
+        self.redis.set(self.alias_key(alias_id), job_id, ex=self.ttl_s)
+
+    def resolve(self, job_id: str) -> str:
+        """The job an id stands for: itself, or the job it is an alias of (when that record still exists)."""
+        raw = self.redis.get(self.alias_key(job_id))
+        target = raw.decode() if isinstance(raw, bytes) else raw
+        return target if target and self.redis.exists(self.key(target)) else job_id
 
     # --- reads ---------------------------------------------------------------------------------------
     @staticmethod
