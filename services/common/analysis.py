@@ -206,6 +206,10 @@ def submit_analysis(
     norm = req.normalized(settings)
     dh = data_hash(settings, [norm["source"], norm["target"], *norm["candidates"]])
     store = JobStore(redis, ttl_s=settings.job_ttl_s)
+    plain = job_id({"request": norm})  # the request without its data: one job in flight per request
+    flying = store.in_flight(plain)
+    if flying is not None:  # e.g. the gateway gathered demo data meanwhile, so the data hash moved
+        return flying, False
     jid = store.resolve(job_id_for(norm, settings, dh))
     request = {**norm, "data_hash": dh}
     rec, created = store.create(jid, request, request_id=request_id)
@@ -217,6 +221,7 @@ def submit_analysis(
         if reset is None:  # another submitter won the race
             return store.get(jid) or rec, False
         rec = reset
+    store.mark_in_flight(plain, jid)
     try:
         _enqueue(celery_app, settings, jid, request, request_id=request_id, force=force)
     except Exception as e:  # broker down: leave a record a retry can re-run, then let the caller say 503

@@ -21,6 +21,7 @@ JOB_PREFIX = "bridgex:job:"
 JOBS_INDEX = "bridgex:jobs"
 CANCEL_PREFIX = "bridgex:job-cancel:"
 ALIAS_PREFIX = "bridgex:job-alias:"
+INFLIGHT_PREFIX = "bridgex:job-inflight:"
 DEFAULT_TTL_S = 7 * 24 * 3600
 
 
@@ -91,6 +92,15 @@ class JobStore:
     def alias(self, alias_id: str, job_id: str) -> None:
         """Make `alias_id` resolve to `job_id` (see services.common.analysis.alias_after_data)."""
         self.redis.set(self.alias_key(alias_id), job_id, ex=self.ttl_s)
+
+    def in_flight(self, request_hash: str) -> JobRecord | None:
+        """The queued or running job last submitted for a request (whatever its data hash), if any."""
+        raw = self.redis.get(INFLIGHT_PREFIX + request_hash)
+        rec = None if raw is None else self.get(raw.decode() if isinstance(raw, bytes) else raw)
+        return rec if rec is not None and rec.state in (JobState.queued, JobState.running) else None
+
+    def mark_in_flight(self, request_hash: str, job_id: str) -> None:
+        self.redis.set(INFLIGHT_PREFIX + request_hash, job_id, ex=self.ttl_s)
 
     def resolve(self, job_id: str) -> str:
         """The job an id stands for: itself, or the job it is an alias of (when that record still exists)."""

@@ -13,6 +13,7 @@ from bridgex.settings import Settings
 from services.common.analysis import (
     AnalysisRequest,
     InvalidAnalysisRequest,
+    alias_after_data,
     data_hash,
     job_id_for,
     served_config,
@@ -222,3 +223,17 @@ def test_submit_once_per_job_id(r: redis.Redis, tmp_path: Path) -> None:
     # force never double-runs a queued job
     _, new4 = submit_analysis(req, settings=s, redis=r, celery_app=app, force=True)
     assert not new4 and len(app.sent) == 2
+    # the data moved under a queued job (the gateway gathered the pair's demo data): still that one job
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "sw.txt").write_text("maji\n", encoding="utf-8")
+    rec5, new5 = submit_analysis(req, settings=s, redis=r, celery_app=app)
+    assert not new5 and rec5.id == rec3.id and len(app.sent) == 2
+    # once it finished, the new data is a new job, unless the job itself gathered it (an alias)
+    store.start(rec3.id)
+    alias = alias_after_data(store, s, rec3.id, rec3.request)
+    store.succeed(rec3.id, {})
+    rec6, new6 = submit_analysis(req, settings=s, redis=r, celery_app=app)
+    assert alias is not None and not new6 and rec6.id == rec3.id and rec6.state == JobState.succeeded
+    (tmp_path / "text" / "fi.txt").write_text("vesi\n", encoding="utf-8")  # re-prepared after it finished
+    rec7, new7 = submit_analysis(req, settings=s, redis=r, celery_app=app)
+    assert new7 and rec7.id != rec3.id and len(app.sent) == 3
