@@ -110,7 +110,9 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temp file in the same folder, fsync, then rename: readers in other processes see the old
+    file or the new one, never a half-written one. `write(tmp_path)` fills the temp file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -141,7 +143,7 @@ def write_artifact(
     if not tensors:
         raise ArtifactError("an artifact needs at least one tensor")
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_write(st_path, lambda tmp: save_file(clean, tmp, metadata={"kind": str(manifest.get("kind", ""))}))
+    atomic_write(st_path, lambda tmp: save_file(clean, tmp, metadata={"kind": str(manifest.get("kind", ""))}))
     full = {
         **manifest,
         "name": name,
@@ -152,7 +154,7 @@ def write_artifact(
         },
     }
     text = json.dumps(full, indent=2, ensure_ascii=False, sort_keys=True, default=str)
-    _atomic_write(js_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(js_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return st_path
 
 

@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from bridgex.artifacts import atomic_write
 from bridgex.corpora import parse_udhr_html, udhr_paragraphs
 from bridgex.data.layout import DEFAULT_DEV_FRACTION, LOCK, MANIFEST, SPLIT_DEFAULTS, DataLayout
 from bridgex.dictionaries import (
@@ -403,17 +403,9 @@ class _Sources:
 
 # ------------------------------------------------------------------------------------------ build
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temp file in the same folder, fsync, then rename: readers in other processes (the
-    gateway, analyzers) see the old file or the new one, never a half-written one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """bridgex.artifacts.atomic_write with a Path: readers in other processes (the gateway, analyzers) see the
+    old file or the new one, never a half-written one."""
+    atomic_write(path, lambda tmp: write(Path(tmp)))
 
 
 def _write_json(path: Path, obj: Any) -> None:
