@@ -190,12 +190,16 @@ def split_by_source(
     """
     _check_fraction("eval_fraction", eval_fraction)
     words = _ranked((p.source for p in d.pairs), str(seed))
-    eval_words = set(words[: round(len(words) * eval_fraction)])
-    probe = [p for p in d.pairs if p.source not in eval_words]
-    held = [p for p in d.pairs if p.source in eval_words]
+    return _partition(d, set(words[: round(len(words) * eval_fraction)]))
+
+
+def _partition(d: Dictionary, chosen: set[str]) -> tuple[Dictionary, Dictionary]:
+    """(pairs whose source word is not in `chosen`, pairs whose source word is)."""
+    rest = [p for p in d.pairs if p.source not in chosen]
+    picked = [p for p in d.pairs if p.source in chosen]
     return (
-        Dictionary(d.source_lang, d.target_lang, probe, d.origin),
-        Dictionary(d.source_lang, d.target_lang, held, d.origin),
+        Dictionary(d.source_lang, d.target_lang, rest, d.origin),
+        Dictionary(d.source_lang, d.target_lang, picked, d.origin),
     )
 
 
@@ -212,14 +216,8 @@ def split_parts(
     _check_fraction("dev_fraction", dev_fraction)
     rest, held = split_by_source(d, eval_fraction, seed)
     words = _ranked((p.source for p in rest.pairs), f"{seed}\x00dev")
-    dev_words = set(words[: round(len(words) * dev_fraction)])
-    probe = [p for p in rest.pairs if p.source not in dev_words]
-    dev = [p for p in rest.pairs if p.source in dev_words]
-    return (
-        Dictionary(d.source_lang, d.target_lang, probe, d.origin),
-        Dictionary(d.source_lang, d.target_lang, dev, d.origin),
-        held,
-    )
+    probe, dev = _partition(rest, set(words[: round(len(words) * dev_fraction)]))
+    return probe, dev, held
 
 
 # --------------------------------------------------------------------------------------------- readers
