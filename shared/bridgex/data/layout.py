@@ -33,9 +33,13 @@ from typing import Any, Literal
 from bridgex.dictionaries import Dictionary, read_tsv, split_parts
 from bridgex.languages import normalize_code
 
-__all__ = ["DEFAULT_DEV_FRACTION", "LOCK", "MANIFEST", "SPLIT_DEFAULTS", "DataLayout", "DataNotPrepared", "Part"]
+__all__ = [
+    "DEFAULT_DEV_FRACTION", "DEFAULT_FREEDICT_DIR", "LOCK", "MANIFEST", "SPLIT_DEFAULTS", "DataLayout",
+    "DataNotPrepared", "Part",
+]
 
 MANIFEST = "manifest.json"
+DEFAULT_FREEDICT_DIR = Path("/usr/share/dictd")  # where Debian's dict-freedict-* packages put their files
 LOCK = ".prepare.lock"  # held by whoever writes the directory (bridgex.data.prepare.data_lock)
 Part = Literal["probe", "dev", "eval", "all"]
 DEFAULT_DEV_FRACTION = 0.2

