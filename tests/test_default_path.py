@@ -1,5 +1,5 @@
 """The main job on the default path, as a new user meets it: an EMPTY data directory, the gold filter on, dev
-validation on, data gathered on first need. Real parts: redis-server, the CPU generation worker (tiny random
+validation on, data gathered on first need. Real parts: redis-server, the vLLM generation worker (tiny random
 model), a Celery worker process, the gateway (uvicorn).
 
 The pair he->zh with candidate tl needs only registry data that installs nothing system-wide: CLDR names
@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import RedisServer, start_api, start_celery, start_worker
+from tests.support import RedisServer, start_api, start_celery
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +28,11 @@ A = {"Authorization": "Bearer k-an"}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[dict[str, Any]]:
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, gen_worker) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("default-path")
     data = tmp / "data"  # does not exist yet
     redis = RedisServer().start()
-    wsvc, wurl = start_worker(tiny_model_dir, tmp, BRIDGEX_DEVICE="cpu", BRIDGEX_DTYPE="float32")
+    wurl = gen_worker[1]
     env = {
         "BRIDGEX_MODEL": str(tiny_model_dir), "BRIDGEX_DEVICE": "cpu", "BRIDGEX_DTYPE": "float32",
         "BRIDGEX_REDIS_URL": redis.url, "BRIDGEX_WORKER_URL": wurl, "BRIDGEX_HOME": str(tmp / "home"),
@@ -51,7 +51,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
     finally:
         api_svc.stop()
         celery.stop()
-        wsvc.stop()
         redis.stop()
 
 

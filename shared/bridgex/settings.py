@@ -58,14 +58,16 @@ class Settings(BaseSettings):
     models_kept: int = Field(1, ge=1, description="Models kept loaded in an analyzer process.")
     job_lease_s: int = Field(60, ge=1, description="Lease (with heartbeat) that stops two workers running one job.")
 
-    # --- generation worker (CPU server) ------------------------------------------------------------
+    # --- generation worker (vLLM, launched by services.worker) -------------------------------------
     served_model_name: str | None = Field(None, description="Name in /v1/models; defaults to `model`.")
-    max_batch_size: int = Field(16, ge=1)
-    batch_wait_ms: float = Field(5.0, ge=0)
-    max_queue: int = Field(256, ge=1)
-    request_timeout_s: float = Field(120.0, gt=0)
-    max_tokens_limit: int = Field(512, ge=1)
-    max_model_len: int | None = None
+    max_batch_size: int = Field(16, ge=1, description="vLLM --max-num-seqs.")
+    max_model_len: int | None = Field(None, description="vLLM --max-model-len (None: 4096 on CPU, model's on GPU).")
+    max_tokens_limit: int = Field(512, ge=1, description="Gateway: largest max_tokens a client may ask for.")
+    worker_kv_cache_gib: int = Field(1, ge=1, description="CPU: VLLM_CPU_KVCACHE_SPACE (whole GiB; vLLM reads an int).")
+    worker_cpu_bind: str = Field("auto", description="CPU: VLLM_CPU_OMP_THREADS_BIND ('auto': every CPU we "
+                                 "may use; '' leaves vLLM's default, core 0 only).")
+    worker_enforce_eager: bool | None = Field(None, description="vLLM --enforce-eager (None: on CPU only).")
+    worker_args: str = Field("", description="Extra vLLM server flags (shell syntax).")
 
     # --- gateway -----------------------------------------------------------------------------------
     api_keys: dict[str, list[str]] = Field(
@@ -114,7 +116,9 @@ class Settings(BaseSettings):
     data_auto: bool = Field(True, description="Gather a pair's missing data (dictionaries, text) on first need.")
     data_wait_s: float = Field(20.0, ge=0, description="Gateway: wait this long for demo data being gathered.")
     hsic_variant: Literal["reference", "cka"] = "reference"
-    capture_backend: str = Field("hf", description="Activation capture engine (bridgex.capture); 'hf' = HF hooks.")
+    capture_backend: Literal["hf", "vllm"] = Field(
+        "hf", description="Activation capture engine (bridgex.capture): HF forward hooks or inside vLLM's V1 engine.")
+    capture_tensor_parallel: int = Field(1, ge=1, description="vLLM capture: tensor-parallel ranks (GPU).")
     profile_max_tokens: int = 50_000
     batch_size: int = 8
     chunk_tokens: int = 256

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import RedisServer, Service, start_api, start_celery, start_worker
+from tests.support import RedisServer, Service, start_api, start_celery
 
 KEYS = {"k-translate": ["translate"], "k-analyze": ["translate", "analyze"], "k-admin": ["admin"]}
 T = {"Authorization": "Bearer k-translate"}
@@ -89,13 +89,6 @@ def stack_env(model: Path, redis_url: str, worker_url: str, home: Path) -> dict[
 @pytest.fixture(scope="package")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("api-logs")
-
-
-@pytest.fixture(scope="package")
-def gen_worker(tiny_model_dir: Path, log_dir: Path) -> Iterator[tuple[Service, str]]:
-    svc, url = start_worker(tiny_model_dir, log_dir, BRIDGEX_DEVICE="cpu", BRIDGEX_DTYPE="float32")
-    yield svc, url
-    svc.stop()
 
 
 @pytest.fixture(scope="package")

@@ -58,6 +58,8 @@ def test_cli_profile_probe_rank(app: typer.Typer, tiny_model_dir: Path, tmp_path
                 app,
                 [
                     "profile",
+                    "--backend",
+                    "hf",
                     "--model",
                     str(tiny_model_dir),
                     "-l",
@@ -86,6 +88,8 @@ def test_cli_profile_probe_rank(app: typer.Typer, tiny_model_dir: Path, tmp_path
             app,
             [
                 "probe",
+                "--backend",
+                "hf",
                 "--pairs",
                 str(tsv),
                 "-s",
@@ -176,10 +180,17 @@ def test_cli_errors_are_clear(app: typer.Typer, tiny_model_dir: Path, tmp_path: 
     runner = CliRunner()
     tsv = tmp_path / "p.tsv"
     tsv.write_text("water\teau\n", encoding="utf-8")
-    res = runner.invoke(app, ["probe", "--pairs", str(tsv), "-o", str(tmp_path), "--model", str(tiny_model_dir)])
+    res = runner.invoke(app, ["probe", "-b", "hf", "--pairs", str(tsv), "-o", str(tmp_path), "--model",
+                              str(tiny_model_dir)])
     assert res.exit_code == 2 and "--source and --target" in res.output
-    res = runner.invoke(app, ["profile", "-l", "fr", "-t", str(tmp_path / "missing.txt"), "-o", str(tmp_path)])
+    res = runner.invoke(app, ["profile", "-b", "hf", "-l", "fr", "-t", str(tmp_path / "missing.txt"), "-o",
+                              str(tmp_path)])
     assert res.exit_code == 2 and "not found" in res.output
+    # The capture engine is a required choice: forgetting it, or a typo, says what to pass.
+    res = runner.invoke(app, ["profile", "-l", "fr", "-t", str(tsv), "-o", str(tmp_path)])
+    assert res.exit_code == 2 and "--backend" in res.output
+    res = runner.invoke(app, ["probe", "-b", "hooks", "--pairs", str(tsv), "-o", str(tmp_path)])
+    assert res.exit_code == 2 and "'hooks' is not one of 'hf', 'vllm'" in res.output
     res = runner.invoke(
         app, ["rank", "--profiles", str(tmp_path), "--probe", str(tmp_path / "nope"), "-s", "en", "-t", "fr"]
     )

@@ -4,8 +4,8 @@ their published formats, and (module-scoped) a real CPU worker serving the tiny 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,13 +80,7 @@ def data_dir(tmp_path: Path) -> Path:
     return write_data_dir(tmp_path / "data")
 
 
-@pytest.fixture(scope="module")
-def tiny_worker(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real CPU generation worker (uvicorn) serving the tiny random Llama."""
-    from tests.support import start_worker
-
-    svc, url = start_worker(tiny_model_dir, tmp_path_factory.mktemp("worker-logs"))
-    try:
-        yield url
-    finally:
-        svc.stop()
+@pytest.fixture
+def tiny_worker(gen_worker: tuple[Any, str]) -> str:
+    """The session's real vLLM worker serving the tiny random Llama."""
+    return gen_worker[1]

@@ -170,7 +170,7 @@ async def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 healthy = False
             if not healthy:
                 raise HarnessError(f"generation worker at {cfg.worker_url} is not healthy (is it running? "
-                                   "`uvicorn services.worker.main:create_app --factory` or `vllm serve`)")
+                                   "`python -m services.worker`, or `make run`)")
             model = cfg.model or next(iter(await client.models()), "unknown")
             gen = Generator(client, cache, model, concurrency=cfg.concurrency, progress=cfg.progress)
             try:

@@ -1,10 +1,12 @@
-"""Where neuron activations come from: one interface, so a second engine can be added beside the HF hooks.
+"""Where neuron activations come from: one interface, two engines that give the same numbers.
 
-The pipeline (and so the analyzer) asks a `CaptureBackend` for language statistics and probe activations.
-Today there is one backend, "hf": forward hooks on `mlp.act_fn` of a Hugging Face model (bridgex.profiling),
-on CPU or CUDA. A vLLM V1 backend would implement the same two methods through `worker_extension_cls` +
-`LLM.collective_rpc` (enforce_eager, no prefix caching; apply the activation to the first half of the fused
-gate_up output; offset neuron ids by tensor-parallel rank; see docs/assets) and register itself here.
+- "hf": forward hooks on `mlp.act_fn` of a Hugging Face model (bridgex.profiling), on CPU or CUDA.
+- "vllm": the same statistics captured inside vLLM's V1 engine through a worker extension and
+  `LLM.collective_rpc` (bridgex.capture.vllm_engine; the code that runs inside vLLM's worker is
+  bridgex.capture.vllm_worker). Imported on first use: importing vLLM costs seconds.
+
+Both take the token ids bridgex.profiling builds (BOS + text, no other special tokens), so the artifacts are
+the same whichever engine wrote them (tests/core/test_capture_vllm.py checks it on the default model).
 """
 
 from __future__ import annotations
@@ -58,16 +60,22 @@ class HFHookBackend:
                                  progress=progress, should_cancel=should_cancel)
 
 
+BACKEND_NAMES = ("hf", "vllm")
 _BACKENDS: dict[str, CaptureBackend] = {"hf": HFHookBackend()}
 
 
 def register_backend(backend: CaptureBackend) -> None:
-    """Add a capture engine (e.g. a vLLM worker extension) under `backend.name`."""
+    """Add a capture engine under `backend.name`."""
     _BACKENDS[backend.name] = backend
 
 
 def get_backend(name: str = "hf") -> CaptureBackend:
+    if name == "vllm" and name not in _BACKENDS:
+        from bridgex.capture.vllm_engine import VLLMBackend
+
+        register_backend(VLLMBackend())
     try:
         return _BACKENDS[name]
     except KeyError:
-        raise ValueError(f"unknown capture backend {name!r}; available: {sorted(_BACKENDS)}") from None
+        raise ValueError(f"unknown capture backend {name!r}; available: {sorted({*_BACKENDS, *BACKEND_NAMES})}"
+                         ) from None

@@ -1,1 +1,0 @@
-"""OpenAI completions endpoint: protocol (pydantic models), serving (behaviour), api_router (routes)."""

