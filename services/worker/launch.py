@@ -7,6 +7,7 @@ Why each CPU default (measured on 2-core AVX2 machines, docs/assets and docs/res
   4.7 instead of 2.7 requests/s at 8 clients.
 - `--generation-config vllm`: requests that leave a sampling field unset get vLLM's neutral defaults, not the
   model's generation_config.json, so greedy requests are greedy everywhere.
+- `--enable-request-id-headers`: the gateway's X-Request-Id becomes vLLM's request id and is echoed back.
 - `--max-model-len` 4096 unless set: the model's 32k context does not fit a 1 GiB KV cache, and our prompts
   are a few hundred tokens.
 The default model alias resolves to the converted folder the analyzer loads (bridgex.models), so worker and
@@ -59,6 +60,16 @@ def detect_platform() -> Platform:
     return plat  # type: ignore[return-value]
 
 
+def _cpu_default_len(ident: ModelIdentity) -> int:
+    """4096, or the model's own context when shorter (vLLM refuses a longer --max-model-len)."""
+    try:
+        cfg = json.loads((ident.path / "config.json").read_text()) if ident.path else {}
+    except (OSError, ValueError):
+        cfg = {}
+    own = (cfg.get("text_config") or {}).get("max_position_embeddings") or cfg.get("max_position_embeddings")
+    return min(CPU_MAX_MODEL_LEN, int(own)) if own else CPU_MAX_MODEL_LEN
+
+
 def plan(settings: Settings, *, host: str | None = None, port: int | None = None,
          extra: list[str] | None = None, platform: Platform | None = None) -> LaunchPlan:
     """The server's argv and environment for these settings (nothing is started)."""
@@ -72,13 +83,13 @@ def plan(settings: Settings, *, host: str | None = None, port: int | None = None
     served = settings.served_model_name or settings.model
     dtype = settings.dtype if settings.dtype != "auto" else ("float32" if plat == "cpu" else "bfloat16")
     eager = settings.worker_enforce_eager if settings.worker_enforce_eager is not None else plat == "cpu"
-    max_len = settings.max_model_len or (CPU_MAX_MODEL_LEN if plat == "cpu" else None)
+    max_len = settings.max_model_len or (_cpu_default_len(ident) if plat == "cpu" else None)
 
     argv = ["-m", SERVER_MODULE, "--model", str(ident.path or ident.model_id),
             "--served-model-name", served, "--generation-config", "vllm", "--dtype", dtype,
             "--host", host, "--port", str(port), "--max-num-seqs", str(settings.max_batch_size),
             "--seed", "0", "--middleware", "services.worker.identity.identity_middleware",
-            "--disable-uvicorn-access-log"]
+            "--enable-request-id-headers", "--disable-uvicorn-access-log"]
     if ident.path is None and ident.revision:
         argv += ["--revision", ident.revision]
     if max_len:

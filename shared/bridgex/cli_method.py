@@ -13,16 +13,24 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 err = Console(stderr=True)
-BACKEND_CHOICE = click.Choice(["hf", "vllm"])
+
+
+class Backend(StrEnum):
+    """Capture engines (bridgex.capture)."""
+
+    hf = "hf"
+    vllm = "vllm"
+
+
 BACKEND_HELP = ("Capture engine (required): 'hf' = forward hooks on the HF model, 'vllm' = inside vLLM's V1 "
                 "engine. Both write the same artifacts.")
 
@@ -153,7 +161,7 @@ def _prompts_from(
 
 def profile_cmd(
     language: str = typer.Option(..., "--language", "-l", help="Language code of the text (e.g. fr)."),
-    backend: str = typer.Option(..., "--backend", "-b", click_type=BACKEND_CHOICE, help=BACKEND_HELP),
+    backend: Backend = typer.Option(..., "--backend", "-b", help=BACKEND_HELP, case_sensitive=False),
     text: list[Path] = typer.Option(..., "--text", "-t", help="Text file(s): lines, .jsonl, UDHR .html."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for profile-<language>.safetensors/.json"),
     model: str | None = typer.Option(None, "--model", "-m", help="Hub id, folder, or gemma-3-270m (default)."),
@@ -182,8 +190,8 @@ def profile_cmd(
             if v is not None
         }
     )
-    s = s.model_copy(update={"capture_backend": backend})
-    with _progress(f"profile {language} with {backend} (tokens)") as update:
+    s = s.model_copy(update={"capture_backend": backend.value})
+    with _progress(f"profile {language} with {backend.value} (tokens)") as update:
         try:
             path = profile_language(lm, texts, language, s, out, progress=update)
         except ValueError as e:
@@ -200,7 +208,7 @@ def probe_cmd(
         help="ProbeSet .json, word pairs .tsv (with --source/--target), or one prompt a line.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    backend: str = typer.Option(..., "--backend", "-b", click_type=BACKEND_CHOICE, help=BACKEND_HELP),
+    backend: Backend = typer.Option(..., "--backend", "-b", help=BACKEND_HELP, case_sensitive=False),
     source: str | None = typer.Option(None, "--source", "-s"),
     target: str | None = typer.Option(None, "--target", "-t"),
     name: str | None = typer.Option(None, help="Artifact name (default probe-<source>-<target> or probe)."),
@@ -226,7 +234,7 @@ def probe_cmd(
     layer_list = _layers_arg(layers, lm.num_layers, _window_arg(window, s.window))
     src, tgt = info.get("source", source), info.get("target", target)
     name = name or (f"probe-{src}-{tgt}" if src and tgt else "probe")
-    with _progress(f"probe {len(texts)} prompts with {backend}") as update:
+    with _progress(f"probe {len(texts)} prompts with {backend.value}") as update:
         try:
             path = probe_language_pair(
                 lm,
@@ -239,7 +247,7 @@ def probe_cmd(
                 progress=update,
                 probe_hash=data_hash,
                 extra={"source": src, "target": tgt, "prompts_file": str(prompts)},
-                backend=backend,
+                backend=backend.value,
             )
         except ValueError as e:
             raise _fail(str(e)) from e

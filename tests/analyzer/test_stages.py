@@ -51,3 +51,39 @@ def test_model_cache_is_bounded(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert model_cache.get_model(str(tiny_model_dir), **kw) is a
     model_cache.get_model(str(other), **kw)
     assert [k[0] for k in model_cache.loaded()] == [str(other)]
+
+
+def test_rank_runs_hsic_on_the_model_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stages.rank hands the model's device to the ranking, so HSIC runs on the GPU when the model is there
+    (activations are loaded from disk on the CPU and moved by rank_bridges)."""
+    from types import SimpleNamespace
+
+    import torch
+    from bridgex import pipeline
+
+    seen: dict = {}
+
+    class Ranked:
+        pair_set_sizes: dict = {}
+
+        def model_dump(self, mode: str) -> dict:
+            return {"best": "de", "ranked": [], "params": {}}
+
+    def fake_rank_pair(*args, **kwargs):
+        seen.update(kwargs)
+        return Ranked()
+
+    monkeypatch.setattr(pipeline, "rank_pair", fake_rank_pair)
+    class Probes:
+        hash, filter, tried, kept, errors, available = "h", "gold", 1, 1, 0, 1
+
+        def __len__(self) -> int:
+            return 1
+
+    lm = SimpleNamespace(device=torch.device("cuda", 1), model_id="m", revision="r")
+    req = {"source": "en", "target": "fr", "candidates": ["de"], "selection": "top_rate", "top_rate": 0.01,
+           "bridge_set": "specific", "k": 8, "hsic_variant": "reference", "window": [0.3, 0.7], "reduce": "mean",
+           "gold_filter": True}
+    ctx = stages.JobContext(settings=stages.Settings(_env_file=None))
+    out = stages.rank(lm, {}, torch.zeros(1, 1, 1), [0], Probes(), req, ctx)
+    assert seen["device"] == torch.device("cuda", 1) and out["best"] == "de"

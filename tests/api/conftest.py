@@ -79,7 +79,7 @@ def stack_env(model: Path, redis_url: str, worker_url: str, home: Path) -> dict[
         "BRIDGEX_DTYPE": "float32", "BRIDGEX_CANDIDATES": json.dumps(CANDIDATES.split(",")),
         "BRIDGEX_GOLD_FILTER": "false", "BRIDGEX_DATA_AUTO": "false", "BRIDGEX_DEV_MIN": "2",
         "BRIDGEX_DEV_SIZE": "6", "BRIDGEX_PROBE_MIN": "4", "BRIDGEX_PROBE_MAX": "16",
-        "BRIDGEX_PROFILE_MAX_TOKENS": "2000",
+        "BRIDGEX_PROFILE_MAX_TOKENS": "2000", "BRIDGEX_TOP_RATE": "0.1", "BRIDGEX_BRIDGE_K": "8",
         "BRIDGEX_K_SHOT": "0",  # expected() recomputes zero-shot prompts; k-shot has its own test
         "BRIDGEX_API_KEYS": json.dumps(KEYS), "BRIDGEX_MAX_TEXT_CHARS": str(MAX_TEXT),
         "BRIDGEX_WORKER_TIMEOUT_S": "20", "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000",

@@ -71,8 +71,7 @@ def test_rate_limit_then_redis_stopped(own_redis: RedisServer, gen_worker: tuple
 
 def test_worker_stopped_and_generation_failed(tiny_model_dir: Path, log_dir: Path, tmp_path: Path,
                                               redis_server: RedisServer) -> None:
-    wsvc, wurl = start_worker(tiny_model_dir, log_dir, BRIDGEX_DEVICE="cpu", BRIDGEX_DTYPE="float32",
-                              BRIDGEX_MAX_TOKENS_LIMIT="8")
+    wsvc, wurl = start_worker(tiny_model_dir, log_dir, BRIDGEX_MAX_MODEL_LEN="96")
     env = {**stack_env(tiny_model_dir, redis_server.url, wurl, tmp_path),
            "BRIDGEX_WORKER_TIMEOUT_S": "2", "BRIDGEX_WORKER_RETRIES": "1"}
     svc, api = start_api(log_dir, **env)
@@ -80,8 +79,8 @@ def test_worker_stopped_and_generation_failed(tiny_model_dir: Path, log_dir: Pat
         with httpx.Client(base_url=api, timeout=30) as c:
             ok = c.post("/translate", json={**WORD, "bridge": "none", "max_tokens": 4}, headers=T)
             assert ok.status_code == 200, ok.text
-            # the worker refuses (max_tokens over ITS limit): generation failed -> 424 with the reason
-            r = c.post("/translate", json={**WORD, "bridge": "none", "max_tokens": 12}, headers=T)
+            # the worker refuses (max_tokens over ITS context): generation failed -> 424 with vLLM's reason
+            r = c.post("/translate", json={**WORD, "bridge": "none", "max_tokens": 200}, headers=T)
             assert r.status_code == 424 and "max_tokens" in r.json()["message"], r.text
 
             os.killpg(wsvc.proc.pid, signal.SIGSTOP)  # alive but not answering: must not hang
@@ -90,7 +89,7 @@ def test_worker_stopped_and_generation_failed(tiny_model_dir: Path, log_dir: Pat
                               headers=T)
                 assert r.status_code in (424, 503) and dt < 8, (r.status_code, dt, r.text)
                 ready, dt = timed(c.get, "/ready")
-                assert ready.status_code == 503 and dt < 4
+                assert ready.status_code == 503 and dt < 6
                 assert not ready.json()["checks"]["generation_worker"]["ok"]
             finally:
                 os.killpg(wsvc.proc.pid, signal.SIGCONT)

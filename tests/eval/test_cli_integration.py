@@ -20,9 +20,9 @@ pytestmark = pytest.mark.integration
 
 
 def _completions_served(url: str) -> float:
+    """Requests vLLM's engine finished (its Prometheus counter, every finish reason)."""
     text = httpx.get(f"{url}/metrics", timeout=5).text
-    return sum(float(m.group(1)) for m in re.finditer(
-        r'^bridgex_worker_requests_total\{endpoint="/v1/completions"[^}]*\} (\S+)$', text, re.M))
+    return sum(float(m.group(1)) for m in re.finditer(r"^vllm:request_success_total\{[^}]*\} (\S+)$", text, re.M))
 
 
 def test_eval_cli_end_to_end_and_resumable(tiny_worker: str, data_dir: Path, tmp_path: Path) -> None:
