@@ -22,7 +22,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bridgex.models import ModelIdentity, model_identity
+from bridgex.models import ModelIdentity, max_positions, model_identity
 from bridgex.settings import Settings
 from bridgex.vllm_env import cpu_env, vllm_platform
 
@@ -62,12 +62,7 @@ def detect_platform() -> Platform:
 
 def _cpu_default_len(ident: ModelIdentity) -> int:
     """4096, or the model's own context when shorter (vLLM refuses a longer --max-model-len)."""
-    try:
-        cfg = json.loads((ident.path / "config.json").read_text()) if ident.path else {}
-    except (OSError, ValueError):
-        cfg = {}
-    own = (cfg.get("text_config") or {}).get("max_position_embeddings") or cfg.get("max_position_embeddings")
-    return min(CPU_MAX_MODEL_LEN, int(own)) if own else CPU_MAX_MODEL_LEN
+    return min(CPU_MAX_MODEL_LEN, max_positions(ident.path) or CPU_MAX_MODEL_LEN)
 
 
 def plan(settings: Settings, *, host: str | None = None, port: int | None = None,

@@ -268,6 +268,16 @@ def _ensure_bos(tokenizer: Any, *, required: bool) -> None:
         log.warning("tokenizer does not add exactly one BOS; bridgex.profiling adds it by hand")
 
 
+def max_positions(folder: Path | None) -> int | None:
+    """The context length a model folder's config.json declares (text_config first), or None."""
+    try:
+        cfg = json.loads((folder / "config.json").read_text()) if folder is not None else {}
+    except (OSError, ValueError):
+        return None
+    own = (cfg.get("text_config") or {}).get("max_position_embeddings") or cfg.get("max_position_embeddings")
+    return int(own) if own else None
+
+
 def _model_dims(model: Any) -> tuple[int, int]:
     cfg = model.config
     cfg = getattr(cfg, "text_config", None) or cfg

@@ -89,3 +89,37 @@ def test_duplicate_prompts_and_cancel(default_model, vllm_backend) -> None:
                              should_cancel=lambda: True)
     again = _profile(vllm_backend, lm, "en")
     assert again.n_tokens == _profile(get_backend("hf"), lm, "en").n_tokens
+
+
+def test_cli_backends_write_the_same_artifacts(tiny_model_dir, tmp_path, monkeypatch, vllm_backend) -> None:
+    """`bridgex profile|probe --backend hf|vllm` write artifacts with the same manifests and statistics (last in
+    this module: the shared vLLM engine switches to the tiny model here)."""
+    import typer
+    from bridgex.artifacts import load_probe_acts, load_profile
+    from bridgex.cli_method import register
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("BRIDGEX_HOME", str(tmp_path / "home"))
+    app = typer.Typer()
+    register(app)
+    text = tmp_path / "en.txt"
+    text.write_text("\n".join(TEXTS["en"]) + "\n", encoding="utf-8")
+    pairs = tmp_path / "en-fr.tsv"
+    pairs.write_text("water\teau\nhouse\tmaison\nriver\trivière\n", encoding="utf-8")
+    for backend in ("hf", "vllm"):
+        out = tmp_path / backend
+        for args in (["profile", "-l", "en", "-t", str(text), "--chunk-tokens", "16"],
+                     ["probe", "--pairs", str(pairs), "-s", "en", "-t", "fr", "--layers", "all"]):
+            res = CliRunner().invoke(app, [*args, "--backend", backend, "--model", str(tiny_model_dir), "--device",
+                                           "cpu", "--dtype", "float32", "-o", str(out)])
+            assert res.exit_code == 0, res.output + str(res.exception or "")
+    a, b = load_profile(tmp_path / "hf", "en"), load_profile(tmp_path / "vllm", "en")
+    assert a.n_tokens == b.n_tokens and int((a.count - b.count).abs().max()) <= 1
+    torch.testing.assert_close(b.sum, a.sum, rtol=1e-4, atol=1e-3)
+    drop = ("created_at", "bridgex_version", "sha256")  # sha256: of the tensors, whose sums differ in the last bits
+    assert {k: v for k, v in a.meta.items() if k not in drop} == {k: v for k, v in b.meta.items() if k not in drop}
+    x, lx, mx = load_probe_acts(tmp_path / "hf", "probe-en-fr")
+    y, ly, my = load_probe_acts(tmp_path / "vllm", "probe-en-fr")
+    assert lx == ly == [0, 1, 2, 3] and x.shape == y.shape == (4, 128, 3)
+    torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-4)
+    assert mx["weight_hash"] == my["weight_hash"] and mx["data_hash"] == my["data_hash"]

@@ -51,6 +51,7 @@ class VLLMBackend:
         self._llm: Any = None
         self._key: tuple[str, str] | None = None
         self._info: dict[str, Any] = {}
+        self._max_len = max_model_len
 
     # --- engine -----------------------------------------------------------------------------------
     def engine(self, lm: Any) -> Any:
@@ -76,10 +77,14 @@ class VLLMBackend:
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
         if getattr(lm, "path", None) is None and getattr(lm, "revision", None):
             kwargs["revision"] = lm.revision
+        from bridgex.models import max_positions
+
+        # vLLM refuses a context longer than the model's own
+        self._max_len = min(self.max_model_len, max_positions(getattr(lm, "path", None)) or self.max_model_len)
         log.info("starting vLLM capture engine for %s (%s, tp=%d)", source, key[1], self.tensor_parallel_size)
         self._llm = LLM(model=source, dtype=key[1], enforce_eager=True, enable_prefix_caching=False,
                         worker_extension_cls=EXTENSION, tensor_parallel_size=self.tensor_parallel_size,
-                        max_model_len=self.max_model_len, seed=0, generation_config="vllm", **kwargs)
+                        max_model_len=self._max_len, seed=0, generation_config="vllm", **kwargs)
         self._key = key
         infos = self._llm.collective_rpc("bridgex_capture_info")
         sched = self._llm.llm_engine.vllm_config.scheduler_config
@@ -100,10 +105,10 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        too_long = [len(s) for s in seqs if len(s) > self.max_model_len]
+        too_long = [len(s) for s in seqs if len(s) > self._max_len]
         if too_long:
             raise ValueError(f"a sequence of {max(too_long)} tokens exceeds the capture engine's max_model_len "
-                             f"{self.max_model_len}")
+                             f"{self._max_len}")
         params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
         llm.generate([TokensPrompt(prompt_token_ids=list(s)) for s in seqs], params, use_tqdm=False)
 
