@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,ml,data,worker,analyzer,api,dev,ops
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench lint redis data clean-venv stop
+.PHONY: install run test bench lint redis chromium data clean-venv stop
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,13 +27,16 @@ install: $(STAMP)
 redis:
 	@scripts/ensure-redis.sh
 
+chromium:
+	@scripts/ensure-chromium.sh
+
 run: install redis
 	@scripts/run-local.sh
 
 stop:
 	@scripts/run-local.sh stop
 
-test: install redis
+test: install redis chromium
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; exit 0; fi; exit $$rc
 

@@ -9,8 +9,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from .core.config import Settings, get_settings
 from .core.errors import install_error_handlers
@@ -20,6 +22,8 @@ from .routes import analyze, bridges, health, jobs, languages, translate
 from .services.bridging import warm_typology
 
 log = logging.getLogger("bridgex.api")
+UI_DIR = Path(__file__).with_name("ui")
+"""The dashboard at /ui: static HTML + one script that reads only the public API (no build step, no CDN)."""
 
 DESCRIPTION = """Translate through a bridge language chosen by neuron overlap + HSIC (BridgeX-ICL).
 
@@ -52,5 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (translate, analyze, jobs, bridges, languages, health):
         app.include_router(module.router)
+    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
     return app

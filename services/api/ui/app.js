@@ -1,0 +1,286 @@
+// BridgeX dashboard: reads only the public API (the same endpoints and keys as every client).
+"use strict";
+
+const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
+const DARK = new Set(["#0072B2", "#009E73", "#D55E00", "#000000", "#CC79A7"]);
+const KEY = "bridgex.apiKey";
+const $ = (sel, root = document) => root.querySelector(sel);
+let cleanup = null; // what the current page stops when another one opens (the jobs page's polling)
+let routeToken = 0; // a page renders only if no newer navigation started meanwhile
+
+function esc(v) {
+  return String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+function colour(code, order) {
+  const i = order.indexOf(code);
+  return PALETTE[(i < 0 ? order.length : i) % PALETTE.length];
+}
+function fmt(x, d = 4) { return x === null || x === undefined ? "–" : Number(x).toFixed(d); }
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+// One fetch wrapper: the key from this browser session, the gateway's own error message on failure.
+async function api(path, opts = {}) {
+  const headers = { "content-type": "application/json", ...(opts.headers || {}) };
+  const key = sessionStorage.getItem(KEY);
+  if (key) headers.authorization = `Bearer ${key}`;
+  const resp = await fetch(path, { ...opts, headers });
+  if (resp.status === 204) return null;
+  let body = null;
+  try { body = await resp.json(); } catch (_) { body = null; }
+  if (!resp.ok) {
+    const msg = (body && (body.message || (body.detail && JSON.stringify(body.detail)))) || resp.statusText;
+    if (resp.status === 401 || resp.status === 403) showKeyForm();
+    throw new ApiError(resp.status, `${resp.status}: ${msg}`);
+  }
+  return body;
+}
+
+function showError(err) {
+  const box = $("#error");
+  box.textContent = err ? String(err.message || err) : "";
+  box.hidden = !err;
+}
+function showKeyForm() { $("#key-form").hidden = false; $("#api-key").focus(); }
+
+// ------------------------------------------------------------------------------------------- matrix
+async function matrixPage(main, params) {
+  const [langs, configs] = await Promise.all([api("/languages"), api("/bridges/configs")]);
+  const config = params.get("config") || "";
+  const matrix = await api(`/bridges${config ? `?config=${encodeURIComponent(config)}` : ""}`);
+  const codes = langs.languages.map((l) => l.code);
+  for (const p of matrix.pairs) for (const c of [p.source, p.target]) if (!codes.includes(c)) codes.push(c);
+  const byPair = new Map(matrix.pairs.map((p) => [`${p.source}-${p.target}`, p]));
+  const bridges = [...new Set(matrix.pairs.map((p) => p.served || p.best).filter(Boolean))].sort();
+  const opts = Object.keys(configs.configs || {}).map((fp) => `<option value="${esc(fp)}" ${fp === config ? "selected" : ""}>${esc(fp)}</option>`).join("");
+  let rows = "";
+  codes.forEach((s, i) => {
+    rows += `<tr><th scope="row">${esc(s)}</th>`;
+    codes.forEach((t, j) => {
+      if (s === t) { rows += `<td class="self" aria-hidden="true"></td>`; return; }
+      const p = byPair.get(`${s}-${t}`);
+      const pos = `data-row="${i}" data-col="${j}" data-source="${esc(s)}" data-target="${esc(t)}" tabindex="-1"`;
+      if (!p) {
+        rows += `<td class="cell unanalysed" ${pos} title="${esc(s)}→${esc(t)}: not analysed (auto translates directly)">·</td>`;
+      } else if (!p.served) {
+        rows += `<td class="cell none-validated" ${pos} title="${esc(s)}→${esc(t)}: analysed, no bridge served (${esc(p.served_reason || "")}); HSIC best ${esc(p.best)} ${fmt(p.score)}; ${esc(p.published_at || "")}">none</td>`;
+      } else {
+        const bg = colour(p.served, bridges);
+        rows += `<td class="cell cached" ${pos} style="background:${bg};color:${DARK.has(bg) ? "#fff" : "#000"}" title="${esc(s)}→${esc(t)}: bridge ${esc(p.served)} from the cache; HSIC best ${esc(p.best)} ${fmt(p.score)}; ${esc(p.published_at || "")}">${esc(p.served)}</td>`;
+      }
+    });
+    rows += "</tr>";
+  });
+  const legend = bridges.map((b) => `<span><i class="swatch" style="background:${colour(b, bridges)}"></i>${esc(b)}</span>`).join("")
+    + `<span><i class="swatch none-validated"></i>validated: no bridge</span><span class="muted">· not analysed</span>`;
+  const list = matrix.pairs.map((p) => `<tr><td>${esc(p.source)}→${esc(p.target)}</td><td>${esc(p.served || "none")}</td><td>${esc(p.best || "–")}</td><td>${fmt(p.score)}</td><td>${esc(p.published_at || "")}</td></tr>`).join("");
+  main.innerHTML = `
+    <h2>Served bridge per pair <span class="muted">(model ${esc(matrix.model)})</span></h2>
+    <form class="row" id="cfg"><label>Method variant<select name="config"><option value="">served per pair</option>${opts}</select></label></form>
+    <p class="legend">${legend}</p>
+    <table id="matrix" role="grid" aria-label="bridge matrix: rows source, columns target"><thead><tr><th>s \\ t</th>${codes.map((c) => `<th scope="col">${esc(c)}</th>`).join("")}</tr></thead><tbody>${rows}</tbody></table>
+    <h3>As a table</h3>
+    <table id="pairs"><thead><tr><th>pair</th><th>served</th><th>HSIC best</th><th>score</th><th>published</th></tr></thead><tbody>${list}</tbody></table>`;
+  $("#cfg select", main).addEventListener("change", (e) => { location.hash = `#/matrix${e.target.value ? `?config=${e.target.value}` : ""}`; });
+  const cells = [...main.querySelectorAll("td.cell")];
+  const at = (r, c) => cells.find((x) => +x.dataset.row === r && +x.dataset.col === c);
+  if (cells.length) cells[0].tabIndex = 0;
+  const open = (td) => { location.hash = `#/pair/${td.dataset.source}/${td.dataset.target}${config ? `?config=${config}` : ""}`; };
+  cells.forEach((td) => {
+    td.addEventListener("click", () => open(td));
+    td.addEventListener("keydown", (e) => {
+      const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(td); return; }
+      if (!moves[e.key]) return;
+      e.preventDefault();
+      let [r, c] = [+td.dataset.row, +td.dataset.col];
+      for (let k = 0; k < codes.length; k++) {
+        r += moves[e.key][0]; c += moves[e.key][1];
+        const next = at(r, c);
+        if (next) { td.tabIndex = -1; next.tabIndex = 0; next.focus(); return; }
+        if (r < 0 || c < 0 || r >= codes.length || c >= codes.length) return;
+      }
+    });
+  });
+}
+
+// ------------------------------------------------------------------------------------------- pair
+function lineChart(ranked, layers, order) {
+  const W = 520, H = 240, L = 48, R = 90, T = 12, B = 30;
+  const vals = ranked.flatMap((c) => Object.values(c.per_layer || {})).map(Number).filter(Number.isFinite);
+  if (!vals.length || !layers.length) return `<p class="muted">no per-layer scores</p>`;
+  let lo = Math.min(...vals), hi = Math.max(...vals);
+  if (hi === lo) { hi += 1e-6; lo -= 1e-6; }
+  const x = (l) => L + (layers.length === 1 ? 0.5 : layers.indexOf(l) / (layers.length - 1)) * (W - L - R);
+  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  let out = `<svg id="chart" viewBox="0 0 ${W} ${H}" width="100%" style="max-width:${W}px" role="img" aria-label="S_l(b) per layer for every candidate">`;
+  out += `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#999"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#999"/>`;
+  for (const l of layers) out += `<text x="${x(l)}" y="${H - B + 14}" text-anchor="middle">${l}</text>`;
+  out += `<text x="${(L + W - R) / 2}" y="${H - 3}" text-anchor="middle">layer</text>`;
+  for (const v of [lo, (lo + hi) / 2, hi]) out += `<text x="${L - 4}" y="${y(v) + 4}" text-anchor="end">${v.toPrecision(3)}</text>`;
+  ranked.forEach((c, k) => {
+    const pts = layers.filter((l) => c.per_layer && c.per_layer[l] !== undefined).map((l) => [x(l), y(Number(c.per_layer[l])), l]);
+    const col = colour(c.code, order);
+    const dash = ["", "6 3", "2 2", "8 2 2 2"][k % 4];
+    out += `<g class="series" data-code="${esc(c.code)}"><polyline fill="none" stroke="${col}" stroke-width="2" stroke-dasharray="${dash}" points="${pts.map((p) => `${p[0]},${p[1]}`).join(" ")}"><title>${esc(c.code)}</title></polyline>`;
+    for (const [px, py, l] of pts) {
+      const degen = (c.degenerate_layers || []).includes(l);
+      out += degen ? `<text x="${px}" y="${py + 4}" text-anchor="middle" fill="${col}"><title>${esc(c.code)} layer ${l}: degenerate (bandwidth collapsed)</title>×</text>`
+        : `<circle cx="${px}" cy="${py}" r="3" fill="${col}"><title>${esc(c.code)} layer ${l}: ${fmt(c.per_layer[l], 5)}</title></circle>`;
+    }
+    out += `<text x="${W - R + 6}" y="${T + 14 * k + 8}" fill="${col}">${esc(c.code)}${dash ? " (dashed)" : ""}</text></g>`;
+  });
+  return out + `</svg><p class="muted">× marks a degenerate layer (sets of 1-2 neurons: S_l carries no signal).</p>`;
+}
+
+async function pairPage(main, source, target, params) {
+  const config = params.get("config") || "";
+  const r = await api(`/bridges/${source}/${target}${config ? `?config=${encodeURIComponent(config)}` : ""}`);
+  const ranked = [...(r.ranked || [])].sort((a, b) => a.rank - b.rank);
+  const order = ranked.map((c) => c.code);
+  const layers = r.layers || [...new Set(ranked.flatMap((c) => Object.keys(c.per_layer || {}).map(Number)))].sort((a, b) => a - b);
+  const served = r.served || {};
+  const scores = (r.validation && r.validation.scores) || {};
+  const dev = Object.entries(scores).map(([c, v]) => `<tr><td>${esc(c)}</td><td>${v.hits}/${v.n}</td><td>${fmt(v.p_at_1, 3)}</td><td>[${fmt(v.ci[0], 3)}, ${fmt(v.ci[1], 3)}]</td></tr>`).join("");
+  const sizes = layers.map((l) => `<tr><td>${l}</td><td>${(r.pair_set_sizes || {})[l] ?? "–"}</td>${ranked.map((c) => `<td>${(c.set_sizes || {})[l] ?? "–"}</td>`).join("")}</tr>`).join("");
+  const counts = r.probe_counts || {};
+  const prov = {
+    model: `${r.model_id || (r.provenance || {}).model_id || ""}@${r.revision || (r.provenance || {}).revision || ""}`,
+    "probe hash": r.probe_hash, "probe set": `${counts.size ?? r.probe_size ?? "–"} words (${r.probe_filter || "–"}; gold filter kept ${counts.kept ?? "–"} of ${counts.tried ?? "–"} tried)`,
+    config: r.config, created_at: r.created_at, params: JSON.stringify(r.params || {}),
+  };
+  main.innerHTML = `
+    <h2>${esc(source)} → ${esc(target)}: ${served.bridge ? `bridge <b>${esc(served.bridge)}</b>` : "<b>no bridge</b>"} served <span class="muted">(${esc(served.policy || "")}: ${esc(served.reason || "")})</span></h2>
+    <p><button id="reanalyse" type="button">Re-analyse</button> <button id="invalidate" type="button">Invalidate</button> <span id="action" class="muted" role="status"></span></p>
+    <div class="grid">
+      <section><h3>Ranked candidates (HSIC)</h3><table id="ranked"><thead><tr><th>rank</th><th>bridge</th><th>score</th><th>coverage</th></tr></thead><tbody>
+        ${ranked.map((c) => `<tr><td>${c.rank}</td><td><i class="swatch" style="background:${colour(c.code, order)}"></i>${esc(c.code)}</td><td>${fmt(c.score, 5)}</td><td>${fmt(c.coverage, 2)}</td></tr>`).join("")}</tbody></table></section>
+      <section><h3>S<sub>l</sub>(b) per layer</h3>${lineChart(ranked, layers, order)}</section>
+      <section><h3>Set sizes per layer</h3><table id="sizes"><thead><tr><th>layer</th><th>X (pair)</th>${order.map((c) => `<th>Y<sub>${esc(c)}</sub></th>`).join("")}</tr></thead><tbody>${sizes}</tbody></table></section>
+      <section><h3>Dev accuracy (P@1, Wilson 95%)</h3>${dev ? `<table id="dev"><thead><tr><th>condition</th><th>hits</th><th>P@1</th><th>interval</th></tr></thead><tbody>${dev}</tbody></table>` : `<p class="muted">no validation ran</p>`}</section>
+      <section><h3>Provenance</h3><table id="provenance"><tbody>${Object.entries(prov).map(([k, v]) => `<tr><th>${esc(k)}</th><td style="text-align:left">${esc(v ?? "–")}</td></tr>`).join("")}</tbody></table></section>
+    </div>`;
+  $("#reanalyse", main).addEventListener("click", async () => {
+    const job = await api("/analyze", { method: "POST", body: JSON.stringify({ source, target }) });
+    $("#action", main).textContent = `analysis ${job.id} ${job.state}`;
+  });
+  $("#invalidate", main).addEventListener("click", async () => {
+    await api(`/bridges/${source}/${target}${config ? `?config=${encodeURIComponent(config)}` : ""}`, { method: "DELETE" });
+    $("#action", main).textContent = "invalidated";
+  });
+}
+
+// ------------------------------------------------------------------------------------------- jobs
+function jobRows(jobs) {
+  const now = Date.now();
+  return jobs.map((j) => {
+    const start = j.started_at ? Date.parse(j.started_at) : null;
+    const end = j.finished_at ? Date.parse(j.finished_at) : now;
+    const el = start ? `${Math.round((end - start) / 1000)} s` : "–";
+    const req = j.request || {};
+    const live = j.state === "queued" || j.state === "running";
+    return `<tr data-job="${esc(j.id)}"><td>${esc(req.source)}→${esc(req.target)}</td><td class="state">${esc(j.state)}</td><td>${esc(j.progress.stage)}</td>
+      <td><progress max="100" value="${j.progress.percent}"></progress> <span class="percent">${Math.round(j.progress.percent)}%</span></td><td>${el}</td>
+      <td style="text-align:left">${esc(j.error || "")}</td><td>${live ? `<button class="cancel" data-id="${esc(j.id)}" type="button">Cancel</button>` : ""}</td></tr>`;
+  }).join("");
+}
+
+async function jobsPage(main) {
+  main.innerHTML = `
+    <h2>Analysis jobs</h2>
+    <form class="row" id="start"><label>source<input name="source" size="5" required></label><label>target<input name="target" size="5" required></label><button type="submit">Start analysis</button><span id="started" class="muted" role="status"></span></form>
+    <table id="jobs"><thead><tr><th>pair</th><th>state</th><th>stage</th><th>progress</th><th>elapsed</th><th>error</th><th></th></tr></thead><tbody></tbody></table>`;
+  const body = $("#jobs tbody", main);
+  const refresh = async () => {
+    const data = await api("/jobs?limit=50");
+    body.innerHTML = jobRows(data.jobs);
+  };
+  body.addEventListener("click", async (e) => {
+    const id = e.target.dataset && e.target.dataset.id;
+    if (id) { await api(`/jobs/${id}/cancel`, { method: "POST" }); await refresh(); }
+  });
+  $("#start", main).addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    try {
+      const job = await api("/analyze", { method: "POST", body: JSON.stringify({ source: f.get("source").trim(), target: f.get("target").trim() }) });
+      $("#started", main).textContent = `job ${job.id} ${job.state}`;
+      showError(null);
+      await refresh();
+    } catch (err) { showError(err); }
+  });
+  await refresh();
+  const t = setInterval(() => refresh().catch(showError), 1000);
+  return () => clearInterval(t);
+}
+
+// ------------------------------------------------------------------------------------------- translate
+async function translatePage(main) {
+  main.innerHTML = `
+    <h2>Translate</h2>
+    <form class="row" id="tr"><label>text<input name="text" required size="24"></label><label>source<input name="source" size="5" required></label>
+      <label>target<input name="target" size="5" required></label><label>bridge<input name="bridge" size="6" value="auto"></label>
+      <label>k_shot<input name="k_shot" type="number" min="0" max="16" size="3"></label><button type="submit">Translate</button></form>
+    <div id="result" aria-live="polite"></div>`;
+  $("#tr", main).addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    const req = { text: f.get("text"), source: f.get("source").trim(), target: f.get("target").trim(), bridge: f.get("bridge").trim() || "auto" };
+    if (f.get("k_shot") !== "") req.k_shot = Number(f.get("k_shot"));
+    try {
+      const r = await api("/translate", { method: "POST", body: JSON.stringify(req) });
+      showError(null);
+      const chain = r.bridge ? `${req.source}:"${req.text}"→${r.bridge}:"${r.bridge_text ?? ""}"→${req.target}:"${r.translation}"`
+        : `${req.source}:"${req.text}"→${req.target}:"${r.translation}"`;
+      const t = r.timings || {};
+      $("#result", main).innerHTML = `
+        <p>Answer: <b id="answer">${esc(r.translation)}</b></p>
+        <p class="chain" id="chain">${esc(chain)}</p>
+        <table><tbody><tr><th>bridge</th><td id="bridge">${esc(r.bridge || "none")}</td></tr>
+          <tr><th>bridge_source</th><td id="bridge-source">${esc(r.bridge_source)}</td></tr>
+          <tr><th>why</th><td>${esc(r.bridge_reason || "–")}</td></tr><tr><th>k_shot</th><td>${r.k_shot}</td></tr>
+          <tr><th>warnings</th><td id="warnings">${esc((r.warnings || []).join("; ") || "none")}</td></tr>
+          <tr><th>timings</th><td>bridge lookup ${fmt(t.bridge_lookup_ms, 1)} ms, bridge step ${fmt(t.bridge_step_ms, 1)} ms, target step ${fmt(t.target_step_ms, 1)} ms, total ${fmt(t.total_ms, 1)} ms</td></tr></tbody></table>`;
+    } catch (err) { showError(err); }
+  });
+}
+
+// ------------------------------------------------------------------------------------------- router
+async function route() {
+  const token = ++routeToken;
+  if (cleanup) { cleanup(); cleanup = null; }
+  const [path, query] = (location.hash.replace(/^#/, "") || "/matrix").split("?");
+  const params = new URLSearchParams(query || "");
+  const parts = path.split("/").filter(Boolean);
+  const page = parts[0] || "matrix";
+  document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
+  $("#page").innerHTML = `<p class="muted">loading…</p>`;
+  showError(null);
+  const main = document.createElement("div"); // rendered off-screen, shown only if still the current page
+  let stop = null;
+  try {
+    if (page === "pair" && parts.length === 3) await pairPage(main, parts[1], parts[2], params);
+    else if (page === "jobs") stop = await jobsPage(main);
+    else if (page === "translate") await translatePage(main);
+    else await matrixPage(main, params);
+  } catch (err) {
+    if (token === routeToken) { $("#page").innerHTML = ""; showError(err); }
+    return;
+  }
+  if (token !== routeToken) { if (stop) stop(); return; }
+  cleanup = stop;
+  $("#page").replaceChildren(main);
+}
+
+$("#key-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sessionStorage.setItem(KEY, $("#api-key").value.trim());
+  $("#api-key").value = "";
+  $("#key-form").hidden = true;
+  route();
+});
+$("#key-change").addEventListener("click", showKeyForm);
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,148 @@
+"""The dashboard at /ui in a real browser (Debian's chromium driven by Playwright), against the package's real
+stack: gateway, Redis, Celery worker and the vLLM worker serving the tiny model, with rankings published by a
+real analysis. Screenshots of every page are kept as test artifacts in $BRIDGEX_UI_SHOTS (default
+var/test-artifacts/ui/ in the repository, gitignored)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import A, Stack
+from tests.api.test_gateway import wait_job
+from tests.support import ROOT
+
+pytestmark = pytest.mark.integration
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ANALYZE_KEY = A["X-API-Key"]
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def published(stack: Stack) -> list[str]:
+    """Two pairs analysed for real (tiny model), so the matrix and the pair page have rankings to show."""
+    with stack.client() as c:
+        ids = [c.post("/analyze", json={"source": s, "target": t}, headers=A).json()["id"]
+               for s, t in (("en", "fr"), ("en", "de"))]
+        recs = [wait_job(c, i) for i in ids]
+    assert all(r["state"] == "succeeded" for r in recs), recs
+    return ids
+
+
+@pytest.fixture
+def page(browser, stack: Stack, tmp_path: Path):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(20_000)
+    yield pg
+    ctx.close()
+
+
+def _shots(stack: Stack) -> Path:
+    d = Path(os.environ.get("BRIDGEX_UI_SHOTS") or ROOT / "var" / "test-artifacts" / "ui")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _login(page, stack: Stack, key: str = ANALYZE_KEY) -> None:
+    page.goto(f"{stack.api}/ui/#/matrix")
+    page.fill("#api-key", key)
+    page.click("#key-form button")
+
+
+def test_wrong_key_shows_the_gateways_401(page, stack: Stack) -> None:
+    page.goto(f"{stack.api}/ui/#/matrix")
+    assert page.locator("#key-form").is_visible()  # keys are configured: the page asks for one
+    page.fill("#api-key", "not-a-key")
+    page.click("#key-form button")
+    err = page.locator("#error")
+    err.wait_for(state="visible")
+    assert err.inner_text().startswith("401:") and "API key" in err.inner_text()
+    page.screenshot(path=str(_shots(stack) / "login-401.png"))
+
+
+def test_matrix_then_pair_page(page, stack: Stack, published: list[str]) -> None:
+    with stack.client() as c:
+        pairs = {(p["source"], p["target"]): p for p in c.get("/bridges", headers=A).json()["pairs"]}
+    assert {("en", "fr"), ("en", "de")} <= set(pairs)
+    _login(page, stack)
+    page.wait_for_selector("#matrix td.cell")
+    for (s, t), p in pairs.items():
+        cell = page.locator(f'#matrix td[data-source="{s}"][data-target="{t}"]')
+        assert cell.inner_text().strip() == (p["served"] or "none"), (s, t, p)
+        assert f"HSIC best {p['best']}" in (cell.get_attribute("title") or "")
+    assert page.locator('#matrix td[data-source="fi"][data-target="hu"]').inner_text().strip() == "·"
+    page.screenshot(path=str(_shots(stack) / "matrix.png"), full_page=True)
+
+    # keyboard: focus the first cell, arrows move, Enter opens that pair
+    page.locator("#matrix td.cell[tabindex='0']").focus()
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.dataset.col") is not None
+
+    page.locator('#matrix td[data-source="en"][data-target="fr"]').click()
+    page.wait_for_selector("#chart")
+    with stack.client() as c:
+        ranking = c.get("/bridges/en/fr", headers=A).json()
+    codes = [x["code"] for x in ranking["ranked"]]
+    series = page.locator("#chart g.series")
+    assert series.count() == len(codes) == 2
+    assert sorted(series.nth(i).get_attribute("data-code") for i in range(series.count())) == sorted(codes)
+    assert page.locator("#ranked tbody tr").count() == len(codes)
+    assert page.locator("#sizes tbody tr").count() == len(ranking["layers"])
+    assert ranking["probe_hash"] in page.locator("#provenance").inner_text()
+    page.screenshot(path=str(_shots(stack) / "pair.png"), full_page=True)
+
+
+def test_jobs_page_shows_progress_to_100_without_reload(page, stack: Stack) -> None:
+    _login(page, stack)
+    page.goto(f"{stack.api}/ui/#/jobs")
+    page.wait_for_selector("#start")
+    marker = page.evaluate("window.__noReload = Math.random()")
+    page.fill("#start input[name=source]", "fr")
+    page.fill("#start input[name=target]", "de")
+    page.click("#start button")
+    page.wait_for_selector("#started:has-text('job ')")
+    job_id = re.search(r"job (\w+)", page.inner_text("#started")).group(1)
+    row = page.locator(f'#jobs tr[data-job="{job_id}"]')
+    row.wait_for()
+    row.locator("td.state:has-text('succeeded')").wait_for(timeout=150_000)
+    assert row.locator(".percent").inner_text() == "100%"
+    assert page.evaluate("window.__noReload") == marker  # the same document: updated live, not reloaded
+    page.screenshot(path=str(_shots(stack) / "jobs.png"), full_page=True)
+
+
+def test_translate_box_shows_chain_and_source(page, stack: Stack) -> None:
+    _login(page, stack)
+    page.goto(f"{stack.api}/ui/#/translate")
+    page.fill("#tr input[name=text]", "water")
+    page.fill("#tr input[name=source]", "en")
+    page.fill("#tr input[name=target]", "fr")
+    page.fill("#tr input[name=bridge]", "de")
+    page.fill("#tr input[name=k_shot]", "0")
+    page.click("#tr button")
+    page.wait_for_selector("#chain")
+    with stack.client() as c:
+        want = c.post("/translate", headers=A, json={"text": "water", "source": "en", "target": "fr",
+                                                      "bridge": "de", "k_shot": 0}).json()
+    chain = page.inner_text("#chain")
+    assert chain == f'en:"water"→de:"{want["bridge_text"]}"→fr:"{want["translation"]}"', chain
+    assert page.inner_text("#bridge-source") == "explicit"
+    page.screenshot(path=str(_shots(stack) / "translate.png"), full_page=True)
