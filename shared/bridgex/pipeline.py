@@ -152,7 +152,7 @@ def rank_pair(
     to settings.candidates (or en de fr it pt es), minus source and target. Explicit keyword arguments override
     settings (selection, top_rate, bridge_set, bridge_k, hsic_variant, lape_*, full_fraction).
     """
-    from bridgex.neurons import bridge_set, language_sets, pair_overlap
+    from bridgex.neurons import bridge_set, language_sets, overlap_matrix, pair_overlap, similarity_matrix
     from bridgex.ranking import rank_bridges
 
     selection = selection or _opt(settings, "selection", "top_rate")
@@ -195,7 +195,7 @@ def rank_pair(
         "n_probe": int(probe_acts.shape[2]),
     }
     prov = {"src": source, "tgt": target, **dict(provenance or {})}
-    return rank_bridges(
+    ranking = rank_bridges(
         probe_acts,
         layers,
         pair,
@@ -208,3 +208,8 @@ def rank_pair(
         progress=progress,
         should_cancel=should_cancel,
     )
+    codes, overlap = overlap_matrix(sets, needed)
+    _, sim = similarity_matrix(probs, sets, needed)
+    ranking.language_overlap = {"codes": codes, "overlap": overlap.tolist(),
+                                "similarity": [[round(float(x), 6) for x in row] for row in sim]}
+    return ranking

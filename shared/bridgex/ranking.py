@@ -76,6 +76,9 @@ class Ranking(BaseModel):
     probe_hash: str | None = None
     method_version: str | None = None
     created_at: str | None = None
+    language_overlap: dict[str, Any] | None = Field(
+        None, description="Method step 1 for the languages profiled: codes, |T_i ∩ T_j| (all layers) and the "
+        "similarity (cosine of p_i, p_j over T_i ∩ T_j), as `codes`, `overlap`, `similarity`.")
 
 
 _PROVENANCE = ("src", "tgt", "model_id", "revision", "probe_hash", "method_version", "created_at")

@@ -108,7 +108,23 @@ def test_matrix_then_pair_page(page, stack: Stack, published: list[str]) -> None
     assert page.locator("#ranked tbody tr").count() == len(codes)
     assert page.locator("#sizes tbody tr").count() == len(ranking["layers"])
     assert ranking["probe_hash"] in page.locator("#provenance").inner_text()
+    lo = ranking["language_overlap"]  # the languages profiled: the pair and its candidates
+    assert set(lo["codes"]) == {"en", "fr", "de", "it"}
+    assert page.locator("#heatmap rect.hm").count() == len(lo["codes"]) ** 2
+    assert f"{lo['codes'][0]} ∩ {lo['codes'][1]}: {lo['overlap'][0][1]} neurons" in page.inner_html("#heatmap")
     page.screenshot(path=str(_shots(stack) / "pair.png"), full_page=True)
+
+    # re-analyse answers with the (finished) job of the same request; invalidate needs the admin scope, which
+    # this key lacks: the gateway's own 403 message is shown
+    page.click("#reanalyse")
+    page.wait_for_selector("#action:has-text('analysis ')")
+    assert page.inner_text("#action").endswith("succeeded")
+    page.click("#invalidate")
+    err = page.locator("#error")
+    err.wait_for(state="visible")
+    assert err.inner_text().startswith("403:") and "admin" in err.inner_text()
+    with stack.client() as c:
+        assert c.get("/bridges/en/fr", headers=A).status_code == 200  # nothing was deleted
 
 
 def test_jobs_page_shows_progress_to_100_without_reload(page, stack: Stack) -> None:

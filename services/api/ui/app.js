@@ -135,6 +135,24 @@ function lineChart(ranked, layers, order) {
   return out + `</svg><p class="muted">× marks a degenerate layer (sets of 1-2 neurons: S_l carries no signal).</p>`;
 }
 
+function heatmap(lo) {
+  if (!lo || !lo.codes || !lo.codes.length) return `<p class="muted">no overlap data in this ranking</p>`;
+  const n = lo.codes.length, C = 30, P = 34;
+  const flat = lo.overlap.flat();
+  const max = Math.max(...flat, 1);
+  let out = `<svg id="heatmap" viewBox="0 0 ${P + n * C} ${P + n * C}" width="100%" style="max-width:${P + n * C}px" role="img" aria-label="language overlap |T_i ∩ T_j| with similarity">`;
+  lo.codes.forEach((c, i) => {
+    out += `<text x="${P + i * C + C / 2}" y="${P - 6}" text-anchor="middle">${esc(c)}</text><text x="${P - 4}" y="${P + i * C + C / 2 + 4}" text-anchor="end">${esc(c)}</text>`;
+  });
+  lo.codes.forEach((a, i) => lo.codes.forEach((b, j) => {
+    const v = lo.overlap[i][j], t = v / max; // one hue, light to dark: readable without colour vision
+    const fill = `rgb(${Math.round(247 - t * 239)},${Math.round(251 - t * 167)},${Math.round(255 - t * 108)})`;
+    out += `<rect class="hm" x="${P + j * C}" y="${P + i * C}" width="${C - 1}" height="${C - 1}" fill="${fill}"><title>${esc(a)} ∩ ${esc(b)}: ${v} neurons, similarity ${fmt(lo.similarity[i][j], 3)}</title></rect>`;
+  }));
+  const rows = lo.codes.map((a, i) => `<tr><th>${esc(a)}</th>${lo.codes.map((b, j) => `<td>${lo.overlap[i][j]} <span class="muted">(${fmt(lo.similarity[i][j], 2)})</span></td>`).join("")}</tr>`).join("");
+  return `${out}</svg><details><summary>as a table (overlap, similarity)</summary><table id="overlap"><thead><tr><th></th>${lo.codes.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody>${rows}</tbody></table></details>`;
+}
+
 async function pairPage(main, source, target, params) {
   const config = params.get("config") || "";
   const r = await api(`/bridges/${source}/${target}${config ? `?config=${encodeURIComponent(config)}` : ""}`);
@@ -160,16 +178,18 @@ async function pairPage(main, source, target, params) {
       <section><h3>S<sub>l</sub>(b) per layer</h3>${lineChart(ranked, layers, order)}</section>
       <section><h3>Set sizes per layer</h3><table id="sizes"><thead><tr><th>layer</th><th>X (pair)</th>${order.map((c) => `<th>Y<sub>${esc(c)}</sub></th>`).join("")}</tr></thead><tbody>${sizes}</tbody></table></section>
       <section><h3>Dev accuracy (P@1, Wilson 95%)</h3>${dev ? `<table id="dev"><thead><tr><th>condition</th><th>hits</th><th>P@1</th><th>interval</th></tr></thead><tbody>${dev}</tbody></table>` : `<p class="muted">no validation ran</p>`}</section>
+      <section><h3>Language overlap (method step 1)</h3>${heatmap(r.language_overlap)}</section>
       <section><h3>Provenance</h3><table id="provenance"><tbody>${Object.entries(prov).map(([k, v]) => `<tr><th>${esc(k)}</th><td style="text-align:left">${esc(v ?? "–")}</td></tr>`).join("")}</tbody></table></section>
     </div>`;
-  $("#reanalyse", main).addEventListener("click", async () => {
+  const act = (fn) => async () => { try { showError(null); await fn(); } catch (err) { showError(err); } };
+  $("#reanalyse", main).addEventListener("click", act(async () => {
     const job = await api("/analyze", { method: "POST", body: JSON.stringify({ source, target }) });
     $("#action", main).textContent = `analysis ${job.id} ${job.state}`;
-  });
-  $("#invalidate", main).addEventListener("click", async () => {
+  }));
+  $("#invalidate", main).addEventListener("click", act(async () => {
     await api(`/bridges/${source}/${target}${config ? `?config=${encodeURIComponent(config)}` : ""}`, { method: "DELETE" });
     $("#action", main).textContent = "invalidated";
-  });
+  }));
 }
 
 // ------------------------------------------------------------------------------------------- jobs
@@ -199,7 +219,8 @@ async function jobsPage(main) {
   };
   body.addEventListener("click", async (e) => {
     const id = e.target.dataset && e.target.dataset.id;
-    if (id) { await api(`/jobs/${id}/cancel`, { method: "POST" }); await refresh(); }
+    if (!id) return;
+    try { await api(`/jobs/${id}/cancel`, { method: "POST" }); await refresh(); } catch (err) { showError(err); }
   });
   $("#start", main).addEventListener("submit", async (e) => {
     e.preventDefault();
