@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     model_revision: str | None = Field(None, description="Hub revision; local folders use a weight hash.")
     device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1'.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads in services (None: default).")
     log_level: str = "INFO"
 
     # --- storage -----------------------------------------------------------------------------------
