@@ -21,6 +21,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlparse
 
 from bridgex.models import ModelIdentity, max_positions, model_identity
 from bridgex.settings import Settings
@@ -68,8 +69,6 @@ def _cpu_default_len(ident: ModelIdentity) -> int:
 def plan(settings: Settings, *, host: str | None = None, port: int | None = None,
          extra: list[str] | None = None, platform: Platform | None = None) -> LaunchPlan:
     """The server's argv and environment for these settings (nothing is started)."""
-    from urllib.parse import urlparse
-
     plat = platform or detect_platform()
     ident = model_identity(settings.model, revision=settings.model_revision)
     url = urlparse(settings.worker_url)

@@ -11,15 +11,12 @@ the same whichever engine wrote them (tests/core/test_capture_vllm.py checks it 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from torch import Tensor
 
-from bridgex.profiling import LanguageProfile, probe_activations, profile_texts
-
-Progress = Callable[[int, int], None]
-ShouldCancel = Callable[[], bool]
+from bridgex.profiling import LanguageProfile, Progress, ShouldCancel, probe_activations, profile_texts
 
 
 class CaptureBackend(Protocol):

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from bridgex.profiling import Cancelled, LanguageProfile, _encode, chunk_texts
+from bridgex.profiling import Cancelled, LanguageProfile, Progress, ShouldCancel, _encode, chunk_texts
 from bridgex.vllm_env import cpu_env, vllm_platform
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
-ShouldCancel = Callable[[], bool]
 EXTENSION = "bridgex.capture.vllm_worker.CaptureExtension"
 PROFILE_GROUP = 64
 """Chunks per `generate` call while profiling (progress and cancellation happen between calls)."""
