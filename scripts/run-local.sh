@@ -196,7 +196,7 @@ PYEOF
   start_one worker "$PY" -m services.worker
   start_one analyzer "$PY" -m celery -A services.analyzer.celery_app worker --pool=solo --concurrency=1 \
     -Q analyze -n "analyzer-local@%h" --loglevel=INFO
-  start_one api "$PY" -m uvicorn services.api.main:create_app --factory --host "$API_HOST" --port "$API_PORT"
+  start_one api "$PY" -m services.api --host "$API_HOST" --port "$API_PORT"
 
   # Stop whatever started if we are interrupted while waiting.
   trap 'printf "\n"; stop_all; exit 130' INT TERM

@@ -156,12 +156,12 @@ def start_celery(log_dir: Path, redis_url: str, **env: str) -> Service:
 
 
 def start_api(log_dir: Path, **env: str) -> tuple[Service, str]:
-    """Real gateway (uvicorn) on a free port. Returns (service, base_url)."""
+    """Real gateway (`python -m services.api`: uvicorn with our limits) on a free port. Returns (service,
+    base_url)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     svc = Service(
-        [PYTHON, "-m", "uvicorn", "services.api.main:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
+        [PYTHON, "-m", "services.api", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env, log_dir / f"api-{port}.log", http_ok(f"{url}/health"),
     ).start()
     return svc, url

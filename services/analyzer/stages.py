@@ -270,7 +270,8 @@ def check_worker_weights(settings: Settings, lm: Any, what: str) -> str:
     from bridgex.client import GenerationClient, GenerationError
 
     async def go() -> dict[str, Any] | None:
-        async with GenerationClient(settings.worker_url, timeout=10, retries=settings.worker_retries) as c:
+        async with GenerationClient(settings.worker_url, timeout=10, retries=settings.worker_retries,
+                                    api_key=settings.worker_key) as c:
             return await c.identity()
 
     try:
@@ -328,7 +329,7 @@ def probe_set(lm: Any, req: dict[str, Any], settings: Settings, ctx: JobContext 
             pairs, src, tgt, gold_filter=params["gold_filter"], worker_url=settings.worker_url,
             model=settings.served_model_name, probe_max=params["probe_max"], probe_min=params["probe_min"],
             demos=demos, fallback=params["fallback"], concurrency=settings.gold_filter_concurrency,
-            timeout=settings.gold_filter_timeout_s, retries=settings.worker_retries,
+            timeout=settings.gold_filter_timeout_s, retries=settings.worker_retries, api_key=settings.worker_key,
             request_id=ctx.request_id, should_cancel=ctx.should_cancel,
             progress=lambda cur, tot: ctx.progress("probes", cur, tot),
         )
@@ -470,7 +471,8 @@ def validate(ranking: dict[str, Any], req: dict[str, Any], settings: Settings, c
                 async with GenerationClient(settings.worker_url, model=settings.served_model_name,
                                             timeout=settings.gold_filter_timeout_s,
                                             retries=settings.worker_retries,
-                                            concurrency=settings.gold_filter_concurrency) as client:
+                                            concurrency=settings.gold_filter_concurrency,
+                                            api_key=settings.worker_key) as client:
                     return await measure(client, words, src, tgt, conditions, data_root=str(settings.data_path),
                                          k_shot=info["k_shot"], concurrency=settings.gold_filter_concurrency,
                                          progress=lambda cur, tot: ctx.progress("validate", cur, tot),

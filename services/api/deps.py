@@ -13,11 +13,13 @@ import redis
 import redis.asyncio as aioredis
 from bridgex.client import GenerationClient
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from services.common.bridges import BridgeStore, FailureStore
 from services.common.jobs import JobStore
 
 from .core.config import Settings
+from .core.errors import ApiError
 from .core.observability import Metrics
 from .core.redis import RedisGate, async_client, sync_client
 from .core.security import KeyRing, Principal, RateLimiter
@@ -83,9 +85,11 @@ class AppContext:
             jobs=JobStore(rsync, ttl_s=settings.job_ttl_s), bridges=BridgeStore(rsync),
             failures=FailureStore(rsync, base_s=settings.analysis_retry_base_s, max_s=settings.analysis_retry_max_s),
             keys=KeyRing(settings.api_keys, settings.auth_open),
-            limiter=RateLimiter(rclient, gate, metrics, settings.rate_limit_per_minute),
+            limiter=RateLimiter(rclient, gate, metrics, settings.rate_limit_per_minute,
+                                auth_fail_limit=settings.auth_fail_limit, lockout_s=settings.auth_lockout_s),
             generation=GenerationClient(settings.worker_url, model=settings.served_model_name,
-                                        timeout=settings.worker_timeout_s, retries=settings.worker_retries),
+                                        timeout=settings.worker_timeout_s, retries=settings.worker_retries,
+                                        api_key=settings.worker_key),
             _celery=cls.make_celery(settings),
         )
 
@@ -112,13 +116,32 @@ def request_id(request: Request) -> str:
 RequestId = Annotated[str, Depends(request_id)]
 
 
-def require(scope: str):
-    """Dependency: an authenticated principal holding `scope`, within its rate limit."""
+BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>` (BRIDGEX_API_KEYS).")
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same key, as `X-API-Key`.")
 
-    async def dependency(request: Request, ctx: Ctx) -> Principal:
-        client = request.client.host if request.client else "anonymous"
-        principal = ctx.keys.authenticate(request.headers, scope, client)
-        await ctx.limiter.check(principal)
+
+def client_address(request: Request) -> str:
+    """The caller's address: the peer's, or X-Forwarded-For's from a trusted proxy (services.api.server)."""
+    return request.client.host if request.client else "anonymous"
+
+
+def require(scope: str):
+    """Dependency: an authenticated principal holding `scope`, within its rate limit, from a client that is
+    not locked out. The two security schemes only document the headers; KeyRing reads them."""
+
+    async def dependency(request: Request, ctx: Ctx,
+                         _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+                         _key: Annotated[str | None, Depends(API_KEY)]) -> Principal:
+        client = client_address(request)
+        try:
+            principal = ctx.keys.authenticate(request.headers, scope, client)
+        except ApiError as exc:
+            if exc.error == "invalid_api_key":
+                locked = await ctx.limiter.auth_failed(client)
+                if locked is not None:
+                    raise locked from exc
+            raise
+        await ctx.limiter.check(principal, client)
         request.state.principal = principal
         return principal
 

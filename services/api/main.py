@@ -1,4 +1,4 @@
-"""The BridgeX gateway: `uvicorn services.api.main:create_app --factory`.
+"""The BridgeX gateway app (`create_app`); `python -m services.api` serves it with its limits (server.py).
 
 Routes live one module per resource in `routes/`, behaviour in `services/`, dependencies in `deps.py`.
 """
@@ -16,9 +16,11 @@ from fastapi.staticfiles import StaticFiles
 
 from .core.config import Settings, get_settings
 from .core.errors import install_error_handlers
+from .core.limits import BodyLimit
 from .core.observability import RequestContextMiddleware
 from .deps import AppContext
 from .routes import analyze, bridges, health, jobs, languages, translate
+from .schemas.errors import PROTECTED
 from .services.bridging import warm_typology
 
 log = logging.getLogger("bridgex.api")
@@ -27,8 +29,14 @@ UI_DIR = Path(__file__).with_name("ui")
 
 DESCRIPTION = """Translate through a bridge language chosen by neuron overlap + HSIC (BridgeX-ICL).
 
-Auth: `Authorization: Bearer <key>` or `X-API-Key: <key>`; scopes `translate` (translate and reads),
-`analyze` (jobs), `admin` (DELETE). Every response carries `X-Request-Id`.
+Auth: `Authorization: Bearer <key>` or `X-API-Key: <key>` (security schemes below); scopes `translate`
+(translate and reads), `analyze` (jobs), `admin` (DELETE, every job). Every response carries `X-Request-Id`.
+
+Errors share one body, `{"error": <code>, "message": <what to fix>, "request_id", "details"}`: 400 unreadable
+body, 401 no or unknown key, 403 missing scope, 408 too slow a client, 413 body too large, 422 bad input,
+424 the generation worker failed, 429 rate limited or locked out (Retry-After), 503 a dependency is down.
+Limits: BRIDGEX_MAX_TEXT_CHARS and BRIDGEX_MAX_TEXT_TOKENS per text, 64 items per batch (each counts against
+the rate limit), BRIDGEX_API_MAX_BODY_BYTES per body.
 """
 
 
@@ -54,8 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="BridgeX API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (translate, analyze, jobs, bridges, languages, health):
-        app.include_router(module.router)
+    for module in (translate, analyze, jobs, bridges, languages):
+        app.include_router(module.router, responses=PROTECTED)
+    app.include_router(health.router)
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
-    app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, chunk_timeout_s=settings.api_header_timeout_s)
+    app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)  # outermost: ids and metrics for all
     return app

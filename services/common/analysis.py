@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import redis
 from bridgex import METHOD_VERSION
@@ -29,11 +29,13 @@ class InvalidAnalysisRequest(ValueError):
 class AnalysisRequest(BaseModel):
     """One pair to analyse. Fields left as None take the server's Settings (method.md DECISIONs)."""
 
-    source: str = Field(..., description="Source language code (e.g. 'sw').")
-    target: str = Field(..., description="Target language code (e.g. 'fi').")
-    candidates: list[str] | None = Field(None, description="Candidate bridges; default settings.candidates.")
-    model: str | None = Field(None, description="Default settings.model (one model per analyzer).")
-    revision: str | None = None
+    source: str = Field(..., max_length=64, description="Source language code (e.g. 'sw').")
+    target: str = Field(..., max_length=64, description="Target language code (e.g. 'fi').")
+    candidates: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        None, max_length=64, description="Candidate bridges; default settings.candidates (at most "
+        "analyze_max_candidates, each with monolingual text to profile).")
+    model: str | None = Field(None, max_length=512, description="Default settings.model (one model per analyzer).")
+    revision: str | None = Field(None, max_length=128, description="Must be the served revision, if given.")
     selection: Literal["top_rate", "lape"] | None = None
     bridge_set: Literal["specific", "full"] | None = None
     k: int | None = Field(None, ge=1, le=4096, description="Neurons kept per bridge set and layer.")
@@ -87,10 +89,25 @@ class AnalysisRequest(BaseModel):
                 f"no candidate bridge left once source {source!r} and target {target!r} are removed from "
                 f"{raw_cands}; give at least one other language in 'candidates'"
             )
+        if len(cands) > settings.analyze_max_candidates:
+            raise InvalidAnalysisRequest(
+                f"{len(cands)} candidates; at most {settings.analyze_max_candidates} per analysis "
+                "(BRIDGEX_ANALYZE_MAX_CANDIDATES): each costs a profile of the language")
+        no_text = [c for c in cands if not _text_available(settings, c)]
+        if no_text:
+            raise InvalidAnalysisRequest(
+                f"candidate(s) {no_text} have no monolingual text to profile: only the 15 paper languages' texts "
+                f"are gathered automatically, others need {settings.data_path}/text/<code>.txt (`bridgex data "
+                "prepare`). Drop them or add their text")
         model = self.model or settings.model
         if self.model and self.model != settings.model:
             raise InvalidAnalysisRequest(
                 f"this analyzer serves model {settings.model!r}; requested {self.model!r}")
+        if self.revision is not None and self.revision != settings.model_revision:
+            served = settings.model_revision or "its local weights (no hub revision)"
+            raise InvalidAnalysisRequest(
+                f"this analyzer serves {settings.model!r} at {served}; requested revision {self.revision!r}. "
+                "Omit `revision` (one model and revision per deployment)")
         probe_max = self.probe_max if self.probe_max is not None else settings.probe_max
         probe_min = self.probe_min if self.probe_min is not None else settings.probe_min
         if probe_min > probe_max:
@@ -126,6 +143,14 @@ class AnalysisRequest(BaseModel):
             "k_shot": settings.k_shot,
             "method_version": METHOD_VERSION,
         }
+
+
+def _text_available(settings: Settings, code: str) -> bool:
+    """A language the data stage can gather text for (a paper language), or whose text is already there."""
+    from bridgex.data.layout import DataLayout
+    from bridgex.languages import PAPER_LANGUAGES
+
+    return code in PAPER_LANGUAGES or DataLayout(settings.data_path).text_path(code).is_file()
 
 
 _SERVED: dict[tuple[int, str, str], tuple[Settings, str]] = {}
@@ -196,10 +221,11 @@ def alias_after_data(store: JobStore, settings: Settings, job_id: str, request: 
 
 def submit_analysis(
     req: AnalysisRequest, *, settings: Settings, redis: redis.Redis, celery_app: Any,
-    request_id: str | None = None, force: bool = False,
+    request_id: str | None = None, force: bool = False, owner: str | None = None,
 ) -> tuple[JobRecord, bool]:
     """Create the job record and enqueue `bridgex.analyze_pair` once per job id. Returns (record, enqueued).
 
+    `owner` (the submitting principal) is added to the job's owners, whoever created it.
     Queued/running/succeeded jobs are returned as they are; failed/cancelled ones (or any finished one with
     `force`) are reset and enqueued again. A queued or running job is never enqueued twice, even with force.
     """
@@ -209,10 +235,12 @@ def submit_analysis(
     plain = job_id({"request": norm})  # the request without its data: one job in flight per request
     flying = store.in_flight(plain)
     if flying is not None:  # e.g. the gateway gathered demo data meanwhile, so the data hash moved
-        return flying, False
+        return (store.add_owner(flying.id, owner) or flying) if owner else flying, False
     jid = store.resolve(job_id_for(norm, settings, dh))
     request = {**norm, "data_hash": dh}
     rec, created = store.create(jid, request, request_id=request_id)
+    if owner:
+        rec = store.add_owner(jid, owner) or rec
     if not created:
         allowed = RERUNNABLE | ({JobState.succeeded} if force else frozenset())
         if rec.state not in allowed:

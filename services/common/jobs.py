@@ -59,6 +59,11 @@ class JobRecord(BaseModel):
     request: dict[str, Any] = Field(default_factory=dict)
     request_id: str | None = None
     attempts: int = 0
+    owners: list[str] = Field(default_factory=list, description="Principals (key ids) that submitted this job; "
+                              "AUTO_OWNER for the analyses `auto` enqueues. Scopes reads and cancels.")
+
+
+AUTO_OWNER = "system:auto"
 
 
 def _now() -> datetime:
@@ -116,8 +121,10 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         return self._load(self.redis.get(self.key(job_id)))
 
-    def list(self, limit: int = 50, state: JobState | str | None = None) -> list[JobRecord]:
-        """Newest first. Expired records are pruned from the index as they are found."""
+    def list(self, limit: int = 50, state: JobState | str | None = None, owner: str | None = None
+             ) -> list[JobRecord]:
+        """Newest first, optionally only those `owner` submitted. Expired records are pruned from the index as
+        they are found."""
         wanted = JobState(state) if state is not None else None
         out: list[JobRecord] = []
         start, page = 0, max(limit, 50)
@@ -132,7 +139,8 @@ class JobStore:
                     self.redis.zrem(JOBS_INDEX, job_id)
                     continue
                 rec = self._load(raw)
-                if rec is not None and (wanted is None or rec.state == wanted):
+                if rec is not None and (wanted is None or rec.state == wanted) and (
+                        owner is None or owner in rec.owners):
                     out.append(rec)
                     if len(out) >= limit:
                         break
@@ -155,6 +163,20 @@ class JobStore:
         if existing is None:  # expired between SET NX and GET: try once more
             return self.create(job_id, request, request_id)
         return existing, False
+
+    def add_owner(self, job_id: str, owner: str) -> JobRecord | None:
+        """Record that `owner` submitted this job too (idempotent). None for an unknown id."""
+
+        def change(rec: JobRecord) -> JobRecord | None:
+            if owner in rec.owners:
+                return None
+            rec.owners.append(owner)
+            return rec
+
+        try:
+            return self._update(job_id, change)
+        except JobNotFound:
+            return None
 
     def _update(self, job_id: str, change: Callable[[JobRecord], JobRecord | None]) -> JobRecord | None:
         """Optimistic transaction: `change` returns the new record, or None to leave it as is."""
@@ -288,7 +310,7 @@ class JobStore:
                 return None
             did.append(True)
             return JobRecord(id=rec.id, created_at=_now(), request=rec.request,
-                             request_id=request_id or rec.request_id)
+                             request_id=request_id or rec.request_id, owners=rec.owners)
 
         rec = self._update(job_id, change)
         if only_if is not None and not did:

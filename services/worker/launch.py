@@ -8,6 +8,8 @@ Why each CPU default (measured on 2-core AVX2 machines, docs/assets and docs/res
 - `--generation-config vllm`: requests that leave a sampling field unset get vLLM's neutral defaults, not the
   model's generation_config.json, so greedy requests are greedy everywhere.
 - `--enable-request-id-headers`: the gateway's X-Request-Id becomes vLLM's request id and is echoed back.
+- `services.worker.guard.WorkerGuard` (after the identity middleware, so outermost): the worker's API key on
+  every path but the probes, a body cap and at most `worker_max_prompts` sequences per request.
 - `--max-model-len` 4096 unless set: the model's 32k context does not fit a 1 GiB KV cache, and our prompts
   are a few hundred tokens.
 The default model alias resolves to the converted folder the analyzer loads (bridgex.models), so worker and
@@ -27,6 +29,7 @@ from bridgex.models import ModelIdentity, max_positions, model_identity
 from bridgex.settings import Settings
 from bridgex.vllm_env import cpu_env, vllm_platform
 
+from services.worker.guard import GUARD_ENV, KEY_ENV
 from services.worker.identity import IDENTITY_ENV
 
 Platform = Literal["cpu", "cuda"]
@@ -49,7 +52,8 @@ class LaunchPlan:
     notes: list[str] = field(default_factory=list)
 
     def command(self, python: str = "python") -> str:
-        envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()) if k != IDENTITY_ENV)
+        shown = {k: ("***" if k == KEY_ENV else v) for k, v in self.env.items() if k != IDENTITY_ENV}
+        envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(shown.items()))
         return f"{envs} {shlex.join([python, *self.argv])}".strip()
 
 
@@ -83,6 +87,7 @@ def plan(settings: Settings, *, host: str | None = None, port: int | None = None
             "--served-model-name", served, "--generation-config", "vllm", "--dtype", dtype,
             "--host", host, "--port", str(port), "--max-num-seqs", str(settings.max_batch_size),
             "--seed", "0", "--middleware", "services.worker.identity.identity_middleware",
+            "--middleware", "services.worker.guard.WorkerGuard",
             "--enable-request-id-headers", "--disable-uvicorn-access-log"]
     if ident.path is None and ident.revision:
         argv += ["--revision", ident.revision]
@@ -92,7 +97,11 @@ def plan(settings: Settings, *, host: str | None = None, port: int | None = None
     argv += shlex.split(settings.worker_args) + list(extra or [])
 
     env = {IDENTITY_ENV: json.dumps(ident.as_dict() | {"served_model_name": served}),
-           "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+           "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+           GUARD_ENV: json.dumps({"max_body_bytes": settings.worker_max_body_bytes,
+                                  "max_prompts": settings.worker_max_prompts})}
+    if settings.worker_key:  # in the environment, never in argv (ps shows argv to every user)
+        env[KEY_ENV] = settings.worker_key
     notes = []
     if plat == "cpu":
         cpu = cpu_env(settings.worker_kv_cache_gib, settings.worker_cpu_bind)

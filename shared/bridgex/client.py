@@ -101,9 +101,10 @@ class GenerationClient:
     """Async client; use as `async with GenerationClient(url) as c: await c.complete("...")`."""
 
     def __init__(self, base_url: str, model: str | None = None, timeout: float = 60, retries: int = 2,
-                 backoff: float = 0.5, *, concurrency: int = 16,
+                 backoff: float = 0.5, *, concurrency: int = 16, api_key: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model, self.timeout, self.retries, self.backoff = model, timeout, retries, backoff
         self.concurrency = concurrency
         self._transport = transport
@@ -125,7 +126,7 @@ class GenerationClient:
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                base_url=self.base_url, transport=self._transport,
+                base_url=self.base_url, transport=self._transport, headers=self._auth,
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
                 limits=httpx.Limits(max_connections=max(self.concurrency, 1) * 2),
             )
@@ -208,6 +209,15 @@ class GenerationClient:
         except ValueError as e:
             raise GenerationFailed(f"malformed identity from {self.base_url}: {resp.text[:200]}") from e
         return body if isinstance(body, dict) else None
+
+    async def count_tokens(self, text: str) -> int:
+        """How many tokens `text` is for the served model, special tokens excluded (vLLM `POST /tokenize`)."""
+        body = {"model": await self._model_name(), "prompt": text, "add_special_tokens": False}
+        resp = await self._request("POST", "/tokenize", json=body)
+        try:
+            return int(resp.json()["count"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise GenerationFailed(f"malformed /tokenize answer from {self.base_url}: {resp.text[:200]}") from e
 
     async def _model_name(self) -> str:
         if self.model is None:

@@ -85,8 +85,9 @@ class UnknownLanguageError(ValueError):
     def __init__(self, code: str, reason: str = "") -> None:
         known = ", ".join(PAPER_LANGUAGES)
         extra = f" ({reason})" if reason else ""
+        shown = code if len(code) <= 40 else f"{code[:20]}... ({len(code)} characters)"
         super().__init__(
-            f"unknown language {code!r}{extra}. Paper languages: {known}; any other ISO 639 code or BCP-47 "
+            f"unknown language {shown!r}{extra}. Paper languages: {known}; any other ISO 639 code or BCP-47 "
             "tag of a real language (e.g. 'ru', 'yue', 'sr-Latn') is accepted too."
         )
         self.code = code

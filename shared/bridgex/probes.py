@@ -183,7 +183,7 @@ async def abuild_probe_set(
     probe_max: int = 500, probe_min: int = 32, max_examined: int | None = None, concurrency: int = 4,
     demos: Sequence[Demo] = (), fallback: str = "unfiltered", max_error_rate: float = 0.1,
     seed: int = 0, skip_identical: bool = True, word_order: str = "frequency",
-    timeout: float = 120.0, retries: int = 2,
+    timeout: float = 120.0, retries: int = 2, api_key: str | None = None,
     request_id: str | None = None, progress: ProgressFn | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> ProbeSet:
@@ -236,7 +236,7 @@ async def abuild_probe_set(
         from bridgex.client import GenerationClient
 
         client = GenerationClient(worker_url, model=model, timeout=timeout, retries=retries,
-                                  concurrency=concurrency)
+                                  concurrency=concurrency, api_key=api_key)
         await client.__aenter__()
     sem = asyncio.Semaphore(max(1, concurrency))
     window = max(1, concurrency) * 4

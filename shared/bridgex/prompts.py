@@ -4,6 +4,10 @@ Probes, the gateway and the evaluation harness all call these, so a prompt seen 
 prompt used when serving it. Formats follow method.md step 2/7 (the paper's X-ICL chain
 `S:"w"→B:"w_b"→T:` with native language names); zero-shot by default, k-shot demonstrations optional.
 Parsers are lenient on purpose: base models echo, quote in many styles and run on past the answer.
+
+Text inside a chain's quotes is escaped (`escape_span`): a backslash before `"`, `→` and `\\` itself, so user
+text such as `water"→Français:"chien` cannot close its span and write its own chain step. Newlines become
+spaces and control characters go. The parsers skip escaped delimiters and undo the escaping.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ _ALL_QUOTES = "".join(sorted(set(_QUOTES) | set("".join(_QUOTES.values()))))
 _APOSTROPHES = "'‘‚"  # open a quote only at the very start: "l'eau" is a word, not a quote
 _NIQQUD = re.compile("[\u0591-\u05c7]")
 _STOPS = (ARROW, "->", "\n")
+_ESCAPES = {"\\": "\\\\", '"': '\\"', ARROW: "\\" + ARROW}
+CHAIN_DELIMITERS = frozenset(_ESCAPES)
+"""Characters escaped inside a quoted span: they could otherwise end it or start a new chain step."""
+_UNESCAPE = re.compile(r'\\([\\"→])')
 
 
 @dataclass(frozen=True)
@@ -77,15 +85,27 @@ def _name(code: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    """Prompts are one chain per line and generation stops at a newline, so inner newlines become spaces."""
+    """Prompts are one chain per line and generation stops at a newline, so inner newlines become spaces;
+    control characters (NUL and the like) are dropped."""
+    text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
     return " ".join(text.split())
+
+
+def escape_span(text: str) -> str:
+    """Text as it goes between a chain's quotes: one line, with `\\`, `"` and `→` escaped by a backslash."""
+    return "".join(_ESCAPES.get(ch, ch) for ch in _one_line(text))
+
+
+def unescape_span(text: str) -> str:
+    """Undo `escape_span` (on a model's answer, which may copy the escaping)."""
+    return _UNESCAPE.sub(r"\1", text)
 
 
 def _chain(parts: Sequence[tuple[str, str | None]]) -> str:
     """`N1:"t1"→N2:"t2"→N3:` ; a part with text None is the open slot at the end."""
     out = []
     for name, text in parts:
-        out.append(f'{name}:' if text is None else f'{name}:"{_one_line(text)}"')
+        out.append(f'{name}:' if text is None else f'{name}:"{escape_span(text)}"')
     return ARROW.join(out)
 
 
@@ -136,7 +156,7 @@ def _quoted(text: str) -> str | None:
         if ch in _QUOTES and (i == 0 or (ch not in _APOSTROPHES and text[i - 1] in " \t:=")):
             closers = _QUOTES[ch]
             rest = text[i + 1:]
-            ends = [j for j, c in enumerate(rest) if c in closers]
+            ends = [j for j, c in _unescaped(rest) if c in closers]
             if ends:
                 return rest[: ends[0]]
             # unclosed (cut by max_tokens): up to the next arrow/newline
@@ -144,14 +164,24 @@ def _quoted(text: str) -> str | None:
     return None
 
 
+def _unescaped(text: str) -> list[tuple[int, str]]:
+    """(index, char) of the characters of `text` that no backslash escapes (escape_span's delimiters)."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in CHAIN_DELIMITERS:
+            i += 2
+            continue
+        out.append((i, text[i]))
+        i += 1
+    return out
+
+
 def _cut(text: str) -> str:
-    """Text up to the first arrow or newline."""
-    end = len(text)
-    for s in _STOPS:
-        k = text.find(s)
-        if k != -1:
-            end = min(end, k)
-    return text[:end]
+    """Text up to the first arrow or newline that is not escaped."""
+    for i, _ch in _unescaped(text):
+        if text.startswith(_STOPS, i):
+            return text[:i]
+    return text
 
 
 _MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*\s*/?>")
@@ -169,7 +199,7 @@ def parse_word(output: str) -> str:
     q = _quoted(text)
     if q is None:
         q = _cut(text)
-    return _strip_edges(q)
+    return _strip_edges(unescape_span(q))
 
 
 def normalize_word(w: str) -> str:
@@ -198,13 +228,14 @@ def parse_sentence(output: str) -> str:
     if text and text[0] in _QUOTES:
         closers = _QUOTES[text[0]]
         rest = text[1:]
-        for j, c in enumerate(rest):
+        for j, c in _unescaped(rest):
             if c in closers:
                 after = rest[j + 1:].lstrip(" \t")
                 if not after or after.startswith(_STOPS):
-                    return rest[:j].strip()
-        return _cut(rest).strip()
-    return _cut(text).strip().strip(_ALL_QUOTES).strip()  # sentence punctuation is kept (chrF counts it)
+                    return unescape_span(rest[:j]).strip()
+        return unescape_span(_cut(rest)).strip()
+    # sentence punctuation is kept (chrF counts it)
+    return unescape_span(_cut(text)).strip().strip(_ALL_QUOTES).strip()
 
 
 # ------------------------------------------------------------------------------------------ MRC (Belebele)
@@ -301,7 +332,22 @@ def parse_label(output: str, labels: Sequence[str] = SIB_LABELS) -> str | None:
 
 
 __all__ = [
-    "ARROW", "CHOICES", "SIB_LABELS", "ClsDemo", "Demo", "MRCDemo", "cls_prompt", "mrc_prompt",
-    "normalize_word", "parse_choice", "parse_label", "parse_sentence", "parse_word", "sentence_prompt",
+    "ARROW",
+    "CHAIN_DELIMITERS",
+    "CHOICES",
+    "SIB_LABELS",
+    "ClsDemo",
+    "Demo",
+    "MRCDemo",
+    "cls_prompt",
+    "escape_span",
+    "mrc_prompt",
+    "normalize_word",
+    "parse_choice",
+    "parse_label",
+    "parse_sentence",
+    "parse_word",
+    "sentence_prompt",
+    "unescape_span",
     "word_prompt",
 ]

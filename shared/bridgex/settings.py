@@ -9,8 +9,9 @@ import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "gemma-3-270m"
@@ -48,7 +49,11 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str | None = None
     result_backend: str | None = None
+    redis_password: SecretStr | None = Field(
+        None, description="Put into every redis:// URL above that carries no credentials (from a Secret).")
     worker_url: str = "http://127.0.0.1:8001"
+    worker_api_key: SecretStr | None = Field(
+        None, description="Bearer key the generation worker requires (except /health); clients send it.")
     worker_timeout_s: float = 60.0
     worker_retries: int = 2
     analyze_queue: str = "analyze"
@@ -67,15 +72,35 @@ class Settings(BaseSettings):
                                  "may use; '' leaves vLLM's default, core 0 only).")
     worker_enforce_eager: bool | None = Field(None, description="vLLM --enforce-eager (None: on CPU only).")
     worker_args: str = Field("", description="Extra vLLM server flags (shell syntax).")
+    worker_max_body_bytes: int = Field(256 * 1024, ge=1024, description="Worker guard: largest request body.")
+    worker_max_prompts: int = Field(8, ge=1, description="Worker guard: prompts in one request (a list prompt "
+                                    "or n); one caller cannot fill the batch and starve the rest.")
 
     # --- gateway -----------------------------------------------------------------------------------
     api_keys: dict[str, list[str]] = Field(
         default_factory=dict,
         description='JSON: {"key": ["translate", "analyze", "admin"]}. Never commit real keys.',
     )
-    auth_open: bool = Field(False, description="Explicit open mode (no keys). `make run` uses it and says so.")
-    rate_limit_per_minute: int = Field(600, ge=1)
+    auth_open: bool = Field(False, description="Explicit open mode (no keys, loopback bind only). `make run` "
+                            "uses it and says so. Refused together with api_keys.")
+    rate_limit_per_minute: int = Field(600, ge=1, description="Per key (per client in open mode); a batch "
+                                       "costs one per item.")
+    auth_fail_limit: int = Field(20, ge=1, description="Failed authentications per client and minute before "
+                                 "that client is locked out.")
+    auth_lockout_s: int = Field(300, ge=1, description="How long a client that guessed keys is refused.")
     max_text_chars: int = Field(2000, ge=1)
+    max_text_tokens: int = Field(512, ge=1, description="Text limit in the model's tokens (the cost of a "
+                                 "request; 2,000 emoji are ~8x the tokens of 2,000 letters).")
+    api_host: str = Field("127.0.0.1", description="Gateway bind address (`python -m services.api`).")
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_max_concurrency: int = Field(256, ge=1, description="Connections+requests in flight; beyond, 503.")
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body; beyond, 413.")
+    api_header_timeout_s: float = Field(10.0, gt=0, description="A client must send its request head (and "
+                                        "each body chunk) within this; else the connection is closed / 408.")
+    api_keepalive_s: float = Field(5.0, gt=0, description="Idle keep-alive connections are closed after this.")
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Proxies whose X-Forwarded-For is believed (IPs/CIDRs, comma-separated); none by default.")
+    analyze_max_candidates: int = Field(16, ge=1, description="Largest candidate list of one /analyze request.")
     fallback_bridge: str | None = Field(None, description="Bridge served on a cache miss (overrides the policy).")
     fallback_policy: Literal["none", "typology"] = Field(
         "none", description="Cache miss without fallback_bridge: translate directly (never worse than no bridge) "
@@ -122,7 +147,7 @@ class Settings(BaseSettings):
     batch_size: int = 8
     chunk_tokens: int = 256
 
-    @field_validator("candidates", "lape_languages", mode="before")
+    @field_validator("candidates", "lape_languages", "trusted_proxies", mode="before")
     @classmethod
     def _split_candidates(cls, v: object) -> object:
         if isinstance(v, str):
@@ -131,6 +156,22 @@ class Settings(BaseSettings):
                 return tuple(json.loads(text))
             return tuple(c.strip() for c in text.split(",") if c.strip())
         return v
+
+    @model_validator(mode="after")
+    def _redis_credentials(self) -> Settings:
+        if self.redis_password is not None:
+            pw = self.redis_password.get_secret_value()
+            self.redis_url = with_password(self.redis_url, pw)
+            if self.broker_url:
+                self.broker_url = with_password(self.broker_url, pw)
+            if self.result_backend:
+                self.result_backend = with_password(self.result_backend, pw)
+        return self
+
+    @property
+    def worker_key(self) -> str | None:
+        """The worker API key as a plain string (None: the worker is open)."""
+        return self.worker_api_key.get_secret_value() if self.worker_api_key else None
 
     @property
     def cache_path(self) -> Path:
@@ -151,6 +192,14 @@ class Settings(BaseSettings):
     @property
     def backend(self) -> str:
         return self.result_backend or self.redis_url
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` with `password` as its credentials when it is a redis URL that has none."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or "@" in parts.netloc or not password:
+        return url
+    return urlunsplit(parts._replace(netloc=f":{quote(password, safe='')}@{parts.netloc}"))
 
 
 @lru_cache(maxsize=1)

@@ -97,25 +97,51 @@ async def test_gate_breaker_fails_fast_then_recovers() -> None:
 async def test_rate_limiter_real_redis_and_fail_open(redis_url: str) -> None:
     metrics = Metrics()
     client = async_client(redis_url)
-    limiter = RateLimiter(client, RedisGate(metrics), metrics, per_minute=2)
+    limiter = RateLimiter(client, RedisGate(metrics), metrics, per_minute=3)
     who = Principal("abc", frozenset({"translate"}))
-    if time.time() % 60 > 58:  # keep the three calls inside one window
+    if time.time() % 60 > 58:  # keep the calls inside one window
         await asyncio.sleep(2.5)
-    await limiter.check(who)
-    await limiter.check(who)
+    await limiter.check(who, "c1")
+    await limiter.check(who, "c2", cost=2)  # a batch of 3 items: 1 + 2
     with pytest.raises(ApiError) as e:
-        await limiter.check(who)
+        await limiter.check(who, "c1")
     assert e.value.status == 429 and 1 <= int(e.value.headers["Retry-After"]) <= 61
-    await limiter.check(Principal("other", frozenset()))  # per key
+    await limiter.check(Principal("other", frozenset()), "c1")  # per key, not per client
     await client.aclose()
 
     dead = async_client(f"redis://127.0.0.1:{free_port()}/0")
     down = RateLimiter(dead, RedisGate(metrics), metrics, per_minute=1)
     t0 = time.perf_counter()
     for _ in range(5):
-        await down.check(who)  # fails open: no exception
+        await down.check(who, "c1")  # fails open: no exception
+        assert await down.auth_failed("c1") is None
     assert time.perf_counter() - t0 < 2
     await dead.aclose()
+
+
+async def test_failed_auth_lockout_per_client(redis_url: str) -> None:
+    metrics = Metrics()
+    client = async_client(redis_url)
+    await client.flushdb()
+    limiter = RateLimiter(client, RedisGate(metrics), metrics, per_minute=100, auth_fail_limit=3, lockout_s=30)
+    who = Principal("good", frozenset({"translate"}))
+    if time.time() % 60 > 58:
+        await asyncio.sleep(2.5)
+    assert await limiter.auth_failed("10.0.0.9") is None
+    assert await limiter.auth_failed("10.0.0.9") is None
+    locked = await limiter.auth_failed("10.0.0.9")  # the third wrong key locks the client out
+    assert locked is not None and locked.status == 429 and locked.error == "locked_out"
+    assert 1 <= int(locked.headers["Retry-After"]) <= 30
+    with pytest.raises(ApiError) as e:  # a valid key from the locked client is refused too
+        await limiter.check(who, "10.0.0.9")
+    assert e.value.error == "locked_out"
+    await limiter.check(who, "10.0.0.10")  # other clients are not affected
+    await client.aclose()
+
+
+def test_open_mode_with_keys_is_refused() -> None:
+    with pytest.raises(ValueError, match="AUTH_OPEN"):
+        KeyRing(KEYS, open_mode=True)
 
 
 def test_demonstrations_from_data_dir(tmp_path: Path) -> None:

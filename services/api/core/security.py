@@ -1,14 +1,17 @@
-"""API keys with scopes, and a per-key rate limit in Redis.
+"""API keys with scopes, a per-key rate limit in Redis, and a lockout for clients that guess keys.
 
 Keys come from `settings.api_keys` ({"key": ["translate", "analyze", "admin"]}); they are compared as SHA-256
 digests with `hmac.compare_digest` against every configured key, so timing reveals neither a key nor how
 much of it matched. `admin` implies the other scopes. Open mode (no keys) exists only when
-`settings.auth_open` is true; it is logged loudly at start.
+`settings.auth_open` is true and no keys are configured (both together is refused at start).
 
-Rate limit policy: fixed one-minute windows per key (`INCR` + `EXPIRE` in one round trip). When Redis is down
-the limiter FAILS OPEN: the request is served (a metric and a log line record it) because refusing every
-translation while the cache is down would turn a cache outage into a full outage; the generation worker's own
-bounded queue (429) still protects the model.
+Rate limit policy: fixed one-minute windows per principal (the key; the client address in open mode), with a
+cost per request (a batch costs one per item). Failed authentications (a wrong key) are counted per client;
+past `auth_fail_limit` in a minute the client is refused with 429 for `auth_lockout_s`, valid key or not, so
+guessing stops paying. The client address is the peer's, or X-Forwarded-For's only from trusted proxies
+(services.api.server). When Redis is down both FAIL OPEN: the request is served (a metric and a log line
+record it) because refusing every translation while the cache is down would turn a cache outage into a
+full outage; the worker's own caps still protect the model.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+
+from services.common import redis_keys as keys
 
 from .errors import ApiError
 from .observability import Metrics
@@ -51,6 +56,9 @@ class KeyRing:
     """The configured keys, held as digests."""
 
     def __init__(self, api_keys: Mapping[str, list[str]] | None, open_mode: bool) -> None:
+        if open_mode and api_keys:
+            raise ValueError("BRIDGEX_AUTH_OPEN=true together with BRIDGEX_API_KEYS is refused: a request "
+                             "without a key would get every scope. Unset one of them.")
         self.open_mode = open_mode
         self._keys: list[tuple[bytes, Principal]] = []
         for key, scopes in (api_keys or {}).items():
@@ -98,35 +106,79 @@ class KeyRing:
 
 
 class RateLimiter:
-    """Fixed-window per-key limit; fails open when Redis is unavailable (see module docstring)."""
+    """Fixed-window per-principal limit and the failed-auth lockout; fail open without Redis (module doc)."""
 
-    def __init__(self, client: aioredis.Redis, gate: RedisGate, metrics: Metrics, per_minute: int) -> None:
+    def __init__(self, client: aioredis.Redis, gate: RedisGate, metrics: Metrics, per_minute: int,
+                 auth_fail_limit: int = 20, lockout_s: int = 300) -> None:
         self.client, self.gate, self.metrics, self.per_minute = client, gate, metrics, per_minute
+        self.auth_fail_limit, self.lockout_s = auth_fail_limit, lockout_s
         self._warned_at = 0.0
 
-    async def check(self, principal: Principal) -> None:
+    def _suspended(self, now: float, exc: Exception) -> None:
+        if now - self._warned_at > 30:  # said once per 30 s in the log
+            self._warned_at = now
+            log.warning("rate limiting suspended (failing open) while Redis is unavailable: %s", exc)
+
+    def _locked_out(self, ttl: int) -> ApiError:
+        self.metrics.rate_limited.inc()
+        wait = max(1, ttl)
+        return ApiError(429, "locked_out",
+                        f"too many requests with invalid API keys from this client; retry after {wait}s",
+                        headers={"Retry-After": str(wait)})
+
+    async def check(self, principal: Principal, client: str, cost: int = 1) -> None:
+        """Charge `cost` requests to the principal's window; 429 over the limit or while `client` is locked."""
         now = time.time()
         window = int(now // 60)
-        key = f"bridgex:ratelimit:{principal.key_id}:{window}"
+        key = keys.rate_limit(principal.key_id, window)
+        lock = keys.lockout(client)
 
-        async def incr() -> int:
+        async def charge() -> tuple[int, int]:
             pipe = self.client.pipeline(transaction=False)
-            pipe.incr(key)
+            pipe.ttl(lock)
+            pipe.incrby(key, cost)
             pipe.expire(key, 61)
-            count, _ = await pipe.execute()
-            return int(count)
+            locked, count, _ = await pipe.execute()
+            return int(locked), int(count)
 
         try:
-            count = await self.gate.run("ratelimit", incr)
-        except RedisUnavailable as exc:  # fail open (module docstring), said once per 30 s in the log
-            if now - self._warned_at > 30:
-                self._warned_at = now
-                log.warning("rate limiting suspended (failing open) while Redis is unavailable: %s", exc)
+            locked, count = await self.gate.run("ratelimit", charge)
+        except RedisUnavailable as exc:
+            self._suspended(now, exc)
             return
+        if locked > 0:
+            raise self._locked_out(locked)
         if count > self.per_minute:
             self.metrics.rate_limited.inc()
             retry_after = max(1, int(60 - (now % 60)) + 1)
             raise ApiError(429, "rate_limited",
-                           f"rate limit of {self.per_minute} requests per minute for this key exceeded; "
-                           f"retry after {retry_after}s",
+                           f"rate limit of {self.per_minute} requests per minute for this key exceeded"
+                           f"{f' (this request costs {cost})' if cost > 1 else ''}; retry after {retry_after}s",
                            headers={"Retry-After": str(retry_after)})
+
+    async def auth_failed(self, client: str) -> ApiError | None:
+        """Count a wrong key from `client`; the 429 to raise instead of the 401 once it is locked out."""
+        now = time.time()
+        fails = keys.auth_failures(client, int(now // 60))
+        lock = keys.lockout(client)
+
+        async def count() -> tuple[int, int]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.incr(fails)
+            pipe.expire(fails, 61)
+            pipe.ttl(lock)
+            n, _, ttl = await pipe.execute()
+            if int(n) >= self.auth_fail_limit and int(ttl) <= 0:
+                await self.client.set(lock, "1", ex=self.lockout_s)
+                ttl = self.lockout_s
+            return int(n), int(ttl)
+
+        try:
+            _n, ttl = await self.gate.run("ratelimit", count)
+        except RedisUnavailable as exc:
+            self._suspended(now, exc)
+            return None
+        if ttl > 0:
+            log.warning("client %s locked out for %ss after repeated invalid API keys", client, ttl)
+            return self._locked_out(ttl)
+        return None

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from services.common.jobs import JobState
 
 from ..deps import AnalyzeScope, Ctx
+from ..schemas.errors import error_responses
 from ..schemas.jobs import JobList, JobResponse
 from ..services import jobs
 
@@ -16,19 +17,20 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.get("", response_model=JobList)
-async def list_jobs(ctx: Ctx, _: AnalyzeScope, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+async def list_jobs(ctx: Ctx, principal: AnalyzeScope, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                     state: JobState | None = None) -> JobList:
-    """Newest first."""
-    return JobList(jobs=[jobs.job_response(r) for r in await jobs.list_jobs(ctx, limit, state)])
+    """Newest first: the jobs this key submitted (an admin key sees every job, those `auto` enqueued too)."""
+    return JobList(jobs=[jobs.job_response(r) for r in await jobs.list_jobs(ctx, limit, state, principal)])
 
 
-@router.get("/{job_id}", response_model=JobResponse, responses={404: {"description": "Unknown job id"}})
-async def get_job(job_id: str, ctx: Ctx, _: AnalyzeScope) -> JobResponse:
-    return jobs.job_response(await jobs.get(ctx, job_id))
+@router.get("/{job_id}", response_model=JobResponse, responses=error_responses(404))
+async def get_job(job_id: str, ctx: Ctx, principal: AnalyzeScope) -> JobResponse:
+    """One job this key submitted (any job for an admin key)."""
+    return jobs.job_response(await jobs.get(ctx, job_id, principal))
 
 
-@router.post("/{job_id}/cancel", response_model=JobResponse,
-             responses={404: {"description": "Unknown job id"}})
-async def cancel_job(job_id: str, ctx: Ctx, _: AnalyzeScope) -> JobResponse:
-    """A queued job is cancelled at once; a running one stops at its next check."""
-    return jobs.job_response(await jobs.cancel(ctx, job_id))
+@router.post("/{job_id}/cancel", response_model=JobResponse, responses=error_responses(404, 409))
+async def cancel_job(job_id: str, ctx: Ctx, principal: AnalyzeScope) -> JobResponse:
+    """A queued job is cancelled at once; a running one stops at its next check. Only the job's sole
+    submitter or an admin key may cancel (409 for a job shared with others or enqueued by `auto`)."""
+    return jobs.job_response(await jobs.cancel(ctx, job_id, principal))

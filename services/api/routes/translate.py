@@ -3,42 +3,53 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from ..core.errors import ApiError
-from ..deps import Ctx, RequestId, TranslateScope
-from ..schemas.translate import BatchRequest, BatchResponse, TranslateRequest, TranslateResponse
+from ..core.errors import ApiError, printable
+from ..deps import Ctx, RequestId, TranslateScope, client_address
+from ..schemas.errors import error_responses
+from ..schemas.translate import (
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    ItemError,
+    TranslateRequest,
+    TranslateResponse,
+)
 from ..services.translation import Plan, run
 
+log = logging.getLogger("bridgex.api")
 router = APIRouter(tags=["translate"])
 
-ERRORS = {422: {"description": "Bad input (says what to fix)"}, 424: {"description": "Generation failed"},
-          503: {"description": "Generation worker unavailable"}, 429: {"description": "Rate limited"}}
 
-
-@router.post("/translate", response_model=TranslateResponse, responses=ERRORS)
+@router.post("/translate", response_model=TranslateResponse, responses=error_responses(424))
 async def translate(req: TranslateRequest, ctx: Ctx, rid: RequestId, _: TranslateScope) -> TranslateResponse:
     """Translate a word or sentence, through a bridge language chosen by `bridge` (auto | none | code)."""
     return await run(ctx, Plan(req, ctx), rid)
 
 
-@router.post("/translate/batch", response_model=BatchResponse, responses=ERRORS)
-async def translate_batch(req: BatchRequest, ctx: Ctx, rid: RequestId, _: TranslateScope) -> BatchResponse:
-    """Many translations at once (concurrent; the worker batches them). All items are validated first."""
-    plans = []
-    for i, item in enumerate(req.items):
+@router.post("/translate/batch", response_model=BatchResponse)
+async def translate_batch(req: BatchRequest, request: Request, ctx: Ctx, rid: RequestId,
+                          principal: TranslateScope) -> BatchResponse:
+    """Many translations at once (concurrent; the worker batches them). Each item gets its result or its own
+    error, so one bad item or one transient failure never discards the others."""
+    if len(req.items) > 1:  # the first item was charged by the scope check
+        await ctx.limiter.check(principal, client_address(request), cost=len(req.items) - 1)
+
+    async def one(i: int, item: TranslateRequest) -> BatchItem:
         try:
-            plans.append(Plan(item, ctx))
+            return BatchItem(index=i, ok=True, result=await run(ctx, Plan(item, ctx), f"{rid}-{i}"))
         except ApiError as exc:
-            exc.message = f"items[{i}]: {exc.message}"
-            raise
-    results = await asyncio.gather(*(run(ctx, p, f"{rid}-{i}") for i, p in enumerate(plans)),
-                                   return_exceptions=True)
-    for i, res in enumerate(results):  # every item ran to its end; report the first failure, with its index
-        if isinstance(res, ApiError):
-            res.message = f"items[{i}]: {res.message}"
-            raise res
-        if isinstance(res, BaseException):
-            raise res
-    return BatchResponse(results=list(results), request_id=rid)  # type: ignore[arg-type]
+            return BatchItem(index=i, ok=False, error=ItemError(status=exc.status, error=exc.error,
+                                                                message=printable(exc.message)))
+        except Exception as exc:  # a bug must not discard the other items either; logged with its trace
+            log.exception("batch %s item %d failed", rid, i)
+            return BatchItem(index=i, ok=False, error=ItemError(
+                status=500, error="internal_error",
+                message=f"internal error ({type(exc).__name__}); the request id {rid}-{i} is in the server log"))
+
+    results = list(await asyncio.gather(*(one(i, item) for i, item in enumerate(req.items))))
+    failed = sum(not r.ok for r in results)
+    return BatchResponse(results=results, succeeded=len(results) - failed, failed=failed, request_id=rid)

@@ -18,6 +18,7 @@ class JobResponse(JobRecord):
     """A job record plus where to poll it."""
 
     location: str
+    owners: list[str] = Field(default_factory=list, exclude=True)  # scoping data, never shown
 
 
 class JobList(BaseModel):

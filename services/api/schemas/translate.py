@@ -14,9 +14,10 @@ class TranslateRequest(BaseModel):
 
     text: str = Field(..., min_length=1, description="A word (task=word) or a sentence (task=text).",
                       examples=["water"])
-    source: str = Field(..., description="Source language code, e.g. 'en'.", examples=["en"])
-    target: str = Field(..., description="Target language code, e.g. 'fr'.", examples=["fr"])
-    bridge: str = Field("auto", description='"auto", "none", or a bridge language code.', examples=["auto"])
+    source: str = Field(..., max_length=64, description="Source language code, e.g. 'en'.", examples=["en"])
+    target: str = Field(..., max_length=64, description="Target language code, e.g. 'fr'.", examples=["fr"])
+    bridge: str = Field("auto", max_length=64, description='"auto", "none", or a bridge language code.',
+                        examples=["auto"])
     task: Literal["word", "text"] = "word"
     k_shot: int | None = Field(None, ge=0, le=16, description="Demonstrations (default settings.k_shot).")
     max_tokens: int | None = Field(None, ge=1, description="Tokens per generation step (default 16 / 128).")
@@ -46,9 +47,29 @@ class TranslateResponse(BaseModel):
 
 
 class BatchRequest(BaseModel):
-    items: list[TranslateRequest] = Field(..., min_length=1, max_length=64)
+    items: list[TranslateRequest] = Field(..., min_length=1, max_length=64,
+                                          description="Each item counts as one request against the rate limit.")
+
+
+class ItemError(BaseModel):
+    """Why one item failed: the status and error body a single /translate would have answered."""
+
+    status: int = Field(..., description="422 bad item, 424 generation failed, 503 worker down, ...")
+    error: str
+    message: str
+
+
+class BatchItem(BaseModel):
+    """One item's outcome, in request order: a result, or an error (retry only these)."""
+
+    index: int
+    ok: bool
+    result: TranslateResponse | None = None
+    error: ItemError | None = None
 
 
 class BatchResponse(BaseModel):
-    results: list[TranslateResponse]
+    results: list[BatchItem]
+    succeeded: int
+    failed: int
     request_id: str

@@ -19,7 +19,7 @@ from bridgex.cache_keys import auto_lock_key
 
 from services.common.analysis import AnalysisRequest, InvalidAnalysisRequest, served_config, submit_analysis
 from services.common.bridges import served_of
-from services.common.jobs import JobRecord, JobState
+from services.common.jobs import AUTO_OWNER, JobRecord, JobState
 
 from ..core.config import Settings
 from ..core.redis import RedisUnavailable
@@ -114,11 +114,12 @@ async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: st
         ctx.metrics.analysis_submits.inc()
         req = AnalysisRequest(source=source, target=target)
         rec, created = submit_analysis(req, settings=ctx.settings, redis=ctx.redis_sync,
-                                       celery_app=ctx.celery, request_id=request_id)
+                                       celery_app=ctx.celery, request_id=request_id, owner=AUTO_OWNER)
         if not created and rec.state == JobState.succeeded:
             # the job finished but its ranking is not in the cache (deleted or evicted): recompute it
             rec, created = submit_analysis(req, settings=ctx.settings, redis=ctx.redis_sync,
-                                           celery_app=ctx.celery, request_id=request_id, force=True)
+                                           celery_app=ctx.celery, request_id=request_id, force=True,
+                                           owner=AUTO_OWNER)
         return rec, created
 
     try:

@@ -10,8 +10,9 @@ import asyncio
 import hashlib
 import json
 
+from services.common import redis_keys
 from services.common.analysis import InvalidAnalysisRequest, submit_analysis
-from services.common.jobs import JobRecord, JobState
+from services.common.jobs import AUTO_OWNER, JobRecord, JobState
 
 from ..core.errors import ApiError, bad_input, dependency_down
 from ..core.redis import RedisUnavailable
@@ -24,7 +25,7 @@ SUBMIT_TIMEOUT_S = 10.0
 
 
 def job_response(rec: JobRecord) -> JobResponse:
-    return JobResponse(**rec.model_dump(), location=f"/jobs/{rec.id}")
+    return JobResponse(**rec.model_dump(exclude={"owners"}), location=f"/jobs/{rec.id}")
 
 
 def _redis_down(exc: RedisUnavailable) -> ApiError:
@@ -37,8 +38,7 @@ async def submit(ctx: AppContext, req: AnalyzeRequest, principal: Principal, req
     body_fp = hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:32]
     try:
         if idempotency_key:
-            idem = (f"bridgex:idem:{principal.key_id}:"
-                    f"{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}")
+            idem = redis_keys.idempotency(principal.key_id, idempotency_key)
             raw = await ctx.gate.run("idempotency", lambda: ctx.redis.get(idem))
             if raw:
                 seen = json.loads(raw)
@@ -48,11 +48,11 @@ async def submit(ctx: AppContext, req: AnalyzeRequest, principal: Principal, req
                                    "use a new key for a new request")
                 rec = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.get(seen["job"]))
                 if rec is not None:
-                    return rec
+                    return rec  # the key is per principal, so this principal already owns the job
         try:
             rec, _created = await asyncio.wait_for(ctx.gate.run_sync("submit", lambda: submit_analysis(
                 req, settings=ctx.settings, redis=ctx.redis_sync, celery_app=ctx.celery,
-                request_id=request_id, force=req.force)), SUBMIT_TIMEOUT_S)
+                request_id=request_id, force=req.force, owner=principal.key_id)), SUBMIT_TIMEOUT_S)
         except InvalidAnalysisRequest as exc:
             raise bad_input(str(exc)) from exc
         except (RedisUnavailable, ApiError):
@@ -76,29 +76,49 @@ def is_done_with_result(rec: JobRecord) -> bool:
     return rec.state == JobState.succeeded and rec.result is not None
 
 
-async def get(ctx: AppContext, job_id: str) -> JobRecord:
+def _visible(rec: JobRecord | None, principal: Principal) -> bool:
+    """Jobs are scoped: a principal sees the jobs it submitted; admin (and open mode) sees every job."""
+    return rec is not None and (principal.has("admin") or principal.key_id in rec.owners)
+
+
+def _not_found(job_id: str) -> ApiError:
+    # the same answer for an unknown job and someone else's, so ids cannot be probed
+    return ApiError(404, "job_not_found", f"no job {job_id[:80]!r} visible to this key (never created, expired, "
+                    "or submitted by another key); POST /analyze {\"source\": ..., \"target\": ...} starts one")
+
+
+async def get(ctx: AppContext, job_id: str, principal: Principal) -> JobRecord:
     try:
         rec = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.get(job_id))
     except RedisUnavailable as exc:
         raise _redis_down(exc) from exc
-    if rec is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id!r} (never created, or expired); "
-                       "POST /analyze {\"source\": ..., \"target\": ...} starts one")
-    return rec
+    if not _visible(rec, principal):
+        raise _not_found(job_id)
+    return rec  # type: ignore[return-value]
 
 
-async def cancel(ctx: AppContext, job_id: str) -> JobRecord:
+async def cancel(ctx: AppContext, job_id: str, principal: Principal) -> JobRecord:
+    """Only a job's sole owner (or admin) may cancel it: a job shared with other callers, or enqueued by
+    `auto`, is someone else's work too."""
+    rec = await get(ctx, job_id, principal)
+    others = [o for o in rec.owners if o != principal.key_id]
+    if others and not principal.has("admin"):
+        who = "the auto bridge (it serves every user)" if others == [AUTO_OWNER] else f"{len(others)} other caller(s)"
+        raise ApiError(409, "job_shared", f"job {job_id!r} was also requested by {who}; only an admin key can "
+                       "cancel it")
     try:
-        rec = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.request_cancel(job_id))
+        out = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.request_cancel(job_id))
     except RedisUnavailable as exc:
         raise _redis_down(exc) from exc
-    if rec is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id!r} to cancel")
-    return rec
+    if out is None:
+        raise _not_found(job_id)
+    return out
 
 
-async def list_jobs(ctx: AppContext, limit: int, state: JobState | None) -> list[JobRecord]:
+async def list_jobs(ctx: AppContext, limit: int, state: JobState | None, principal: Principal
+                    ) -> list[JobRecord]:
+    owner = None if principal.has("admin") else principal.key_id
     try:
-        return await ctx.gate.run_sync("jobs", lambda: ctx.jobs.list(limit=limit, state=state))
+        return await ctx.gate.run_sync("jobs", lambda: ctx.jobs.list(limit=limit, state=state, owner=owner))
     except RedisUnavailable as exc:
         raise _redis_down(exc) from exc

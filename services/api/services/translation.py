@@ -68,6 +68,7 @@ async def generate(ctx: AppContext, prompt: str, max_tokens: int, request_id: st
 
 async def run(ctx: AppContext, plan: Plan, request_id: str) -> TranslateResponse:
     t0 = time.perf_counter()
+    await validation.tokens(ctx, plan.text)
     choice = await choose(ctx, plan.bridge, plan.source, plan.target, use_cache=plan.use_cache,
                           request_id=request_id)
     t1 = time.perf_counter()
@@ -82,6 +83,9 @@ async def run(ctx: AppContext, plan: Plan, request_id: str) -> TranslateResponse
     out = await translate_chain(complete, plan.task, plan.text, plan.source, plan.target, choice.code,
                                 max_tokens=plan.max_tokens, demos_bridge=demos1, demos_target=demos2)
     warnings += out.warnings
+    if not out.answer:
+        warnings.append("the model produced no answer for this text (an empty translation); try task=text for "
+                        "a sentence, k_shot > 0, or another bridge")
     source, reason = choice.source, choice.reason
     if choice.code is not None and out.bridge is None:  # the bridge step failed: it was a direct translation
         source, reason = "none", f"the bridge step ({choice.code}) produced no text; translated directly"

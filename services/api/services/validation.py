@@ -1,11 +1,17 @@
-"""Input checks that need settings or the language registry, with 422 messages that say what to fix."""
+"""Input checks that need settings, the language registry or the model's tokenizer, with 422 messages that
+say what to fix."""
 
 from __future__ import annotations
 
+import unicodedata
+
+from bridgex.client import GenerationError, WorkerUnavailable
 from bridgex.languages import UnknownLanguageError, normalize_code
+from bridgex.prompts import CHAIN_DELIMITERS
 
 from ..core.config import Settings
-from ..core.errors import bad_input
+from ..core.errors import ApiError, bad_input, dependency_down
+from ..deps import AppContext
 
 AUTO, NONE = "auto", "none"
 DEFAULT_MAX_TOKENS = {"word": 16, "text": 128}
@@ -40,15 +46,48 @@ def bridge(value: str, source: str, target: str) -> str:
     return b
 
 
+def has_content(value: str) -> bool:
+    """Whether `value` holds anything to translate: a character that is not a control or format character
+    (NUL, zero-width space), not whitespace, and not a chain delimiter (quote, arrow, backslash)."""
+    return any(not (ch.isspace() or ch in CHAIN_DELIMITERS or unicodedata.category(ch) in ("Cc", "Cf", "Cs"))
+               for ch in value)
+
+
 def text(value: str, settings: Settings) -> str:
-    if not value.strip():
-        raise bad_input("text is empty or only whitespace; send the word or sentence to translate",
-                        field="text")
     if len(value) > settings.max_text_chars:
         raise bad_input(f"text is {len(value)} characters; the limit is {settings.max_text_chars} "
                         "(BRIDGEX_MAX_TEXT_CHARS): split it into shorter requests (/translate/batch)",
                         field="text")
+    if not value.strip():
+        raise bad_input("text is empty or only whitespace; send the word or sentence to translate",
+                        field="text")
+    if not has_content(value):
+        raise bad_input("text holds only control, invisible or delimiter characters (such as NUL, a "
+                        "zero-width space, quotes or arrows); send the word or sentence to translate",
+                        field="text")
+    if any(unicodedata.category(ch) == "Cs" for ch in value):
+        raise bad_input("text contains an unpaired UTF-16 surrogate (e.g. \\ud800), which is not a character; "
+                        "send valid Unicode", field="text")
     return value
+
+
+async def tokens(ctx: AppContext, value: str) -> None:
+    """422 when `value` is over settings.max_text_tokens in the served model's tokens. A text of at most that
+    many UTF-8 bytes cannot be over (a token covers at least one byte), so words never cost a round trip."""
+    limit = ctx.settings.max_text_tokens
+    if len(value.encode("utf-8", "surrogatepass")) <= limit:
+        return
+    try:
+        n = await ctx.generation.count_tokens(value)
+    except WorkerUnavailable as exc:
+        raise dependency_down("generation_worker", f"the generation worker at {ctx.settings.worker_url} is "
+                              f"unavailable to count the text's tokens: {exc}") from exc
+    except GenerationError as exc:
+        raise ApiError(424, "generation_failed", f"the generation worker could not tokenize the text: {exc}") \
+            from exc
+    if n > limit:
+        raise bad_input(f"text is {n} tokens for this model; the limit is {limit} (BRIDGEX_MAX_TEXT_TOKENS): "
+                        "split it into shorter requests (/translate/batch)", field="text")
 
 
 def max_tokens(value: int | None, task: str, settings: Settings) -> int:

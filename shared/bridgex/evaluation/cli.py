@@ -82,6 +82,7 @@ def eval_command(
         concurrency=concurrency,
         model=model,
         timeout_s=timeout or max(settings.worker_timeout_s, 120.0),
+        api_key=settings.worker_key,
         mt_max_tokens=mt_max_tokens,
         typology=not no_typology,
         progress=not quiet,

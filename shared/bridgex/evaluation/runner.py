@@ -53,6 +53,7 @@ class EvalConfig:
     concurrency: int = 8
     model: str | None = None
     timeout_s: float = 120.0
+    api_key: str | None = None
     mt_max_tokens: int = 256
     typology: bool = True
     progress: bool = True
@@ -163,7 +164,8 @@ async def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     cache = GenerationCache(cfg.cache_path or cfg.out_dir / "generations.jsonl")
     try:
         async with GenerationClient(cfg.worker_url, model=cfg.model, timeout=cfg.timeout_s,
-                                    concurrency=cfg.concurrency, transport=cfg.transport) as client:
+                                    concurrency=cfg.concurrency, api_key=cfg.api_key,
+                                    transport=cfg.transport) as client:
             try:
                 healthy = await client.health()
             except Exception:

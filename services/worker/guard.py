@@ -1,0 +1,158 @@
+"""A guard in front of vLLM's routes: the worker's API key, a body-size cap and a per-request prompt cap.
+
+Loaded by vLLM through `--middleware services.worker.guard.WorkerGuard` (a pure ASGI class, so a body is
+counted while it streams and never buffered past the cap). vLLM's own `--api-key` protects only `/v1/*`,
+which leaves `/tokenize`, `/detokenize`, `/pooling` and the rest open; this checks every path but the probes.
+The prompt cap is the fairness rule: vLLM schedules first come, first served, so one request carrying 200
+prompts held every batch slot for the whole of its run (a 4-token request behind it waited 12 s on the tiny
+model). At most `max_prompts` sequences per request (list prompts times `n`/`best_of`) leaves room for others.
+
+Configuration comes from the launcher in BRIDGEX_WORKER_GUARD (JSON) and BRIDGEX_WORKER_API_KEY, read once.
+Refusals use vLLM's OpenAI error shape, so clients parse one format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from functools import lru_cache
+from typing import Any
+
+GUARD_ENV = "BRIDGEX_WORKER_GUARD"
+KEY_ENV = "BRIDGEX_WORKER_API_KEY"
+OPEN_PATHS = frozenset({"/health", "/ping", "/metrics", "/version"})
+"""Probes and scraping answer without the key (they reveal nothing and must stay cheap)."""
+GENERATION_PATHS = frozenset({"/v1/completions", "/v1/chat/completions", "/tokenize", "/v1/responses"})
+DEFAULT_MAX_BODY = 256 * 1024
+DEFAULT_MAX_PROMPTS = 8
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@lru_cache(maxsize=1)
+def guard_config() -> tuple[int, int, bytes | None]:
+    """(max body bytes, max prompts, sha256 of the key or None when the worker is open)."""
+    try:
+        cfg = json.loads(os.environ.get(GUARD_ENV) or "{}")
+    except ValueError:
+        cfg = {}
+    key = os.environ.get(KEY_ENV) or None
+    return (int(cfg.get("max_body_bytes", DEFAULT_MAX_BODY)), int(cfg.get("max_prompts", DEFAULT_MAX_PROMPTS)),
+            hashlib.sha256(key.encode()).digest() if key else None)
+
+
+class Refused(Exception):
+    def __init__(self, status: int, kind: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message, self.param = status, kind, message, param
+
+
+def count_sequences(body: Any, max_prompts: int) -> None:
+    """Raise Refused when a generation body asks for more than `max_prompts` sequences."""
+    if not isinstance(body, dict):
+        return
+    prompt = body.get("prompt")
+    prompts = 1
+    if isinstance(prompt, list) and prompt and not all(isinstance(t, int) for t in prompt):
+        prompts = len(prompt)  # a list of strings or of token lists (a flat list of ints is one prompt)
+    fan = 1
+    for field in ("n", "best_of"):
+        value = body.get(field)
+        if isinstance(value, int) and not isinstance(value, bool):
+            fan = max(fan, value)
+    if prompts * fan > max_prompts:
+        raise Refused(400, "BadRequestError",
+                      f"this request asks for {prompts * fan} sequences ({prompts} prompt(s) x n={fan}); this "
+                      f"worker takes at most {max_prompts} per request (BRIDGEX_WORKER_MAX_PROMPTS) so that one "
+                      "caller cannot fill every batch slot: send several requests", "prompt")
+
+
+def _authorized(headers: list[tuple[bytes, bytes]], digest: bytes) -> bool:
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return hmac.compare_digest(hashlib.sha256(token.strip().encode()).digest(), digest)
+    return False
+
+
+async def _send_error(send: Send, exc: Refused) -> None:
+    body = json.dumps({"error": {"message": exc.message, "type": exc.kind, "param": exc.param,
+                                 "code": exc.status}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if exc.status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class WorkerGuard:
+    """ASGI middleware: key check on every non-probe path, body cap (413), sequence cap on generation."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        max_body, max_prompts, digest = guard_config()
+        path = scope.get("path", "")
+        try:
+            if digest is not None and path not in OPEN_PATHS and not _authorized(scope.get("headers", []), digest):
+                raise Refused(401, "AuthenticationError",
+                              "this generation worker requires its API key: send `Authorization: Bearer <key>` "
+                              "(BRIDGEX_WORKER_API_KEY)")
+            if scope.get("method") not in ("POST", "PUT", "PATCH"):
+                await self.app(scope, receive, send)
+                return
+            for name, value in scope.get("headers", []):
+                if name.lower() == b"content-length" and value.isdigit() and int(value) > max_body:
+                    raise _too_large(int(value), max_body)
+            chunks: list[bytes] = []
+            size = 0
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > max_body:
+                    raise _too_large(size, max_body)
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+            body = b"".join(chunks)
+            if path in GENERATION_PATHS and body:
+                try:
+                    parsed = json.loads(body)
+                except ValueError:
+                    parsed = None  # vLLM answers malformed JSON with its own 400
+                count_sequences(parsed, max_prompts)
+        except Refused as exc:
+            await _send_error(send, exc)
+            return
+
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _too_large(size: int, limit: int) -> Refused:
+    return Refused(413, "RequestEntityTooLarge",
+                   f"request body of {size} bytes is over this worker's limit of {limit} "
+                   "(BRIDGEX_WORKER_MAX_BODY_BYTES); send a shorter prompt")
