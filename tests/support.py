@@ -40,7 +40,7 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0, interval: float
 class RedisServer:
     """A private `redis-server` on a free port; stopping it affects only this test's server."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, persist: bool = False) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server not found: `make test` installs it (apt-get install redis-server)")
@@ -48,15 +48,23 @@ class RedisServer:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="bridgex-redis-")
         self.proc: subprocess.Popen | None = None
+        self.persist = persist  # append-only file in self.dir: a restart on the same port keeps the data
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def kill(self) -> None:
+        """SIGKILL (no shutdown save): what a crash looks like."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir],
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always", "--dir", self.dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_until(self.ping, 15, what="redis-server")

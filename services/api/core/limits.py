@@ -16,6 +16,7 @@ import json
 import logging
 from typing import Any
 
+import httptools
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -54,12 +55,11 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._head_bytes is not None:
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._disarm_head()
-                self.send_431()
-                return
+            self._head_bytes += len(data)  # body bytes of the same read count too, so check after parsing
         super().data_received(data)
+        if self._head_bytes is not None and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+            self._disarm_head()  # still no complete head after this many bytes
+            self.send_431()
 
     def send_431(self) -> None:
         body = json.dumps({"error": "request_header_fields_too_large",
@@ -78,7 +78,16 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_head()
         self._head_bytes = None
+        if len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers) > MAX_HEAD_BYTES:
+            self._oversized = True  # a head that arrived whole in one read; answered by send_400_response
+            raise httptools.HttpParserCallbackError("request head too large")
         super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if getattr(self, "_oversized", False):
+            self.send_431()
+        else:
+            super().send_400_response(msg)
 
     def on_response_complete(self) -> None:
         self._head_bytes = 0

@@ -65,9 +65,6 @@ def text(value: str, settings: Settings) -> str:
         raise bad_input("text holds only control, invisible or delimiter characters (such as NUL, a "
                         "zero-width space, quotes or arrows); send the word or sentence to translate",
                         field="text")
-    if any(unicodedata.category(ch) == "Cs" for ch in value):
-        raise bad_input("text contains an unpaired UTF-16 surrogate (e.g. \\ud800), which is not a character; "
-                        "send valid Unicode", field="text")
     return value
 
 
