@@ -13,14 +13,17 @@ No container engine or cluster runs here, so these tests check what can be check
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -316,7 +319,9 @@ def test_probes(rendered: tuple[str, list[Doc]]) -> None:
     startup = worker["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
     redis = container(docs, "redis")
-    assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
+    # redis-cli probes that authenticate (run against a stand-in redis-cli in test_redis_requires_a_password)
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert "redis-cli ping" in " ".join(redis[probe]["exec"]["command"]), f"{overlay} redis {probe}"
     # the analyzer (solo pool) must have no ping-based liveness probe that kills long jobs
     assert "livenessProbe" not in container(docs, "analyzer")
 
@@ -522,6 +527,437 @@ def test_no_credentials_committed() -> None:
             assert "Secret" not in kinds, f"{f} defines a Secret"
 
 
+# ------------------------------------------------------------------------------------------------ k8s security
+
+# Stand-in values for the Secret bridgex-secrets and the compose secrets (test values, never real ones).
+TEST_SECRET = {
+    "BRIDGEX_API_KEYS": json.dumps({"test-key": ["translate"]}),
+    "BRIDGEX_REDIS_PASSWORD": "redis-test-password",
+    "BRIDGEX_WORKER_API_KEY": "worker-test-key",
+    "HF_TOKEN": "",
+}
+REDIS_PW, WORKER_KEY = TEST_SECRET["BRIDGEX_REDIS_PASSWORD"], TEST_SECRET["BRIDGEX_WORKER_API_KEY"]
+
+
+def selector_matches(selector: Doc | None, labels: dict[str, str]) -> bool:
+    """A Kubernetes LabelSelector (matchLabels and matchExpressions); {} selects everything."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In":
+            ok = key in labels and labels[key] in values
+        elif op == "NotIn":
+            ok = not (key in labels and labels[key] in values)
+        elif op == "Exists":
+            ok = key in labels
+        elif op == "DoesNotExist":
+            ok = key not in labels
+        else:
+            raise AssertionError(f"unknown selector operator {op}")
+        if not ok:
+            return False
+    return True
+
+
+class Source:
+    """Where a connection comes from: a pod (namespace + labels) or, with namespace None, a client outside the
+    cluster."""
+
+    def __init__(
+        self,
+        ip: str,
+        namespace: str | None = None,
+        namespace_labels: dict[str, str] | None = None,
+        pod_labels: dict[str, str] | None = None,
+    ) -> None:
+        self.ip, self.namespace = ip, namespace
+        self.namespace_labels, self.pod_labels = namespace_labels or {}, pod_labels or {}
+
+
+def peer_matches(peer: Doc, src: Source, policy_namespace: str) -> bool:
+    if "ipBlock" in peer:
+        ip = ipaddress.ip_address(src.ip)
+        block = peer["ipBlock"]
+        excluded = any(ip in ipaddress.ip_network(e) for e in block.get("except", []))
+        return ip in ipaddress.ip_network(block["cidr"]) and not excluded
+    if src.namespace is None:
+        return False  # pod and namespace selectors select pods only
+    if "namespaceSelector" in peer:
+        if not selector_matches(peer["namespaceSelector"], src.namespace_labels):
+            return False
+    elif src.namespace != policy_namespace:
+        return False  # a podSelector alone selects pods of the policy's own namespace
+    return "podSelector" not in peer or selector_matches(peer["podSelector"], src.pod_labels)
+
+
+def port_matches(rule_port: Doc, port: int, port_name: str | None) -> bool:
+    if rule_port.get("protocol", "TCP") != "TCP":
+        return False
+    if "port" not in rule_port:
+        return True
+    want = rule_port["port"]
+    if isinstance(want, str):
+        return want == port_name  # a named port: the destination container's port name
+    return want <= port <= rule_port.get("endPort", want)
+
+
+def policy_types(policy: Doc) -> list[str]:
+    spec = policy["spec"]
+    return spec.get("policyTypes") or ["Ingress", *(["Egress"] if "egress" in spec else [])]
+
+
+def ingress_allowed(
+    policies: list[Doc], namespace: str, labels: dict[str, str], port: int, port_name: str | None, src: Source
+) -> bool:
+    """NetworkPolicy ingress semantics: a pod no policy selects admits everything; a selected pod admits what at
+    least one rule of one selecting policy allows (rules: ports absent = all ports, `from` absent = all sources)."""
+    selecting = [
+        p
+        for p in policies
+        if p["metadata"].get("namespace") == namespace
+        and "Ingress" in policy_types(p)
+        and selector_matches(p["spec"]["podSelector"], labels)
+    ]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress") or []:
+            if rule.get("ports") and not any(port_matches(rp, port, port_name) for rp in rule["ports"]):
+                continue
+            if not rule.get("from") or any(peer_matches(peer, src, namespace) for peer in rule["from"]):
+                return True
+    return False
+
+
+def test_network_policy_evaluator() -> None:
+    """The evaluator the policy tests rely on, on hand-made policies (so a permissive bug cannot hide there)."""
+    pod = Source("10.0.0.5", "ns", {"kubernetes.io/metadata.name": "ns"}, {"app": "a", "tier": "x"})
+    outside = Source("203.0.113.7")
+    deny = {"metadata": {"namespace": "ns"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
+    assert ingress_allowed([], "ns", {"app": "b"}, 80, None, outside)
+    assert not ingress_allowed([deny], "ns", {"app": "b"}, 80, None, pod)
+    assert ingress_allowed([deny], "other", {"app": "b"}, 80, None, pod)  # another namespace's policy
+    allow = {
+        "metadata": {"namespace": "ns"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "b"}},
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["a"]}]}}
+                    ],
+                    "ports": [{"port": 80}, {"port": "metrics"}],
+                }
+            ],
+        },
+    }
+    policies = [deny, allow]
+    assert ingress_allowed(policies, "ns", {"app": "b"}, 80, "http", pod)
+    assert ingress_allowed(policies, "ns", {"app": "b"}, 9100, "metrics", pod)
+    assert not ingress_allowed(policies, "ns", {"app": "b"}, 81, None, pod)
+    assert not ingress_allowed(policies, "ns", {"app": "b"}, 80, None, outside)
+    assert not ingress_allowed(policies, "ns", {"app": "b"}, 80, None, Source("10.0.0.6", "ns", {}, {"app": "c"}))
+    assert not ingress_allowed(policies, "ns", {"app": "b"}, 80, None, Source("10.0.0.6", "ns2", {}, {"app": "a"}))
+    assert not ingress_allowed(policies, "ns", {"app": "c"}, 80, None, pod)
+    anyone = {"metadata": {"namespace": "ns"}, "spec": {"podSelector": {"matchLabels": {"app": "c"}},
+                                                         "ingress": [{"ports": [{"port": 80, "protocol": "TCP"}]}]}}
+    assert ingress_allowed([deny, anyone], "ns", {"app": "c"}, 80, None, outside)
+    assert not ingress_allowed([deny, anyone], "ns", {"app": "c"}, 443, None, outside)
+    block = {"metadata": {"namespace": "ns"}, "spec": {"podSelector": {}, "ingress": [
+        {"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["203.0.113.0/24"]}}]}]}}
+    assert ingress_allowed([block], "ns", {}, 80, None, Source("198.51.100.1"))
+    assert not ingress_allowed([block], "ns", {}, 80, None, outside)
+    ns_peer = {"metadata": {"namespace": "ns"}, "spec": {"podSelector": {}, "ingress": [{"from": [
+        {"namespaceSelector": {"matchLabels": {"team": "ops"}}, "podSelector": {"matchLabels": {"app": "prom"}}}]}]}}
+    prom = Source("10.1.0.1", "monitoring", {"team": "ops"}, {"app": "prom"})
+    assert ingress_allowed([ns_peer], "ns", {}, 80, None, prom)
+    assert not ingress_allowed([ns_peer], "ns", {}, 80, None, Source("10.1.0.2", "monitoring", {"team": "ops"}, {}))
+
+
+ALL_SOURCES = "*"
+# (Deployment, port) -> the sources admitted; every other (pod, port) of the namespace admits nobody.
+INGRESS_ALLOWED: dict[tuple[str, int], set[str] | str] = {
+    ("redis", 6379): {"api", "analyzer", "flower"},
+    ("worker", 8001): {"api", "analyzer"},
+    ("api", 8000): ALL_SOURCES,  # the public entry
+}
+
+
+def test_network_policies(rendered: tuple[str, list[Doc]]) -> None:
+    """Default-deny ingress, then Redis only from its clients, the worker only from api and analyzer, the api from
+    anywhere: evaluated for every source pod (plus an Ingress controller, a stray pod of the namespace and a client
+    outside the cluster) against every container port of every Deployment (plus one port no container declares)."""
+    overlay, docs = rendered
+    policies = list(objects(docs, "NetworkPolicy").values())
+    assert policies, f"{overlay}: no NetworkPolicy rendered"
+    deployments = objects(docs, "Deployment")
+    ns_labels = {
+        **objects(docs, "Namespace")[NAMESPACE]["metadata"].get("labels", {}),
+        "kubernetes.io/metadata.name": NAMESPACE,
+    }
+    sources = {
+        name: Source(f"10.244.0.{10 + i}", NAMESPACE, ns_labels, dep["spec"]["template"]["metadata"]["labels"])
+        for i, (name, dep) in enumerate(sorted(deployments.items()))
+    }
+    sources["ingress-controller"] = Source(
+        "10.244.1.5", "ingress-nginx", {"kubernetes.io/metadata.name": "ingress-nginx"},
+        {"app.kubernetes.io/name": "ingress-nginx"},
+    )
+    stray = {"app.kubernetes.io/name": "bridgex", "app.kubernetes.io/component": "debug"}
+    sources["stray-pod"] = Source("10.244.0.99", NAMESPACE, ns_labels, stray)
+    sources["internet"] = Source("203.0.113.7")
+    destinations = {name: dep["spec"]["template"]["metadata"]["labels"] for name, dep in deployments.items()}
+    destinations["stray-pod"] = stray  # a pod no policy names is still denied (default deny)
+    checked = set()
+    for dst, labels in destinations.items():
+        dep = deployments.get(dst)
+        declared = [p for c in (containers(dep) if dep else []) for p in c.get("ports", [])]
+        ports = [(p["containerPort"], p.get("name")) for p in declared]
+        for port, port_name in [*ports, (9999, None)]:
+            expected = INGRESS_ALLOWED.get((dst, port), set())
+            admitted = {
+                name
+                for name, src in sources.items()
+                if ingress_allowed(policies, NAMESPACE, labels, port, port_name, src)
+            }
+            want = set(sources) if expected == ALL_SOURCES else expected
+            assert admitted == want, f"{overlay}: {dst}:{port} admits {sorted(admitted)}, expected {sorted(want)}"
+            checked.add((dst, port))
+    missing = set(INGRESS_ALLOWED) - checked
+    assert not missing, f"{overlay}: no Deployment declares {missing} any more"
+    # a default-deny policy for the whole namespace, and egress left open (DNS, hub downloads, data gathering)
+    assert any(
+        p["spec"]["podSelector"] == {} and "Ingress" in policy_types(p) and not p["spec"].get("ingress")
+        for p in policies
+    ), f"{overlay}: no default-deny ingress policy"
+    for p in policies:
+        assert "Egress" not in policy_types(p), f"{overlay}: {p['metadata']['name']} restricts egress"
+
+
+# container -> {env var: Secret key} it takes from bridgex-secrets, each required (HF_TOKEN aside: optional)
+CONTAINER_SECRETS = {
+    "api": {k: k for k in ("BRIDGEX_API_KEYS", "BRIDGEX_REDIS_PASSWORD", "BRIDGEX_WORKER_API_KEY")},
+    "analyzer": {k: k for k in ("BRIDGEX_REDIS_PASSWORD", "BRIDGEX_WORKER_API_KEY")},
+    "flower": {"BRIDGEX_REDIS_PASSWORD": "BRIDGEX_REDIS_PASSWORD"},
+    "worker": {"BRIDGEX_WORKER_API_KEY": "BRIDGEX_WORKER_API_KEY"},
+    "redis": {"REDIS_PASSWORD": "BRIDGEX_REDIS_PASSWORD", "REDISCLI_AUTH": "BRIDGEX_REDIS_PASSWORD"},
+}
+
+
+def secret_env(c: Doc) -> dict[str, tuple[str, bool]]:
+    """env var -> (Secret key, optional) for a container's secretKeyRef variables."""
+    out = {}
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            assert ref["name"] == "bridgex-secrets", e
+            out[e["name"]] = (ref["key"], bool(ref.get("optional")))
+    return out
+
+
+def test_each_container_gets_only_its_secrets(rendered: tuple[str, list[Doc]]) -> None:
+    """Least privilege: named keys through secretKeyRef (never the whole Secret through envFrom), required so a
+    pod without them does not start, and no key to a container that has no use for it."""
+    overlay, docs = rendered
+    assert set(CONTAINER_SECRETS) == set(objects(docs, "Deployment"))
+    for name, dep in objects(docs, "Deployment").items():
+        pod = dep["spec"]["template"]["spec"]
+        # init containers (the gpu overlay's model download) get no required key
+        expected_of = {c["name"]: {} for c in pod.get("initContainers", [])}
+        expected_of |= {c["name"]: CONTAINER_SECRETS[c["name"]] for c in pod["containers"]}
+        for c in [*pod["containers"], *pod.get("initContainers", [])]:
+            where = f"{overlay} {name}/{c['name']}"
+            assert not any("secretRef" in ref for ref in c.get("envFrom", [])), f"{where}: the whole Secret"
+            refs = secret_env(c)
+            hf = refs.pop("HF_TOKEN", None)
+            assert hf in (None, ("HF_TOKEN", True)), f"{where}: HF_TOKEN must stay optional"
+            expected = {env: (key, False) for env, key in expected_of[c["name"]].items()}
+            assert refs == expected, f"{where}: {refs}"
+    assert {k for keys in CONTAINER_SECRETS.values() for k in keys.values()} <= secret_template_keys()
+
+
+def k8s_expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion in command, args and env values ($$ escapes; unknown names stay)."""
+    return re.sub(
+        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+        lambda m: "$" if m[0] == "$$" else env.get(m[1], m[0]),
+        text,
+    )
+
+
+def container_env(docs: list[Doc], c: Doc, secret: dict[str, str] = TEST_SECRET) -> dict[str, str]:
+    """The environment a container gets: envFrom ConfigMaps (and Secret), then env (values, Secret keys)."""
+    configmaps = objects(docs, "ConfigMap")
+    env: dict[str, str] = {}
+    for ref in c.get("envFrom", []):
+        if "configMapRef" in ref:
+            env |= configmaps[ref["configMapRef"]["name"]]["data"]
+        else:
+            env |= secret
+    for e in c.get("env", []):
+        src = e.get("valueFrom", {})
+        if "secretKeyRef" in src:
+            if src["secretKeyRef"]["key"] in secret:
+                env[e["name"]] = secret[src["secretKeyRef"]["key"]]
+        elif "configMapKeyRef" in src:
+            env[e["name"]] = configmaps[src["configMapKeyRef"]["name"]]["data"][src["configMapKeyRef"]["key"]]
+        elif not src:
+            env[e["name"]] = k8s_expand(str(e.get("value", "")), env)
+    return env
+
+
+def read_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The services' Settings as a process with exactly this environment (its BRIDGEX_* part) reads them."""
+    from bridgex.settings import Settings
+
+    with monkeypatch.context() as m:
+        for key in os.environ:
+            if key.startswith("BRIDGEX_"):
+                m.delenv(key)
+        for key, value in env.items():
+            if key.startswith("BRIDGEX_"):
+                m.setenv(key, value)
+        return Settings(_env_file=None)
+
+
+def assert_redis_urls_authenticated(s: Any, where: str) -> None:
+    assert s.redis_password is not None and s.redis_password.get_secret_value() == REDIS_PW, where
+    for url in (s.redis_url, s.broker, s.backend):
+        parts = urlsplit(url)
+        assert parts.hostname == "redis" and parts.password == REDIS_PW, f"{where}: {url}"
+
+
+def test_services_read_the_secrets(rendered: tuple[str, list[Doc]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each container's environment, as the services' own Settings read it: Redis URLs with the password for the
+    Redis clients (the ConfigMap's URL stays password-free), the worker key for the worker and its two callers,
+    neither where it has no use; and every BRIDGEX_* key of the ConfigMap is a real setting (no typo is ignored)."""
+    from bridgex.settings import Settings
+
+    overlay, docs = rendered
+    data = objects(docs, "ConfigMap")["bridgex-config"]["data"]
+    assert urlsplit(data["BRIDGEX_REDIS_URL"]).password is None and "@" not in data["BRIDGEX_REDIS_URL"]
+    unknown = {k for k in data if k.startswith("BRIDGEX_") and k[len("BRIDGEX_"):].lower() not in Settings.model_fields}
+    assert not unknown, f"{overlay}: bridgex-config sets unknown settings {unknown}"
+    got = {name: read_settings(container_env(docs, container(docs, name)), monkeypatch) for name in
+           ("api", "analyzer", "flower", "worker")}
+    for name in ("api", "analyzer", "flower"):
+        assert_redis_urls_authenticated(got[name], f"{overlay} {name}")
+    assert got["worker"].redis_password is None, f"{overlay}: the worker needs no Redis password"
+    for name in ("api", "analyzer", "worker"):
+        assert got[name].worker_key == WORKER_KEY, f"{overlay} {name}"
+    assert got["flower"].worker_key is None
+    assert got["api"].api_keys == {"test-key": ["translate"]}
+
+
+def test_redis_requires_a_password(rendered: tuple[str, list[Doc]], tmp_path: Path) -> None:
+    """Redis's start command and probes, run in sh against stand-ins for the image's entrypoint and redis-cli."""
+    overlay, docs = rendered
+    redis = container(docs, "redis")
+    env = container_env(docs, redis)
+    fakes = RedisFakes(tmp_path)
+
+    def argv(e: dict[str, str]) -> list[str]:
+        # Kubernetes: `command` replaces the image's ENTRYPOINT (docker-entrypoint.sh), `args` its CMD (redis-server)
+        cmd = redis.get("command") or ["docker-entrypoint.sh"]
+        args = redis.get("args") or ([] if "command" in redis else ["redis-server"])
+        return [k8s_expand(a, e) for a in [*cmd, *args]]
+
+    server = fakes.start(argv(env), env)
+    assert_redis_server_args(server, f"{overlay} redis")
+    empty = container_env(docs, redis, {**TEST_SECRET, "BRIDGEX_REDIS_PASSWORD": ""})
+    assert fakes.start(argv(empty), empty) is None, f"{overlay}: redis starts without a password"
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = [k8s_expand(a, env) for a in redis[probe]["exec"]["command"]]
+        assert fakes.probe(command, env), f"{overlay} redis {probe} fails against an authenticated Redis"
+        assert not fakes.probe(command, env, password="another"), f"{overlay} redis {probe}: wrong password passes"
+        bare = {k: v for k, v in env.items() if v != REDIS_PW}
+        assert not fakes.probe(command, bare), f"{overlay} redis {probe}: passes without credentials (NOAUTH)"
+
+
+def test_api_runs_the_launcher(rendered: tuple[str, list[Doc]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m services.api` on 0.0.0.0 and the Service's port; proxy trust and limits from bridgex-config."""
+    _, docs = rendered
+    api = container(docs, "api")
+    assert api["command"] == ["python", "-m", "services.api"] and "args" not in api
+    assert "uvicorn" not in json.dumps(objects(docs, "Deployment")["api"])
+    data = objects(docs, "ConfigMap")["bridgex-config"]["data"]
+    assert data["BRIDGEX_TRUSTED_PROXIES"] == "", "trust no proxy header unless the operator lists proxies"
+    s = read_settings(container_env(docs, api), monkeypatch)
+    assert s.api_host == "0.0.0.0"
+    assert s.api_port in [p["containerPort"] for p in api["ports"] if p.get("name") == "http"]
+    assert s.trusted_proxies == ()
+    assert (s.api_max_concurrency, s.api_max_body_bytes, s.api_header_timeout_s) == (256, 1048576, 10)
+
+
+class RedisFakes:
+    """Stand-ins on PATH for the redis image's docker-entrypoint.sh / redis-server (they record the server's
+    arguments instead of serving) and for redis-cli (PONG with the right password, else NOAUTH, exit 0 either
+    way like an error reply), to run the real start commands and probes in sh."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        self.record = tmp_path / "redis-server.json"
+        self.password_file = tmp_path / "password"
+        py = sys.executable
+        scripts = {
+            "docker-entrypoint.sh": f"""#!{py}
+import json, os, sys
+args = sys.argv[1:]
+if args and args[0].startswith("-"):
+    args = ["redis-server", *args]
+if args and args[0] == "redis-server":
+    open({str(self.record)!r}, "w").write(json.dumps(args[1:]))
+    sys.exit(0)
+os.execvp(args[0], args)
+""",
+            "redis-server": f"""#!{py}
+import json, sys
+open({str(self.record)!r}, "w").write(json.dumps(sys.argv[1:]))
+""",
+            "redis-cli": f"""#!{py}
+import os, sys
+args = sys.argv[1:]
+auth = os.environ.get("REDISCLI_AUTH")
+for flag in ("-a", "--pass"):
+    if flag in args:
+        auth = args[args.index(flag) + 1]
+expected = open({str(self.password_file)!r}).read()
+print("PONG" if args and args[-1].lower() == "ping" and auth == expected else "NOAUTH Authentication required.")
+""",
+        }
+        for name, text in scripts.items():
+            path = self.bin / name
+            path.write_text(text)
+            path.chmod(0o755)
+
+    def _env(self, env: dict[str, str]) -> dict[str, str]:
+        return {**env, "PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+    def start(self, argv: list[str], env: dict[str, str]) -> list[str] | None:
+        """The redis-server arguments the start command ends in, or None when it refuses to start."""
+        self.record.unlink(missing_ok=True)
+        out = subprocess.run(argv, env=self._env(env), capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            assert not self.record.exists()
+            return None
+        assert self.record.exists(), f"{argv} exited 0 without starting redis-server: {out.stderr}"
+        return json.loads(self.record.read_text())
+
+    def probe(self, argv: list[str], env: dict[str, str], password: str = REDIS_PW) -> bool:
+        self.password_file.write_text(password)
+        return subprocess.run(argv, env=self._env(env), capture_output=True, timeout=60).returncode == 0
+
+
+def assert_redis_server_args(args: list[str] | None, where: str) -> None:
+    assert args is not None, f"{where}: refused to start with the password set"
+    assert "--requirepass" in args and args[args.index("--requirepass") + 1] == REDIS_PW, f"{where}: {args}"
+    assert args[args.index("--appendonly") + 1] == "yes", f"{where}: {args}"
+    assert args[args.index("--save") + 1] == "", f"{where}: {args}"
+
+
 # ------------------------------------------------------------------------------------------------ compose
 
 
@@ -679,6 +1115,163 @@ def test_compose_prometheus_targets(compose: Doc) -> None:
     assert {"api", "worker-cpu", "worker", "flower"} <= seen
 
 
+# ---------------------------------------------------------------------------------------------- compose security
+
+
+class Unset(Exception):
+    """A `${VAR:?message}` whose variable is unset or empty: compose refuses to run."""
+
+
+def compose_interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's interpolation: $$, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, ${VAR?err}, $VAR."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m[0] == "$$":
+            return "$"
+        name, op, arg = m["name"] or m["plain"], m["op"], m["arg"] or ""
+        value = env.get(name)
+        if (op == ":?" and not value) or (op == "?" and value is None):
+            raise Unset(f"{name}: {arg}")
+        if (op == ":-" and not value) or (op == "-" and value is None):
+            return arg
+        return value or ""
+
+    return re.sub(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<plain>\w+)", sub, text)
+
+
+def compose_env(svc: Doc, env: dict[str, str]) -> dict[str, str]:
+    """A compose service's container environment, given the shell's/.env's variables."""
+    out = {}
+    for key, value in (svc.get("environment") or {}).items():
+        if value is None:  # passed through when set
+            if key in env:
+                out[key] = env[key]
+        else:
+            out[key] = compose_interpolate(str(value), env)
+    return out
+
+
+def test_compose_interpolation() -> None:
+    env = {"SET": "v", "EMPTY": ""}
+    assert compose_interpolate("a${SET}b$$c${NOPE:-d}${EMPTY:-e}${EMPTY-f}${NOPE-g}", env) == "avb$cdeg"
+    assert compose_interpolate("${SET:?x}", env) == "v"
+    for text in ("${NOPE:?x}", "${EMPTY:?x}", "${NOPE?x}"):
+        with pytest.raises(Unset):
+            compose_interpolate(text, env)
+    assert compose_interpolate("${EMPTY?x}", env) == ""
+
+
+# the variables compose requires, with test values; service -> {container env var: the variable it carries}
+COMPOSE_SECRETS = {"BRIDGEX_REDIS_PASSWORD": REDIS_PW, "BRIDGEX_WORKER_API_KEY": WORKER_KEY}
+COMPOSE_SECRET_NAMES = set(COMPOSE_SECRETS)
+_R, _W = "BRIDGEX_REDIS_PASSWORD", "BRIDGEX_WORKER_API_KEY"
+COMPOSE_SECRET_ENV = {
+    "redis": {"REDIS_PASSWORD": _R, "REDISCLI_AUTH": _R},
+    "api": {_R: _R, _W: _W},
+    "analyzer": {_R: _R, _W: _W},
+    "analyzer-gpu": {_R: _R, _W: _W},
+    "flower": {_R: _R},
+    "worker-cpu": {_W: _W},
+    "worker": {_W: _W},
+    "prometheus": {_W: _W},  # scrapes the workers' /metrics, which want the key
+}
+
+
+def test_compose_secrets_are_required_and_scoped(compose: Doc) -> None:
+    """Redis password and worker key: required variables (unset or empty stops compose), never written in the
+    file, given to exactly the services that use them."""
+    for name, svc in compose["services"].items():
+        carried = {}
+        for key, value in (svc.get("environment") or {}).items():
+            if value is None:
+                if key in COMPOSE_SECRET_NAMES:
+                    carried[key] = key  # a pass-through: optional, which the checks below refuse
+                continue
+            for var in set(re.findall(r"\$\{(\w+)", str(value))) & COMPOSE_SECRET_NAMES:
+                carried[key] = var
+        assert carried == COMPOSE_SECRET_ENV.get(name, {}), f"{name}: {carried}"
+        resolved = compose_env(svc, COMPOSE_SECRETS)
+        for key, var in carried.items():
+            assert resolved[key] == COMPOSE_SECRETS[var], f"{name}: {key}"
+        for var in set(carried.values()):
+            for env in ({k: v for k, v in COMPOSE_SECRETS.items() if k != var}, {**COMPOSE_SECRETS, var: ""}):
+                with pytest.raises(Unset, match=var):
+                    compose_env(svc, env)
+    # compose reads them from a `.env` beside the file: that file must never be committed
+    if shutil.which("git") and (ROOT / ".git").exists():
+        ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", ".env"], timeout=60)
+        assert ignored.returncode == 0, ".env is not gitignored"
+        tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", ".env"], capture_output=True, text=True,
+                                 timeout=60)
+        assert not tracked.stdout.strip(), ".env is committed"
+
+
+def test_compose_redis_requires_a_password(compose: Doc, tmp_path: Path) -> None:
+    """Redis's compose command and healthcheck, run in sh against stand-ins for the image's entrypoint and
+    redis-cli; Redis publishes no host port."""
+    redis = compose["services"]["redis"]
+    assert "ports" not in redis, "Redis is for this project's network only"
+    env = compose_env(redis, COMPOSE_SECRETS)
+    fakes = RedisFakes(tmp_path)
+    # compose: `entrypoint` replaces the image's ENTRYPOINT (docker-entrypoint.sh), `command` its CMD
+    entrypoint = redis.get("entrypoint") or ["docker-entrypoint.sh"]
+    argv = [compose_interpolate(a, COMPOSE_SECRETS) for a in [*entrypoint, *(redis.get("command") or ["redis-server"])]]
+    assert_redis_server_args(fakes.start(argv, env), "compose redis")
+    assert fakes.start(argv, {**env, "REDIS_PASSWORD": "", "REDISCLI_AUTH": ""}) is None, "starts without a password"
+    test = redis["healthcheck"]["test"]
+    command = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+    assert test[0] in ("CMD", "CMD-SHELL")
+    command = [compose_interpolate(a, COMPOSE_SECRETS) for a in command]
+    assert fakes.probe(command, env), "the healthcheck fails against an authenticated Redis"
+    assert not fakes.probe(command, env, password="another"), "the healthcheck passes with a wrong password"
+    bare = {k: v for k, v in env.items() if v != REDIS_PW}
+    assert not fakes.probe(command, bare), "the healthcheck passes without credentials (NOAUTH)"
+
+
+def test_compose_services_read_the_secrets(compose: Doc, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The services' Settings from each compose environment: the Redis clients' URLs carry the password, the
+    worker and its callers share the key, and the gateway runs its launcher on 0.0.0.0:8000 in the container."""
+    services = compose["services"]
+    shell = {"BRIDGEX_API_KEYS": json.dumps({"test-key": ["translate"]}), **COMPOSE_SECRETS}
+    got = {name: read_settings(compose_env(services[name], shell), monkeypatch) for name in
+           ("api", "analyzer", "analyzer-gpu", "flower", "worker-cpu", "worker")}
+    for name in ("api", "analyzer", "analyzer-gpu", "flower"):
+        assert_redis_urls_authenticated(got[name], f"compose {name}")
+    for name in ("api", "analyzer", "analyzer-gpu", "worker-cpu", "worker"):
+        assert got[name].worker_key == WORKER_KEY, f"compose {name}"
+    for name in ("worker-cpu", "worker"):
+        assert got[name].redis_password is None, f"compose {name} needs no Redis password"
+    api = services["api"]
+    assert api["command"] == ["python", "-m", "services.api"] and "entrypoint" not in api
+    assert "uvicorn" not in json.dumps(api)
+    s = got["api"]
+    assert s.api_host == "0.0.0.0"
+    assert [str(p).rsplit(":", 1)[-1] for p in api["ports"]] == [str(s.api_port)], api["ports"]
+    assert s.trusted_proxies == ()
+    behind_proxy = read_settings(compose_env(api, {**shell, "BRIDGEX_TRUSTED_PROXIES": "10.0.0.0/8"}), monkeypatch)
+    assert behind_proxy.trusted_proxies == ("10.0.0.0/8",)
+    # the container's port is fixed: the shell's BRIDGEX_API_PORT only moves the published host port
+    moved = {**shell, "BRIDGEX_API_PORT": "9000"}
+    assert compose_env(api, moved)["BRIDGEX_API_PORT"] == str(s.api_port)
+    assert [compose_interpolate(str(p), moved) for p in api["ports"]] == [f"9000:{s.api_port}"]
+
+
+def test_compose_prometheus_sends_the_worker_key(compose: Doc) -> None:
+    """The workers' /metrics want the key: Prometheus's worker job reads it from a file that the prometheus
+    service writes from BRIDGEX_WORKER_API_KEY at start, in a tmpfs (not in the image, not on a volume)."""
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "bridgex-worker"]
+    auth = job["authorization"]
+    assert auth.get("type", "Bearer") == "Bearer" and "credentials" not in auth
+    path = auth["credentials_file"]
+    prom = compose["services"]["prometheus"]
+    script = " ".join(prom["entrypoint"])
+    assert re.search(r'"\$\$BRIDGEX_WORKER_API_KEY"\s*>\s*' + re.escape(path) + r"\b", script), script
+    assert str(Path(path).parent) in prom["tmpfs"]
+    assert "umask 077" in script
+    assert "exec /bin/prometheus --config.file=/etc/prometheus/prometheus.yml" in script
+
+
 def compose_command() -> list[str] | None:
     """`docker compose` (v2 plugin) or Debian's `docker-compose` (v1); None when neither client exists."""
     if shutil.which("docker"):
@@ -697,6 +1290,7 @@ def test_docker_compose_config(profiles: tuple[str, ...], tmp_path: Path) -> Non
         pytest.skip("no compose client (`docker compose` plugin or `docker-compose`) installed")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGEX_", "COMPOSE_", "HF_"))}
     env["BRIDGEX_API_KEYS"] = json.dumps({"test-key": ["translate"]})
+    env |= COMPOSE_SECRETS
     args = [*cmd, "-f", str(COMPOSE), "--project-directory", str(ROOT)]
     for p in profiles:
         args += ["--profile", p]
@@ -720,6 +1314,23 @@ def test_docker_compose_config(profiles: tuple[str, ...], tmp_path: Path) -> Non
     assert json.loads(api_env["BRIDGEX_API_KEYS"]) == {"test-key": ["translate"]}
     assert api_env["BRIDGEX_WORKER_URL"] == "http://worker-cpu:8001"
     assert api_env["BRIDGEX_AUTH_OPEN"] == "false"
+    assert api_env["BRIDGEX_REDIS_PASSWORD"] == COMPOSE_SECRETS["BRIDGEX_REDIS_PASSWORD"]
+    assert api_env["BRIDGEX_WORKER_API_KEY"] == COMPOSE_SECRETS["BRIDGEX_WORKER_API_KEY"]
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == COMPOSE_SECRETS["BRIDGEX_REDIS_PASSWORD"]
+
+
+@pytest.mark.parametrize("missing", sorted(COMPOSE_SECRET_NAMES))
+def test_docker_compose_config_requires_secrets(missing: str, tmp_path: Path) -> None:
+    cmd = compose_command()
+    if cmd is None:
+        pytest.skip("no compose client (`docker compose` plugin or `docker-compose`) installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGEX_", "COMPOSE_", "HF_"))}
+    env |= {k: v for k, v in COMPOSE_SECRETS.items() if k != missing}
+    empty = tmp_path / "empty.env"  # not the repository's own .env, which may hold the secrets
+    empty.write_text("")
+    args = [*cmd, "-f", str(COMPOSE), "--project-directory", str(ROOT), "--env-file", str(empty), "config"]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode != 0 and missing in out.stderr, out.stderr
 
 
 # ------------------------------------------------------------------------------------------------ images

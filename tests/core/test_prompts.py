@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from bridgex.prompts import (
     SIB_LABELS,
     ClsDemo,
@@ -20,6 +18,8 @@ from bridgex.prompts import (
     sentence_prompt,
     word_prompt,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 # ------------------------------------------------------------------------------------------------ builders
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.reliability.conftest import ADMIN, WORKER_KEY, A, T, reliability_env
-from tests.support import RedisServer, Service, start_api, start_celery, start_worker, wait_until
+from tests.support import RedisServer, start_api, start_celery, start_worker, wait_until
 
 CLIENT_TIMEOUT_S = 60.0
 
