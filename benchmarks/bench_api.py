@@ -21,20 +21,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-import redis
 from bridgex.client import GenerationClient
 from bridgex.prompts import word_prompt
 
-from services.common.bridges import BridgeStore
+from benchmarks.fixtures import pct, publish_fixture
 from tests.support import RedisServer, start_api, start_worker
 
 KEY = "bench-key"
 H = {"Authorization": f"Bearer {KEY}"}
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
 
 
 async def latencies(fn: Callable[[], Awaitable[None]], n: int) -> list[float]:
@@ -173,13 +167,7 @@ def main() -> dict:
                "BRIDGEX_HOME": str(tmp)}
         asvc, api = start_api(tmp, **env)
         services.append(asvc)
-        ranking = {"ranked": [{"code": c, "score": s, "rank": i + 1, "per_layer": {"4": s},
-                               "set_sizes": {"4": 64}}
-                              for i, (c, s) in enumerate([("de", 0.71), ("it", 0.52), ("es", 0.4)])],
-                   "best": "de", "provenance": {"note": "benchmark fixture"}}
-        BridgeStore(redis.Redis.from_url(rs.url)).publish(
-            ranking, model=model, revision=None, source="en", target="fr", probe_hash="bench",
-            method_version="bench")
+        publish_fixture(rs.url, env, "en", "fr")
         return asyncio.run(run(api, worker, model, n, conc))
     finally:
         for svc in reversed(services):

@@ -1337,7 +1337,7 @@ def test_docker_compose_config_requires_secrets(missing: str, tmp_path: Path) ->
 
 
 DOCKERFILES = {
-    "services/api/Dockerfile": ("api", ["uvicorn", "services.api.main:create_app", "--factory"]),
+    "services/api/Dockerfile": ("api", ["python", "-m", "services.api"]),
     "services/analyzer/Dockerfile": (
         "cpu,analyzer,ops",
         [

@@ -138,7 +138,8 @@ def test_worker_killed_mid_batch_keeps_finished_items(fault_stack: dict[str, Any
         if item["ok"]:
             assert item["result"]["translation"] is not None
         else:
-            assert item["error"]["status"] == 503 and "generation worker" in item["error"]["message"]
+            # 424 when vLLM failed the in-flight request as its engine died, 503 once it was gone
+            assert item["error"]["status"] in (424, 503) and "generation" in item["error"]["message"], item
     with httpx.Client(base_url=api, timeout=CLIENT_TIMEOUT_S) as c:  # fast 503 now, not a hang
         t0 = time.monotonic()
         r = c.post("/translate", headers=T, json=items[0])

@@ -1,0 +1,35 @@
+"""What several benchmarks share: a percentile, and a cached ranking the gateway serves."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from bridgex.settings import Settings
+
+from services.common.analysis import AnalysisRequest, served_config
+from services.common.bridges import BridgeStore
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+def publish_fixture(redis_url: str, env: dict[str, str], source: str, target: str) -> None:
+    """A ranking for (source, target) under the configuration the gateway with `env` serves, so `/bridges`
+    and `auto` are cache hits (the analysis itself is not what this measures)."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        settings = Settings(_env_file=None)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    norm = AnalysisRequest(source=source, target=target).normalized(settings)
+    ranking = {"ranked": [{"code": "de", "score": 0.71, "rank": 1}, {"code": "it", "score": 0.52, "rank": 2}],
+               "best": "de", "provenance": {"note": "benchmark fixture"}}
+    BridgeStore(redis.Redis.from_url(redis_url)).publish(
+        ranking, model=settings.model, revision=settings.model_revision, source=source, target=target,
+        probe_hash="bench", method_version=norm["method_version"],
+        config=served_config(settings, source, target), params=norm)
