@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     api_keepalive_s: float = Field(5.0, gt=0, description="Idle keep-alive connections are closed after this.")
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Proxies whose X-Forwarded-For is believed (IPs/CIDRs, comma-separated); none by default.")
+    batch_concurrency: int = Field(8, ge=1, description="Items of one /translate/batch in flight at once, so a "
+                                   "64-item batch interleaves with other callers instead of queueing ahead of them.")
     analyze_max_candidates: int = Field(16, ge=1, description="Largest candidate list of one /analyze request.")
     fallback_bridge: str | None = Field(None, description="Bridge served on a cache miss (overrides the policy).")
     fallback_policy: Literal["none", "typology"] = Field(

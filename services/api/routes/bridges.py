@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import JSONResponse
 
 from services.common.analysis import InvalidAnalysisRequest, served_config
 
@@ -106,7 +105,7 @@ async def get_bridge(source: str, target: str, ctx: Ctx, _: TranslateScope, conf
     s = ctx.settings
     fp = _config(ctx, src, tgt, config)
     try:
-        ranking = await bridge_cache.latest(ctx, src, tgt, fp)
+        ranking = await bridge_cache.latest_raw(ctx, src, tgt, fp)
         why = None if ranking is not None else await _why_missing(ctx, src, tgt, fp)
     except RedisUnavailable as exc:
         raise _down(exc) from exc
@@ -117,7 +116,7 @@ async def get_bridge(source: str, target: str, ctx: Ctx, _: TranslateScope, conf
                        f"{why['reason']}. Start one with POST /analyze "
                        f'{{"source": "{src}", "target": "{tgt}"}} (analyze scope), or translate with bridge=auto, '
                        "which enqueues it", details={"config": fp, **why})
-    return JSONResponse(ranking)
+    return Response(ranking, media_type="application/json")  # stored bytes (BridgeStore.publish wrote them)
 
 
 @router.delete("/{source}/{target}", status_code=204, responses={404: {"description": "Nothing to delete"}})

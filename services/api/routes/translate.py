@@ -33,14 +33,18 @@ async def translate(req: TranslateRequest, ctx: Ctx, rid: RequestId, _: Translat
 @router.post("/translate/batch", response_model=BatchResponse)
 async def translate_batch(req: BatchRequest, request: Request, ctx: Ctx, rid: RequestId,
                           principal: TranslateScope) -> BatchResponse:
-    """Many translations at once (concurrent; the worker batches them). Each item gets its result or its own
-    error, so one bad item or one transient failure never discards the others."""
+    """Many translations at once (at most BRIDGEX_BATCH_CONCURRENCY in flight, so other callers' requests
+    interleave; the worker batches them). Each item gets its result or its own error, so one bad item or one
+    transient failure never discards the others."""
     if len(req.items) > 1:  # the first item was charged by the scope check
         await ctx.limiter.check(principal, client_address(request), cost=len(req.items) - 1)
 
+    gate = asyncio.Semaphore(ctx.settings.batch_concurrency)
+
     async def one(i: int, item: TranslateRequest) -> BatchItem:
         try:
-            return BatchItem(index=i, ok=True, result=await run(ctx, Plan(item, ctx), f"{rid}-{i}"))
+            async with gate:
+                return BatchItem(index=i, ok=True, result=await run(ctx, Plan(item, ctx), f"{rid}-{i}"))
         except ApiError as exc:
             return BatchItem(index=i, ok=False, error=ItemError(status=exc.status, error=exc.error,
                                                                 message=printable(exc.message)))

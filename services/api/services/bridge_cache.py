@@ -27,9 +27,14 @@ return {key, value}
 """
 
 
-async def latest(ctx: AppContext, source: str, target: str, config: str | None = None) -> dict[str, Any] | None:
-    """The published ranking for (served model, configuration, source, target), or None; `config` defaults to
-    the configuration `auto` serves. Raises RedisUnavailable."""
+async def latest_raw(ctx: AppContext, source: str, target: str, config: str | None = None) -> bytes | None:
+    """The published ranking as stored (JSON bytes that already carry their `cache_key`), or None: GET
+    /bridges/{s}/{t} answers with these bytes, never parsing and re-encoding the ranking."""
+    found = await _lookup(ctx, source, target, config)
+    return None if found is None else found[1]
+
+
+async def _lookup(ctx: AppContext, source: str, target: str, config: str | None) -> tuple[str, bytes] | None:
     s = ctx.settings
     config = config or served_config(s, source, target)
     lkey = latest_key(s.model, s.model_revision, config, source, target)
@@ -38,6 +43,16 @@ async def latest(ctx: AppContext, source: str, target: str, config: str | None =
         script = ctx.scripts["latest"] = ctx.redis.register_script(_LATEST)
     found = await ctx.gate.run("bridge_lookup", lambda: script(keys=[lkey]))
     if not found:
+        return None
+    key, raw = found
+    return (key.decode() if isinstance(key, bytes) else key), (raw.encode() if isinstance(raw, str) else raw)
+
+
+async def latest(ctx: AppContext, source: str, target: str, config: str | None = None) -> dict[str, Any] | None:
+    """The published ranking for (served model, configuration, source, target), or None; `config` defaults to
+    the configuration `auto` serves. Raises RedisUnavailable."""
+    found = await _lookup(ctx, source, target, config)
+    if found is None:
         return None
     key, raw = found
     out = json.loads(raw)
