@@ -54,22 +54,32 @@ class Refused(Exception):
         self.status, self.kind, self.message, self.param = status, kind, message, param
 
 
-def count_sequences(body: Any, max_prompts: int) -> None:
-    """Raise Refused when a generation body asks for more than `max_prompts` sequences."""
+OBJECT_FIELDS = ("structured_outputs", "response_format", "stream_options", "logit_bias")
+"""Fields vLLM reads as objects: other types reach `.get` before its validation and end in a 500 that also
+resets the client's keep-alive connection (found by the reliability fuzz)."""
+
+
+def check_body(body: Any, max_prompts: int) -> None:
+    """Raise Refused when a generation body asks for more than `max_prompts` sequences, or gives a non-object
+    where vLLM expects an object."""
     if not isinstance(body, dict):
         return
+    for name in OBJECT_FIELDS:
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise Refused(400, "BadRequestError", f"`{name}` must be a JSON object or null, not "
+                          f"{type(body[name]).__name__}", name)
     prompt = body.get("prompt")
     prompts = 1
     if isinstance(prompt, list) and prompt and not all(isinstance(t, int) for t in prompt):
         prompts = len(prompt)  # a list of strings or of token lists (a flat list of ints is one prompt)
-    fan = 1
+    fan, by = 1, "n"
     for field in ("n", "best_of"):
         value = body.get(field)
-        if isinstance(value, int) and not isinstance(value, bool):
-            fan = max(fan, value)
+        if isinstance(value, int) and not isinstance(value, bool) and value > fan:
+            fan, by = value, field
     if prompts * fan > max_prompts:
         raise Refused(400, "BadRequestError",
-                      f"this request asks for {prompts * fan} sequences ({prompts} prompt(s) x n={fan}); this "
+                      f"this request asks for {prompts * fan} sequences ({prompts} prompt(s) x {by}={fan}); this "
                       f"worker takes at most {max_prompts} per request (BRIDGEX_WORKER_MAX_PROMPTS) so that one "
                       "caller cannot fill every batch slot: send several requests", "prompt")
 
@@ -135,7 +145,7 @@ class WorkerGuard:
                     parsed = json.loads(body)
                 except ValueError:
                     parsed = None  # vLLM answers malformed JSON with its own 400
-                count_sequences(parsed, max_prompts)
+                check_body(parsed, max_prompts)
         except Refused as exc:
             await _send_error(send, exc)
             return

@@ -234,7 +234,9 @@ def test_concurrency_limit_answers_503_then_recovers(limits: tuple[str, RedisSer
     try:
         time.sleep(0.3)
         with httpx.Client(base_url=url, timeout=10) as c:
-            assert c.get("/health").status_code == 503
+            busy = c.get("/health")
+            assert busy.status_code == 503 and busy.json()["error"] == "over_capacity"
+            assert busy.headers["retry-after"] == "1"
     finally:
         for s in held:
             s.close()

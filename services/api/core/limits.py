@@ -18,6 +18,7 @@ from typing import Any
 
 import httptools
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("bridgex.api")
@@ -98,8 +99,20 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
+async def over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
+    """uvicorn's answer past `limit_concurrency`, in our error shape (its own is plain text)."""
+    body = json.dumps({"error": "over_capacity", "message": "the gateway is at its connection limit "
+                       "(BRIDGEX_API_MAX_CONCURRENCY); retry shortly", "request_id": None}).encode()
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def protocol_class(head_timeout_s: float) -> type[HeadTimeoutProtocol]:
-    """A protocol class bound to one timeout (uvicorn instantiates it per connection)."""
+    """A protocol class bound to one timeout (uvicorn instantiates it per connection). Also makes uvicorn's
+    over-capacity answer ours: httptools_impl looks `service_unavailable` up as a module global per request."""
+    httptools_impl.service_unavailable = over_capacity
     return type("BridgexHttpProtocol", (HeadTimeoutProtocol,), {"head_timeout_s": head_timeout_s})
 
 
