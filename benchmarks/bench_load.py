@@ -42,6 +42,7 @@ class Phase:
         self.lat: list[float] = []
         self.codes: dict[int, int] = {}
         self.timeouts = 0
+        self.errors: dict[str, int] = {}
         self.seconds = 0.0
 
     def add(self, ms: float, code: int) -> None:
@@ -52,7 +53,7 @@ class Phase:
         n = len(self.lat)
         return {"requests": n, "rps": n / self.seconds if self.seconds else 0.0,
                 "p50_ms": statistics.median(self.lat) if n else None, "p95_ms": pct(self.lat, 95) if n else None,
-                "p99_ms": pct(self.lat, 99) if n else None, "timeouts": self.timeouts,
+                "p99_ms": pct(self.lat, 99) if n else None, "timeouts": self.timeouts, "errors": self.errors,
                 "codes": {str(k): v for k, v in sorted(self.codes.items())}}
 
     def line(self) -> str:
@@ -60,7 +61,8 @@ class Phase:
         if not s["requests"]:
             return f"  {self.name:<28} no request finished; timeouts {self.timeouts}"
         return (f"  {self.name:<28} {s['rps']:8.1f} req/s   p50 {s['p50_ms']:8.1f}   p95 {s['p95_ms']:8.1f}   "
-                f"p99 {s['p99_ms']:8.1f} ms   timeouts {s['timeouts']}   codes {s['codes']}")
+                f"p99 {s['p99_ms']:8.1f} ms   timeouts {s['timeouts']}   codes {s['codes']}"
+                + (f"   transport errors {s['errors']}" if s["errors"] else ""))
 
 
 async def closed_loop(c: httpx.AsyncClient, phase: Phase, method: str, path: str, body_of: Any,
@@ -76,6 +78,8 @@ async def closed_loop(c: httpx.AsyncClient, phase: Phase, method: str, path: str
                 phase.add((time.perf_counter() - t0) * 1e3, r.status_code)
             except httpx.TimeoutException:
                 phase.timeouts += 1
+            except httpx.TransportError as e:  # e.g. a pooled keep-alive connection the server closed
+                phase.errors[type(e).__name__] = phase.errors.get(type(e).__name__, 0) + 1
 
     t0 = time.monotonic()
     await asyncio.gather(*(client(i) for i in range(clients)))
