@@ -498,8 +498,8 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
                  publish: bool = True) -> dict[str, Any]:
     """The whole job on one process. Returns the small result stored in the job record."""
     from bridgex import METHOD_VERSION
+    from bridgex.atomic import atomic_write_text
     from bridgex.cache_keys import config_fingerprint, method_params
-    from bridgex.probes import atomic_write_text
 
     from services.common.bridges import BridgeStore, best_of
 

@@ -2,9 +2,9 @@
 
 Why: profiles and probe activations are expensive and get reused by the CLI, the analyzer and the
 evaluation; a manifest says which model (id, revision, weight hash), which data (content hash) and which
-method version and parameters produced them, so stale artifacts can be detected. Atomic writes (temp file
-in the same folder, then os.replace) mean a reader never sees half a file, also when the writer crashes.
-No pickle anywhere.
+method version and parameters produced them, so stale artifacts can be detected. Atomic writes
+(bridgex.atomic: temp file in the same folder, then os.replace) mean a reader never sees half a file, also
+when the writer crashes. No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 import bridgex
+from bridgex.atomic import atomic_write, atomic_write_text
 from bridgex.profiling import LanguageProfile
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,200}$")
@@ -110,21 +109,6 @@ def _check_name(name: str) -> str:
     return name
 
 
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temp file in the same folder, fsync, then rename: readers in other processes see the old
-    file or the new one, never a half-written one. `write(tmp_path)` fills the temp file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def artifact_paths(path_dir: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
     d = Path(path_dir)
     _check_name(name)
@@ -143,7 +127,7 @@ def write_artifact(
     if not tensors:
         raise ArtifactError("an artifact needs at least one tensor")
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write(st_path, lambda tmp: save_file(clean, tmp, metadata={"kind": str(manifest.get("kind", ""))}))
+    atomic_write(st_path, lambda tmp: save_file(clean, str(tmp), metadata={"kind": str(manifest.get("kind", ""))}))
     full = {
         **manifest,
         "name": name,
@@ -154,7 +138,7 @@ def write_artifact(
         },
     }
     text = json.dumps(full, indent=2, ensure_ascii=False, sort_keys=True, default=str)
-    atomic_write(js_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_text(js_path, text)
     return st_path
 
 

@@ -130,10 +130,9 @@ def weight_hash(folder: str | Path, *, cache_dir: Path | None = None) -> str:
                 h.update(block)
     digest = h.hexdigest()
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"folder": str(folder), "files": stamp, "sha256": digest}))
-        os.replace(tmp, cache_file)
+        from bridgex.atomic import atomic_write_text
+
+        atomic_write_text(cache_file, json.dumps({"folder": str(folder), "files": stamp, "sha256": digest}))
     except OSError as e:  # a read-only cache only costs time
         log.warning("could not cache weight hash in %s: %s", cache_file, e)
     return digest
@@ -225,7 +224,7 @@ def ensure_bos_post_processor(folder: Path) -> bool:
     `post_processor` to TemplateProcessing `<bos> $A` (pairs: `<bos> $A $B`), so every tokenizer that reads
     tokenizer.json adds exactly one BOS. Returns True when the file was rewritten.
     """
-    from bridgex.artifacts import atomic_write
+    from bridgex.atomic import atomic_write_text
 
     path = folder / "tokenizer.json"
     if _bos_first(folder):
@@ -245,7 +244,7 @@ def ensure_bos_post_processor(folder: Path) -> bool:
         "special_tokens": {bos: {"id": bos, "ids": [ids[bos]], "tokens": [bos]}},
     }
     text = json.dumps(spec, ensure_ascii=False)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_text(path, text)
     log.info("%s: tokenizer now adds %s first", folder, bos)
     return True
 

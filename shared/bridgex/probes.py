@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import random
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from bridgex.atomic import atomic_write_text
 from bridgex.frequency import frequency_order
 from bridgex.prompts import Demo, normalize_word, parse_word, word_prompt
 
@@ -89,21 +88,6 @@ class ProbeSet(BaseModel):
         if ps.hash and ps.hash != ps.content_hash():
             raise ProbeSetError(f"probe set {path} is corrupt: content hash mismatch")
         return ps
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def probe_hash(source: str, target: str, items: Iterable[ProbeItem]) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from bridgex.artifacts import atomic_write
+from bridgex.atomic import atomic_write, atomic_write_text
 from bridgex.corpora import parse_udhr_html, udhr_paragraphs
 from bridgex.data.layout import DEFAULT_DEV_FRACTION, DEFAULT_FREEDICT_DIR, LOCK, MANIFEST, SPLIT_DEFAULTS, DataLayout
 from bridgex.dictionaries import (
@@ -401,19 +401,13 @@ class _Sources:
 
 
 # ------------------------------------------------------------------------------------------ build
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """bridgex.artifacts.atomic_write with a Path: readers in other processes (the gateway, analyzers) see the
-    old file or the new one, never a half-written one."""
-    atomic_write(path, lambda tmp: write(Path(tmp)))
-
-
 def _write_json(path: Path, obj: Any) -> None:
     text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write_text(path, text)
 
 
 def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write_text(path, text)
 
 
 def data_root(cfg: PrepareConfig) -> Path:
@@ -511,7 +505,7 @@ def _build_pair(cfg: PrepareConfig, layout: DataLayout, sources: _Sources, s: st
     held_words = set(held.sources)
     stored = Dictionary(s, t, [p for p in full.pairs if p.source not in held_words], full.origin)
     for part, d in (("probe", stored), ("eval", held), ("all", full)):
-        _atomic_write(out / f"{part}.tsv", lambda p, d=d: write_tsv(d, p))
+        atomic_write(out / f"{part}.tsv", lambda p, d=d: write_tsv(d, p))
     parts = {"probe": probe, "dev": dev, "eval": held}
     return {
         "method": "+".join(method) or "none",
