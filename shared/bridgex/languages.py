@@ -13,6 +13,7 @@ from functools import lru_cache
 import langcodes
 
 __all__ = [
+    "DEFAULT_CANDIDATES",
     "PAPER_LANGUAGES",
     "Language",
     "UnknownLanguageError",
@@ -66,6 +67,9 @@ PAPER_LANGUAGES: dict[str, Language] = {
         _lang("sw", "swa", "Swahili", "kiswahili", "swh_Latn", "swh", "Niger-Congo", "Latn", "sw"),
     )
 }
+
+DEFAULT_CANDIDATES: tuple[str, ...] = ("en", "de", "fr", "it", "pt", "es")
+"""The paper's candidate bridges (high-resource languages), the default of the CLI, the service and the harness."""
 
 # Codes registries use for the paper languages besides ISO 639-1 / the 639-3 above (individual languages of
 # macrolanguages, CLDR's Filipino, FLORES and UDHR codes).

@@ -22,13 +22,13 @@ from bridgex.artifacts import (
     sha256_texts,
 )
 from bridgex.capture import get_backend
+from bridgex.languages import DEFAULT_CANDIDATES
 from bridgex.models import LoadedModel
 from bridgex.profiling import LanguageProfile
 
 Progress = Callable[[int, int], None]
 ShouldCancel = Callable[[], bool]
 
-DEFAULT_CANDIDATES = ("en", "de", "fr", "it", "pt", "es")
 
 
 def _opt(settings: Any, name: str, default: Any) -> Any:

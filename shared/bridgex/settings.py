@@ -14,10 +14,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bridgex.languages import DEFAULT_CANDIDATES
+
 DEFAULT_MODEL = "gemma-3-270m"
 """Alias of the default model: Gemma-3-270M base, assembled offline from its PyPI wheel (see bridgex.models)."""
 
-DEFAULT_CANDIDATES = ("en", "de", "fr", "it", "pt", "es")
 DEFAULT_WINDOW = (0.3125, 0.6875)
 DEFAULT_LAPE_LANGUAGES = ("en", "de", "fr", "it", "pt", "es", "zh", "ja", "ar", "he", "id", "tl", "fi", "hu", "sw")
 """The 15 paper languages: LAPE normalises over one fixed set, so T_b never depends on the pair analysed."""

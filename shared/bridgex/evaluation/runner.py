@@ -25,13 +25,12 @@ from bridgex.evaluation.conditions import Condition, PairRankings, build_conditi
 from bridgex.evaluation.generate import Generator, Request
 from bridgex.evaluation.loaders import EvalDataError
 from bridgex.evaluation.tasks import TASKS, BaseTask, EvalItem, TaskData
-from bridgex.languages import normalize_code
+from bridgex.languages import DEFAULT_CANDIDATES, normalize_code
 
 __all__ = ["EvalConfig", "HarnessError", "Unit", "evaluate", "parse_pairs"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CANDIDATES = ("en", "de", "fr", "it", "pt", "es")
 
 
 class HarnessError(RuntimeError):
