@@ -1,2 +1,2 @@
-"""Redis-backed pieces shared by the gateway and the analyzer:
-job records, the bridge cache, job submission."""
+"""Pieces shared by the services: Redis-backed job records, the bridge cache, job submission (gateway and
+analyzer), Redis key names, and the bounded ASGI body reader (gateway and worker guard)."""

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
 from typing import Any
 
+from services.common.asgi_body import BodyTooLarge, Disconnected, read_body, replay
+
 GUARD_ENV = "BRIDGEX_WORKER_GUARD"
 KEY_ENV = "BRIDGEX_WORKER_API_KEY"
 OPEN_PATHS = frozenset({"/health", "/ping", "/metrics", "/version"})
@@ -123,23 +125,12 @@ class WorkerGuard:
             if scope.get("method") not in ("POST", "PUT", "PATCH"):
                 await self.app(scope, receive, send)
                 return
-            for name, value in scope.get("headers", []):
-                if name.lower() == b"content-length" and value.isdigit() and int(value) > max_body:
-                    raise _too_large(int(value), max_body)
-            chunks: list[bytes] = []
-            size = 0
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > max_body:
-                    raise _too_large(size, max_body)
-                chunks.append(chunk)
-                more = message.get("more_body", False)
-            body = b"".join(chunks)
+            try:
+                body = await read_body(scope, receive, max_body)
+            except BodyTooLarge as exc:
+                raise _too_large(exc.size, max_body) from exc
+            except Disconnected:
+                return
             if path in GENERATION_PATHS and body:
                 try:
                     parsed = json.loads(body)
@@ -150,16 +141,7 @@ class WorkerGuard:
             await _send_error(send, exc)
             return
 
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay(body, receive), send)
 
 
 def _too_large(size: int, limit: int) -> Refused:

@@ -17,9 +17,11 @@ import logging
 from typing import Any
 
 import httptools
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from services.common.asgi_body import BodyTimeout, BodyTooLarge, Disconnected, read_body, replay
 
 log = logging.getLogger("bridgex.api")
 
@@ -126,40 +128,19 @@ class BodyLimit:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
-        declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send, 413, "body_too_large", self._too_large(int(declared)))
+        try:
+            body = await read_body(scope, receive, self.max_bytes, self.chunk_timeout_s)
+        except BodyTooLarge as exc:
+            await self._refuse(scope, send, 413, "body_too_large", self._too_large(exc.size))
             return
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            try:
-                message = await asyncio.wait_for(receive(), self.chunk_timeout_s)
-            except TimeoutError:
-                await self._refuse(scope, send, 408, "request_timeout",
-                                   f"the request body did not arrive within {self.chunk_timeout_s:g}s; "
-                                   "send the whole body promptly")
-                return
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(scope, send, 413, "body_too_large", self._too_large(size))
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        except BodyTimeout:
+            await self._refuse(scope, send, 408, "request_timeout",
+                               f"the request body did not arrive within {self.chunk_timeout_s:g}s; "
+                               "send the whole body promptly")
+            return
+        except Disconnected:
+            return
+        await self.app(scope, replay(body, receive), send)
 
     def _too_large(self, size: int) -> str:
         return (f"the request body is {size} bytes or more; the limit is {self.max_bytes} "
