@@ -49,7 +49,7 @@ def bridge(value: str, source: str, target: str) -> str:
 def has_content(value: str) -> bool:
     """Whether `value` holds anything to translate: a character that is not a control or format character
     (NUL, zero-width space), not whitespace, and not a chain delimiter (quote, arrow, backslash)."""
-    return any(not (ch.isspace() or ch in CHAIN_DELIMITERS or unicodedata.category(ch) in ("Cc", "Cf", "Cs"))
+    return any(not (ch.isspace() or ch in CHAIN_DELIMITERS or unicodedata.category(ch) in ("Cc", "Cf"))
                for ch in value)
 
 
