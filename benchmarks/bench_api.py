@@ -12,7 +12,6 @@ uvicorn running the gateway):
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -24,7 +23,7 @@ import httpx
 from bridgex.client import GenerationClient
 from bridgex.prompts import word_prompt
 
-from benchmarks.fixtures import pct, publish_fixture
+from benchmarks.fixtures import gateway_env, pct, publish_fixture
 from tests.support import RedisServer, start_api, start_worker
 
 KEY = "bench-key"
@@ -161,10 +160,7 @@ def main() -> dict:
     try:
         wsvc, worker = start_worker(model, tmp)
         services.append(wsvc)
-        env = {"BRIDGEX_MODEL": model, "BRIDGEX_REDIS_URL": rs.url, "BRIDGEX_WORKER_URL": worker,
-               "BRIDGEX_API_KEYS": json.dumps({KEY: ["translate"]}),
-               "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000000",
-               "BRIDGEX_HOME": str(tmp)}
+        env = gateway_env(model, rs.url, worker, tmp, KEY)
         asvc, api = start_api(tmp, **env)
         services.append(asvc)
         publish_fixture(rs.url, env, "en", "fr")

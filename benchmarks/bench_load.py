@@ -17,7 +17,6 @@ busy gateway sees). Also the gateway's peak RSS.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 import httpx
 import psutil
 
-from benchmarks.fixtures import pct, publish_fixture
+from benchmarks.fixtures import gateway_env, pct, publish_fixture
 from tests.support import RedisServer, start_api, start_worker
 
 KEY = "bench-load-key"
@@ -150,10 +149,8 @@ def main() -> dict[str, Any]:
     try:
         wsvc, worker = start_worker(model, tmp, BRIDGEX_MAX_MODEL_LEN="2048")
         services.append(wsvc)
-        env = {"BRIDGEX_MODEL": model, "BRIDGEX_REDIS_URL": rs.url, "BRIDGEX_WORKER_URL": worker,
-               "BRIDGEX_API_KEYS": json.dumps({KEY: ["translate"]}), "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000000",
-               "BRIDGEX_HOME": str(tmp), "BRIDGEX_K_SHOT": "0", "BRIDGEX_DATA_AUTO": "false",
-               "BRIDGEX_WORKER_TIMEOUT_S": str(worker_timeout), "BRIDGEX_WORKER_RETRIES": str(retries)}
+        env = gateway_env(model, rs.url, worker, tmp, KEY, BRIDGEX_K_SHOT="0", BRIDGEX_DATA_AUTO="false",
+                          BRIDGEX_WORKER_TIMEOUT_S=str(worker_timeout), BRIDGEX_WORKER_RETRIES=str(retries))
         asvc, api = start_api(tmp, **env)
         services.append(asvc)
         publish_fixture(rs.url, env, "en", "fr")

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import redis
 from bridgex.settings import Settings
 
 from services.common.analysis import AnalysisRequest, served_config
 from services.common.bridges import BridgeStore
+
+
+def gateway_env(model: str, redis_url: str, worker_url: str, home: Path, key: str, **extra: str) -> dict[str, str]:
+    """Environment of a benchmark gateway: one translate key, no rate limit in the way."""
+    return {"BRIDGEX_MODEL": model, "BRIDGEX_REDIS_URL": redis_url, "BRIDGEX_WORKER_URL": worker_url,
+            "BRIDGEX_API_KEYS": json.dumps({key: ["translate"]}), "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000000",
+            "BRIDGEX_HOME": str(home), **extra}
 
 
 def pct(xs: list[float], q: float) -> float:
