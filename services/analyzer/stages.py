@@ -21,13 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridgex.cancel import Cancelled, check_cancel
 from bridgex.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class JobCancelled(Exception):
-    """The cancel flag was seen between batches or layers."""
 
 
 class AnalysisFailed(Exception):
@@ -72,8 +69,7 @@ class JobContext:
         return self._cancelled
 
     def check(self, where: str) -> None:
-        if self.should_cancel():
-            raise JobCancelled(f"cancelled during {where}")
+        check_cancel(self.should_cancel, f"cancelled during {where}")
 
     def progress(self, stage: str, current: int, total: int, *, sub: tuple[int, int] | None = None,
                  force: bool = False) -> None:
@@ -144,14 +140,6 @@ def data_layout(settings: Settings) -> Any:
     from bridgex.data.layout import DataLayout
 
     return DataLayout(settings.data_path)
-
-
-def _cancel_types() -> tuple[type[BaseException], ...]:
-    from bridgex.probes import ProbeCancelled
-    from bridgex.profiling import Cancelled
-    from bridgex.ranking import RankingCancelled
-
-    return (Cancelled, ProbeCancelled, RankingCancelled)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -335,7 +323,7 @@ def probe_set(lm: Any, req: dict[str, Any], settings: Settings, ctx: JobContext 
         )
     except ProbeSetError as e:
         raise AnalysisFailed(str(e)) from e
-    except _cancel_types():
+    except Cancelled:
         raise
     except Exception as e:
         from bridgex.client import GenerationError
@@ -504,35 +492,31 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
     from services.common.bridges import BridgeStore, best_of
 
     settings = ctx.settings
-    cancel_types = _cancel_types()
     t_start = time.perf_counter()
-    try:
-        with ctx.timed("data"):
-            data_report = ensure_data(req, settings, ctx)
-        ctx.progress("model", 0, 1, force=True)
-        with ctx.timed("load_model"):
-            try:
-                lm = load_lm(settings, req.get("model"), req.get("revision"))
-            except (FileNotFoundError, OSError) as e:
-                raise AnalysisFailed(f"cannot load model {req.get('model')!r}: {e}") from e
-        ctx.progress("model", 1, 1, force=True)
-        with ctx.timed("probe_set"):
-            ps, ps_path = probe_set(lm, req, settings, ctx, force=ctx.force)
-        langs = job_languages(req)
-        profiles: dict[str, Any] = {}
-        with ctx.timed("profiles"):
-            for i, code in enumerate(langs):
-                ctx.check("profiling")
-                profiles[code] = profile_language(lm, code, settings, ctx, sub=(i, len(langs)))
-        layers = window_layers(lm, req["window"])
-        with ctx.timed("probe_activations"):
-            acts, acts_path = probe_acts(lm, ps, layers, req, settings, ctx, force=ctx.force)
-        with ctx.timed("rank"):
-            ranking = rank(lm, profiles, acts, layers, ps, req, ctx)
-        with ctx.timed("validate"):
-            ranking.update(validate(ranking, req, settings, ctx, lm))
-    except cancel_types as e:
-        raise JobCancelled(str(e)) from e
+    with ctx.timed("data"):
+        data_report = ensure_data(req, settings, ctx)
+    ctx.progress("model", 0, 1, force=True)
+    with ctx.timed("load_model"):
+        try:
+            lm = load_lm(settings, req.get("model"), req.get("revision"))
+        except (FileNotFoundError, OSError) as e:
+            raise AnalysisFailed(f"cannot load model {req.get('model')!r}: {e}") from e
+    ctx.progress("model", 1, 1, force=True)
+    with ctx.timed("probe_set"):
+        ps, ps_path = probe_set(lm, req, settings, ctx, force=ctx.force)
+    langs = job_languages(req)
+    profiles: dict[str, Any] = {}
+    with ctx.timed("profiles"):
+        for i, code in enumerate(langs):
+            ctx.check("profiling")
+            profiles[code] = profile_language(lm, code, settings, ctx, sub=(i, len(langs)))
+    layers = window_layers(lm, req["window"])
+    with ctx.timed("probe_activations"):
+        acts, acts_path = probe_acts(lm, ps, layers, req, settings, ctx, force=ctx.force)
+    with ctx.timed("rank"):
+        ranking = rank(lm, profiles, acts, layers, ps, req, ctx)
+    with ctx.timed("validate"):
+        ranking.update(validate(ranking, req, settings, ctx, lm))
     ctx.check("publish")
     config = config_fingerprint(req)
     provenance = {"model_id": lm.model_id, "weight_hash": lm.weight_hash, "loaded_revision": lm.revision,

@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 from bridgex.cache_keys import config_fingerprint
+from bridgex.cancel import Cancelled
 from bridgex.settings import get_settings
 from celery import Task
 
@@ -120,7 +121,7 @@ def run_job(job_id: str, request: dict[str, Any] | None = None, *, force: bool =
         req = rec.request or request or {}
         try:
             result = stages.run_analysis(req, ctx, redis=r)
-        except stages.JobCancelled as e:
+        except Cancelled as e:
             log.info("job %s cancelled: %s", job_id, e)
             return "done", store.cancelled(job_id)
         except stages.AnalysisFailed as e:

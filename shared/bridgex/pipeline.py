@@ -7,7 +7,7 @@ Ranking. Each artifact's manifest records model, data hash, method version and p
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,11 @@ from bridgex.artifacts import (
     save_profile,
     sha256_texts,
 )
+from bridgex.cancel import Progress, ShouldCancel
 from bridgex.capture import get_backend
 from bridgex.languages import DEFAULT_CANDIDATES
 from bridgex.models import LoadedModel
 from bridgex.profiling import LanguageProfile
-
-Progress = Callable[[int, int], None]
-ShouldCancel = Callable[[], bool]
-
 
 
 def _opt(settings: Any, name: str, default: Any) -> Any:

@@ -12,18 +12,16 @@ import asyncio
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from bridgex.atomic import atomic_write_text
+from bridgex.cancel import Progress, ShouldCancel, check_cancel
 from bridgex.frequency import frequency_order
 from bridgex.prompts import Demo, normalize_word, parse_word, word_prompt
-
-ProgressFn = Callable[[int, int], None]
-ShouldCancel = Callable[[], bool]
 
 PROBE_FORMAT = "bridgex-probes/1"
 
@@ -34,10 +32,6 @@ class ProbeSetError(ValueError):
 
 class ProbeSetTooSmall(ProbeSetError):
     pass
-
-
-class ProbeCancelled(Exception):
-    """should_cancel() returned True between gold-filter batches."""
 
 
 class ProbeItem(BaseModel):
@@ -168,7 +162,7 @@ async def abuild_probe_set(
     demos: Sequence[Demo] = (), fallback: str = "unfiltered", max_error_rate: float = 0.1,
     seed: int = 0, skip_identical: bool = True, word_order: str = "frequency",
     timeout: float = 120.0, retries: int = 2, api_key: str | None = None,
-    request_id: str | None = None, progress: ProgressFn | None = None,
+    request_id: str | None = None, progress: Progress | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> ProbeSet:
     """Build the probe set of a pair.
@@ -226,8 +220,7 @@ async def abuild_probe_set(
     window = max(1, concurrency) * 4
     try:
         while tried < limit and len(items) < probe_max:
-            if should_cancel is not None and should_cancel():
-                raise ProbeCancelled(f"gold filter cancelled after {tried} words")
+            check_cancel(should_cancel, f"gold filter cancelled after {tried} words")
             batch = words[tried: min(limit, tried + window)]
             results = await _filter_window(client, batch, source, target, demos, sem, request_id)
             for (w, golds), (answer, err) in zip(batch, results, strict=True):

@@ -30,10 +30,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from bridgex.cancel import Progress, ShouldCancel, check_cancel
 from bridgex.models import LoadedModel
 
-Progress = Callable[[int, int], None]
-ShouldCancel = Callable[[], bool]
 Reducer = Callable[[int, Tensor], None]
 
 _LAYER_PATHS = (
@@ -50,10 +49,6 @@ _LAYER_PATHS = (
 
 class UnsupportedArchitecture(RuntimeError):
     """The model has no per-layer `mlp.act_fn` module to hook (not a gated-MLP decoder we know)."""
-
-
-class Cancelled(Exception):
-    """Raised between batches when `should_cancel()` returns True (cooperative cancel)."""
 
 
 # --------------------------------------------------------------------------------------------- discovery
@@ -425,8 +420,7 @@ def profile_texts(
     target = sum(len(c) - (1 if has_bos and not include_bos else 0) for c in chunks)
     with _no_graph(), ActivationHooks(model, reducer=reduce) as hooks:
         for group in _batches(chunks, batch_size):
-            if should_cancel is not None and should_cancel():
-                raise Cancelled(f"profiling {language} cancelled after {n_tokens} tokens")
+            check_cancel(should_cancel, f"profiling {language} cancelled after {n_tokens} tokens")
             batch = _make_batch(
                 [chunks[i] for i in group],
                 group,
@@ -505,8 +499,7 @@ def probe_activations(
     done = 0
     with _no_graph(), ActivationHooks(model, layers=layer_list, reducer=reducer) as hooks:
         for group in _batches(seqs, batch_size):
-            if should_cancel is not None and should_cancel():
-                raise Cancelled(f"probing cancelled after {done} of {len(prompts)} prompts")
+            check_cancel(should_cancel, f"probing cancelled after {done} of {len(prompts)} prompts")
             batch = _make_batch(
                 [seqs[i] for i in group],
                 group,

@@ -8,22 +8,19 @@ average reads the wrong values. Here every score is keyed by the true layer id i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, Field
 
+from bridgex.cancel import Progress, ShouldCancel, check_cancel
 from bridgex.hsic import Method, layer_score, median_sigma, standardize
 
 DEGENERATE_SIGMA = 1e-5
 
 Variant = Literal["reference", "cka"]
-
-
-class RankingCancelled(RuntimeError):
-    """Raised by `rank_bridges` when `should_cancel()` turns true (checked between layers)."""
 
 
 def window_layers(num_layers: int, window: tuple[float, float] = (0.3125, 0.6875)) -> list[int]:
@@ -101,8 +98,8 @@ def rank_bridges(
     method: Method = "auto",
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    should_cancel: ShouldCancel | None = None,
 ) -> Ranking:
     """Score every candidate b: S_l = layer_score(X(l), Y_b(l)) on the layers where both sets are non-empty.
 
@@ -111,7 +108,7 @@ def rank_bridges(
     (ties keep `candidates` order). provenance: any of src, tgt, model_id, revision, probe_hash,
     method_version, created_at (created_at defaults to now, UTC ISO 8601). device: where HSIC runs (default:
     probe_acts' device). progress(done, total) after each layer; should_cancel() is checked between layers
-    and raises RankingCancelled.
+    and raises bridgex.cancel.Cancelled.
     """
     layers = [int(layer) for layer in layers]
     if not layers:
@@ -155,8 +152,7 @@ def rank_bridges(
         sizes: dict[int, int] = {}
         degenerate: list[int] = []
         for r, layer in enumerate(layers):
-            if should_cancel is not None and should_cancel():
-                raise RankingCancelled(f"ranking cancelled at candidate {code!r}, layer {layer}")
+            check_cancel(should_cancel, f"ranking cancelled at candidate {code!r}, layer {layer}")
             xi = pair_rows[layer]
             yi = _rows(bset[layer])
             sizes[layer] = int(yi.numel())
@@ -205,4 +201,4 @@ def rank_bridges(
     )
 
 
-__all__ = ["CandidateScore", "Ranking", "RankingCancelled", "rank_bridges", "window_layers"]
+__all__ = ["CandidateScore", "Ranking", "rank_bridges", "window_layers"]

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bridgex.cancel import Cancelled
 from bridgex.client import GenerationFailed, WorkerUnavailable
 from bridgex.probes import (
     GoldFilterFailed,
-    ProbeCancelled,
     ProbeSet,
     ProbeSetTooSmall,
     abuild_probe_set,
@@ -136,6 +136,6 @@ async def test_gold_filter_worker_errors() -> None:
 async def test_small_dictionary_and_cancel() -> None:
     with pytest.raises(ProbeSetTooSmall, match="only 3 usable source words"):
         await abuild_probe_set(PAIRS[:3], "en", "fr", gold_filter=False, probe_min=4)
-    with pytest.raises(ProbeCancelled):
+    with pytest.raises(Cancelled):
         await abuild_probe_set(PAIRS, "en", "fr", client=_ScriptedClient({}), probe_max=8, probe_min=1,
                                should_cancel=lambda: True)

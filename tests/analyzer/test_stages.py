@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bridgex.cancel import Cancelled
 from bridgex.models import tiny_random_llama
 
 from services.analyzer import models as model_cache
@@ -40,7 +41,7 @@ def test_cancel_between_batches(settings) -> None:
     req = AnalysisRequest(source="sw", target="fi").normalized(settings)
     ctx = stages.JobContext(settings=settings, force=True)
     ctx._cancelled = True  # as if the flag had been read from Redis
-    with pytest.raises(stages.JobCancelled):
+    with pytest.raises(Cancelled):
         stages.run_analysis(req, ctx, publish=False)
 
 

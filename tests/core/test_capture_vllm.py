@@ -78,7 +78,7 @@ def test_profiles_probes_and_ranking_equal_hf(default_model, vllm_backend) -> No
 def test_duplicate_prompts_and_cancel(default_model, vllm_backend) -> None:
     """Identical prompts in one step get identical values; a cancel between calls detaches the hooks, and the
     engine keeps working afterwards."""
-    from bridgex.profiling import Cancelled
+    from bridgex.cancel import Cancelled
 
     lm = default_model
     p = [word_prompt("water", "en", "fr")] * 3 + [word_prompt("house", "en", "fr")]

@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from bridgex import profiling
+from bridgex.cancel import Cancelled
 from bridgex.models import LoadedModel, load_model
 from bridgex.profiling import (
     ActivationHooks,
-    Cancelled,
     UnsupportedArchitecture,
     chunk_texts,
     find_layers,

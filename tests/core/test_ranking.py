@@ -6,9 +6,10 @@ import json
 
 import pytest
 import torch
+from bridgex.cancel import Cancelled
 from bridgex.hsic import layer_score
 from bridgex.neurons import indices_to_mask
-from bridgex.ranking import Ranking, RankingCancelled, rank_bridges, window_layers
+from bridgex.ranking import Ranking, rank_bridges, window_layers
 
 
 def test_window_layers() -> None:
@@ -128,7 +129,7 @@ def test_no_candidate_scored_gives_no_best() -> None:
 def test_cancel_between_layers() -> None:
     acts, pair, sets = _fixture()
     calls = iter(range(100))
-    with pytest.raises(RankingCancelled):
+    with pytest.raises(Cancelled):
         rank_bridges(acts, LAYERS, pair, sets, should_cancel=lambda: next(calls) >= 2)
 
 

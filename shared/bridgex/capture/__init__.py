@@ -16,7 +16,8 @@ from typing import Any, Literal, Protocol
 
 from torch import Tensor
 
-from bridgex.profiling import LanguageProfile, Progress, ShouldCancel, probe_activations, profile_texts
+from bridgex.cancel import Progress, ShouldCancel
+from bridgex.profiling import LanguageProfile, probe_activations, profile_texts
 
 
 class CaptureBackend(Protocol):

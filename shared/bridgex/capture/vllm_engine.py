@@ -20,7 +20,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from bridgex.profiling import Cancelled, LanguageProfile, Progress, ShouldCancel, _encode, chunk_texts
+from bridgex.cancel import Progress, ShouldCancel, check_cancel
+from bridgex.profiling import LanguageProfile, _encode, chunk_texts
 from bridgex.vllm_env import cpu_env, vllm_platform
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,7 @@ class VLLMBackend:
         n_tokens = 0
         try:
             for i in range(0, len(chunks), PROFILE_GROUP):
-                if should_cancel is not None and should_cancel():
-                    raise Cancelled(f"profiling {language} cancelled after {n_tokens} tokens")
+                check_cancel(should_cancel, f"profiling {language} cancelled after {n_tokens} tokens")
                 self._generate(llm, chunks[i : i + PROFILE_GROUP])
                 parts = self._take(llm)
                 c = torch.cat([p["count"] for p in parts], dim=1)
@@ -174,8 +174,7 @@ class VLLMBackend:
         done = 0
         try:
             for group in _groups(seqs, budget, max_seqs):
-                if should_cancel is not None and should_cancel():
-                    raise Cancelled(f"probing cancelled after {done} of {len(prompts)} prompts")
+                check_cancel(should_cancel, f"probing cancelled after {done} of {len(prompts)} prompts")
                 self._generate(llm, [seqs[i] for i in group])
                 parts = self._take(llm)
                 for i in group:
