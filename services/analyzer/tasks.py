@@ -17,11 +17,12 @@ import uuid
 from typing import Any
 
 import redis
-from bridgex.cache_keys import config_fingerprint
 from bridgex.cancel import Cancelled
+from bridgex.fingerprint import config_fingerprint
 from bridgex.settings import get_settings
 from celery import Task
 
+from services.common import redis_keys
 from services.common.analysis import alias_after_data
 from services.common.bridges import FailureStore
 from services.common.jobs import TERMINAL, JobRecord, JobState, JobStore
@@ -31,7 +32,6 @@ from .celery_app import app
 
 log = logging.getLogger(__name__)
 
-LEASE_PREFIX = "bridgex:job-lease:"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) "
           "else return 0 end")
@@ -55,7 +55,7 @@ class Lease:
     """`SET NX EX` lease on a job, renewed by a heartbeat thread while the task runs."""
 
     def __init__(self, r: redis.Redis, job_id: str, ttl: int) -> None:
-        self.r, self.key, self.ttl = r, LEASE_PREFIX + job_id, ttl
+        self.r, self.key, self.ttl = r, redis_keys.job_lease(job_id), ttl
         self.token = f"{os.getpid()}:{uuid.uuid4().hex}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

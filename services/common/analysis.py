@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import redis
 from bridgex import METHOD_VERSION
-from bridgex.cache_keys import canonical_json, config_fingerprint, job_id
+from bridgex.fingerprint import canonical_json, config_fingerprint, job_id
 from bridgex.settings import Settings
 from pydantic import BaseModel, Field, field_validator, model_validator
 

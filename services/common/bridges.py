@@ -2,12 +2,13 @@
 memory of failed analyses.
 
 Writer: the analyzer after a finished ranking (or a failure). Readers: the gateway (translate, /bridges).
-Everything is per *configuration* (`bridgex.cache_keys.config_fingerprint` of the request's method parameters):
-- `bridge_key(...)` -> the ranked artifact JSON with provenance and the served choice; kept, not expired.
-- `latest_key(...)` -> the versioned key of the newest ranking for (model, revision, config, source, target).
-- `pairs_index_key(...)` -> set of "src:tgt" pairs with a published ranking (matrix view).
-- `configs_key(...)` -> the method parameters of every configuration published (so /bridges can list them).
-- `failure_key(...)` -> the last failure of a pair: error, attempts, and when `auto` may enqueue again.
+Everything is per *configuration* (`bridgex.fingerprint.config_fingerprint` of the request's method parameters):
+Keys (services.common.redis_keys):
+- `bridge(...)` -> the ranked artifact JSON with provenance and the served choice; kept, not expired.
+- `bridge_latest(...)` -> the versioned key of the newest ranking for (model, revision, config, source, target).
+- `bridge_pairs(...)` -> set of "src:tgt" pairs with a published ranking (matrix view).
+- `bridge_configs(...)` -> the method parameters of every configuration published (so /bridges can list them).
+- `analysis_failure(...)` -> the last failure of a pair: error, attempts, and when `auto` may enqueue again.
 Keys use the model + revision of the *request* (settings.model / settings.model_revision), so the gateway
 finds them with its own settings; the weight hash actually loaded is in the provenance.
 """
@@ -20,11 +21,39 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from bridgex.cache_keys import bridge_key, configs_key, failure_key, latest_key, pairs_index_key
+from redis.commands.core import Script
+
+from services.common import redis_keys as keys
 
 
 def _s(v: bytes | str | None) -> str | None:
     return v.decode() if isinstance(v, bytes) else v
+
+
+LATEST_SCRIPT = """
+local key = redis.call('GET', KEYS[1])
+if not key then return false end
+local value = redis.call('GET', key)
+if not value then return false end
+return {key, value}
+"""
+"""The one read of a pair's newest ranking: `bridge_latest` -> versioned key -> stored JSON, in one round trip
+(single Redis: the second key is the first's value). BridgeStore and the gateway's async path both run it."""
+
+
+def latest_found(found: object) -> tuple[str, bytes] | None:
+    """(versioned key, stored JSON bytes) from LATEST_SCRIPT's reply, or None."""
+    if not found:
+        return None
+    key, raw = found  # type: ignore[misc]
+    return _s(key) or "", (raw.encode() if isinstance(raw, str) else raw)
+
+
+def decode_ranking(key: str, raw: bytes | str) -> dict[str, Any]:
+    """A stored ranking as a dict, with the key it was read under as `cache_key` (the format's one reader)."""
+    out = json.loads(raw)
+    out["cache_key"] = key
+    return out
 
 
 def best_of(ranking: dict[str, Any]) -> tuple[str | None, float | None]:
@@ -54,6 +83,7 @@ def served_of(ranking: dict[str, Any]) -> tuple[str | None, str]:
 class BridgeStore:
     def __init__(self, redis: redis.Redis) -> None:
         self.redis = redis
+        self._latest: Script | None = None
 
     def publish(
         self, ranking: dict[str, Any], *, model: str, revision: str | None, config: str,
@@ -61,7 +91,7 @@ class BridgeStore:
     ) -> str:
         """Store the ranking under its versioned key and point "latest" at it, atomically; clear the pair's
         failure record. Returns the key."""
-        key = bridge_key(model, revision, source, target, method_version, config, probe_hash)
+        key = keys.bridge(model, revision, source, target, method_version, config, probe_hash)
         code, score = best_of(ranking)
         served, reason = served_of(ranking)
         value = {
@@ -86,35 +116,38 @@ class BridgeStore:
         }
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(key, json.dumps(value, ensure_ascii=False, default=str))
-        pipe.set(latest_key(model, revision, config, source, target), key)
-        pipe.sadd(pairs_index_key(model, revision, config), f"{source}:{target}")
-        pipe.hset(configs_key(model, revision), config, json.dumps(params, sort_keys=True, default=str))
-        pipe.delete(failure_key(model, revision, config, source, target))
+        pipe.set(keys.bridge_latest(model, revision, config, source, target), key)
+        pipe.sadd(keys.bridge_pairs(model, revision, config), f"{source}:{target}")
+        pipe.hset(keys.bridge_configs(model, revision), config, json.dumps(params, sort_keys=True, default=str))
+        pipe.delete(keys.analysis_failure(model, revision, config, source, target))
         pipe.execute()
         return key
 
     def get(self, key: str) -> dict[str, Any] | None:
         raw = self.redis.get(key)
-        if raw is None:
-            return None
-        out = json.loads(raw)
-        out["cache_key"] = key
-        return out
+        return None if raw is None else decode_ranking(key, raw)
+
+    def latest_raw(self, model: str, revision: str | None, config: str, source: str,
+                   target: str) -> tuple[str, bytes] | None:
+        """(versioned key, stored JSON) of the pair's newest ranking, or None (LATEST_SCRIPT)."""
+        if self._latest is None:
+            self._latest = self.redis.register_script(LATEST_SCRIPT)
+        return latest_found(self._latest(keys=[keys.bridge_latest(model, revision, config, source, target)]))
 
     def latest(self, model: str, revision: str | None, config: str, source: str,
                target: str) -> dict[str, Any] | None:
-        key = _s(self.redis.get(latest_key(model, revision, config, source, target)))
-        return None if key is None else self.get(key)
+        found = self.latest_raw(model, revision, config, source, target)
+        return None if found is None else decode_ranking(*found)
 
     def configs(self, model: str, revision: str | None) -> dict[str, dict[str, Any]]:
         """Every configuration with a published ranking: fingerprint -> method parameters."""
-        raw = self.redis.hgetall(configs_key(model, revision))
+        raw = self.redis.hgetall(keys.bridge_configs(model, revision))
         return {_s(k) or "": json.loads(v) for k, v in raw.items()}
 
     def pairs(self, model: str, revision: str | None, config: str) -> list[dict[str, Any]]:
         """Served and HSIC-best bridge per published pair of one configuration."""
         out: list[dict[str, Any]] = []
-        members = self.redis.smembers(pairs_index_key(model, revision, config))
+        members = self.redis.smembers(keys.bridge_pairs(model, revision, config))
         for member in sorted(_s(m) or "" for m in members):
             source, _, target = member.partition(":")
             ranking = self.latest(model, revision, config, source, target)
@@ -131,14 +164,14 @@ class BridgeStore:
 
     def delete(self, model: str, revision: str | None, config: str, source: str, target: str) -> bool:
         """Invalidate the pair: its latest ranking (versioned value too), its index entry, its failure record."""
-        lkey = latest_key(model, revision, config, source, target)
+        lkey = keys.bridge_latest(model, revision, config, source, target)
         key = _s(self.redis.get(lkey))
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(lkey)
         if key is not None:
             pipe.delete(key)
-        pipe.srem(pairs_index_key(model, revision, config), f"{source}:{target}")
-        pipe.delete(failure_key(model, revision, config, source, target))
+        pipe.srem(keys.bridge_pairs(model, revision, config), f"{source}:{target}")
+        pipe.delete(keys.analysis_failure(model, revision, config, source, target))
         removed = pipe.execute()
         return bool(removed[0])
 
@@ -155,12 +188,12 @@ class FailureStore:
 
     def get(self, model: str, revision: str | None, config: str, source: str,
             target: str) -> dict[str, Any] | None:
-        raw = self.redis.get(failure_key(model, revision, config, source, target))
+        raw = self.redis.get(keys.analysis_failure(model, revision, config, source, target))
         return None if raw is None else json.loads(raw)
 
     def record(self, model: str, revision: str | None, config: str, source: str, target: str, *,
                error: str, job_id: str | None, now: float | None = None) -> dict[str, Any]:
-        key = failure_key(model, revision, config, source, target)
+        key = keys.analysis_failure(model, revision, config, source, target)
         now = time.time() if now is None else now
         prev = self.get(model, revision, config, source, target) or {}
         attempts = int(prev.get("attempts", 0)) + 1
@@ -172,4 +205,4 @@ class FailureStore:
         return rec
 
     def clear(self, model: str, revision: str | None, config: str, source: str, target: str) -> None:
-        self.redis.delete(failure_key(model, revision, config, source, target))
+        self.redis.delete(keys.analysis_failure(model, revision, config, source, target))

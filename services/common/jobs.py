@@ -17,11 +17,8 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
-JOB_PREFIX = "bridgex:job:"
-JOBS_INDEX = "bridgex:jobs"
-CANCEL_PREFIX = "bridgex:job-cancel:"
-ALIAS_PREFIX = "bridgex:job-alias:"
-INFLIGHT_PREFIX = "bridgex:job-inflight:"
+from services.common import redis_keys as keys
+
 DEFAULT_TTL_S = 7 * 24 * 3600
 
 
@@ -84,15 +81,15 @@ class JobStore:
     # --- keys ----------------------------------------------------------------------------------------
     @staticmethod
     def key(job_id: str) -> str:
-        return JOB_PREFIX + job_id
+        return keys.job(job_id)
 
     @staticmethod
     def cancel_key(job_id: str) -> str:
-        return CANCEL_PREFIX + job_id
+        return keys.job_cancel(job_id)
 
     @staticmethod
     def alias_key(job_id: str) -> str:
-        return ALIAS_PREFIX + job_id
+        return keys.job_alias(job_id)
 
     def alias(self, alias_id: str, job_id: str) -> None:
         """Make `alias_id` resolve to `job_id` (see services.common.analysis.alias_after_data)."""
@@ -100,12 +97,12 @@ class JobStore:
 
     def in_flight(self, request_hash: str) -> JobRecord | None:
         """The queued or running job last submitted for a request (whatever its data hash), if any."""
-        raw = self.redis.get(INFLIGHT_PREFIX + request_hash)
+        raw = self.redis.get(keys.job_inflight(request_hash))
         rec = None if raw is None else self.get(raw.decode() if isinstance(raw, bytes) else raw)
         return rec if rec is not None and rec.state in (JobState.queued, JobState.running) else None
 
     def mark_in_flight(self, request_hash: str, job_id: str) -> None:
-        self.redis.set(INFLIGHT_PREFIX + request_hash, job_id, ex=self.ttl_s)
+        self.redis.set(keys.job_inflight(request_hash), job_id, ex=self.ttl_s)
 
     def resolve(self, job_id: str) -> str:
         """The job an id stands for: itself, or the job it is an alias of (when that record still exists)."""
@@ -129,14 +126,14 @@ class JobStore:
         out: list[JobRecord] = []
         start, page = 0, max(limit, 50)
         while len(out) < limit:
-            ids = self.redis.zrevrange(JOBS_INDEX, start, start + page - 1)
+            ids = self.redis.zrevrange(keys.JOBS_INDEX, start, start + page - 1)
             if not ids:
                 break
             ids = [i.decode() if isinstance(i, bytes) else i for i in ids]
             raws = self.redis.mget([self.key(i) for i in ids])
             for job_id, raw in zip(ids, raws, strict=True):
                 if raw is None:
-                    self.redis.zrem(JOBS_INDEX, job_id)
+                    self.redis.zrem(keys.JOBS_INDEX, job_id)
                     continue
                 rec = self._load(raw)
                 if rec is not None and (wanted is None or rec.state == wanted) and (
@@ -157,7 +154,7 @@ class JobStore:
         """SET NX: the same id is one job. Returns (record, created)."""
         rec = JobRecord(id=job_id, created_at=_now(), request=request, request_id=request_id)
         if self.redis.set(self.key(job_id), rec.model_dump_json(), nx=True, ex=self.ttl_s):
-            self.redis.zadd(JOBS_INDEX, {job_id: rec.created_at.timestamp()})
+            self.redis.zadd(keys.JOBS_INDEX, {job_id: rec.created_at.timestamp()})
             return rec, True
         existing = self.get(job_id)
         if existing is None:  # expired between SET NX and GET: try once more
@@ -316,5 +313,5 @@ class JobStore:
         if only_if is not None and not did:
             return None
         if rec is not None:
-            self.redis.zadd(JOBS_INDEX, {job_id: rec.created_at.timestamp()})
+            self.redis.zadd(keys.JOBS_INDEX, {job_id: rec.created_at.timestamp()})
         return rec

@@ -1,16 +1,90 @@
-"""Names of the gateway's short-lived Redis keys (rate-limit windows, failed-auth counters, lockouts,
-idempotency records), built in one place so that readers and writers agree."""
+"""Every Redis key BridgeX reads or writes, built in this one module so that writers and readers agree.
+
+Bridge cache (analyzer writes, gateway reads), per model + revision of the request and per configuration
+(`bridgex.fingerprint.config_fingerprint`): `bridge` (one published ranking), `bridge_latest` (-> newest
+`bridge` key), `bridge_pairs` (matrix index), `bridge_configs` (parameters per configuration), `auto_lock`
+(one analysis enqueued by `auto` misses), `analysis_failure` (backoff memory).
+Jobs: `job`, `job_cancel`, `job_alias`, `job_inflight`, `JOBS_INDEX`, `job_lease`.
+Gateway: `rate_limit`, `auth_failures`, `lockout`, `idempotency`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 
 PREFIX = "bridgex"
+JOBS_INDEX = f"{PREFIX}:jobs"
+"""Sorted set of job ids by creation time."""
 
 
-def _client(client: str) -> str:
-    # addresses are short, but keep keys bounded and free of odd characters whatever the peer string is
-    return hashlib.sha256(client.encode()).hexdigest()[:24]
+def model_ref(model: str, revision: str | None) -> str:
+    return f"{model}@{revision or 'unknown'}"
+
+
+def _digest(text: str, n: int) -> str:
+    # keep keys bounded and free of odd characters whatever the caller's string is
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+# ------------------------------------------------------------------------------------------- bridge cache
+
+
+def bridge(model: str, revision: str | None, src: str, tgt: str, method_version: str, config: str,
+           probe_hash: str) -> str:
+    """Versioned key of one published ranking (LiteLLM-style cache key)."""
+    return f"{PREFIX}:bridge:{model_ref(model, revision)}:{src}:{tgt}:{method_version}:{config}:{probe_hash}"
+
+
+def bridge_latest(model: str, revision: str | None, config: str, src: str, tgt: str) -> str:
+    """Resolves (model, configuration, src, tgt) to the newest `bridge` key."""
+    return f"{PREFIX}:bridge-latest:{model_ref(model, revision)}:{config}:{src}:{tgt}"
+
+
+def bridge_pairs(model: str, revision: str | None, config: str) -> str:
+    """Set of "src:tgt" pairs with a published ranking for a model and configuration (matrix view)."""
+    return f"{PREFIX}:bridge-pairs:{model_ref(model, revision)}:{config}"
+
+
+def bridge_configs(model: str, revision: str | None) -> str:
+    """Hash: configuration fingerprint -> its method parameters (JSON), for every configuration published."""
+    return f"{PREFIX}:bridge-configs:{model_ref(model, revision)}"
+
+
+def auto_lock(model: str, revision: str | None, config: str, src: str, tgt: str) -> str:
+    """`SET NX` lock: at most one analysis enqueued by `auto` misses per pair and configuration."""
+    return f"{PREFIX}:auto-analysis:{model_ref(model, revision)}:{config}:{src}:{tgt}"
+
+
+def analysis_failure(model: str, revision: str | None, config: str, src: str, tgt: str) -> str:
+    """The last failed analysis of a pair and configuration (error, attempts, when auto may retry)."""
+    return f"{PREFIX}:analysis-failure:{model_ref(model, revision)}:{config}:{src}:{tgt}"
+
+
+# ------------------------------------------------------------------------------------------------- jobs
+
+
+def job(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}"
+
+
+def job_cancel(job_id: str) -> str:
+    return f"{PREFIX}:job-cancel:{job_id}"
+
+
+def job_alias(job_id: str) -> str:
+    return f"{PREFIX}:job-alias:{job_id}"
+
+
+def job_inflight(request_hash: str) -> str:
+    return f"{PREFIX}:job-inflight:{request_hash}"
+
+
+def job_lease(job_id: str) -> str:
+    """`SET NX EX` lease held (and renewed) by the analyzer process running the job."""
+    return f"{PREFIX}:job-lease:{job_id}"
+
+
+# ---------------------------------------------------------------------------------------------- gateway
 
 
 def rate_limit(principal_id: str, window: int) -> str:
@@ -18,12 +92,12 @@ def rate_limit(principal_id: str, window: int) -> str:
 
 
 def auth_failures(client: str, window: int) -> str:
-    return f"{PREFIX}:authfail:{_client(client)}:{window}"
+    return f"{PREFIX}:authfail:{_digest(client, 24)}:{window}"
 
 
 def lockout(client: str) -> str:
-    return f"{PREFIX}:lockout:{_client(client)}"
+    return f"{PREFIX}:lockout:{_digest(client, 24)}"
 
 
 def idempotency(principal_id: str, idempotency_key: str) -> str:
-    return f"{PREFIX}:idem:{principal_id}:{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}"
+    return f"{PREFIX}:idem:{principal_id}:{_digest(idempotency_key, 32)}"

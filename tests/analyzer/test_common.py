@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from bridgex.cache_keys import config_fingerprint, latest_key
+from bridgex.fingerprint import config_fingerprint
 from bridgex.settings import Settings
 
+from services.common import redis_keys
 from services.common.analysis import (
     AnalysisRequest,
     InvalidAnalysisRequest,
@@ -19,7 +20,7 @@ from services.common.analysis import (
     served_config,
     submit_analysis,
 )
-from services.common.bridges import BridgeStore, FailureStore
+from services.common.bridges import LATEST_SCRIPT, BridgeStore, FailureStore, decode_ranking, latest_found
 from services.common.jobs import JobState, JobStore
 
 
@@ -112,7 +113,7 @@ def test_bridge_store(r: redis.Redis) -> None:
     assert got["provenance"]["probe_hash"] == "p1" and got["config"] == "cfgA"
     key2 = bs.publish({**ranking, "best": "en", "served": {"bridge": "en", "reason": "r"}}, config="cfgA",
                       params={"k": 64}, probe_hash="p2", **kw)
-    assert r.get(latest_key("m", "r1", "cfgA", "sw", "fi")).decode() == key2
+    assert r.get(redis_keys.bridge_latest("m", "r1", "cfgA", "sw", "fi")).decode() == key2
     assert bs.pairs("m", "r1", "cfgA") == [
         {"source": "sw", "target": "fi", "best": "en", "score": 0.5, "served": "en", "served_reason": "r",
          "cache_key": key2, "published_at": bs.latest("m", "r1", "cfgA", "sw", "fi")["provenance"]["published_at"]}]
@@ -125,6 +126,48 @@ def test_bridge_store(r: redis.Redis) -> None:
     assert bs.latest("m", "r1", "cfgA", "sw", "fi") is None and bs.pairs("m", "r1", "cfgA") == []
     assert bs.latest("m", "r1", "cfgB", "sw", "fi") is not None
     assert bs.delete("m", "r1", "cfgA", "sw", "fi") is False
+
+
+def test_gateway_reads_what_the_store_publishes(r: redis.Redis, redis_url: str) -> None:
+    """The gateway's async path (decode_responses or not) and BridgeStore read one format the same way."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    bs = BridgeStore(r)
+    key = bs.publish({"ranked": [{"code": "es", "score": 0.3, "rank": 1}], "best": "es",
+                      "served": {"bridge": "es", "reason": "won"}}, model="m", revision=None, config="c",
+                     params={}, source="en", target="fi", probe_hash="p", method_version="v1")
+    assert bs.latest_raw("m", None, "c", "en", "fi") == (key, r.get(key))
+
+    async def read(decode: bool) -> dict | None:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=decode)
+        try:
+            found = latest_found(await client.register_script(LATEST_SCRIPT)(
+                keys=[redis_keys.bridge_latest("m", None, "c", "en", "fi")]))
+            return None if found is None else decode_ranking(*found)
+        finally:
+            await client.aclose()
+
+    want = bs.latest("m", None, "c", "en", "fi")
+    assert want is not None and want["served_bridge"] == "es" and want["cache_key"] == key
+    assert asyncio.run(read(False)) == want == asyncio.run(read(True))
+    r.delete(key)  # a dangling latest pointer reads as a miss on both paths
+    assert bs.latest("m", None, "c", "en", "fi") is None and asyncio.run(read(False)) is None
+
+
+def test_redis_keys_are_distinct_per_kind() -> None:
+    built = [redis_keys.bridge("m", "r", "s", "t", "v", "c", "p"), redis_keys.bridge_latest("m", "r", "c", "s", "t"),
+             redis_keys.bridge_pairs("m", "r", "c"), redis_keys.bridge_configs("m", "r"),
+             redis_keys.auto_lock("m", "r", "c", "s", "t"), redis_keys.analysis_failure("m", "r", "c", "s", "t"),
+             redis_keys.job("x"), redis_keys.job_cancel("x"), redis_keys.job_alias("x"),
+             redis_keys.job_inflight("x"), redis_keys.job_lease("x"), redis_keys.JOBS_INDEX,
+             redis_keys.rate_limit("x", 1), redis_keys.auth_failures("x", 1), redis_keys.lockout("x"),
+             redis_keys.idempotency("x", "y")]
+    kinds = [k.split(":")[1] for k in built]
+    assert all(k.startswith("bridgex:") for k in built) and len(set(kinds)) == len(kinds)
+    assert redis_keys.bridge_latest("m", None, "c", "s", "t") == "bridgex:bridge-latest:m@unknown:c:s:t"
+    assert len(redis_keys.lockout("a" * 10_000)) < 64  # client strings are digested, keys stay bounded
 
 
 def test_failure_backoff(r: redis.Redis) -> None:

@@ -1,30 +1,20 @@
 """Hot-path read of the bridge cache on the gateway's async Redis client.
 
 `services.common.bridges.BridgeStore` owns the format, every write (publish, delete) and the matrix view.
-This reads what it publishes (the same `bridgex.cache_keys` keys and JSON value, `cache_key` added as
-`BridgeStore.get` does) in one round trip (a Lua script) and without a thread-pool hop: cached
+This runs the same read (`bridges.LATEST_SCRIPT`, `latest_found`, `decode_ranking`) on the async client, in
+one round trip and without a thread-pool hop: cached
 GET /bridges/{s}/{t} and auto-bridge lookups are the gateway's most frequent Redis reads.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from bridgex.cache_keys import latest_key
-
+from services.common import redis_keys as keys
 from services.common.analysis import served_config
+from services.common.bridges import LATEST_SCRIPT, decode_ranking, latest_found
 
 from ..deps import AppContext
-
-# latest index -> versioned key -> value (single Redis: the second key is the index's value)
-_LATEST = """
-local key = redis.call('GET', KEYS[1])
-if not key then return false end
-local value = redis.call('GET', key)
-if not value then return false end
-return {key, value}
-"""
 
 
 async def latest_raw(ctx: AppContext, source: str, target: str, config: str | None = None) -> bytes | None:
@@ -37,24 +27,15 @@ async def latest_raw(ctx: AppContext, source: str, target: str, config: str | No
 async def _lookup(ctx: AppContext, source: str, target: str, config: str | None) -> tuple[str, bytes] | None:
     s = ctx.settings
     config = config or served_config(s, source, target)
-    lkey = latest_key(s.model, s.model_revision, config, source, target)
+    lkey = keys.bridge_latest(s.model, s.model_revision, config, source, target)
     script = ctx.scripts.get("latest")
     if script is None:
-        script = ctx.scripts["latest"] = ctx.redis.register_script(_LATEST)
-    found = await ctx.gate.run("bridge_lookup", lambda: script(keys=[lkey]))
-    if not found:
-        return None
-    key, raw = found
-    return (key.decode() if isinstance(key, bytes) else key), (raw.encode() if isinstance(raw, str) else raw)
+        script = ctx.scripts["latest"] = ctx.redis.register_script(LATEST_SCRIPT)
+    return latest_found(await ctx.gate.run("bridge_lookup", lambda: script(keys=[lkey])))
 
 
 async def latest(ctx: AppContext, source: str, target: str, config: str | None = None) -> dict[str, Any] | None:
     """The published ranking for (served model, configuration, source, target), or None; `config` defaults to
     the configuration `auto` serves. Raises RedisUnavailable."""
     found = await _lookup(ctx, source, target, config)
-    if found is None:
-        return None
-    key, raw = found
-    out = json.loads(raw)
-    out["cache_key"] = key
-    return out
+    return None if found is None else decode_ranking(*found)

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from bridgex.cache_keys import auto_lock_key
-
+from services.common import redis_keys
 from services.common.analysis import AnalysisRequest, InvalidAnalysisRequest, served_config, submit_analysis
 from services.common.bridges import served_of
 from services.common.jobs import AUTO_OWNER, JobRecord, JobState
@@ -85,7 +84,7 @@ async def fallback_bridge(ctx: AppContext, source: str, target: str) -> tuple[st
 
 def lock_key(ctx: AppContext, source: str, target: str, config: str) -> str:
     s = ctx.settings
-    return auto_lock_key(s.model, s.model_revision, config, source, target)
+    return redis_keys.auto_lock(s.model, s.model_revision, config, source, target)
 
 
 def failure_note(failure: dict, source: str, target: str) -> str:
