@@ -397,7 +397,7 @@ def rank(lm: Any, profiles: dict[str, Any], acts: Any, layers: list[int], ps: An
     src, tgt = req["source"], req["target"]
     ranking = pipeline.rank_pair(
         profiles, acts, layers, src, tgt, list(req["candidates"]), settings=ctx.settings,
-        selection=req["selection"], top_rate=float(req["top_rate"]), bridge_variant=req["bridge_set"],
+        selection=req["selection"], top_rate=float(req["top_rate"]), bridge_set_kind=req["bridge_set"],
         k=int(req["k"]), hsic_variant=req["hsic_variant"], lape_languages=req.get("lape_languages"),
         lape_ratio=req.get("lape_ratio"), lape_quantile=req.get("lape_quantile"),
         full_fraction=req.get("full_fraction"),
@@ -487,7 +487,7 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
     """The whole job on one process. Returns the small result stored in the job record."""
     from bridgex import METHOD_VERSION
     from bridgex.atomic import atomic_write_text
-    from bridgex.cache_keys import config_fingerprint, method_params
+    from bridgex.fingerprint import config_fingerprint, method_params
 
     from services.common.bridges import BridgeStore, best_of
 

@@ -264,7 +264,7 @@ def rank_cmd(
     top_rate: float | None = typer.Option(None),
     bridge_set: str | None = typer.Option(None, "--bridge-set", help="specific | full"),
     k: int | None = typer.Option(None, "--k", help="Bridge neurons per layer."),
-    variant: str | None = typer.Option(None, help="HSIC variant: reference | cka"),
+    hsic_variant: str | None = typer.Option(None, help="HSIC variant: reference | cka"),
     window: str | None = typer.Option(None, help="Restrict to a depth window 'lo,hi' (default: the probe's layers)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the JSON here instead of stdout."),
 ) -> None:
@@ -306,9 +306,9 @@ def rank_cmd(
                 settings=s,
                 selection=selection,
                 top_rate=top_rate,
-                bridge_variant=bridge_set,
+                bridge_set_kind=bridge_set,
                 k=k,
-                hsic_variant=variant,
+                hsic_variant=hsic_variant,
                 provenance={
                     "model_id": manifest.get("model_id"),
                     "revision": manifest.get("revision"),

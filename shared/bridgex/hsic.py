@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 
 Method = Literal["auto", "exact", "taylor"]
-Variant = Literal["reference", "cka"]
+HsicVariant = Literal["reference", "cka"]
 
 DEFAULT_MEMORY_BYTES = 512 * 1024**2
 """Working-memory budget for chunked kernels when none is given (CPU); CUDA uses a share of free memory."""
@@ -163,10 +163,10 @@ def _centred_kernels(rows: torch.Tensor, sigma: float, double: bool) -> torch.Te
     return e
 
 
-def _exact(xs: torch.Tensor, ys: torch.Tensor, sigma: float, chunk: int, variant: Variant) -> torch.Tensor:
+def _exact(xs: torch.Tensor, ys: torch.Tensor, sigma: float, chunk: int, hsic_variant: HsicVariant) -> torch.Tensor:
     n1, n2 = xs.shape[0], ys.shape[0]
     out = torch.empty(n1, n2, dtype=xs.dtype, device=xs.device)
-    cka = variant == "cka"
+    cka = hsic_variant == "cka"
     y_cache: list[torch.Tensor] | None = None
     if n2 <= chunk:  # the whole Y side fits next to one X chunk: build it once
         y_cache = [_flat(_centred_kernels(ys, sigma, cka), cka)]
@@ -205,13 +205,13 @@ def _features(rows: torch.Tensor, sigma: float, terms: int) -> tuple[torch.Tenso
 
 
 def _taylor(
-    xs: torch.Tensor, ys: torch.Tensor, sigma: float, terms: int, chunk: int, variant: Variant
+    xs: torch.Tensor, ys: torch.Tensor, sigma: float, terms: int, chunk: int, hsic_variant: HsicVariant
 ) -> torch.Tensor:
     n1, n2, n = xs.shape[0], ys.shape[0], xs.shape[1]
     p = terms
     fx, ux = _features(xs, sigma, p)
     fy, uy = _features(ys, sigma, p)
-    cka = variant == "cka"
+    cka = hsic_variant == "cka"
     if cka:  # ||HKH||_F = ||P~^T P~||_F
         nx = torch.linalg.matrix_norm(fx @ fx.transpose(1, 2))
         ny = torch.linalg.matrix_norm(fy @ fy.transpose(1, 2))
@@ -287,7 +287,7 @@ def _matrix(
     x: torch.Tensor,
     y: torch.Tensor,
     sigma: float | None,
-    variant: Variant,
+    hsic_variant: HsicVariant,
     dtype: torch.dtype | None,
     chunk: int | None,
     method: Method,
@@ -297,8 +297,8 @@ def _matrix(
     with torch.no_grad():
         if pl.method == "taylor":
             assert pl.terms is not None
-            return _taylor(xs, ys, pl.sigma, pl.terms, pl.chunk, variant)
-        return _exact(xs, ys, pl.sigma, pl.chunk, variant)
+            return _taylor(xs, ys, pl.sigma, pl.terms, pl.chunk, hsic_variant)
+        return _exact(xs, ys, pl.sigma, pl.chunk, hsic_variant)
 
 
 def hsic_matrix(
@@ -348,7 +348,7 @@ def max_mean(m: torch.Tensor) -> float:
 def layer_score(
     x: torch.Tensor,
     y: torch.Tensor,
-    variant: Variant = "reference",
+    hsic_variant: HsicVariant = "reference",
     sigma: float | None = None,
     *,
     dtype: torch.dtype | None = None,
@@ -357,18 +357,19 @@ def layer_score(
     memory_bytes: int | None = None,
 ) -> float:
     """S_l = ½ (mean_i max_j + mean_j max_i) of the HSIC matrix ("reference") or of the CKA matrix ("cka")."""
-    if variant == "reference":
+    if hsic_variant == "reference":
         m = hsic_matrix(x, y, sigma, dtype=dtype, chunk=chunk, method=method, memory_bytes=memory_bytes)
-    elif variant == "cka":
+    elif hsic_variant == "cka":
         m = cka_matrix(x, y, sigma, dtype=dtype, chunk=chunk, method=method, memory_bytes=memory_bytes)
     else:
-        raise ValueError(f"variant must be 'reference' or 'cka', got {variant!r}")
+        raise ValueError(f"hsic_variant must be 'reference' or 'cka', got {hsic_variant!r}")
     return max_mean(m)
 
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
     "HSICPlan",
+    "HsicVariant",
     "cka_matrix",
     "hsic_matrix",
     "layer_score",

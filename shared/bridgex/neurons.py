@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel, Field
 
 Selection = Literal["top_rate", "lape"]
-BridgeVariant = Literal["specific", "full"]
+BridgeSetKind = Literal["specific", "full"]
 
 
 class SetsReport(BaseModel):
@@ -186,7 +186,7 @@ def bridge_set(
     t: str,
     probe_acts: torch.Tensor,
     layers: Sequence[int],
-    variant: BridgeVariant = "specific",
+    kind: BridgeSetKind = "specific",
     k: int = 64,
     full_fraction: float = 0.95,
 ) -> torch.Tensor:
@@ -214,16 +214,16 @@ def bridge_set(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     acts = probe_acts.detach().to(device="cpu", dtype=torch.float64)
-    if variant == "specific":
+    if kind == "specific":
         eligible = tb & ~(_get(sets, s).bool() | _get(sets, t).bool())
         eligible_rows = eligible[layers]
-    elif variant == "full":
+    elif kind == "full":
         if not 0.0 < full_fraction <= 1.0:
             raise ValueError(f"full_fraction must be in (0, 1], got {full_fraction}")
         active = (acts > 0).to(torch.float64).mean(dim=2) >= full_fraction
         eligible_rows = tb[layers] & active
     else:
-        raise ValueError(f"variant must be 'specific' or 'full', got {variant!r}")
+        raise ValueError(f"bridge set kind must be 'specific' or 'full', got {kind!r}")
     means = acts.mean(dim=2)
     out = torch.zeros(n_layers, n_neurons, dtype=torch.bool)
     for r, layer in enumerate(layers):

@@ -128,7 +128,7 @@ def rank_pair(
     settings: Any = None,
     selection: str | None = None,
     top_rate: float | None = None,
-    bridge_variant: str | None = None,
+    bridge_set_kind: str | None = None,
     k: int | None = None,
     hsic_variant: str | None = None,
     lape_languages: Sequence[str] | None = None,
@@ -154,7 +154,7 @@ def rank_pair(
 
     selection = selection or _opt(settings, "selection", "top_rate")
     top_rate = float(top_rate if top_rate is not None else _opt(settings, "top_rate", 0.01))
-    bridge_variant = bridge_variant or _opt(settings, "bridge_set", "specific")
+    bridge_set_kind = bridge_set_kind or _opt(settings, "bridge_set", "specific")
     k = int(k if k is not None else _opt(settings, "bridge_k", 64))
     hsic_variant = hsic_variant or _opt(settings, "hsic_variant", "reference")
     lape_ratio = float(lape_ratio if lape_ratio is not None else _opt(settings, "lape_ratio", 0.01))
@@ -175,18 +175,18 @@ def rank_pair(
                                  lape_ratio=lape_ratio, lape_quantile=lape_quantile)
     pair = pair_overlap(sets, source, target)
     bridges = {
-        b: bridge_set(sets, b, source, target, probe_acts, layers, variant=bridge_variant,  # type: ignore[arg-type]
+        b: bridge_set(sets, b, source, target, probe_acts, layers, kind=bridge_set_kind,  # type: ignore[arg-type]
                       k=k, full_fraction=full_fraction)
         for b in cands
     }
     params = {
         "selection": selection,
         "top_rate": top_rate,
-        "bridge_set": bridge_variant,
+        "bridge_set": bridge_set_kind,
         "k": k,
         **({"lape_languages": needed, "lape_ratio": lape_ratio, "lape_quantile": lape_quantile}
            if selection == "lape" else {}),
-        **({"full_fraction": full_fraction} if bridge_variant == "full" else {}),
+        **({"full_fraction": full_fraction} if bridge_set_kind == "full" else {}),
         "set_sizes": report.sizes,
         "set_thresholds": report.thresholds,
         "n_probe": int(probe_acts.shape[2]),
@@ -197,7 +197,7 @@ def rank_pair(
         layers,
         pair,
         bridges,
-        variant=hsic_variant,
+        hsic_variant=hsic_variant,
         candidates=cands,  # type: ignore[arg-type]
         provenance=prov,
         params=params,

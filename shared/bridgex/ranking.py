@@ -10,17 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import BaseModel, Field
 
 from bridgex.cancel import Progress, ShouldCancel, check_cancel
-from bridgex.hsic import Method, layer_score, median_sigma, standardize
+from bridgex.hsic import HsicVariant, Method, layer_score, median_sigma, standardize
 
 DEGENERATE_SIGMA = 1e-5
-
-Variant = Literal["reference", "cka"]
 
 
 def window_layers(num_layers: int, window: tuple[float, float] = (0.3125, 0.6875)) -> list[int]:
@@ -91,7 +89,7 @@ def rank_bridges(
     pair_set: torch.Tensor,
     bridge_sets: Mapping[str, torch.Tensor],
     *,
-    variant: Variant = "reference",
+    hsic_variant: HsicVariant = "reference",
     candidates: Sequence[str] | None = None,
     provenance: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
@@ -159,7 +157,7 @@ def rank_bridges(
             if xi.numel() > 0 and yi.numel() > 0:
                 x = acts[r].index_select(0, xi.to(acts.device))
                 y = acts[r].index_select(0, yi.to(acts.device))
-                per_layer[layer] = layer_score(x, y, variant, dtype=dtype, method=method)
+                per_layer[layer] = layer_score(x, y, hsic_variant, dtype=dtype, method=method)
                 if x.shape[1] > 1 and median_sigma(standardize(x), standardize(y)) <= DEGENERATE_SIGMA:
                     degenerate.append(layer)
             done += 1
@@ -189,7 +187,7 @@ def rank_bridges(
         from bridgex import METHOD_VERSION
 
         prov["method_version"] = METHOD_VERSION
-    all_params: dict[str, Any] = {"variant": variant, "hsic_method": method, "candidates": codes}
+    all_params: dict[str, Any] = {"hsic_variant": hsic_variant, "hsic_method": method, "candidates": codes}
     all_params.update(params or {})
     return Ranking(
         ranked=ranked,

@@ -164,8 +164,8 @@ def test_bad_options() -> None:
     x, y = make(2, 2, 8, 0)
     with pytest.raises(ValueError, match="method"):
         hsic_matrix(x, y, method="fast")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="variant"):
-        layer_score(x, y, variant="raw")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hsic_variant"):
+        layer_score(x, y, hsic_variant="raw")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sigma"):
         hsic_matrix(x, y, sigma=0.0)
 
@@ -191,7 +191,7 @@ def test_cka_equals_literal_and_is_bounded(method: str) -> None:
     assert torch.all(got[2] == 0)
     same = cka_matrix(x[:1], x[:1], method=method)
     assert same.item() == pytest.approx(1.0, rel=1e-6)
-    assert layer_score(x, y, variant="cka", method=method) == pytest.approx(literal_score(ref), rel=1e-5)
+    assert layer_score(x, y, hsic_variant="cka", method=method) == pytest.approx(literal_score(ref), rel=1e-5)
 
 
 def test_dependent_rows_score_higher_than_independent() -> None:

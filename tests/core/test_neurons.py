@@ -142,7 +142,7 @@ def _bridge_fixture() -> tuple[dict[str, torch.Tensor], torch.Tensor, list[int]]
 
 def test_bridge_set_specific() -> None:
     sets, acts, layers = _bridge_fixture()
-    out = bridge_set(sets, "b", "s", "t", acts, layers, variant="specific", k=2)
+    out = bridge_set(sets, "b", "s", "t", acts, layers, kind="specific", k=2)
     # layer 1: T_b \ (T_s ∪ T_t) = {0, 3, 4}, means 0.5, 0.7, 0.6 -> top 2 = {3, 4}; layer 2: {5}
     # layers 0 and 3 are outside `layers`: nothing there even though T_b has neurons
     assert mask_to_indices(out) == [(1, 3), (1, 4), (2, 5)]
@@ -151,11 +151,11 @@ def test_bridge_set_specific() -> None:
 
 def test_bridge_set_full() -> None:
     sets, acts, layers = _bridge_fixture()
-    out = bridge_set(sets, "b", "s", "t", acts, layers, variant="full", k=2)
+    out = bridge_set(sets, "b", "s", "t", acts, layers, kind="full", k=2)
     # layer 1: T_b fully active on >= 95% of samples = {0, 1, 2, 3} (4 is active half the time);
     # top 2 by mean = {1, 2}; layer 2: {5, 1} both active -> both kept (k = 2)
     assert mask_to_indices(out) == [(1, 1), (1, 2), (2, 1), (2, 5)]
-    half = bridge_set(sets, "b", "s", "t", acts, layers, variant="full", k=10, full_fraction=0.5)
+    half = bridge_set(sets, "b", "s", "t", acts, layers, kind="full", k=10, full_fraction=0.5)
     assert (1, 4) in mask_to_indices(half)
 
 
@@ -165,8 +165,8 @@ def test_bridge_set_validates_shapes() -> None:
         bridge_set(sets, "b", "s", "t", acts, [1, 2, 3])
     with pytest.raises(ValueError, match="out of range"):
         bridge_set(sets, "b", "s", "t", acts, [1, 7])
-    with pytest.raises(ValueError, match="variant"):
-        bridge_set(sets, "b", "s", "t", acts, layers, variant="other")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bridge set kind"):
+        bridge_set(sets, "b", "s", "t", acts, layers, kind="other")  # type: ignore[arg-type]
 
 
 def test_mask_indices_roundtrip() -> None:

@@ -106,7 +106,7 @@ def test_ranking_order_missing_candidates_and_provenance() -> None:
     assert ranking.layers == LAYERS
     assert ranking.model_id == "tiny" and ranking.probe_hash == "p1" and ranking.src == "id"
     assert ranking.method_version and ranking.created_at
-    assert ranking.params["selection"] == "top_rate" and ranking.params["variant"] == "reference"
+    assert ranking.params["selection"] == "top_rate" and ranking.params["hsic_variant"] == "reference"
     assert seen[-1] == (9, 9)
     dumped = json.loads(json.dumps(ranking.model_dump(mode="json")))
     again = Ranking.model_validate(dumped)
@@ -115,7 +115,7 @@ def test_ranking_order_missing_candidates_and_provenance() -> None:
 
 def test_cka_variant_and_candidate_subset() -> None:
     acts, pair, sets = _fixture()
-    ranking = rank_bridges(acts, LAYERS, pair, sets, variant="cka", candidates=["a", "b"])
+    ranking = rank_bridges(acts, LAYERS, pair, sets, hsic_variant="cka", candidates=["a", "b"])
     assert [c.code for c in ranking.ranked] == ["b", "a"]
     assert all(0.0 <= v <= 1.0 + 1e-9 for c in ranking.ranked for v in c.per_layer.values())
 

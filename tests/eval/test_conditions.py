@@ -22,7 +22,7 @@ def test_load_rankings_by_pair_and_variant(tmp_path: Path) -> None:
     one = _ranking("en", "sw", ["de", "fr"], "top_rate", "specific")
     (tmp_path / "a" / "one.json").write_text(json.dumps(one))
     (tmp_path / "two.json").write_text(json.dumps(_ranking("en", "sw", ["fr", "de"], "lape", "full")))
-    # a ranking without src/tgt fields: the pair and variant come from the file name
+    # a ranking without src/tgt fields: the pair and method come from the file name
     anon = _ranking("id", "tl", ["es", "en"], "top_rate", "specific")
     anon.pop("src"), anon.pop("tgt"), anon.pop("params")
     (tmp_path / "id-tl.lape.specific.json").write_text(json.dumps(anon))
@@ -31,11 +31,11 @@ def test_load_rankings_by_pair_and_variant(tmp_path: Path) -> None:
 
     got = load_rankings(tmp_path)
     assert set(got) == {("en", "sw"), ("id", "tl")}
-    assert set(got[("en", "sw")].by_variant) == {"top_rate/specific", "lape/full"}
-    assert got[("en", "sw")].by_variant["lape/full"].best == "fr"
-    assert got[("en", "sw")].by_variant["top_rate/specific"].rank_of() == {"de": 1, "fr": 2}
-    assert list(got[("id", "tl")].by_variant) == ["lape/specific"]
-    assert got[("id", "tl")].by_variant["lape/specific"].best == "es"
+    assert set(got[("en", "sw")].by_method) == {"top_rate/specific", "lape/full"}
+    assert got[("en", "sw")].by_method["lape/full"].best == "fr"
+    assert got[("en", "sw")].by_method["top_rate/specific"].rank_of() == {"de": 1, "fr": 2}
+    assert list(got[("id", "tl")].by_method) == ["lape/specific"]
+    assert got[("id", "tl")].by_method["lape/specific"].best == "es"
 
 
 def test_unscored_candidates_are_not_chosen_or_ranked(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_unscored_candidates_are_not_chosen_or_ranked(tmp_path: Path) -> None:
     r["ranked"][0]["score"] = None
     r["best"] = None
     (tmp_path / "r.json").write_text(json.dumps(r))
-    info = load_rankings(tmp_path)[("en", "sw")].by_variant["top_rate/specific"]
+    info = load_rankings(tmp_path)[("en", "sw")].by_method["top_rate/specific"]
     assert info.best == "fr" and info.rank_of() == {"fr": 2}
 
 
@@ -60,7 +60,7 @@ def test_build_conditions(tmp_path: Path) -> None:
 
 
 def test_served_condition_follows_the_serving_decision(tmp_path: Path) -> None:
-    """serve_policy is covered by the harness: `served:<variant>` uses the ranking's decision, even "no bridge"."""
+    """serve_policy is covered by the harness: `served:<method>` uses the ranking's decision, even "no bridge"."""
     direct = {**_ranking("id", "tl", ["es", "en"], "top_rate", "specific"),
               "served": {"bridge": None, "policy": "validated", "reason": "none won"}}
     (tmp_path / "a.json").write_text(json.dumps(direct))

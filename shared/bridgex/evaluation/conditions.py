@@ -1,11 +1,11 @@
-"""Which bridge each evaluation condition uses, per pair: none, English, HSIC-chosen (per DECISION variant),
+"""Which bridge each evaluation condition uses, per pair: none, English, HSIC-chosen (per DECISION method),
 what the service serves (the ranking's serve_policy decision, possibly no bridge), every candidate (so the
 oracle is known), typology fallback.
 
 Conditions are labels over bridges: a condition's score is the score of its bridge, so two conditions that
 pick the same bridge (HSIC and typology both choosing `de`, say) share every generation.
 Rankings are the analyzer's published JSON (`bridgex.ranking.Ranking.model_dump()`), read from a file or a
-directory; the pair and the variant (selection x bridge set) come from the JSON's params/provenance fields, or
+directory; the pair and the method (selection x bridge set) come from the JSON's params/provenance fields, or
 else from the file name (`en-sw.top_rate.specific.json`, `en-sw/lape-full.json`, ...).
 """
 
@@ -32,11 +32,11 @@ BRIDGE_SETS = ("specific", "full")
 
 @dataclass(frozen=True)
 class RankingInfo:
-    """One ranking of candidates for one pair and one method variant."""
+    """One ranking of candidates for one pair and one method (selection x bridge set)."""
 
     src: str
     tgt: str
-    variant: str  # "<selection>/<bridge_set>", e.g. "top_rate/specific"
+    method: str  # "<selection>/<bridge_set>", e.g. "top_rate/specific"
     ranked: list[dict]  # [{code, score, rank, per_layer, set_sizes, coverage}] best first
     path: str
     declared_best: str | None = None
@@ -57,7 +57,7 @@ class RankingInfo:
 
 @dataclass
 class PairRankings:
-    by_variant: dict[str, RankingInfo] = field(default_factory=dict)
+    by_method: dict[str, RankingInfo] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def load_rankings(path: Path | None) -> dict[tuple[str, str], PairRankings]:
             if info is not None:
                 pr = out.setdefault((info.src, info.tgt), PairRankings())
                 # newest file wins on a clash (sorted paths; later overrides)
-                pr.by_variant[info.variant] = info
+                pr.by_method[info.method] = info
                 break
     return out
 
@@ -147,14 +147,14 @@ def build_conditions(src: str, tgt: str, candidates: list[str], rankings: PairRa
     if "en" not in (src, tgt):
         conds.append(Condition("en", "en"))
     if rankings is not None:
-        for variant in sorted(rankings.by_variant):
-            best = rankings.by_variant[variant].best
+        for method in sorted(rankings.by_method):
+            best = rankings.by_method[method].best
             if best is not None:
-                conds.append(Condition(f"hsic:{variant}", best))
-        for variant in sorted(rankings.by_variant):  # what `auto` serves (serve_policy), None = direct
-            served = rankings.by_variant[variant].served
+                conds.append(Condition(f"hsic:{method}", best))
+        for method in sorted(rankings.by_method):  # what `auto` serves (serve_policy), None = direct
+            served = rankings.by_method[method].served
             if served is not None:
-                conds.append(Condition(f"served:{variant}", served.get("bridge")))
+                conds.append(Condition(f"served:{method}", served.get("bridge")))
     if typology_bridge is not None and typology_bridge not in (src, tgt):
         conds.append(Condition("typology", typology_bridge))
     conds += [Condition(f"cand:{b}", b) for b in candidates if b not in (src, tgt)]

@@ -87,18 +87,18 @@ def markdown_report(results: dict[str, Any]) -> str:
         lines += ["## Spearman: HSIC rank vs per-bridge score", "",
                   "rank 1 = HSIC's best, so a *negative* rho means HSIC's order agrees with the measured "
                   "one.",
-                  "", "| task | k | pair | variant | n | rho | p |", "|---|---|---|---|---|---|---|"]
+                  "", "| task | k | pair | method | n | rho | p |", "|---|---|---|---|---|---|---|"]
         for r in sp:
-            lines.append(f"| {r['task']} | {r['k']} | {r['pair']} | {r['variant']} | {r['n']} | "
+            lines.append(f"| {r['task']} | {r['k']} | {r['pair']} | {r['method']} | {r['n']} | "
                          f"{_num(r['rho'])} | {_num(r['p'])} |")
         lines.append("")
         pooled = results.get("spearman_pooled", [])
         if pooled:
             lines += ["Pooled over pairs (score centred per pair):", "",
-                      "| task | k | variant | n | rho | p |",
+                      "| task | k | method | n | rho | p |",
                       "|---|---|---|---|---|---|"]
             for r in pooled:
-                lines.append(f"| {r['task']} | {r['k']} | {r['variant']} | {r['n']} | {_num(r['rho'])} | "
+                lines.append(f"| {r['task']} | {r['k']} | {r['method']} | {r['n']} | {_num(r['rho'])} | "
                              f"{_num(r['p'])} |")
             lines.append("")
     if results.get("skipped"):
@@ -166,11 +166,11 @@ def _make_plots(results: dict[str, Any], img: Path, profiles: Path | None) -> li
         groups.setdefault((r["task"], r["k"]), []).append(r)
     for (task, k), rows in sorted(groups.items()):
         paths.append(_plot_conditions(rows, img / f"{task}_k{k}_conditions.png", f"{task.upper()} k={k}"))
-    for pair, variants in results.get("rankings", {}).items():
-        for variant, ranked in variants.items():
+    for pair, methods in results.get("rankings", {}).items():
+        for method, ranked in methods.items():
             if any(c.get("per_layer") for c in ranked):
-                paths.append(_plot_layers(ranked, img / _safe(f"hsic_layers_{pair}_{variant}.png"),
-                                          f"HSIC per layer, {pair} ({variant})"))
+                paths.append(_plot_layers(ranked, img / _safe(f"hsic_layers_{pair}_{method}.png"),
+                                          f"HSIC per layer, {pair} ({method})"))
     if profiles is not None:
         try:
             codes, matrix = load_overlap(profiles)

@@ -142,7 +142,7 @@ async def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         for src, tgt in cfg.pairs:
             pr = rankings.get((src, tgt))
             cands = list(dict.fromkeys([*cfg.candidates, *(
-                c["code"] for info in (pr.by_variant.values() if pr else []) for c in info.ranked)]))
+                c["code"] for info in (pr.by_method.values() if pr else []) for c in info.ranked)]))
             cands = [c for c in cands if c not in (src, tgt)]
             key = f"{src}-{tgt}"
             if key not in typology:
@@ -196,7 +196,7 @@ async def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "typology": typology,
         "rankings": {f"{s}-{t}": {v: [{"code": c["code"], "rank": c.get("rank"), "score": c.get("score"),
                                        "per_layer": c.get("per_layer", {})} for c in info.ranked]
-                                  for v, info in pr.by_variant.items()}
+                                  for v, info in pr.by_method.items()}
                      for (s, t), pr in rankings.items() if (s, t) in set(cfg.pairs)},
         "skipped": skipped,
         "requests": gen.stats.as_dict(),
@@ -292,11 +292,11 @@ def _score(units: list[Unit], gen: Generator, out_dir: Path) -> dict[str, Any]:
                 conditions.append({**base, "condition": "oracle", "bridge": best.bridge,
                                    "missing": missing[best.bridge], **est[best.bridge].as_dict()})
             if u.ranking:
-                for variant, info in sorted(u.ranking.by_variant.items()):
+                for method, info in sorted(u.ranking.by_method.items()):
                     ranks = info.rank_of()
                     pts = [(ranks[b], est[b].value) for b in u.bridges if b in ranks and est[b].n > 0]
                     rho, p = metrics.spearman([r for r, _ in pts], [v for _, v in pts])
-                    spearman_rows.append({**base, "variant": variant, "n": len(pts), "rho": rho, "p": p,
+                    spearman_rows.append({**base, "method": method, "n": len(pts), "rho": rho, "p": p,
                                           "points": [{"bridge": b, "rank": ranks[b], "value": est[b].value}
                                                      for b in u.bridges if b in ranks and est[b].n > 0]})
     return {"by_bridge": by_bridge, "conditions": conditions,
@@ -304,7 +304,7 @@ def _score(units: list[Unit], gen: Generator, out_dir: Path) -> dict[str, Any]:
 
 
 def _pooled_spearman(rows: list[dict]) -> list[dict]:
-    """Per (task, k, variant): Spearman over all (pair, candidate) points, accuracy centred per pair (so
+    """Per (task, k, method): Spearman over all (pair, candidate) points, accuracy centred per pair (so
     pairs of different difficulty do not drive it). Negative rho = HSIC rank 1 goes with higher accuracy."""
     groups: dict[tuple, list[tuple[float, float]]] = {}
     for r in rows:
@@ -312,10 +312,10 @@ def _pooled_spearman(rows: list[dict]) -> list[dict]:
         if len(vals) < 2:
             continue
         mean = statistics.fmean(vals)
-        groups.setdefault((r["task"], r["k"], r["variant"]), []).extend(
+        groups.setdefault((r["task"], r["k"], r["method"]), []).extend(
             (p["rank"], p["value"] - mean) for p in r["points"])
     out = []
-    for (task, k, variant), pts in sorted(groups.items()):
+    for (task, k, method), pts in sorted(groups.items()):
         rho, p = metrics.spearman([a for a, _ in pts], [b for _, b in pts])
-        out.append({"task": task, "k": k, "variant": variant, "n": len(pts), "rho": rho, "p": p})
+        out.append({"task": task, "k": k, "method": method, "n": len(pts), "rho": rho, "p": p})
     return out
