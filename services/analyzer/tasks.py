@@ -19,7 +19,6 @@ from typing import Any
 import redis
 from bridgex.cancel import Cancelled
 from bridgex.fingerprint import config_fingerprint
-from bridgex.settings import get_settings
 from celery import Task
 
 from services.common import redis_keys
@@ -29,6 +28,7 @@ from services.common.jobs import TERMINAL, JobRecord, JobState, JobStore
 
 from . import stages
 from .celery_app import app
+from .config import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from services.common.bridges import BridgeStore, FailureStore
 from services.common.jobs import JobStore
 
-from .core.config import Settings
+from .core.config import ApiSettings
 from .core.errors import ApiError
 from .core.observability import Metrics
 from .core.redis import RedisGate, async_client, sync_client
@@ -29,7 +29,7 @@ from .core.security import KeyRing, Principal, RateLimiter
 class AppContext:
     """The long-lived objects one gateway app uses."""
 
-    settings: Settings
+    settings: ApiSettings
     metrics: Metrics
     gate: RedisGate
     redis: aioredis.Redis
@@ -60,7 +60,7 @@ class AppContext:
         return self._celery
 
     @staticmethod
-    def make_celery(settings: Settings) -> Any:
+    def make_celery(settings: ApiSettings) -> Any:
         from services.analyzer.celery_app import make_app
 
         app = make_app(settings)
@@ -75,7 +75,7 @@ class AppContext:
         return app
 
     @classmethod
-    def build(cls, settings: Settings) -> AppContext:
+    def build(cls, settings: ApiSettings) -> AppContext:
         metrics = Metrics()
         gate = RedisGate(metrics)
         rclient = async_client(settings.redis_url)
@@ -105,7 +105,7 @@ def get_ctx(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
-def get_settings_dep(ctx: Ctx) -> Settings:
+def get_settings_dep(ctx: Ctx) -> ApiSettings:
     return ctx.settings
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from .core.config import Settings, get_settings
+from .core.config import ApiSettings, get_settings
 from .core.errors import install_error_handlers
 from .core.limits import BodyLimit
 from .core.observability import RequestContextMiddleware
@@ -40,7 +40,7 @@ the rate limit), BRIDGEX_API_MAX_BODY_BYTES per body.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """Build a gateway app for `settings` (default: BRIDGEX_* environment)."""
     settings = settings or get_settings()
     ctx = AppContext.build(settings)

@@ -13,7 +13,7 @@ import logging
 
 import uvicorn
 
-from .core.config import Settings
+from .core.config import ApiSettings
 from .core.limits import protocol_class
 from .main import create_app
 
@@ -21,7 +21,7 @@ log = logging.getLogger("bridgex.api")
 
 
 class UnsafeConfiguration(ValueError):
-    """Settings the gateway refuses to start with; the message says what to change."""
+    """ApiSettings the gateway refuses to start with; the message says what to change."""
 
 
 def is_loopback(host: str) -> bool:
@@ -33,7 +33,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check(settings: Settings, host: str) -> None:
+def check(settings: ApiSettings, host: str) -> None:
     """Raise UnsafeConfiguration for open mode with keys, or open mode on a non-loopback address."""
     if settings.auth_open and settings.api_keys:
         raise UnsafeConfiguration(
@@ -45,7 +45,7 @@ def check(settings: Settings, host: str) -> None:
             "set BRIDGEX_API_KEYS (and unset BRIDGEX_AUTH_OPEN) to serve other machines, or bind 127.0.0.1.")
 
 
-def uvicorn_config(settings: Settings, host: str | None = None, port: int | None = None,
+def uvicorn_config(settings: ApiSettings, host: str | None = None, port: int | None = None,
                    log_level: str | None = None) -> uvicorn.Config:
     host = host or settings.api_host
     check(settings, host)
@@ -59,6 +59,6 @@ def uvicorn_config(settings: Settings, host: str | None = None, port: int | None
     )
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None,
+def serve(settings: ApiSettings, host: str | None = None, port: int | None = None,
           log_level: str | None = None) -> None:
     uvicorn.Server(uvicorn_config(settings, host, port, log_level)).run()

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 import redis
 from bridgex import METHOD_VERSION
 from bridgex.fingerprint import canonical_json, config_fingerprint, job_id
-from bridgex.settings import Settings
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from .config import ServiceSettings
 from .jobs import JobRecord, JobState, JobStore
 
 TASK_NAME = "bridgex.analyze_pair"
@@ -27,7 +27,7 @@ class InvalidAnalysisRequest(ValueError):
 
 
 class AnalysisRequest(BaseModel):
-    """One pair to analyse. Fields left as None take the server's Settings (method.md DECISIONs)."""
+    """One pair to analyse. Fields left as None take the server's ServiceSettings (method.md DECISIONs)."""
 
     source: str = Field(..., max_length=64, description="Source language code (e.g. 'sw').")
     target: str = Field(..., max_length=64, description="Target language code (e.g. 'fi').")
@@ -66,7 +66,7 @@ class AnalysisRequest(BaseModel):
             raise ValueError(f"probe_min ({self.probe_min}) must not exceed probe_max ({self.probe_max})")
         return self
 
-    def normalized(self, settings: Settings) -> dict[str, Any]:
+    def normalized(self, settings: ServiceSettings) -> dict[str, Any]:
         """The canonical request: codes normalised, defaults filled from settings. Raises
         InvalidAnalysisRequest (a ValueError) with a message a person can act on."""
         from bridgex.languages import UnknownLanguageError, normalize_code
@@ -145,7 +145,7 @@ class AnalysisRequest(BaseModel):
         }
 
 
-def _text_available(settings: Settings, code: str) -> bool:
+def _text_available(settings: ServiceSettings, code: str) -> bool:
     """A language the data stage can gather text for (a paper language), or whose text is already there."""
     from bridgex.data.layout import DataLayout
     from bridgex.languages import PAPER_LANGUAGES
@@ -153,10 +153,10 @@ def _text_available(settings: Settings, code: str) -> bool:
     return code in PAPER_LANGUAGES or DataLayout(settings.data_path).text_path(code).is_file()
 
 
-_SERVED: dict[tuple[int, str, str], tuple[Settings, str]] = {}
+_SERVED: dict[tuple[int, str, str], tuple[ServiceSettings, str]] = {}
 
 
-def served_config(settings: Settings, source: str, target: str) -> str:
+def served_config(settings: ServiceSettings, source: str, target: str) -> str:
     """Fingerprint of the configuration `auto` serves for a pair: that of a default `POST /analyze` of the pair.
     Memoised per settings object (the gateway asks on every auto request)."""
     key = (id(settings), source, target)
@@ -170,7 +170,7 @@ def served_config(settings: Settings, source: str, target: str) -> str:
     return fp
 
 
-def _data_files(settings: Settings, languages: list[str]) -> list[Path]:
+def _data_files(settings: ServiceSettings, languages: list[str]) -> list[Path]:
     """The files a job reads, per bridgex.data.layout.DataLayout: monolingual text of every language, the
     pair's dictionary (either direction, since a reversed pair is derived) and the manifest (split seed)."""
     from bridgex.data.layout import DataLayout
@@ -183,7 +183,7 @@ def _data_files(settings: Settings, languages: list[str]) -> list[Path]:
     return files
 
 
-def data_hash(settings: Settings, languages: list[str]) -> str:
+def data_hash(settings: ServiceSettings, languages: list[str]) -> str:
     """Cheap fingerprint (path, size, mtime) of the data files a job reads; `languages` = [src, tgt, *cands].
 
     Part of the job id: when `bridgex data prepare` rewrites a dictionary or a text, the same request is a
@@ -199,13 +199,13 @@ def data_hash(settings: Settings, languages: list[str]) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
-def job_id_for(req: AnalysisRequest | dict[str, Any], settings: Settings, data_hash: str) -> str:
+def job_id_for(req: AnalysisRequest | dict[str, Any], settings: ServiceSettings, data_hash: str) -> str:
     """Job id = content hash of (model + revision, pair, candidates, method parameters, data hash)."""
     norm = req if isinstance(req, dict) else req.normalized(settings)
     return job_id({"request": norm, "data_hash": data_hash})
 
 
-def alias_after_data(store: JobStore, settings: Settings, job_id: str, request: dict[str, Any]) -> str | None:
+def alias_after_data(store: JobStore, settings: ServiceSettings, job_id: str, request: dict[str, Any]) -> str | None:
     """After a job's data stage gathered its files, the same request submitted again has a new data hash (the
     files exist now); alias that id to this job, so it stays one job. Returns the alias, if one was needed."""
     norm = {k: v for k, v in request.items() if k != "data_hash"}
@@ -220,7 +220,7 @@ def alias_after_data(store: JobStore, settings: Settings, job_id: str, request: 
 
 
 def submit_analysis(
-    req: AnalysisRequest, *, settings: Settings, redis: redis.Redis, celery_app: Any,
+    req: AnalysisRequest, *, settings: ServiceSettings, redis: redis.Redis, celery_app: Any,
     request_id: str | None = None, force: bool = False, owner: str | None = None,
 ) -> tuple[JobRecord, bool]:
     """Create the job record and enqueue `bridgex.analyze_pair` once per job id. Returns (record, enqueued).
@@ -259,7 +259,7 @@ def submit_analysis(
     return rec, True
 
 
-def _enqueue(celery_app: Any, settings: Settings, jid: str, request: dict[str, Any], *,
+def _enqueue(celery_app: Any, settings: ServiceSettings, jid: str, request: dict[str, Any], *,
              request_id: str | None, force: bool) -> None:
     celery_app.send_task(
         TASK_NAME,

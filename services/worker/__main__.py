@@ -9,15 +9,14 @@ from __future__ import annotations
 import os
 import sys
 
-from bridgex.settings import Settings
-
+from services.worker.config import WorkerSettings
 from services.worker.launch import VllmMissing, plan
 
 
 def main(argv: list[str]) -> int:
     extra = [a for a in argv if a != "--print"]
     try:
-        p = plan(Settings(), extra=extra)
+        p = plan(WorkerSettings(), extra=extra)
     except VllmMissing as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -26,9 +26,9 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from bridgex.models import ModelIdentity, max_positions, model_identity
-from bridgex.settings import Settings
 from bridgex.vllm_env import cpu_env, vllm_platform
 
+from services.worker.config import WorkerSettings
 from services.worker.guard import GUARD_ENV, KEY_ENV
 from services.worker.identity import IDENTITY_ENV
 
@@ -70,7 +70,7 @@ def _cpu_default_len(ident: ModelIdentity) -> int:
     return min(CPU_MAX_MODEL_LEN, max_positions(ident.path) or CPU_MAX_MODEL_LEN)
 
 
-def plan(settings: Settings, *, host: str | None = None, port: int | None = None,
+def plan(settings: WorkerSettings, *, host: str | None = None, port: int | None = None,
          extra: list[str] | None = None, platform: Platform | None = None) -> LaunchPlan:
     """The server's argv and environment for these settings (nothing is started)."""
     plat = platform or detect_platform()

@@ -36,9 +36,9 @@ BACKEND_HELP = ("Capture engine (required): 'hf' = forward hooks on the HF model
 
 
 def _settings() -> Any:
-    from bridgex.settings import Settings
+    from bridgex.settings import CoreSettings
 
-    return Settings()
+    return CoreSettings()
 
 
 @contextmanager

@@ -88,9 +88,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 def _cache_root(cache_dir: Path | None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
-    from bridgex.settings import Settings
+    from bridgex.settings import CoreSettings
 
-    return Settings().cache_path
+    return CoreSettings().cache_path
 
 
 def weight_files(folder: Path) -> list[Path]:

@@ -23,22 +23,21 @@ from bridgex.artifacts import (
 )
 from bridgex.cancel import Progress, ShouldCancel
 from bridgex.capture import get_backend
-from bridgex.languages import DEFAULT_CANDIDATES
 from bridgex.models import LoadedModel
+from bridgex.neurons import bridge_set, language_sets, overlap_matrix, pair_overlap, similarity_matrix
 from bridgex.profiling import LanguageProfile
+from bridgex.ranking import Ranking, rank_bridges
+from bridgex.settings import CoreSettings
 
-
-def _opt(settings: Any, name: str, default: Any) -> Any:
-    """A setting, or the default when settings is None / lacks it (callers may pass any plain object)."""
-    value = getattr(settings, name, None) if settings is not None else None
-    return default if value is None else value
+_DEFAULTS = CoreSettings.model_construct()
+"""The method's defaults, for callers that pass no settings (no environment is read)."""
 
 
 def profile_language(
     lm: LoadedModel,
     texts: Sequence[str],
     language: str,
-    settings: Any,
+    settings: CoreSettings | None,
     out_dir: str | os.PathLike[str],
     progress: Progress | None = None,
     should_cancel: ShouldCancel | None = None,
@@ -47,13 +46,14 @@ def profile_language(
 ) -> Path:
     """Profile one language and write `profile-<language>` (safetensors + manifest) into out_dir."""
     texts = list(texts)
+    s = settings or _DEFAULTS
     params = {
-        "batch_size": int(_opt(settings, "batch_size", 8)),
-        "chunk_tokens": int(_opt(settings, "chunk_tokens", 256)),
-        "max_tokens": _opt(settings, "profile_max_tokens", None),
+        "batch_size": s.batch_size,
+        "chunk_tokens": s.chunk_tokens,
+        "max_tokens": settings.profile_max_tokens if settings is not None else None,
         "include_bos": False,
     }
-    profile = get_backend(_opt(settings, "capture_backend", "hf")).profile(
+    profile = get_backend(s.capture_backend).profile(
         lm,
         texts,
         language=language,
@@ -125,7 +125,7 @@ def rank_pair(
     target: str,
     candidates: Sequence[str] | None = None,
     *,
-    settings: Any = None,
+    settings: CoreSettings | None = None,
     selection: str | None = None,
     top_rate: float | None = None,
     bridge_set_kind: str | None = None,
@@ -139,7 +139,7 @@ def rank_pair(
     device: torch.device | str | None = None,
     progress: Progress | None = None,
     should_cancel: ShouldCancel | None = None,
-) -> Any:
+) -> Ranking:
     """Rank candidate bridges for source -> target (method.md steps 1, 4-6): a bridgex.ranking.Ranking.
 
     profiles: language -> LanguageProfile or activation-probability tensor [L, I]. "top_rate" sets are per
@@ -149,23 +149,21 @@ def rank_pair(
     to settings.candidates (or en de fr it pt es), minus source and target. Explicit keyword arguments override
     settings (selection, top_rate, bridge_set, bridge_k, hsic_variant, lape_*, full_fraction).
     """
-    from bridgex.neurons import bridge_set, language_sets, overlap_matrix, pair_overlap, similarity_matrix
-    from bridgex.ranking import rank_bridges
-
-    selection = selection or _opt(settings, "selection", "top_rate")
-    top_rate = float(top_rate if top_rate is not None else _opt(settings, "top_rate", 0.01))
-    bridge_set_kind = bridge_set_kind or _opt(settings, "bridge_set", "specific")
-    k = int(k if k is not None else _opt(settings, "bridge_k", 64))
-    hsic_variant = hsic_variant or _opt(settings, "hsic_variant", "reference")
-    lape_ratio = float(lape_ratio if lape_ratio is not None else _opt(settings, "lape_ratio", 0.01))
-    lape_quantile = float(lape_quantile if lape_quantile is not None else _opt(settings, "lape_quantile", 0.95))
-    full_fraction = float(full_fraction if full_fraction is not None else _opt(settings, "full_fraction", 0.95))
-    cands = [c for c in (candidates or _opt(settings, "candidates", DEFAULT_CANDIDATES)) if c not in (source, target)]
+    s = settings or _DEFAULTS
+    selection = selection or s.selection
+    top_rate = float(top_rate if top_rate is not None else s.top_rate)
+    bridge_set_kind = bridge_set_kind or s.bridge_set
+    k = int(k if k is not None else s.bridge_k)
+    hsic_variant = hsic_variant or s.hsic_variant
+    lape_ratio = float(lape_ratio if lape_ratio is not None else s.lape_ratio)
+    lape_quantile = float(lape_quantile if lape_quantile is not None else s.lape_quantile)
+    full_fraction = float(full_fraction if full_fraction is not None else s.full_fraction)
+    cands = [c for c in (candidates or s.candidates) if c not in (source, target)]
     if not cands:
         raise ValueError(f"no candidate bridges left for {source}->{target} (candidates minus source and target)")
     needed = [source, target, *cands]
     if selection == "lape":
-        fixed = list(lape_languages or _opt(settings, "lape_languages", None) or profiles)
+        fixed = list(lape_languages or (settings.lape_languages if settings is not None else None) or profiles)
         needed = list(dict.fromkeys([*fixed, *needed]))
     missing = [c for c in needed if c not in profiles]
     if missing:

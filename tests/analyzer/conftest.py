@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from bridgex.settings import Settings
+
+from services.analyzer.config import AnalyzerSettings
 
 LANGS = ("sw", "fi", "en", "de", "fr")
 SYLLABLES = {
@@ -101,14 +102,14 @@ def worker_env(tmp: Path, model: Path, data: Path, **extra: str) -> dict[str, st
     }
 
 
-def settings_from(env: dict[str, str], redis_url: str) -> Settings:
+def settings_from(env: dict[str, str], redis_url: str) -> AnalyzerSettings:
     """The Settings a process with `env` would build (the submitting side must agree with the worker)."""
     import os
 
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        return Settings(redis_url=redis_url, _env_file=None)
+        return AnalyzerSettings(redis_url=redis_url, _env_file=None)
     finally:
         for k, v in old.items():
             if v is None:

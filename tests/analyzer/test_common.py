@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import redis
 from bridgex.fingerprint import config_fingerprint
-from bridgex.settings import Settings
 
 from services.common import redis_keys
 from services.common.analysis import (
@@ -21,6 +20,7 @@ from services.common.analysis import (
     submit_analysis,
 )
 from services.common.bridges import LATEST_SCRIPT, BridgeStore, FailureStore, decode_ranking, latest_found
+from services.common.config import ServiceSettings
 from services.common.jobs import JobState, JobStore
 
 
@@ -187,7 +187,7 @@ def test_failure_backoff(r: redis.Redis) -> None:
 
 
 def test_served_config_isolates_method_parameters(tmp_path: Path) -> None:
-    s = Settings(data_dir=tmp_path, model="tiny")
+    s = ServiceSettings(data_dir=tmp_path, model="tiny")
     served = served_config(s, "en", "fr")
     assert served == config_fingerprint(AnalysisRequest(source="en", target="fr").normalized(s))
     assert served == served_config(s, "en", "fr")
@@ -203,7 +203,7 @@ def test_served_config_isolates_method_parameters(tmp_path: Path) -> None:
 
 
 def test_request_normalisation(tmp_path: Path) -> None:
-    s = Settings(data_dir=tmp_path, model="tiny", candidates=("en", "de", "fr"))
+    s = ServiceSettings(data_dir=tmp_path, model="tiny", candidates=("en", "de", "fr"))
     norm = AnalysisRequest(source="swh", target="FI").normalized(s)
     assert norm["source"] == "sw" and norm["target"] == "fi" and norm["candidates"] == ["en", "de", "fr"]
     assert norm["k"] == s.bridge_k and norm["model"] == "tiny" and norm["gold_filter"] is True
@@ -223,7 +223,7 @@ def test_request_normalisation(tmp_path: Path) -> None:
 
 
 def test_data_hash_tracks_relevant_files(tmp_path: Path) -> None:
-    s = Settings(data_dir=tmp_path)
+    s = ServiceSettings(data_dir=tmp_path)
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "sw.txt").write_text("habari")
     (tmp_path / "text" / "de.txt").write_text("hallo")
@@ -249,7 +249,7 @@ class _FakeCelery:
 
 
 def test_submit_once_per_job_id(r: redis.Redis, tmp_path: Path) -> None:
-    s = Settings(data_dir=tmp_path, model="tiny")
+    s = ServiceSettings(data_dir=tmp_path, model="tiny")
     app = _FakeCelery()
     req = AnalysisRequest(source="sw", target="fi")
     rec1, new1 = submit_analysis(req, settings=s, redis=r, celery_app=app, request_id="r1")

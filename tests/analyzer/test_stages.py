@@ -85,6 +85,6 @@ def test_rank_runs_hsic_on_the_model_device(monkeypatch: pytest.MonkeyPatch) -> 
     req = {"source": "en", "target": "fr", "candidates": ["de"], "selection": "top_rate", "top_rate": 0.01,
            "bridge_set": "specific", "k": 8, "hsic_variant": "reference", "window": [0.3, 0.7], "reduce": "mean",
            "gold_filter": True}
-    ctx = stages.JobContext(settings=stages.Settings(_env_file=None))
+    ctx = stages.JobContext(settings=stages.AnalyzerSettings(_env_file=None))
     out = stages.rank(lm, {}, torch.zeros(1, 1, 1), [0], Probes(), req, ctx)
     assert seen["device"] == torch.device("cuda", 1) and out["best"] == "de"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 from bridgex.demos import text_demos, word_demos
-from bridgex.settings import Settings
 
+from services.api.core.config import ApiSettings
 from services.api.core.errors import ApiError
 from services.api.core.observability import Metrics, clean_request_id
 from services.api.core.redis import RedisGate, RedisUnavailable, async_client
@@ -48,7 +48,7 @@ def test_keyring_headers_scopes_and_open_mode() -> None:
 
 
 def test_validation_messages() -> None:
-    s = Settings(max_text_chars=10, max_tokens_limit=64)
+    s = ApiSettings(max_text_chars=10, max_tokens_limit=64)
     assert validation.pair("EN", "fra") == ("en", "fr")
     assert status_of(validation.pair, "en", "eng") == 422
     assert validation.bridge("Auto", "en", "fr") == "auto" and validation.bridge("deu", "en", "fr") == "de"

@@ -12,6 +12,7 @@ from bridgex.artifacts import load_probe_acts, load_profiles, read_manifest
 from bridgex.cli_method import register
 from bridgex.models import load_model
 from bridgex.pipeline import probe_language_pair, profile_language, rank_pair
+from bridgex.settings import CoreSettings
 from typer.testing import CliRunner
 
 TEXTS = {
@@ -201,12 +202,8 @@ def test_cli_errors_are_clear(app: typer.Typer, tiny_model_dir: Path, tmp_path: 
 def test_pipeline_functions(tiny_model_dir: Path, tmp_path: Path) -> None:
     lm = load_model(tiny_model_dir, device="cpu")
 
-    class S:  # any settings-like object works; missing fields fall back to defaults
-        batch_size = 2
-        chunk_tokens = 12
-        profile_max_tokens = 30
-
-    paths = {lang: profile_language(lm, lines, lang, S(), tmp_path) for lang, lines in TEXTS.items()}
+    s = CoreSettings(_env_file=None, batch_size=2, chunk_tokens=12, profile_max_tokens=30)
+    paths = {lang: profile_language(lm, lines, lang, s, tmp_path) for lang, lines in TEXTS.items()}
     m = read_manifest(tmp_path, "profile-en")
     assert paths["en"].name == "profile-en.safetensors"
     assert m["params"] == {"batch_size": 2, "chunk_tokens": 12, "max_tokens": 30, "include_bos": False}

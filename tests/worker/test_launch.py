@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from bridgex.models import model_identity
-from bridgex.settings import Settings
 from bridgex.vllm_env import cpu_bind, cpu_env
 
+from services.worker.config import WorkerSettings
 from services.worker.identity import IDENTITY_ENV
 from services.worker.launch import CPU_MAX_MODEL_LEN, SERVER_MODULE, plan
 
@@ -23,7 +23,7 @@ def _flag(argv: list[str], name: str) -> str | None:
 
 
 def test_cpu_plan_from_settings(tiny_model_dir: Path) -> None:
-    s = Settings(_env_file=None, model=str(tiny_model_dir), worker_url="http://127.0.0.1:8123",
+    s = WorkerSettings(_env_file=None, model=str(tiny_model_dir), worker_url="http://127.0.0.1:8123",
                  worker_kv_cache_gib=2, worker_cpu_bind="0", max_batch_size=8,
                  worker_args="--max-num-batched-tokens 512")
     p = plan(s, platform="cpu")
@@ -45,7 +45,7 @@ def test_cpu_plan_from_settings(tiny_model_dir: Path) -> None:
 
 
 def test_gpu_plan_and_overrides(tiny_model_dir: Path) -> None:
-    s = Settings(_env_file=None, model=str(tiny_model_dir), served_model_name="tiny", dtype="float16",
+    s = WorkerSettings(_env_file=None, model=str(tiny_model_dir), served_model_name="tiny", dtype="float16",
                  max_model_len=8192, worker_enforce_eager=True)
     p = plan(s, platform="cuda", host="0.0.0.0", port=9000, extra=["--tensor-parallel-size", "2"])
     assert _flag(p.argv, "--dtype") == "float16" and _flag(p.argv, "--max-model-len") == "8192"
@@ -53,13 +53,13 @@ def test_gpu_plan_and_overrides(tiny_model_dir: Path) -> None:
     assert _flag(p.argv, "--host") == "0.0.0.0" and _flag(p.argv, "--port") == "9000"
     assert p.argv[-2:] == ["--tensor-parallel-size", "2"]
     assert not any(k.startswith("VLLM_CPU") for k in p.env)
-    auto = plan(Settings(_env_file=None, model=str(tiny_model_dir)), platform="cuda")
+    auto = plan(WorkerSettings(_env_file=None, model=str(tiny_model_dir)), platform="cuda")
     assert _flag(auto.argv, "--dtype") == "bfloat16" and "--no-enforce-eager" in auto.argv
     assert "--max-model-len" not in auto.argv  # the model's own context on a GPU
 
 
 def test_hub_id_passes_its_revision() -> None:
-    p = plan(Settings(_env_file=None, model="org/not-cached-model", model_revision="abc123"), platform="cuda")
+    p = plan(WorkerSettings(_env_file=None, model="org/not-cached-model", model_revision="abc123"), platform="cuda")
     assert _flag(p.argv, "--model") == "org/not-cached-model" and _flag(p.argv, "--revision") == "abc123"
     assert json.loads(p.env[IDENTITY_ENV])["weight_hash"] == "unknown"
 

@@ -20,7 +20,7 @@ from services.common.analysis import AnalysisRequest, InvalidAnalysisRequest, se
 from services.common.bridges import served_of
 from services.common.jobs import AUTO_OWNER, JobRecord, JobState
 
-from ..core.config import Settings
+from ..core.config import ApiSettings
 from ..core.redis import RedisUnavailable
 from ..deps import AppContext
 from . import bridge_cache
@@ -49,7 +49,7 @@ def _nearest(source: str, target: str, candidates: tuple[str, ...]) -> str | Non
     return nearest_candidate(source, target, list(candidates))
 
 
-def warm_typology(settings: Settings) -> None:
+def warm_typology(settings: ApiSettings) -> None:
     """Load the URIEL vectors once at start (best effort) so the first fallback is fast."""
     if settings.fallback_bridge or settings.fallback_policy != "typology":
         return

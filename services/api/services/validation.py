@@ -9,7 +9,7 @@ from bridgex.client import GenerationError, WorkerUnavailable
 from bridgex.languages import UnknownLanguageError, normalize_code
 from bridgex.prompts import CHAIN_DELIMITERS
 
-from ..core.config import Settings
+from ..core.config import ApiSettings
 from ..core.errors import ApiError, bad_input, dependency_down
 from ..deps import AppContext
 
@@ -53,7 +53,7 @@ def has_content(value: str) -> bool:
                for ch in value)
 
 
-def text(value: str, settings: Settings) -> str:
+def text(value: str, settings: ApiSettings) -> str:
     if len(value) > settings.max_text_chars:
         raise bad_input(f"text is {len(value)} characters; the limit is {settings.max_text_chars} "
                         "(BRIDGEX_MAX_TEXT_CHARS): split it into shorter requests (/translate/batch)",
@@ -87,7 +87,7 @@ async def tokens(ctx: AppContext, value: str) -> None:
                         "split it into shorter requests (/translate/batch)", field="text")
 
 
-def max_tokens(value: int | None, task: str, settings: Settings) -> int:
+def max_tokens(value: int | None, task: str, settings: ApiSettings) -> int:
     n = value if value is not None else min(DEFAULT_MAX_TOKENS[task], settings.max_tokens_limit)
     if n > settings.max_tokens_limit:
         raise bad_input(f"max_tokens {n} is over the limit of {settings.max_tokens_limit} "
