@@ -19,7 +19,7 @@ from pathlib import Path
 
 from services.analyzer import stages
 from services.analyzer.config import AnalyzerSettings
-from services.common.analysis import AnalysisRequest, InvalidAnalysisRequest
+from services.common.analysis import AnalysisRequest, AnalysisSpec, InvalidAnalysisRequest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = stages.JobContext(settings=settings, force=args.force, on_progress=show)
         t0 = time.perf_counter()
         try:
-            res = stages.run_analysis(req, ctx, publish=False)
+            res = stages.run_analysis(AnalysisSpec.from_request(req), ctx, publish=False)
         except stages.AnalysisFailed as e:
             print(f"[{pair}] FAILED: {e}", file=sys.stderr)
             results[pair] = {"error": str(e), "timings_s": ctx.timings}

@@ -23,6 +23,8 @@ from typing import Any
 
 from bridgex.cancel import Cancelled, check_cancel
 
+from services.common.analysis import AnalysisSpec
+
 from .config import AnalyzerSettings
 
 log = logging.getLogger(__name__)
@@ -146,24 +148,24 @@ def data_layout(settings: AnalyzerSettings) -> Any:
 # ----------------------------------------------------------------------------------------------- data
 
 
-def job_languages(req: dict[str, Any]) -> list[str]:
+def job_languages(spec: AnalysisSpec) -> list[str]:
     """Languages whose profiles the ranking needs: the pair, the candidates, and for LAPE its fixed set."""
-    langs = [req["source"], req["target"], *req["candidates"]]
-    if req["selection"] == "lape":
-        langs += list(req.get("lape_languages") or ())
+    langs = [spec.source, spec.target, *spec.candidates]
+    if spec.selection == "lape":
+        langs += list(spec.lape_languages or ())
     return list(dict.fromkeys(langs))
 
 
-def job_pairs(req: dict[str, Any]) -> list[tuple[str, str]]:
+def job_pairs(spec: AnalysisSpec) -> list[tuple[str, str]]:
     """Dictionaries the job reads: the pair (probes, dev words) and source->bridge for every bridge the dev
     validation may measure with demonstrations (the candidates, and English, which it always measures)."""
     from bridgex.demos import demo_pairs
 
-    bridges = [*req["candidates"], *(["en"] if "en" not in (req["source"], req["target"]) else [])]
-    return demo_pairs(req["source"], req["target"], list(dict.fromkeys(bridges)))
+    bridges = [*spec.candidates, *(["en"] if "en" not in (spec.source, spec.target) else [])]
+    return demo_pairs(spec.source, spec.target, list(dict.fromkeys(bridges)))
 
 
-def ensure_data(req: dict[str, Any], settings: AnalyzerSettings, ctx: JobContext | None = None) -> dict[str, Any]:
+def ensure_data(spec: AnalysisSpec, settings: AnalyzerSettings, ctx: JobContext | None = None) -> dict[str, Any]:
     """The data stage: gather what this job reads and is not in the data directory yet (only those sources,
     under the data directory's lock, so two jobs never prepare the same data at once)."""
     from bridgex.data.ensure import ensure_data as ensure
@@ -173,14 +175,14 @@ def ensure_data(req: dict[str, Any], settings: AnalyzerSettings, ctx: JobContext
     ctx = ctx or JobContext(settings=settings)
     ctx.progress("data", 0, 1, force=True)
     if not settings.data_auto:
-        langs, pairs = missing_data(settings.data_path, job_pairs(req), job_languages(req))
+        langs, pairs = missing_data(settings.data_path, job_pairs(spec), job_languages(spec))
         return {"skipped": "data_auto is off", "missing_pairs": [f"{s}-{t}" for s, t in pairs],
                 "missing_languages": langs}
     try:
-        report = ensure(PrepareConfig(data_dir=settings.data_path), job_pairs(req), job_languages(req),
+        report = ensure(PrepareConfig(data_dir=settings.data_path), job_pairs(spec), job_languages(spec),
                         log=log.info, progress=lambda cur, tot: ctx.progress("data", cur, tot))
     except PrepareError as e:
-        raise AnalysisFailed(f"could not gather the data for {req['source']}-{req['target']}: {e}") from e
+        raise AnalysisFailed(f"could not gather the data for {spec.source}-{spec.target}: {e}") from e
     ctx.progress("data", 1, 1, force=True)
     return report
 
@@ -285,7 +287,7 @@ def check_worker_weights(settings: AnalyzerSettings, lm: Any, what: str) -> str:
     return "verified"
 
 
-def probe_set(lm: Any, req: dict[str, Any], settings: AnalyzerSettings, ctx: JobContext | None = None, *,
+def probe_set(lm: Any, spec: AnalysisSpec, settings: AnalyzerSettings, ctx: JobContext | None = None, *,
               force: bool = False) -> tuple[Any, Path]:
     """Build (or reuse) the pair's probe set. The gold filter runs against settings.worker_url."""
     from bridgex.artifacts import sha256_json
@@ -293,16 +295,16 @@ def probe_set(lm: Any, req: dict[str, Any], settings: AnalyzerSettings, ctx: Job
     from bridgex.probes import ProbeSet, ProbeSetError, build_probe_set
 
     ctx = ctx or JobContext(settings=settings)
-    src, tgt = req["source"], req["target"]
+    src, tgt = spec.source, spec.target
     d = dictionary(settings, src, tgt)
     pairs = [(p.source, p.target) for p in d.pairs] if hasattr(d, "pairs") else list(d)
-    k = int(req.get("gold_filter_k") or 0) if req["gold_filter"] else 0
+    k = int(spec.gold_filter_k or 0) if spec.gold_filter else 0
     demos = word_demos(str(settings.data_path), src, tgt, None, k, "")[1] if k else []
-    params = {"gold_filter": bool(req["gold_filter"]), "probe_max": int(req["probe_max"]),
-              "probe_min": int(req["probe_min"]), "dictionary": sha256_json(sorted(pairs))[:16],
-              "filter_model": lm.weight_hash if req["gold_filter"] else None,
+    params = {"gold_filter": bool(spec.gold_filter), "probe_max": int(spec.probe_max),
+              "probe_min": int(spec.probe_min), "dictionary": sha256_json(sorted(pairs))[:16],
+              "filter_model": lm.weight_hash if spec.gold_filter else None,
               "filter_demos": [[x.source_text, x.target_text] for x in demos],
-              "fallback": req.get("probe_fallback", "unfiltered")}
+              "fallback": spec.probe_fallback}
     path = model_root(settings, lm) / "probes" / f"{src}-{tgt}" / f"probes-{_short(params)}.json"
     if path.exists() and not force:
         try:
@@ -339,9 +341,9 @@ def probe_set(lm: Any, req: dict[str, Any], settings: AnalyzerSettings, ctx: Job
     return ps, path
 
 
-def probe_set_only(req: dict[str, Any], settings: AnalyzerSettings, *, force: bool = False) -> dict[str, Any]:
-    lm = load_lm(settings, req.get("model"), req.get("revision"))
-    ps, path = probe_set(lm, req, settings, force=force)
+def probe_set_only(spec: AnalysisSpec, settings: AnalyzerSettings, *, force: bool = False) -> dict[str, Any]:
+    lm = load_lm(settings, spec.model, spec.revision)
+    ps, path = probe_set(lm, spec, settings, force=force)
     return {"path": str(path), "probe_hash": ps.hash, "size": len(ps)}
 
 
@@ -354,14 +356,14 @@ def window_layers(lm: Any, window: list[float] | tuple[float, float]) -> list[in
     return list(wl(lm.num_layers, (float(window[0]), float(window[1]))))
 
 
-def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], settings: AnalyzerSettings,
+def probe_acts(lm: Any, ps: Any, layers: list[int], spec: AnalysisSpec, settings: AnalyzerSettings,
                ctx: JobContext | None = None, *, force: bool = False) -> tuple[Any, Path]:
     """A[l, j, n] over the window layers for the probe prompts; reused from disk by probe hash."""
     from bridgex import artifacts, pipeline
 
     ctx = ctx or JobContext(settings=settings)
     folder = model_root(settings, lm) / "acts" / f"{ps.source}-{ps.target}"
-    name = f"acts-{ps.hash}-{req['reduce']}-{_short(layers)}"
+    name = f"acts-{ps.hash}-{spec.reduce}-{_short(layers)}"
     if not force:
         try:
             acts, got_layers, manifest = artifacts.load_probe_acts(folder, name)
@@ -371,7 +373,7 @@ def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], setting
         except (FileNotFoundError, artifacts.ArtifactError, KeyError, ValueError):
             pass
     pipeline.probe_language_pair(
-        lm, ps.prompts, layers, req["reduce"], folder, name, batch_size=max(1, 2 * settings.batch_size),
+        lm, ps.prompts, layers, spec.reduce, folder, name, batch_size=max(1, 2 * settings.batch_size),
         progress=lambda cur, tot: ctx.progress("activations", cur, tot), should_cancel=ctx.should_cancel,
         probe_hash=ps.hash, extra={"source": ps.source, "target": ps.target}, backend=settings.capture_backend,
     )
@@ -379,38 +381,38 @@ def probe_acts(lm: Any, ps: Any, layers: list[int], req: dict[str, Any], setting
     return acts, folder / name
 
 
-def activations_only(req: dict[str, Any], settings: AnalyzerSettings, *, force: bool = False) -> dict[str, Any]:
-    lm = load_lm(settings, req.get("model"), req.get("revision"))
-    ps, _ = probe_set(lm, req, settings)
-    layers = window_layers(lm, req["window"])
-    acts, path = probe_acts(lm, ps, layers, req, settings, force=force)
+def activations_only(spec: AnalysisSpec, settings: AnalyzerSettings, *, force: bool = False) -> dict[str, Any]:
+    lm = load_lm(settings, spec.model, spec.revision)
+    ps, _ = probe_set(lm, spec, settings)
+    layers = window_layers(lm, spec.window)
+    acts, path = probe_acts(lm, ps, layers, spec, settings, force=force)
     return {"path": str(path), "probe_hash": ps.hash, "layers": layers, "shape": list(acts.shape)}
 
 
 # ----------------------------------------------------------------------------------------------- ranking
 
 
-def rank(lm: Any, profiles: dict[str, Any], acts: Any, layers: list[int], ps: Any, req: dict[str, Any],
+def rank(lm: Any, profiles: dict[str, Any], acts: Any, layers: list[int], ps: Any, spec: AnalysisSpec,
          ctx: JobContext) -> dict[str, Any]:
     """bridgex.pipeline.rank_pair with the request's parameters (cancel checked between layers)."""
     from bridgex import pipeline
 
-    src, tgt = req["source"], req["target"]
+    src, tgt = spec.source, spec.target
     ranking = pipeline.rank_pair(
-        profiles, acts, layers, src, tgt, list(req["candidates"]), settings=ctx.settings,
-        selection=req["selection"], top_rate=float(req["top_rate"]), bridge_set_kind=req["bridge_set"],
-        k=int(req["k"]), hsic_variant=req["hsic_variant"], lape_languages=req.get("lape_languages"),
-        lape_ratio=req.get("lape_ratio"), lape_quantile=req.get("lape_quantile"),
-        full_fraction=req.get("full_fraction"),
+        profiles, acts, layers, src, tgt, list(spec.candidates), settings=ctx.settings,
+        selection=spec.selection, top_rate=float(spec.top_rate), bridge_set_kind=spec.bridge_set,
+        k=int(spec.k), hsic_variant=spec.hsic_variant, lape_languages=spec.lape_languages,
+        lape_ratio=spec.lape_ratio, lape_quantile=spec.lape_quantile,
+        full_fraction=spec.full_fraction,
         provenance={"model_id": lm.model_id, "revision": lm.revision, "probe_hash": ps.hash,
-                    "method_version": req.get("method_version")},
+                    "method_version": spec.method_version},
         progress=lambda cur, tot: ctx.progress("rank", cur, tot), should_cancel=ctx.should_cancel,
         device=lm.device,  # HSIC where the model is: the GPU when there is one
     )
     out = ranking.model_dump(mode="json")
-    out["params"] = {**out.get("params", {}), "window": req["window"], "reduce": req["reduce"],
-                     "gold_filter": req["gold_filter"], "gold_filter_k": req.get("gold_filter_k"),
-                     "probe_fallback": req.get("probe_fallback")}
+    out["params"] = {**out.get("params", {}), "window": list(spec.window), "reduce": spec.reduce,
+                     "gold_filter": spec.gold_filter, "gold_filter_k": spec.gold_filter_k,
+                     "probe_fallback": spec.probe_fallback}
     out["probe_filter"] = ps.filter
     out["probe_counts"] = {"size": len(ps), "tried": ps.tried, "kept": ps.kept, "errors": ps.errors,
                            "available": ps.available}
@@ -425,7 +427,7 @@ def rank(lm: Any, profiles: dict[str, Any], acts: Any, layers: list[int], ps: An
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def validate(ranking: dict[str, Any], req: dict[str, Any], settings: AnalyzerSettings, ctx: JobContext,
+def validate(ranking: dict[str, Any], spec: AnalysisSpec, settings: AnalyzerSettings, ctx: JobContext,
              lm: Any = None) -> dict[str, Any]:
     """Measure the dev split and decide what `auto` serves (bridgex.serving). Returns {"served", "validation"}.
 
@@ -438,21 +440,21 @@ def validate(ranking: dict[str, Any], req: dict[str, Any], settings: AnalyzerSet
 
     from .validation import ValidationFailed, dev_words, measure
 
-    src, tgt, policy = req["source"], req["target"], req.get("serve_policy", "validated")
+    src, tgt, policy = spec.source, spec.target, spec.serve_policy
     order = [c["code"] for c in sorted(ranking.get("ranked", []), key=lambda c: c.get("rank", 0))
              if c.get("score") is not None]
-    info: dict[str, Any] = {"policy": policy, "k_shot": int(req.get("k_shot") or 0)}
+    info: dict[str, Any] = {"policy": policy, "k_shot": int(spec.k_shot or 0)}
     dev = None
     if policy == "validated":
         try:
-            words = dev_words(str(settings.data_path), src, tgt, int(req.get("dev_size") or settings.dev_size))
+            words = dev_words(str(settings.data_path), src, tgt, int(spec.dev_size or settings.dev_size))
         except FileNotFoundError:
             words = []
         info["dev_words"] = len(words)
-        if len(words) < int(req.get("dev_min") or settings.dev_min):
-            info["skipped"] = f"only {len(words)} dev words (dev_min {req.get('dev_min')})"
+        if len(words) < int(spec.dev_min or settings.dev_min):
+            info["skipped"] = f"only {len(words)} dev words (dev_min {spec.dev_min})"
         else:
-            conditions = validation_conditions(order, int(req.get("validate_top_m") or 2), src, tgt)
+            conditions = validation_conditions(order, int(spec.validate_top_m or 2), src, tgt)
             if lm is not None:
                 info["worker_weights"] = check_worker_weights(settings, lm, "dev validation")
 
@@ -476,14 +478,14 @@ def validate(ranking: dict[str, Any], req: dict[str, Any], settings: AnalyzerSet
             info.update({"conditions": conditions, "notes": notes,
                          "scores": {c: v.model_dump(mode="json") for c, v in dev.items()}})
     ctx.progress("validate", 1, 1, force=True)
-    served = choose(policy, order, dev, margin=int(req.get("serve_margin") or 1))
+    served = choose(policy, order, dev, margin=int(spec.serve_margin or 1))
     return {"served": served.model_dump(mode="json"), "validation": info}
 
 
 # ----------------------------------------------------------------------------------------------- whole job
 
 
-def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
+def run_analysis(spec: AnalysisSpec, ctx: JobContext, *, redis: Any = None,
                  publish: bool = True) -> dict[str, Any]:
     """The whole job on one process. Returns the small result stored in the job record."""
     from bridgex import METHOD_VERSION
@@ -495,47 +497,48 @@ def run_analysis(req: dict[str, Any], ctx: JobContext, *, redis: Any = None,
     settings = ctx.settings
     t_start = time.perf_counter()
     with ctx.timed("data"):
-        data_report = ensure_data(req, settings, ctx)
+        data_report = ensure_data(spec, settings, ctx)
     ctx.progress("model", 0, 1, force=True)
     with ctx.timed("load_model"):
         try:
-            lm = load_lm(settings, req.get("model"), req.get("revision"))
+            lm = load_lm(settings, spec.model, spec.revision)
         except (FileNotFoundError, OSError) as e:
-            raise AnalysisFailed(f"cannot load model {req.get('model')!r}: {e}") from e
+            raise AnalysisFailed(f"cannot load model {spec.model!r}: {e}") from e
     ctx.progress("model", 1, 1, force=True)
     with ctx.timed("probe_set"):
-        ps, ps_path = probe_set(lm, req, settings, ctx, force=ctx.force)
-    langs = job_languages(req)
+        ps, ps_path = probe_set(lm, spec, settings, ctx, force=ctx.force)
+    langs = job_languages(spec)
     profiles: dict[str, Any] = {}
     with ctx.timed("profiles"):
         for i, code in enumerate(langs):
             ctx.check("profiling")
             profiles[code] = profile_language(lm, code, settings, ctx, sub=(i, len(langs)))
-    layers = window_layers(lm, req["window"])
+    layers = window_layers(lm, spec.window)
     with ctx.timed("probe_activations"):
-        acts, acts_path = probe_acts(lm, ps, layers, req, settings, ctx, force=ctx.force)
+        acts, acts_path = probe_acts(lm, ps, layers, spec, settings, ctx, force=ctx.force)
     with ctx.timed("rank"):
-        ranking = rank(lm, profiles, acts, layers, ps, req, ctx)
+        ranking = rank(lm, profiles, acts, layers, ps, spec, ctx)
     with ctx.timed("validate"):
-        ranking.update(validate(ranking, req, settings, ctx, lm))
+        ranking.update(validate(ranking, spec, settings, ctx, lm))
     ctx.check("publish")
-    config = config_fingerprint(req)
+    request = spec.as_dict()
+    config = config_fingerprint(request)
     provenance = {"model_id": lm.model_id, "weight_hash": lm.weight_hash, "loaded_revision": lm.revision,
                   "probe_hash": ps.hash, "probe_size": len(ps), "gold_filtered": ps.gold_filtered,
                   "probe_filter": ps.filter, "probe_tried": ps.tried, "probe_kept": ps.kept,
-                  "job_id": ctx.job_id, "request": req, "layers": layers, "config": config,
+                  "job_id": ctx.job_id, "request": request, "layers": layers, "config": config,
                   "data": {k: data_report[k] for k in ("built", "reused", "seconds", "skipped") if k in data_report}}
-    ranking = {**ranking, "source": req["source"], "target": req["target"],
+    ranking = {**ranking, "source": spec.source, "target": spec.target,
                "provenance": {**(ranking.get("provenance") or {}), **provenance}}
-    folder = model_root(settings, lm) / "rankings" / f"{req['source']}-{req['target']}"
-    rank_path = folder / f"ranking-{ps.hash}-{_short(req)}.json"
+    folder = model_root(settings, lm) / "rankings" / f"{spec.source}-{spec.target}"
+    rank_path = folder / f"ranking-{ps.hash}-{_short(request)}.json"
     atomic_write_text(rank_path, json.dumps(ranking, ensure_ascii=False, indent=1, default=str))
     key = None
     if publish and redis is not None:
         key = BridgeStore(redis).publish(
-            ranking, model=req.get("model") or settings.model, revision=req.get("revision"), config=config,
-            params=method_params(req), source=req["source"], target=req["target"], probe_hash=ps.hash,
-            method_version=req.get("method_version") or METHOD_VERSION)
+            ranking, model=spec.model or settings.model, revision=spec.revision, config=config,
+            params=method_params(request), source=spec.source, target=spec.target, probe_hash=ps.hash,
+            method_version=spec.method_version or METHOD_VERSION)
     ctx.progress("publish", 1, 1, force=True)
     ctx.timings["total"] = time.perf_counter() - t_start
     best, score = best_of(ranking)

@@ -22,7 +22,7 @@ from bridgex.fingerprint import config_fingerprint
 from celery import Task
 
 from services.common import redis_keys
-from services.common.analysis import alias_after_data
+from services.common.analysis import AnalysisSpec, alias_after_data
 from services.common.bridges import FailureStore
 from services.common.jobs import TERMINAL, JobRecord, JobState, JobStore
 
@@ -120,7 +120,7 @@ def run_job(job_id: str, request: dict[str, Any] | None = None, *, force: bool =
                                 rec.request_id, force=force)
         req = rec.request or request or {}
         try:
-            result = stages.run_analysis(req, ctx, redis=r)
+            result = stages.run_analysis(AnalysisSpec.from_request(req), ctx, redis=r)
         except Cancelled as e:
             log.info("job %s cancelled: %s", job_id, e)
             return "done", store.cancelled(job_id)
@@ -182,17 +182,17 @@ def profile_language(language: str, force: bool = False) -> dict:
 @app.task(name="bridgex.build_probe_set", acks_late=True, reject_on_worker_lost=True)
 def build_probe_set(request: dict[str, Any], force: bool = False) -> dict:
     """Build (or reuse) the probe set of a normalized request's pair; returns its path and hash."""
-    return stages.probe_set_only(request, get_settings(), force=force)
+    return stages.probe_set_only(AnalysisSpec.from_request(request), get_settings(), force=force)
 
 
 @app.task(name="bridgex.probe_activations", acks_late=True, reject_on_worker_lost=True)
 def probe_activations(request: dict[str, Any], force: bool = False) -> dict:
     """Probe set + activations over the window layers for a normalized request; returns the artifact path."""
-    return stages.activations_only(request, get_settings(), force=force)
+    return stages.activations_only(AnalysisSpec.from_request(request), get_settings(), force=force)
 
 
 @app.task(name="bridgex.rank_bridges", acks_late=True, reject_on_worker_lost=True)
 def rank_bridges(request: dict[str, Any]) -> dict:
     """The whole ranking from existing (or new) artifacts, without a job record and without publishing."""
     ctx = stages.JobContext(settings=get_settings())
-    return stages.run_analysis(request, ctx, publish=False)
+    return stages.run_analysis(AnalysisSpec.from_request(request), ctx, publish=False)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -143,6 +145,67 @@ class AnalysisRequest(BaseModel):
             "k_shot": settings.k_shot,
             "method_version": METHOD_VERSION,
         }
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """A normalised analysis request (`AnalysisRequest.normalized`), typed: what every analyzer stage takes.
+
+    The dict form stays the wire format (Celery's JSON, the job id, the configuration fingerprint); this is
+    built from it at the analyzer's edge, so a stage cannot misspell a key or read a field that is not there.
+    Fields an older queued job may lack keep the defaults below."""
+
+    model: str
+    revision: str | None
+    source: str
+    target: str
+    candidates: tuple[str, ...]
+    selection: Literal["top_rate", "lape"]
+    bridge_set: Literal["specific", "full"]
+    k: int
+    window: tuple[float, float]
+    top_rate: float
+    reduce: Literal["mean", "last"]
+    gold_filter: bool
+    probe_max: int
+    probe_min: int
+    hsic_variant: Literal["reference", "cka"]
+    gold_filter_k: int = 0
+    probe_fallback: Literal["unfiltered", "fail"] = "unfiltered"
+    lape_languages: tuple[str, ...] = ()
+    lape_ratio: float | None = None
+    lape_quantile: float | None = None
+    full_fraction: float | None = None
+    serve_policy: Literal["validated", "hsic"] = "validated"
+    validate_top_m: int = 2
+    serve_margin: int = 1
+    dev_size: int | None = None
+    dev_min: int | None = None
+    k_shot: int = 0
+    method_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Keys of the request this version does not know (kept, so the fingerprint is the submitter's)."""
+
+    @classmethod
+    def from_request(cls, request: Mapping[str, Any]) -> AnalysisSpec:
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: v for k, v in request.items() if k in names}
+        for key in ("candidates", "lape_languages"):
+            if key in known:
+                known[key] = tuple(known[key] or ())
+        if "window" in known:
+            known["window"] = (float(known["window"][0]), float(known["window"][1]))
+        for key in ("gold_filter_k", "k_shot"):
+            if known.get(key) is None:
+                known.pop(key, None)
+        return cls(**known, extra={k: v for k, v in request.items() if k not in names})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The wire form (lists, not tuples), equal to the normalised request it was built from."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out.update(candidates=list(self.candidates), lape_languages=list(self.lape_languages),
+                   window=list(self.window))
+        return {**out, **self.extra}
 
 
 def _text_available(settings: ServiceSettings, code: str) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.analyzer import stages
-from services.common.analysis import AnalysisRequest
+from services.common.analysis import AnalysisRequest, AnalysisSpec
 from tests.analyzer.conftest import settings_from, worker_env, write_data_dir
 from tests.support import free_port
 
@@ -21,8 +21,9 @@ def test_gold_filter_random_model_fails_clearly(tmp_path: Path, tiny_model_dir: 
     env = worker_env(tmp_path, tiny_model_dir, data, BRIDGEX_WORKER_URL=gen_worker[1], BRIDGEX_GOLD_FILTER="true",
                      BRIDGEX_PROBE_MAX="6", BRIDGEX_PROBE_MIN="4")
     settings = settings_from(env, "redis://127.0.0.1:1/0")
-    req = AnalysisRequest(source="sw", target="fi", probe_fallback="fail").normalized(settings)
-    assert req["gold_filter"] is True and req["gold_filter_k"] == 3
+    req = AnalysisSpec.from_request(
+        AnalysisRequest(source="sw", target="fi", probe_fallback="fail").normalized(settings))
+    assert req.gold_filter is True and req.gold_filter_k == 3
     lm = stages.load_lm(settings)
     with pytest.raises(stages.AnalysisFailed) as e:
         stages.probe_set(lm, req, settings)
@@ -32,7 +33,7 @@ def test_gold_filter_random_model_fails_clearly(tmp_path: Path, tiny_model_dir: 
     assert "gold_filter=false" in msg and "probe_min=4" in msg and "probe_fallback=unfiltered" in msg
     assert not list((tmp_path / "artifacts").glob("*/probes/*/*.json"))
     # the default policy: rank on unfiltered probes, labelled, with the filter's counts
-    default = AnalysisRequest(source="sw", target="fi").normalized(settings)
+    default = AnalysisSpec.from_request(AnalysisRequest(source="sw", target="fi").normalized(settings))
     ps, path = stages.probe_set(lm, default, settings)
     assert ps.filter == "unfiltered" and len(ps) == 6 and ps.tried == 16 and ps.kept == 0 and path.exists()
 
@@ -55,7 +56,7 @@ def test_gold_filter_refuses_a_worker_with_other_weights(tmp_path: Path, tiny_mo
                      BRIDGEX_PROBE_MAX="6", BRIDGEX_PROBE_MIN="4")
     settings = settings_from(env, "redis://127.0.0.1:1/0")
     lm = stages.load_lm(settings)
-    req = AnalysisRequest(source="sw", target="fi").normalized(settings)
+    req = AnalysisSpec.from_request(AnalysisRequest(source="sw", target="fi").normalized(settings))
     with pytest.raises(stages.AnalysisFailed) as e:
         stages.probe_set(lm, req, settings)
     msg = str(e.value)

@@ -10,7 +10,7 @@ from bridgex.models import tiny_random_llama
 
 from services.analyzer import models as model_cache
 from services.analyzer import stages
-from services.common.analysis import AnalysisRequest
+from services.common.analysis import AnalysisRequest, AnalysisSpec
 from tests.analyzer.conftest import settings_from, worker_env, write_data_dir
 
 
@@ -21,11 +21,11 @@ def settings(tmp_path: Path, tiny_model_dir: Path):
 
 
 def test_run_analysis_reuses_artifacts(settings) -> None:
-    req = AnalysisRequest(source="sw", target="fi").normalized(settings)
+    req = AnalysisSpec.from_request(AnalysisRequest(source="sw", target="fi").normalized(settings))
     seen: list[tuple[str, float]] = []
     ctx = stages.JobContext(settings=settings, on_progress=lambda st, c, t, pct: seen.append((st, pct)))
     res = stages.run_analysis(req, ctx, publish=False)
-    assert res["best"] in req["candidates"] and res["cache_key"] is None
+    assert res["best"] in req.candidates and res["cache_key"] is None
     pcts = [p for _, p in seen]
     assert pcts == sorted(pcts) and pcts[-1] == 100  # overall percent never goes back
     assert seen[0][0] == "data" and {"model", "profile", "validate"} <= {s for s, _ in seen}
@@ -38,7 +38,7 @@ def test_run_analysis_reuses_artifacts(settings) -> None:
 
 
 def test_cancel_between_batches(settings) -> None:
-    req = AnalysisRequest(source="sw", target="fi").normalized(settings)
+    req = AnalysisSpec.from_request(AnalysisRequest(source="sw", target="fi").normalized(settings))
     ctx = stages.JobContext(settings=settings, force=True)
     ctx._cancelled = True  # as if the flag had been read from Redis
     with pytest.raises(Cancelled):
@@ -82,9 +82,10 @@ def test_rank_runs_hsic_on_the_model_device(monkeypatch: pytest.MonkeyPatch) -> 
             return 1
 
     lm = SimpleNamespace(device=torch.device("cuda", 1), model_id="m", revision="r")
-    req = {"source": "en", "target": "fr", "candidates": ["de"], "selection": "top_rate", "top_rate": 0.01,
-           "bridge_set": "specific", "k": 8, "hsic_variant": "reference", "window": [0.3, 0.7], "reduce": "mean",
-           "gold_filter": True}
+    req = AnalysisSpec.from_request({
+        "model": "m", "revision": "r", "source": "en", "target": "fr", "candidates": ["de"],
+        "selection": "top_rate", "top_rate": 0.01, "bridge_set": "specific", "k": 8, "hsic_variant": "reference",
+        "window": [0.3, 0.7], "reduce": "mean", "gold_filter": True, "probe_max": 8, "probe_min": 1})
     ctx = stages.JobContext(settings=stages.AnalyzerSettings(_env_file=None))
     out = stages.rank(lm, {}, torch.zeros(1, 1, 1), [0], Probes(), req, ctx)
     assert seen["device"] == torch.device("cuda", 1) and out["best"] == "de"
