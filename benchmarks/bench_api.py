@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-from bridgex.client import GenerationClient
+from bridgex.generation.client import GenerationClient
 from bridgex.prompts import word_prompt
 
 from benchmarks.fixtures import gateway_env, pct, publish_fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from bridgex.client import GenerationClient
+from bridgex.generation.client import GenerationClient
 from bridgex.prompts import word_prompt
 
 WORDS = ["water", "house", "book", "tree", "sun", "moon", "bread", "dog", "cat", "city", "river", "friend",

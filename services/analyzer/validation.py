@@ -1,8 +1,8 @@
 """Dev-split validation of a ranking (method.md step 9): P@1 of direct translation, the top-m HSIC candidates and
 English on the pair's dev words, through the generation worker, with the served k_shot demonstrations.
 
-It runs `bridgex.chain.translate_chain` with `bridgex.demos` demonstrations, the same code the gateway serves,
-so the measured accuracy is that of the served prompts. Dev words (bridgex.data.layout part "dev") share no
+It runs `bridgex.generation.chain.translate_chain` with `bridgex.demos` demonstrations, the same code the gateway
+serves, so the measured accuracy is that of the served prompts. Dev words (bridgex.data.layout part "dev") share no
 source word with the probes or the evaluation split; the most common come first (bridgex.frequency).
 """
 
@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from bridgex.chain import translate_chain
-from bridgex.client import GenerationClient, GenerationError, WorkerUnavailable
 from bridgex.demos import word_demos
 from bridgex.frequency import frequency_order
+from bridgex.generation.chain import translate_chain
+from bridgex.generation.client import GenerationClient, GenerationError, WorkerUnavailable
 from bridgex.probes import matches_gold
 from bridgex.prompts import normalize_word
 from bridgex.serving import NONE, DevScore, dev_score

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import redis
 import redis.asyncio as aioredis
-from bridgex.client import GenerationClient
+from bridgex.generation.client import GenerationClient
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any
 
-from bridgex.client import IDENTITY_PATH
+from bridgex.generation.client import IDENTITY_PATH
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 

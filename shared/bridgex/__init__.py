@@ -1,6 +1,6 @@
 """BridgeX core library: languages, data readers, prompts, profiling, neuron sets, HSIC, ranking, artifacts.
 
-Pure library: no Redis, no HTTP servers (the generation *client* lives in `bridgex.client`).
+Pure library: no Redis, no HTTP servers (the generation *client* lives in `bridgex.generation.client`).
 """
 
 __version__ = "0.1.0"

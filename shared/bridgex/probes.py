@@ -138,7 +138,7 @@ async def _filter_window(client: Any, batch: list[tuple[str, list[str]]], source
                          demos: Sequence[Demo], sem: asyncio.Semaphore,
                          request_id: str | None) -> list[tuple[str | None, str | None]]:
     """(parsed answer, error) per word; each request has the client's own timeout and retries."""
-    from bridgex.client import GenerationError, WorkerUnavailable
+    from bridgex.generation.client import GenerationError, WorkerUnavailable
 
     async def one(i: int, w: str) -> tuple[str | None, str | None]:
         async with sem:
@@ -211,7 +211,7 @@ async def abuild_probe_set(
         if not worker_url:
             raise ProbeSetError("the gold filter needs a generation worker: set BRIDGEX_WORKER_URL "
                                 "or turn gold_filter off")
-        from bridgex.client import GenerationClient
+        from bridgex.generation.client import GenerationClient
 
         client = GenerationClient(worker_url, model=model, timeout=timeout, retries=retries,
                                   concurrency=concurrency, api_key=api_key)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from bridgex.cancel import Cancelled
-from bridgex.client import GenerationFailed, WorkerUnavailable
+from bridgex.generation.client import GenerationFailed, WorkerUnavailable
 from bridgex.probes import (
     GoldFilterFailed,
     ProbeSet,

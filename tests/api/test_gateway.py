@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from bridgex.client import SyncGenerationClient
+from bridgex.generation.client import SyncGenerationClient
 from bridgex.prompts import parse_sentence, parse_word, sentence_prompt, word_prompt
 
 from tests.api.conftest import ADMIN, MAX_TEXT, A, Stack, T

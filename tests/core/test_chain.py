@@ -1,8 +1,8 @@
-"""bridgex.chain: the served X-ICL chain reports the bridge it actually used (scripted completions)."""
+"""bridgex.generation.chain: the served X-ICL chain reports the bridge it actually used (scripted completions)."""
 
 from __future__ import annotations
 
-from bridgex.chain import translate_chain
+from bridgex.generation.chain import translate_chain
 from bridgex.prompts import Demo
 
 

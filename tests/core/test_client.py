@@ -1,4 +1,4 @@
-"""bridgex.client unit tests on recorded vLLM-style answers and error paths hard to cause on a real server
+"""bridgex.generation.client unit tests on recorded vLLM-style answers and error paths hard to cause on a real server
 (respx). The client against the real CPU worker is in tests/worker/test_server.py."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 import respx
-from bridgex.client import (
+from bridgex.generation.client import (
     GenerationClient,
     GenerationFailed,
     GenerationRejected,

@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 import redis
-from bridgex.client import SyncGenerationClient
+from bridgex.generation.client import SyncGenerationClient
 from bridgex.prompts import parse_word, word_prompt
 
 from tests.reliability.conftest import A2, ADMIN, RKEYS, WORKER_KEY, A, RStack, T, reliability_env

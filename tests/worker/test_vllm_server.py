@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from bridgex.client import GenerationClient, GenerationRejected
+from bridgex.generation.client import GenerationClient, GenerationRejected
 from bridgex.models import model_identity
 from bridgex.prompts import word_prompt
 

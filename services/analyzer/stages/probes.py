@@ -9,9 +9,9 @@ from typing import Any
 
 from bridgex.artifacts import sha256_json
 from bridgex.cancel import Cancelled
-from bridgex.client import GenerationClient, GenerationError
 from bridgex.demos import word_demos
 from bridgex.dictionaries import Dictionary
+from bridgex.generation.client import GenerationClient, GenerationError
 from bridgex.models import LoadedModel
 from bridgex.probes import ProbeSet, ProbeSetError, build_probe_set
 
@@ -105,7 +105,7 @@ def probe_set(lm: LoadedModel, spec: AnalysisSpec, settings: AnalyzerSettings, c
     except Cancelled:
         raise
     except Exception as e:
-        from bridgex.client import GenerationError
+        from bridgex.generation.client import GenerationError
 
         if isinstance(e, GenerationError):
             raise AnalysisFailed(

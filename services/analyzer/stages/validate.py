@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from bridgex.client import GenerationClient, GenerationError
+from bridgex.generation.client import GenerationClient, GenerationError
 from bridgex.models import LoadedModel
 from bridgex.serving import choose, validation_conditions
 

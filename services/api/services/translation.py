@@ -1,6 +1,6 @@
 """The translate flow: validate, choose the bridge, run the chain prompts through the generation worker.
 
-The chain itself (method.md step 7) is `bridgex.chain.translate_chain`, the very code the analyzer's dev
+The chain itself (method.md step 7) is `bridgex.generation.chain.translate_chain`, the very code the analyzer's dev
 validation measures. The response names the bridge actually used and where that decision came from.
 Worker failures map to 503 (unreachable / too slow) or 424 (it answered with an error), never a hang.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bridgex.chain import translate_chain
-from bridgex.client import GenerationError, GenerationRejected, WorkerUnavailable
+from bridgex.generation.chain import translate_chain
+from bridgex.generation.client import GenerationError, GenerationRejected, WorkerUnavailable
 
 from ..core.errors import ApiError, dependency_down
 from ..deps import AppContext

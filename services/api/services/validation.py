@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from bridgex.client import GenerationError, WorkerUnavailable
+from bridgex.generation.client import GenerationError, WorkerUnavailable
 from bridgex.languages import UnknownLanguageError, normalize_code
 from bridgex.prompts import CHAIN_DELIMITERS
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from bridgex.client import GenerationClient, GenerationFailed, GenerationRejected, WorkerUnavailable
 from bridgex.evaluation.cache import GenerationCache, request_key
+from bridgex.generation.client import GenerationClient, GenerationFailed, GenerationRejected, WorkerUnavailable
 
 __all__ = ["GenStats", "Generator", "Request"]
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridgex.client import GenerationClient, WorkerUnavailable
 from bridgex.evaluation import metrics
 from bridgex.evaluation.cache import GenerationCache
 from bridgex.evaluation.conditions import Condition, PairRankings, build_conditions, load_rankings
 from bridgex.evaluation.generate import Generator, Request
 from bridgex.evaluation.loaders import EvalDataError
 from bridgex.evaluation.tasks import TASKS, BaseTask, EvalItem, TaskData
+from bridgex.generation.client import GenerationClient, WorkerUnavailable
 from bridgex.languages import DEFAULT_CANDIDATES, normalize_code
 
 __all__ = ["EvalConfig", "HarnessError", "Unit", "evaluate", "parse_pairs"]
