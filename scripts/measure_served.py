@@ -98,7 +98,7 @@ def cmd_kshot(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_goldfilter(args: argparse.Namespace) -> dict[str, Any]:
     """DECISION gold_filter_k: words kept by the gold filter with 0 and 3 demonstrations (same words)."""
     from bridgex.demos import word_demos
-    from bridgex.probes import abuild_probe_set
+    from bridgex.generation.gold_filter import abuild_probe_set
 
     settings = get_settings()
     out: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""bridgex.probes unit tests: a scripted client stands in for the generation worker (one module)."""
+"""Probe sets and the gold filter: unit tests: a scripted client stands in for the generation worker (one module)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 from bridgex.cancel import Cancelled
 from bridgex.generation.client import GenerationFailed, WorkerUnavailable
-from bridgex.probes import (
-    GoldFilterFailed,
-    ProbeSet,
-    ProbeSetTooSmall,
-    abuild_probe_set,
-    candidate_words,
-)
+from bridgex.generation.gold_filter import GoldFilterFailed, abuild_probe_set
+from bridgex.probes import ProbeSet, ProbeSetTooSmall, candidate_words
 from bridgex.prompts import Demo
 
 

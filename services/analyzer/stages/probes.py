@@ -12,8 +12,9 @@ from bridgex.cancel import Cancelled
 from bridgex.demos import word_demos
 from bridgex.dictionaries import Dictionary
 from bridgex.generation.client import GenerationClient, GenerationError
+from bridgex.generation.gold_filter import build_probe_set
 from bridgex.models import LoadedModel
-from bridgex.probes import ProbeSet, ProbeSetError, build_probe_set
+from bridgex.probes import ProbeSet, ProbeSetError
 
 from services.analyzer.config import AnalyzerSettings
 from services.analyzer.stages.common import _short, data_layout, load_lm, model_root
