@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from celery import Celery
 
-from services.analyzer.config import AnalyzerSettings, get_settings
+from services.analyzer.config import get_settings
+from services.common.config import ServiceSettings
 
 
-def make_app(settings: AnalyzerSettings | None = None) -> Celery:
+def make_app(settings: ServiceSettings | None = None) -> Celery:
     s = settings or get_settings()
     app = Celery("bridgex-analyzer", broker=s.broker, backend=s.backend, include=["services.analyzer.tasks"])
     vt = int(s.visibility_timeout_s)

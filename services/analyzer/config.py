@@ -1,5 +1,5 @@
-"""The analyzer's settings: the shared service settings plus the Celery worker's own (task visibility, models
-kept loaded, the job lease)."""
+"""The analyzer's settings: the shared service settings plus the Celery worker's own (models kept loaded, the job
+lease)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from services.common.config import ServiceSettings
 
 
 class AnalyzerSettings(ServiceSettings):
-    visibility_timeout_s: int = 6 * 3600
     models_kept: int = Field(1, ge=1, description="Models kept loaded in an analyzer process.")
     job_lease_s: int = Field(60, ge=1, description="Lease (with heartbeat) that stops two workers running one job.")
 

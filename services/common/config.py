@@ -21,6 +21,7 @@ class ServiceSettings(CoreSettings):
 
     # --- jobs --------------------------------------------------------------------------------------
     analyze_queue: str = "analyze"
+    visibility_timeout_s: int = 6 * 3600
     job_ttl_s: int = 7 * 24 * 3600
     k_shot: int = Field(3, ge=0, description="Demonstrations in translate prompts and the dev validation "
                         "(measured: k=3 beats zero-shot on the default model, docs/results.md).")
