@@ -212,9 +212,11 @@ def test_auto_single_flight_then_cache(stack: Stack) -> None:
                                                        timeout=60), range(20)))
         outs = [r.json() for r in resps]
         assert all(r.status_code == 200 for r in resps), [r.text for r in resps if r.status_code != 200]
-        assert {o["bridge_source"] for o in outs} == {"fallback"}
-        assert {o["bridge"] for o in outs} == {None}  # direct until a measured bridge is published
-        assert len({o["translation"] for o in outs}) == 1
+        # direct until a measured bridge is published; the tiny model's analysis may land inside the burst, so
+        # the last few may already be cache hits (never anything else)
+        assert "fallback" in {o["bridge_source"] for o in outs} <= {"fallback", "cache"}
+        early = [o for o in outs if o["bridge_source"] == "fallback"]
+        assert {o["bridge"] for o in early} == {None} and len({o["translation"] for o in early}) == 1
         assert metric(c, "bridgex_api_analysis_enqueued_total") - before == 1
         assert metric(c, "bridgex_api_analysis_submits_total") - submits == 1  # SET NX let one through
         assert not [j for j in c.get("/jobs", headers=A).json()["jobs"]  # auto's job is not A's to see
