@@ -808,10 +808,23 @@ def container_env(docs: list[Doc], c: Doc, secret: dict[str, str] = TEST_SECRET)
     return env
 
 
-def read_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The services' Settings as a process with exactly this environment (its BRIDGEX_* part) reads them."""
-    from bridgex.settings import Settings
+def settings_class(container_name: str) -> Any:
+    """The settings class the process in this container reads (flower runs the analyzer's Celery app)."""
+    from services.analyzer.config import AnalyzerSettings
+    from services.api.core.config import ApiSettings
+    from services.worker.config import WorkerSettings
 
+    return {"api": ApiSettings, "analyzer": AnalyzerSettings, "flower": AnalyzerSettings,
+            "worker": WorkerSettings}[container_name]
+
+
+def all_setting_names() -> set[str]:
+    return {n for c in ("api", "analyzer", "worker") for n in settings_class(c).model_fields}
+
+
+def read_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, container_name: str = "api") -> Any:
+    """A service's settings as its process with exactly this environment (its BRIDGEX_* part) reads them."""
+    cls = settings_class(container_name)
     with monkeypatch.context() as m:
         for key in os.environ:
             if key.startswith("BRIDGEX_"):
@@ -819,7 +832,7 @@ def read_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
         for key, value in env.items():
             if key.startswith("BRIDGEX_"):
                 m.setenv(key, value)
-        return Settings(_env_file=None)
+        return cls(_env_file=None)
 
 
 def assert_redis_urls_authenticated(s: Any, where: str) -> None:
@@ -833,18 +846,17 @@ def test_services_read_the_secrets(rendered: tuple[str, list[Doc]], monkeypatch:
     """Each container's environment, as the services' own Settings read it: Redis URLs with the password for the
     Redis clients (the ConfigMap's URL stays password-free), the worker key for the worker and its two callers,
     neither where it has no use; and every BRIDGEX_* key of the ConfigMap is a real setting (no typo is ignored)."""
-    from bridgex.settings import Settings
-
     overlay, docs = rendered
     data = objects(docs, "ConfigMap")["bridgex-config"]["data"]
     assert urlsplit(data["BRIDGEX_REDIS_URL"]).password is None and "@" not in data["BRIDGEX_REDIS_URL"]
-    unknown = {k for k in data if k.startswith("BRIDGEX_") and k[len("BRIDGEX_"):].lower() not in Settings.model_fields}
+    unknown = {k for k in data if k.startswith("BRIDGEX_") and k[len("BRIDGEX_"):].lower() not in all_setting_names()}
     assert not unknown, f"{overlay}: bridgex-config sets unknown settings {unknown}"
-    got = {name: read_settings(container_env(docs, container(docs, name)), monkeypatch) for name in
+    got = {name: read_settings(container_env(docs, container(docs, name)), monkeypatch, name) for name in
            ("api", "analyzer", "flower", "worker")}
     for name in ("api", "analyzer", "flower"):
         assert_redis_urls_authenticated(got[name], f"{overlay} {name}")
-    assert got["worker"].redis_password is None, f"{overlay}: the worker needs no Redis password"
+    worker_env_ = container_env(docs, container(docs, "worker"))
+    assert "BRIDGEX_REDIS_PASSWORD" not in worker_env_, f"{overlay}: the worker needs no Redis password"
     for name in ("api", "analyzer", "worker"):
         assert got[name].worker_key == WORKER_KEY, f"{overlay} {name}"
     assert got["flower"].worker_key is None
@@ -1233,14 +1245,16 @@ def test_compose_services_read_the_secrets(compose: Doc, monkeypatch: pytest.Mon
     worker and its callers share the key, and the gateway runs its launcher on 0.0.0.0:8000 in the container."""
     services = compose["services"]
     shell = {"BRIDGEX_API_KEYS": json.dumps({"test-key": ["translate"]}), **COMPOSE_SECRETS}
-    got = {name: read_settings(compose_env(services[name], shell), monkeypatch) for name in
-           ("api", "analyzer", "analyzer-gpu", "flower", "worker-cpu", "worker")}
+    kind = {"api": "api", "analyzer": "analyzer", "analyzer-gpu": "analyzer", "flower": "flower",
+            "worker-cpu": "worker", "worker": "worker"}
+    envs = {name: compose_env(services[name], shell) for name in kind}
+    got = {name: read_settings(env, monkeypatch, kind[name]) for name, env in envs.items()}
     for name in ("api", "analyzer", "analyzer-gpu", "flower"):
         assert_redis_urls_authenticated(got[name], f"compose {name}")
     for name in ("api", "analyzer", "analyzer-gpu", "worker-cpu", "worker"):
         assert got[name].worker_key == WORKER_KEY, f"compose {name}"
     for name in ("worker-cpu", "worker"):
-        assert got[name].redis_password is None, f"compose {name} needs no Redis password"
+        assert "BRIDGEX_REDIS_PASSWORD" not in envs[name], f"compose {name} needs no Redis password"
     api = services["api"]
     assert api["command"] == ["python", "-m", "services.api"] and "entrypoint" not in api
     assert "uvicorn" not in json.dumps(api)
