@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,ml,data,worker,analyzer,api,dev,ops
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench lint redis chromium data clean-venv stop
+.PHONY: install run test bench lint redis chromium compose data clean-venv stop
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,13 +30,16 @@ redis:
 chromium:
 	@scripts/ensure-chromium.sh
 
+compose:
+	@scripts/ensure-compose.sh
+
 run: install redis
 	@scripts/run-local.sh
 
 stop:
 	@scripts/run-local.sh stop
 
-test: install redis chromium
+test: install redis chromium compose
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; exit 0; fi; exit $$rc
 
@@ -45,7 +48,7 @@ bench: install redis
 
 lint: install
 	$(BIN)/ruff check shared services tests benchmarks scripts
-	$(BIN)/ruff format --check shared services tests benchmarks scripts || true
+	$(BIN)/ruff format --check shared services tests benchmarks scripts
 
 clean-venv:
 	rm -rf $(VENV)
