@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from bridgex.cancel import Progress, ShouldCancel, check_cancel
-from bridgex.profiling import LanguageProfile, _encode, chunk_texts
+from bridgex.profiling import LanguageProfile
+from bridgex.profiling.batching import chunk_texts, encode
 from bridgex.vllm_env import cpu_env, vllm_platform
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class VLLMBackend:
         bos = lm.tokenizer.bos_token_id
         seqs = []
         for i, p in enumerate(prompts):
-            ids = _encode(lm.tokenizer, p)
+            ids = encode(lm.tokenizer, p)
             if not ids:
                 raise ValueError(f"prompt {i} is empty after tokenisation: {p!r}")
             seqs.append(([bos] if bos is not None else []) + ids)
