@@ -88,25 +88,33 @@ async def run(api: str, worker: str, model: str, n: int, conc: int) -> dict:
             for path in tput:
                 tput[path].append(await throughput(c, path, n, conc))
         ratio = statistics.median(tput["/bridges/en/fr"]) / statistics.median(tput["/health"])
-        print(f"cached bridge lookup vs trivial endpoint (same app, loopback, {conc} concurrent clients for "
-              "throughput, 1 for latency):")
+        print(
+            f"cached bridge lookup vs trivial endpoint (same app, loopback, {conc} concurrent clients for "
+            "throughput, 1 for latency):"
+        )
         for path in lat:
             print(row(f"GET {path}", lat[path]) + f"   {statistics.median(tput[path]):7.0f} req/s")
         p99 = pct(lat["/bridges/en/fr"], 99)
-        print(f"  throughput ratio bridges/health = {ratio:.2f} (goal >= 0.5: "
-              f"{'met' if ratio >= 0.5 else 'MISSED'}); bridges p99 = {p99:.2f} ms (goal <= 5 ms: "
-              f"{'met' if p99 <= 5 else 'MISSED'})")
+        print(
+            f"  throughput ratio bridges/health = {ratio:.2f} (goal >= 0.5: "
+            f"{'met' if ratio >= 0.5 else 'MISSED'}); bridges p99 = {p99:.2f} ms (goal <= 5 ms: "
+            f"{'met' if p99 <= 5 else 'MISSED'})"
+        )
         text = (await c.get("/metrics")).text
         for path in lat:  # the server's own view (in-process histogram): share of requests done within 5 ms
             route = "/bridges/{source}/{target}" if path.startswith("/bridges/") else path
             under = _bucket(text, route, "0.005") / max(_bucket(text, route, "+Inf"), 1)
             print(f"  server-side (gateway histogram) GET {path}: {100 * under:.1f}% of requests within 5 ms")
             res[f"server_within_5ms{path}"] = under
-        res["bridges"] = {"ratio": ratio, "p50_ms": statistics.median(lat["/bridges/en/fr"]), "p99_ms": p99,
-                          "health_p50_ms": statistics.median(lat["/health"]),
-                          "health_p99_ms": pct(lat["/health"], 99),
-                          "rps_bridges": statistics.median(tput["/bridges/en/fr"]),
-                          "rps_health": statistics.median(tput["/health"])}
+        res["bridges"] = {
+            "ratio": ratio,
+            "p50_ms": statistics.median(lat["/bridges/en/fr"]),
+            "p99_ms": p99,
+            "health_p50_ms": statistics.median(lat["/health"]),
+            "health_p99_ms": pct(lat["/health"], 99),
+            "rps_bridges": statistics.median(tput["/bridges/en/fr"]),
+            "rps_health": statistics.median(tput["/health"]),
+        }
 
         # 3. translate overhead over a direct worker call (same prompt, same max_tokens, sequential)
         m = int(os.environ.get("BENCH_API_TRANSLATE_N", "20"))
@@ -142,9 +150,14 @@ async def run(api: str, worker: str, model: str, n: int, conc: int) -> dict:
         print(row("worker direct, 2 calls (chain)", d2))
         print(row("POST /translate bridge=de", g2))
         print(f"  gateway overhead (p50): {over1:.2f} ms (no bridge), {over2:.2f} ms (explicit bridge)")
-        res["translate"] = {"direct_p50_ms": statistics.median(d1), "api_none_p50_ms": statistics.median(g1),
-                            "overhead_none_ms": over1, "direct2_p50_ms": statistics.median(d2),
-                            "api_bridge_p50_ms": statistics.median(g2), "overhead_bridge_ms": over2}
+        res["translate"] = {
+            "direct_p50_ms": statistics.median(d1),
+            "api_none_p50_ms": statistics.median(g1),
+            "overhead_none_ms": over1,
+            "direct2_p50_ms": statistics.median(d2),
+            "api_bridge_p50_ms": statistics.median(g2),
+            "overhead_bridge_ms": over2,
+        }
     return res
 
 

@@ -41,8 +41,9 @@ def main() -> dict:
 
     def run(backend) -> tuple[float, int]:
         t = time.perf_counter()
-        prof = backend.profile(lm, texts, language="mix", batch_size=batch_size, chunk_tokens=chunk_tokens,
-                               max_tokens=tokens)
+        prof = backend.profile(
+            lm, texts, language="mix", batch_size=batch_size, chunk_tokens=chunk_tokens, max_tokens=tokens
+        )
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t, prof.n_tokens
@@ -57,12 +58,20 @@ def main() -> dict:
             times[name].append(dt)
     hf_s, vl_s = min(times["hf"]), min(times["vllm"])
     result = {
-        "model": f"{lm.model_id}@{lm.revision}", "device": str(lm.device),
-        "dtype": str(next(lm.model.parameters()).dtype), "tokens": n_tokens, "chunk_tokens": chunk_tokens,
-        "hf_batch_size": batch_size, "hf_s_min": round(hf_s, 3), "vllm_s_min": round(vl_s, 3),
-        "hf_tokens_per_s": round(n_tokens / hf_s, 1), "vllm_tokens_per_s": round(n_tokens / vl_s, 1),
-        "vllm_over_hf_throughput": round(hf_s / vl_s, 3), "vllm_engine_start_s": round(engine_s, 1),
-        "peak_rss_mb_hf_loaded": round(rss_hf_loaded, 1), "peak_rss_mb_with_vllm_engine": round(rss_engine, 1),
+        "model": f"{lm.model_id}@{lm.revision}",
+        "device": str(lm.device),
+        "dtype": str(next(lm.model.parameters()).dtype),
+        "tokens": n_tokens,
+        "chunk_tokens": chunk_tokens,
+        "hf_batch_size": batch_size,
+        "hf_s_min": round(hf_s, 3),
+        "vllm_s_min": round(vl_s, 3),
+        "hf_tokens_per_s": round(n_tokens / hf_s, 1),
+        "vllm_tokens_per_s": round(n_tokens / vl_s, 1),
+        "vllm_over_hf_throughput": round(hf_s / vl_s, 3),
+        "vllm_engine_start_s": round(engine_s, 1),
+        "peak_rss_mb_hf_loaded": round(rss_hf_loaded, 1),
+        "peak_rss_mb_with_vllm_engine": round(rss_engine, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
     }
     if os.cpu_count() and os.getloadavg()[0] > os.cpu_count():

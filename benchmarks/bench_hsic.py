@@ -52,9 +52,7 @@ def literal_loop(
     return out, time.perf_counter() - t0
 
 
-def best_of(
-    fn: Callable[[], object], repeats: int = 5, min_total_s: float = 1.0, max_repeats: int = 50
-) -> float:
+def best_of(fn: Callable[[], object], repeats: int = 5, min_total_s: float = 1.0, max_repeats: int = 50) -> float:
     """Best time over at least `repeats` runs, more (up to `max_repeats`) until `min_total_s` has passed:
     other processes share these cores, and the minimum is the least disturbed run."""
     best = float("inf")
@@ -104,13 +102,19 @@ def compare_with_loop(n: int, n1: int, n2: int, subset: int | None) -> None:
     how = f"timed on {n_pairs} of {n1 * n2} pairs, extrapolated per pair" if subset else "all pairs"
     print(f"N={n} n1={n1} n2={n2} (float32 inputs)")
     print(f"  literal loop (scripts' compute_hsic, float32): {t_loop_full * 1e3:10.1f} ms  [{how}]")
-    print(f"  hsic_matrix auto -> {pl.method} (p={pl.terms}):      {t_auto * 1e3:10.2f} ms"
-          f"   speed-up {t_loop_full / t_auto:8.0f}x")
-    print(f"  hsic_matrix exact:                              {t_exact * 1e3:10.2f} ms"
-          f"   speed-up {t_loop_full / t_exact:8.0f}x")
+    print(
+        f"  hsic_matrix auto -> {pl.method} (p={pl.terms}):      {t_auto * 1e3:10.2f} ms"
+        f"   speed-up {t_loop_full / t_auto:8.0f}x"
+    )
+    print(
+        f"  hsic_matrix exact:                              {t_exact * 1e3:10.2f} ms"
+        f"   speed-up {t_loop_full / t_exact:8.0f}x"
+    )
     print(f"  max rel diff, ours (float32) vs float64 literal loop: {rel(ours, loop64, mask):.2e}")
-    print(f"  max rel diff, float32 literal loop vs float64 literal loop (the scripts' own rounding): "
-          f"{rel(loop32, loop64, mask):.2e}")
+    print(
+        f"  max rel diff, float32 literal loop vs float64 literal loop (the scripts' own rounding): "
+        f"{rel(loop32, loop64, mask):.2e}"
+    )
     print(f"  max rel diff, ours float64 exact vs float64 literal loop: {rel(ours64, loop64, mask):.2e}")
 
 
@@ -120,9 +124,11 @@ def exact_vs_taylor(n: int, n1: int, n2: int) -> None:
     t_exact = best_of(lambda: hsic_matrix(x, y, method="exact"), repeats=3)
     t_taylor = best_of(lambda: hsic_matrix(x, y, method="taylor"))
     d = rel(hsic_matrix(x, y, method="taylor"), hsic_matrix(x, y, method="exact", dtype=torch.float64))
-    print(f"exact vs taylor, N={n} n1={n1} n2={n2}: exact {t_exact * 1e3:.2f} ms, taylor (p={pl.terms}, "
-          f"bound {pl.bound:.1e}) {t_taylor * 1e3:.2f} ms, ratio {t_exact / t_taylor:.1f}x, "
-          f"max rel diff vs float64 exact {d:.2e}")
+    print(
+        f"exact vs taylor, N={n} n1={n1} n2={n2}: exact {t_exact * 1e3:.2f} ms, taylor (p={pl.terms}, "
+        f"bound {pl.bound:.1e}) {t_taylor * 1e3:.2f} ms, ratio {t_exact / t_taylor:.1f}x, "
+        f"max rel diff vs float64 exact {d:.2e}"
+    )
 
 
 def big_case(n: int = 1000, n_big: int = 2048) -> None:
@@ -133,9 +139,11 @@ def big_case(n: int = 1000, n_big: int = 2048) -> None:
     out = hsic_matrix(x, y)
     t_auto = time.perf_counter() - t0
     rss1 = peak_rss_mb()
-    print(f"big case N={n} n1=n2={n_big}: auto -> {pl.method} (p={pl.terms}, chunk {pl.chunk}) "
-          f"{t_auto:.2f} s, peak RSS +{rss1 - rss0:.0f} MiB (inputs {2 * x.numel() * 4 / 2**20:.0f} MiB, "
-          f"output {out.numel() * 4 / 2**20:.0f} MiB)")
+    print(
+        f"big case N={n} n1=n2={n_big}: auto -> {pl.method} (p={pl.terms}, chunk {pl.chunk}) "
+        f"{t_auto:.2f} s, peak RSS +{rss1 - rss0:.0f} MiB (inputs {2 * x.numel() * 4 / 2**20:.0f} MiB, "
+        f"output {out.numel() * 4 / 2**20:.0f} MiB)"
+    )
     # Accuracy on a sample of the pairs against a float64 exact reference with the same sigma.
     ref = hsic_matrix(x[:128], y[:8], sigma=pl.sigma, method="exact", dtype=torch.float64)
     print(f"  max rel diff vs float64 exact on 128x8 of the pairs: auto {rel(out[:128, :8], ref):.2e}")
@@ -147,9 +155,11 @@ def big_case(n: int = 1000, n_big: int = 2048) -> None:
     exact_sub = hsic_matrix(x[:sub_x], y[:sub_y], sigma=pl.sigma, method="exact")
     t_sub = time.perf_counter() - t0
     rss2 = peak_rss_mb()
-    print(f"  exact (float32) on {sub_x} x {sub_y} pairs, chunk {pe.chunk} neurons: {t_sub:.2f} s, "
-          f"peak RSS now +{rss2 - rss0:.0f} MiB; max rel diff vs float64 exact "
-          f"{rel(exact_sub[:128, :8], ref):.2e}")
+    print(
+        f"  exact (float32) on {sub_x} x {sub_y} pairs, chunk {pe.chunk} neurons: {t_sub:.2f} s, "
+        f"peak RSS now +{rss2 - rss0:.0f} MiB; max rel diff vs float64 exact "
+        f"{rel(exact_sub[:128, :8], ref):.2e}"
+    )
 
 
 def gpu_case(n: int = 1000, n_big: int = 2048) -> None:
@@ -171,9 +181,11 @@ def gpu_case(n: int = 1000, n_big: int = 2048) -> None:
         dt = time.perf_counter() - t0
         peak = (torch.cuda.max_memory_allocated(dev) - base) / 2**30
         pm, _, _ = plan(xg, yg, method=method)
-        print(f"  {method:6s} float32 (p={pm.terms}, chunk {pm.chunk}): {dt:.3f} s, "
-              f"peak GPU memory +{peak:.2f} GiB, max rel diff vs float64 CPU exact on 128x8 pairs "
-              f"{rel(out[:128, :8].cpu(), ref):.2e}")
+        print(
+            f"  {method:6s} float32 (p={pm.terms}, chunk {pm.chunk}): {dt:.3f} s, "
+            f"peak GPU memory +{peak:.2f} GiB, max rel diff vs float64 CPU exact on 128x8 pairs "
+            f"{rel(out[:128, :8].cpu(), ref):.2e}"
+        )
     small_x, small_y = pair_inputs(32, 32, 500)
     sx, sy = small_x.to(dev), small_y.to(dev)
     for method in ("taylor", "exact"):

@@ -50,22 +50,31 @@ class Phase:
 
     def summary(self) -> dict[str, Any]:
         n = len(self.lat)
-        return {"requests": n, "rps": n / self.seconds if self.seconds else 0.0,
-                "p50_ms": statistics.median(self.lat) if n else None, "p95_ms": pct(self.lat, 95) if n else None,
-                "p99_ms": pct(self.lat, 99) if n else None, "timeouts": self.timeouts, "errors": self.errors,
-                "codes": {str(k): v for k, v in sorted(self.codes.items())}}
+        return {
+            "requests": n,
+            "rps": n / self.seconds if self.seconds else 0.0,
+            "p50_ms": statistics.median(self.lat) if n else None,
+            "p95_ms": pct(self.lat, 95) if n else None,
+            "p99_ms": pct(self.lat, 99) if n else None,
+            "timeouts": self.timeouts,
+            "errors": self.errors,
+            "codes": {str(k): v for k, v in sorted(self.codes.items())},
+        }
 
     def line(self) -> str:
         s = self.summary()
         if not s["requests"]:
             return f"  {self.name:<28} no request finished; timeouts {self.timeouts}"
-        return (f"  {self.name:<28} {s['rps']:8.1f} req/s   p50 {s['p50_ms']:8.1f}   p95 {s['p95_ms']:8.1f}   "
-                f"p99 {s['p99_ms']:8.1f} ms   timeouts {s['timeouts']}   codes {s['codes']}"
-                + (f"   transport errors {s['errors']}" if s["errors"] else ""))
+        return (
+            f"  {self.name:<28} {s['rps']:8.1f} req/s   p50 {s['p50_ms']:8.1f}   p95 {s['p95_ms']:8.1f}   "
+            f"p99 {s['p99_ms']:8.1f} ms   timeouts {s['timeouts']}   codes {s['codes']}"
+            + (f"   transport errors {s['errors']}" if s["errors"] else "")
+        )
 
 
-async def closed_loop(c: httpx.AsyncClient, phase: Phase, method: str, path: str, body_of: Any,
-                      clients: int, until: float) -> None:
+async def closed_loop(
+    c: httpx.AsyncClient, phase: Phase, method: str, path: str, body_of: Any, clients: int, until: float
+) -> None:
     async def client(i: int) -> None:
         k = 0
         while time.monotonic() < until:
@@ -105,18 +114,23 @@ async def run(api: str, clients: int, seconds: float, timeout_s: float, api_pid:
             (await c.get(path, headers=H)).raise_for_status()
         (await c.post("/translate", headers=H, json=translate_body(0, 0))).raise_for_status()
         phases: list[Phase] = []
-        for name, method, path, body in (("health alone", "GET", "/health", None),
-                                         ("bridges alone", "GET", "/bridges/en/fr", None),
-                                         ("translate alone", "POST", "/translate", translate_body)):
+        for name, method, path, body in (
+            ("health alone", "GET", "/health", None),
+            ("bridges alone", "GET", "/bridges/en/fr", None),
+            ("translate alone", "POST", "/translate", translate_body),
+        ):
             ph = Phase(name)
             until = time.monotonic() + seconds
             await asyncio.gather(closed_loop(c, ph, method, path, body, clients, until), watch_rss(until))
             phases.append(ph)
         mixed = [Phase("mixed: translate"), Phase("mixed: bridges"), Phase("mixed: health")]
         until = time.monotonic() + seconds
-        await asyncio.gather(closed_loop(c, mixed[0], "POST", "/translate", translate_body, clients, until),
-                             closed_loop(c, mixed[1], "GET", "/bridges/en/fr", None, clients, until),
-                             closed_loop(c, mixed[2], "GET", "/health", None, clients, until), watch_rss(until))
+        await asyncio.gather(
+            closed_loop(c, mixed[0], "POST", "/translate", translate_body, clients, until),
+            closed_loop(c, mixed[1], "GET", "/bridges/en/fr", None, clients, until),
+            closed_loop(c, mixed[2], "GET", "/health", None, clients, until),
+            watch_rss(until),
+        )
         phases += mixed
     for ph in phases:
         print(ph.line(), flush=True)
@@ -124,10 +138,14 @@ async def run(api: str, clients: int, seconds: float, timeout_s: float, api_pid:
     alone = out["bridges alone"]["p99_ms"] / out["health alone"]["p99_ms"]
     together = out["mixed: bridges"]["p99_ms"] / out["mixed: health"]["p99_ms"]
     timeouts = sum(ph.timeouts for ph in phases)
-    print(f"  /bridges p99 / /health p99 at {clients} clients: {alone:.2f} alone, {together:.2f} under the "
-          f"translate load (goal <= 2: {'met' if max(alone, together) <= 2 else 'MISSED'})")
-    print(f"  requests that reached the {timeout_s:.0f} s client timeout: {timeouts} (goal 0: "
-          f"{'met' if timeouts == 0 else 'MISSED'});  gateway peak RSS {peak['rss'] / 2**20:.0f} MiB")
+    print(
+        f"  /bridges p99 / /health p99 at {clients} clients: {alone:.2f} alone, {together:.2f} under the "
+        f"translate load (goal <= 2: {'met' if max(alone, together) <= 2 else 'MISSED'})"
+    )
+    print(
+        f"  requests that reached the {timeout_s:.0f} s client timeout: {timeouts} (goal 0: "
+        f"{'met' if timeouts == 0 else 'MISSED'});  gateway peak RSS {peak['rss'] / 2**20:.0f} MiB"
+    )
     out["ratios"] = {"bridges_over_health_p99_alone": alone, "bridges_over_health_p99_mixed": together}
     out["timeouts"] = timeouts
     out["gateway_peak_rss_mib"] = peak["rss"] / 2**20
@@ -149,8 +167,17 @@ def main() -> dict[str, Any]:
     try:
         wsvc, worker = start_worker(model, tmp, BRIDGEX_MAX_MODEL_LEN="2048")
         services.append(wsvc)
-        env = gateway_env(model, rs.url, worker, tmp, KEY, BRIDGEX_K_SHOT="0", BRIDGEX_DATA_AUTO="false",
-                          BRIDGEX_WORKER_TIMEOUT_S=str(worker_timeout), BRIDGEX_WORKER_RETRIES=str(retries))
+        env = gateway_env(
+            model,
+            rs.url,
+            worker,
+            tmp,
+            KEY,
+            BRIDGEX_K_SHOT="0",
+            BRIDGEX_DATA_AUTO="false",
+            BRIDGEX_WORKER_TIMEOUT_S=str(worker_timeout),
+            BRIDGEX_WORKER_RETRIES=str(retries),
+        )
         asvc, api = start_api(tmp, **env)
         services.append(asvc)
         publish_fixture(rs.url, env, "en", "fr")

@@ -25,8 +25,24 @@ import psutil
 from bridgex.generation.client import GenerationClient
 from bridgex.prompts import word_prompt
 
-WORDS = ["water", "house", "book", "tree", "sun", "moon", "bread", "dog", "cat", "city", "river", "friend",
-         "school", "night", "green", "hand"]
+WORDS = [
+    "water",
+    "house",
+    "book",
+    "tree",
+    "sun",
+    "moon",
+    "bread",
+    "dog",
+    "cat",
+    "city",
+    "river",
+    "friend",
+    "school",
+    "night",
+    "green",
+    "hand",
+]
 TARGETS = ["fr", "de", "es", "it", "pt", "ja", "zh", "id"]
 LEVELS = (1, 8, 16)
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +58,16 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def _row(name: str, n_req: int, tokens: int, wall: float, lat: list[float]) -> dict:
-    return {"mode": name, "requests": n_req, "tokens": tokens, "wall_s": wall, "req_per_s": n_req / wall,
-            "tok_per_s": tokens / wall, "p50_s": statistics.median(lat), "p95_s": _pct(lat, 0.95)}
+    return {
+        "mode": name,
+        "requests": n_req,
+        "tokens": tokens,
+        "wall_s": wall,
+        "req_per_s": n_req / wall,
+        "tok_per_s": tokens / wall,
+        "p50_s": statistics.median(lat),
+        "p95_s": _pct(lat, 0.95),
+    }
 
 
 class TreeRSS:
@@ -123,10 +147,30 @@ def _server_args(engine: str, model: str, port: int) -> tuple[list[str], dict[st
         return [sys.executable, "-m", "services.worker"], {"BRIDGEX_WORKER_PORT": str(port)}
     if engine == "bridgex":  # the home-made engine, before its removal: BENCH_BRIDGEX_ROOT = a checkout of it
         old = os.environ["BENCH_BRIDGEX_ROOT"]
-        return ([sys.executable, "-m", "uvicorn", "--app-dir", old, "services.worker.main:create_app", "--factory",
-                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                {"BRIDGEX_DEVICE": "cpu", "BRIDGEX_DTYPE": "float32", "BRIDGEX_MAX_BATCH_SIZE": "16",
-                 "BRIDGEX_TORCH_THREADS": "1", "PYTHONPATH": f"{old}/shared:{old}"})
+        return (
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                old,
+                "services.worker.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            {
+                "BRIDGEX_DEVICE": "cpu",
+                "BRIDGEX_DTYPE": "float32",
+                "BRIDGEX_MAX_BATCH_SIZE": "16",
+                "BRIDGEX_TORCH_THREADS": "1",
+                "PYTHONPATH": f"{old}/shared:{old}",
+            },
+        )
     raise ValueError(f"unknown engine {engine!r} (vllm, bridgex)")
 
 
@@ -140,8 +184,14 @@ def run_engine(engine: str, model: str, n_req: int, max_tokens: int, log_dir: Pa
     args, env = _server_args(engine, model, port)
     log = (log_dir / f"{engine}.log").open("wb")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "BRIDGEX_MODEL": model, **env}, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env={**os.environ, "BRIDGEX_MODEL": model, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     rss = TreeRSS(proc.pid)
     try:
         while True:
@@ -187,12 +237,16 @@ def main() -> dict:
         for engine in engines:
             rows += run_engine(engine, model, n_req, max_tokens, Path(d))
     print(f"\nmodel={model} max_tokens={max_tokens} fp32, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-    print(f"{'mode':<26}{'req':>5}{'req/s':>8}{'tok/s':>8}{'p50 s':>8}{'p95 s':>8}{'x base':>8}{'ready s':>9}"
-          f"{'peak GB':>9}")
+    print(
+        f"{'mode':<26}{'req':>5}{'req/s':>8}{'tok/s':>8}{'p50 s':>8}{'p95 s':>8}{'x base':>8}{'ready s':>9}"
+        f"{'peak GB':>9}"
+    )
     for r in rows:
-        print(f"{r['mode']:<26}{r['requests']:>5}{r['req_per_s']:>8.2f}{r['tok_per_s']:>8.1f}{r['p50_s']:>8.2f}"
-              f"{r['p95_s']:>8.2f}{r['req_per_s'] / base['req_per_s']:>8.2f}{r.get('ready_s', 0):>9.0f}"
-              f"{r.get('peak_rss_gb', 0):>9.2f}")
+        print(
+            f"{r['mode']:<26}{r['requests']:>5}{r['req_per_s']:>8.2f}{r['tok_per_s']:>8.1f}{r['p50_s']:>8.2f}"
+            f"{r['p95_s']:>8.2f}{r['req_per_s'] / base['req_per_s']:>8.2f}{r.get('ready_s', 0):>9.0f}"
+            f"{r.get('peak_rss_gb', 0):>9.2f}"
+        )
     out = os.environ.get("BENCH_WORKER_JSON")
     if out:
         Path(out).write_text(json.dumps(rows, indent=2))

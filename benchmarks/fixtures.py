@@ -15,9 +15,15 @@ from services.common.bridges import BridgeStore
 
 def gateway_env(model: str, redis_url: str, worker_url: str, home: Path, key: str, **extra: str) -> dict[str, str]:
     """Environment of a benchmark gateway: one translate key, no rate limit in the way."""
-    return {"BRIDGEX_MODEL": model, "BRIDGEX_REDIS_URL": redis_url, "BRIDGEX_WORKER_URL": worker_url,
-            "BRIDGEX_API_KEYS": json.dumps({key: ["translate"]}), "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000000",
-            "BRIDGEX_HOME": str(home), **extra}
+    return {
+        "BRIDGEX_MODEL": model,
+        "BRIDGEX_REDIS_URL": redis_url,
+        "BRIDGEX_WORKER_URL": worker_url,
+        "BRIDGEX_API_KEYS": json.dumps({key: ["translate"]}),
+        "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000000",
+        "BRIDGEX_HOME": str(home),
+        **extra,
+    }
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -36,9 +42,19 @@ def publish_fixture(redis_url: str, env: dict[str, str], source: str, target: st
         os.environ.clear()
         os.environ.update(saved)
     norm = AnalysisRequest(source=source, target=target).normalized(settings)
-    ranking = {"ranked": [{"code": "de", "score": 0.71, "rank": 1}, {"code": "it", "score": 0.52, "rank": 2}],
-               "best": "de", "provenance": {"note": "benchmark fixture"}}
+    ranking = {
+        "ranked": [{"code": "de", "score": 0.71, "rank": 1}, {"code": "it", "score": 0.52, "rank": 2}],
+        "best": "de",
+        "provenance": {"note": "benchmark fixture"},
+    }
     BridgeStore(redis.Redis.from_url(redis_url)).publish(
-        ranking, model=settings.model, revision=settings.model_revision, source=source, target=target,
-        probe_hash="bench", method_version=norm["method_version"],
-        config=served_config(settings, source, target), params=norm)
+        ranking,
+        model=settings.model,
+        revision=settings.model_revision,
+        source=source,
+        target=target,
+        probe_hash="bench",
+        method_version=norm["method_version"],
+        config=served_config(settings, source, target),
+        params=norm,
+    )

@@ -49,6 +49,7 @@ def sign_test(b: int, c: int) -> float:
 async def translate_all(api: str, items: list[dict[str, Any]], concurrency: int = 12) -> list[dict[str, Any]]:
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=api, timeout=600) as c:
+
         async def one(body: dict[str, Any]) -> dict[str, Any]:
             async with sem:
                 for attempt in range(30):
@@ -77,8 +78,11 @@ def cmd_kshot(args: argparse.Namespace) -> dict[str, Any]:
         words = eval_words(s, t, args.words)
         row: dict[str, Any] = {}
         for k in (0, 3):
-            res = asyncio.run(translate_all(args.api, [
-                {"text": w, "source": s, "target": t, "bridge": "none", "k_shot": k} for w, _ in words]))
+            res = asyncio.run(
+                translate_all(
+                    args.api, [{"text": w, "source": s, "target": t, "bridge": "none", "k_shot": k} for w, _ in words]
+                )
+            )
             hits = [matches_gold(r["translation"], g) for r, (_, g) in zip(res, words, strict=True)]
             row[f"k{k}"] = score(hits)
             row[f"k{k}_hits"] = hits
@@ -90,8 +94,11 @@ def cmd_kshot(args: argparse.Namespace) -> dict[str, Any]:
         print(pair, out["pairs"][pair], flush=True)
     w = sum(1 for a, b in zip(pooled[3], pooled[0], strict=True) if a and not b)
     losses = sum(1 for a, b in zip(pooled[3], pooled[0], strict=True) if b and not a)
-    out["pooled"] = {"k0": score(pooled[0]), "k3": score(pooled[3]),
-                     "sign_test": {"k3_only": w, "k0_only": losses, "p": round(sign_test(w, losses), 4)}}
+    out["pooled"] = {
+        "k0": score(pooled[0]),
+        "k3": score(pooled[3]),
+        "sign_test": {"k3_only": w, "k0_only": losses, "p": round(sign_test(w, losses), 4)},
+    }
     return out
 
 
@@ -111,9 +118,19 @@ def cmd_goldfilter(args: argparse.Namespace) -> dict[str, Any]:
         row = {}
         for k in (0, 3):
             t0 = time.monotonic()
-            ps = asyncio.run(abuild_probe_set(
-                pairs, s, t, worker_url=args.worker, probe_max=args.words, probe_min=1,
-                max_examined=args.words, demos=demos if k else [], concurrency=8))
+            ps = asyncio.run(
+                abuild_probe_set(
+                    pairs,
+                    s,
+                    t,
+                    worker_url=args.worker,
+                    probe_max=args.words,
+                    probe_min=1,
+                    max_examined=args.words,
+                    demos=demos if k else [],
+                    concurrency=8,
+                )
+            )
             row[f"k{k}"] = {"tried": ps.tried, "kept": ps.kept, "seconds": round(time.monotonic() - t0, 1)}
         out[pair] = row
         print(pair, row, flush=True)
@@ -133,11 +150,19 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
                     break
                 time.sleep(2)
             res = rec.get("result") or {}
-            out[pair] = {"state": rec["state"], "error": rec.get("error"), "wall_s": round(time.monotonic() - t0, 1),
-                         "probe_filter": res.get("probe_filter"), "probe_counts": res.get("probe_counts"),
-                         "hsic": res.get("ranking"), "hsic_top": res.get("best"), "dev": res.get("dev"),
-                         "served": res.get("served"), "timings_s": res.get("timings_s"),
-                         "cache_key": res.get("cache_key")}
+            out[pair] = {
+                "state": rec["state"],
+                "error": rec.get("error"),
+                "wall_s": round(time.monotonic() - t0, 1),
+                "probe_filter": res.get("probe_filter"),
+                "probe_counts": res.get("probe_counts"),
+                "hsic": res.get("ranking"),
+                "hsic_top": res.get("best"),
+                "dev": res.get("dev"),
+                "served": res.get("served"),
+                "timings_s": res.get("timings_s"),
+                "cache_key": res.get("cache_key"),
+            }
             print(pair, json.dumps(out[pair], ensure_ascii=False), flush=True)
     return out
 
@@ -158,8 +183,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         row: dict[str, Any] = {"n": len(words), "hsic_top": top}
         hits: dict[str, list[bool]] = {}
         for name, bridge in conds.items():
-            res = asyncio.run(translate_all(args.api, [
-                {"text": w, "source": s, "target": t, "bridge": bridge} for w, _ in words]))
+            res = asyncio.run(
+                translate_all(args.api, [{"text": w, "source": s, "target": t, "bridge": bridge} for w, _ in words])
+            )
             hits[name] = [matches_gold(r["translation"], g) for r, (_, g) in zip(res, words, strict=True)]
             row[name] = score(hits[name])
             if name == "auto":

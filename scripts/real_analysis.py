@@ -40,18 +40,25 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {"worker_url": args.worker_url} if args.worker_url else {}
     settings = AnalyzerSettings(**overrides)
-    print(f"model={settings.model} device={settings.device} data={settings.data_path} "
-          f"artifacts={settings.artifacts_path}", flush=True)
+    print(
+        f"model={settings.model} device={settings.device} data={settings.data_path} "
+        f"artifacts={settings.artifacts_path}",
+        flush=True,
+    )
     results: dict[str, dict] = {}
     failures = 0
     for pair in args.pairs:
         src, _, tgt = pair.partition("-")
         try:
             req = AnalysisRequest(
-                source=src, target=tgt,
+                source=src,
+                target=tgt,
                 candidates=args.candidates.split(",") if args.candidates else None,
-                gold_filter=args.gold_filter, selection=args.selection, bridge_set=args.bridge_set,
-                probe_max=args.probe_max, probe_min=args.probe_min,
+                gold_filter=args.gold_filter,
+                selection=args.selection,
+                bridge_set=args.bridge_set,
+                probe_max=args.probe_max,
+                probe_min=args.probe_min,
             ).normalized(settings)
         except (InvalidAnalysisRequest, ValueError) as e:
             print(f"[{pair}] invalid: {e}", file=sys.stderr)
@@ -59,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         last = [0.0]
 
-        def show(stage: str, cur: int, tot: int, pct: float, pair: str = pair,
-                 last: list[float] = last) -> None:
+        def show(stage: str, cur: int, tot: int, pct: float, pair: str = pair, last: list[float] = last) -> None:
             now = time.monotonic()
             if now - last[0] > 5:
                 last[0] = now
@@ -77,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         res["wall_s"] = round(time.perf_counter() - t0, 2)
         results[pair] = res
-        print(f"\n[{pair}] best bridge: {res['best']}  (probe set: {res['probe_size']} words, "
-              f"hash {res['probe_hash']}, layers {res['layers']})")
+        print(
+            f"\n[{pair}] best bridge: {res['best']}  (probe set: {res['probe_size']} words, "
+            f"hash {res['probe_hash']}, layers {res['layers']})"
+        )
         for c in res["ranking"]:
             score = "n/a" if c["score"] is None else f"{c['score']:.6g}"
             print(f"   {c['rank']}. {c['code']:<4} {score}")

@@ -42,8 +42,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def gen_worker(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str]]:
     """One real vLLM generation worker serving the tiny random model, shared by the session's integration
     tests (a vLLM start costs ~30 s here); tests that stop a worker start their own."""
-    svc, url = start_worker(tiny_model_dir, tmp_path_factory.mktemp("worker-logs"),
-                            BRIDGEX_WORKER_ARGS="--enable-log-requests")  # request ids in its log
+    svc, url = start_worker(
+        tiny_model_dir, tmp_path_factory.mktemp("worker-logs"), BRIDGEX_WORKER_ARGS="--enable-log-requests"
+    )  # request ids in its log
     yield svc, url
     svc.stop()
 

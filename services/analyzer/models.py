@@ -27,8 +27,7 @@ def get_model(name: str, *, revision: str | None, device: str, dtype: str, keep:
         from bridgex.models import load_model
 
         log.info("loading model %s (revision %s) on %s", name, revision, device)
-        lm = load_model(None if name in ("", "default") else name, device=device, dtype=dtype,
-                        revision=revision)
+        lm = load_model(None if name in ("", "default") else name, device=device, dtype=dtype, revision=revision)
         _cache[key] = lm
         while len(_cache) > max(1, keep):
             old, _ = _cache.popitem(last=False)
@@ -44,8 +43,12 @@ def configure_capture(settings: Any) -> None:
     from bridgex.capture import _BACKENDS, register_backend
 
     current = _BACKENDS.get("vllm")
-    want = dict(tensor_parallel_size=settings.capture_tensor_parallel, kv_cache_gib=settings.worker_kv_cache_gib,
-                cpu_bind=settings.worker_cpu_bind, max_model_len=settings.max_model_len or 4096)
+    want = dict(
+        tensor_parallel_size=settings.capture_tensor_parallel,
+        kv_cache_gib=settings.worker_kv_cache_gib,
+        cpu_bind=settings.worker_cpu_bind,
+        max_model_len=settings.max_model_len or 4096,
+    )
     if current is not None and all(getattr(current, k, None) == v for k, v in want.items()):
         return
     from bridgex.capture.vllm_engine import VLLMBackend

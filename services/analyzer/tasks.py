@@ -33,8 +33,7 @@ from .config import get_settings
 log = logging.getLogger(__name__)
 
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-_RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) "
-          "else return 0 end")
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) else return 0 end"
 
 _redis: redis.Redis | None = None
 
@@ -42,8 +41,9 @@ _redis: redis.Redis | None = None
 def redis_client() -> redis.Redis:
     global _redis
     if _redis is None:
-        _redis = redis.Redis.from_url(get_settings().redis_url, socket_timeout=10, socket_connect_timeout=5,
-                                      health_check_interval=30)
+        _redis = redis.Redis.from_url(
+            get_settings().redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+        )
     return _redis
 
 
@@ -89,8 +89,9 @@ def _request_id(task: Task) -> str | None:
     return getattr(req, "request_id", None) or (getattr(req, "headers", None) or {}).get("request_id")
 
 
-def run_job(job_id: str, request: dict[str, Any] | None = None, *, force: bool = False,
-            request_id: str | None = None) -> tuple[str, JobRecord | None]:
+def run_job(
+    job_id: str, request: dict[str, Any] | None = None, *, force: bool = False, request_id: str | None = None
+) -> tuple[str, JobRecord | None]:
     """The job lifecycle around `stages.run_analysis`. Returns (outcome, record); outcome is one of
     'done', 'skipped' (already terminal), 'busy' (another live worker holds the lease), 'missing'."""
     settings = get_settings()
@@ -116,8 +117,9 @@ def run_job(job_id: str, request: dict[str, Any] | None = None, *, force: bool =
             return "skipped", rec
         if rec.attempts > 1:
             log.warning("job %s: attempt %d (resuming after a lost worker)", job_id, rec.attempts)
-        ctx = stages.JobContext(job_id=job_id, store=store, settings=settings, request_id=request_id or
-                                rec.request_id, force=force)
+        ctx = stages.JobContext(
+            job_id=job_id, store=store, settings=settings, request_id=request_id or rec.request_id, force=force
+        )
         req = rec.request or request or {}
         try:
             result = stages.run_analysis(AnalysisSpec.from_request(req), ctx, redis=r)
@@ -131,8 +133,13 @@ def run_job(job_id: str, request: dict[str, Any] | None = None, *, force: bool =
             raise  # analyze_pair retries later; the record is not reachable to say anything
         except Exception as e:
             log.exception("job %s crashed", job_id)
-            return "done", _failed(store, r, job_id, req, f"internal error in the analyzer ({type(e).__name__}: "
-                                                          f"{e}); see the analyzer log, then resubmit")
+            return "done", _failed(
+                store,
+                r,
+                job_id,
+                req,
+                f"internal error in the analyzer ({type(e).__name__}: {e}); see the analyzer log, then resubmit",
+            )
         alias_after_data(store, settings, job_id, req)
         return "done", store.succeed(job_id, result)
     finally:
@@ -146,13 +153,18 @@ def _failed(store: JobStore, r: redis.Redis, job_id: str, req: dict[str, Any], e
     alias_after_data(store, settings, job_id, req)
     if req.get("source") and req.get("target"):
         FailureStore(r, base_s=settings.analysis_retry_base_s, max_s=settings.analysis_retry_max_s).record(
-            req.get("model") or settings.model, req.get("revision"), config_fingerprint(req), req["source"],
-            req["target"], error=error, job_id=job_id)
+            req.get("model") or settings.model,
+            req.get("revision"),
+            config_fingerprint(req),
+            req["source"],
+            req["target"],
+            error=error,
+            job_id=job_id,
+        )
     return rec
 
 
-@app.task(name="bridgex.analyze_pair", bind=True, max_retries=None, acks_late=True,
-          reject_on_worker_lost=True)
+@app.task(name="bridgex.analyze_pair", bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def analyze_pair(self: Task, job_id: str, request: dict[str, Any] | None = None, force: bool = False) -> dict:
     """Profile -> probe set -> probe activations -> rank -> publish, for one job record."""
     started = time.monotonic()

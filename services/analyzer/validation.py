@@ -34,11 +34,20 @@ def dev_words(data_root: str, source: str, target: str, size: int) -> list[tuple
     return [(w, tr[w]) for w in frequency_order(tr, source, target, salt="dev")[:size]]
 
 
-async def measure(client: GenerationClient, words: list[tuple[str, list[str]]], source: str, target: str,
-                  conditions: list[str], *, data_root: str, k_shot: int, concurrency: int = 4,
-                  progress: Callable[[int, int], None] | None = None,
-                  check: Callable[[], None] | None = None,
-                  max_error_rate: float = 0.1) -> tuple[dict[str, DevScore], dict[str, Any]]:
+async def measure(
+    client: GenerationClient,
+    words: list[tuple[str, list[str]]],
+    source: str,
+    target: str,
+    conditions: list[str],
+    *,
+    data_root: str,
+    k_shot: int,
+    concurrency: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    check: Callable[[], None] | None = None,
+    max_error_rate: float = 0.1,
+) -> tuple[dict[str, DevScore], dict[str, Any]]:
     """(condition -> DevScore, notes). Conditions are "none" or bridge codes; `check()` raises to cancel."""
     sem = asyncio.Semaphore(max(1, concurrency))
     total = len(words) * len(conditions)
@@ -53,8 +62,9 @@ async def measure(client: GenerationClient, words: list[tuple[str, list[str]]], 
         nonlocal done, errors
         try:
             d1, d2 = word_demos(data_root, source, target, bridge, k, word) if k else ([], [])
-            out = await translate_chain(complete, "word", word, source, target, bridge, max_tokens=16,
-                                        demos_bridge=d1, demos_target=d2)
+            out = await translate_chain(
+                complete, "word", word, source, target, bridge, max_tokens=16, demos_bridge=d1, demos_target=d2
+            )
             return matches_gold(out.answer, golds)
         except WorkerUnavailable:
             raise

@@ -70,8 +70,12 @@ class AppContext:
         app.conf.broker_transport_options = opts
         app.conf.broker_connection_timeout = 1.0
         app.conf.broker_connection_max_retries = 1
-        app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                                              "interval_max": 0.2}
+        app.conf.task_publish_retry_policy = {
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        }
         return app
 
     @classmethod
@@ -81,15 +85,30 @@ class AppContext:
         rclient = async_client(settings.redis_url)
         rsync = sync_client(settings.redis_url)
         return cls(
-            settings=settings, metrics=metrics, gate=gate, redis=rclient, redis_sync=rsync,
-            jobs=JobStore(rsync, ttl_s=settings.job_ttl_s), bridges=BridgeStore(rsync),
+            settings=settings,
+            metrics=metrics,
+            gate=gate,
+            redis=rclient,
+            redis_sync=rsync,
+            jobs=JobStore(rsync, ttl_s=settings.job_ttl_s),
+            bridges=BridgeStore(rsync),
             failures=FailureStore(rsync, base_s=settings.analysis_retry_base_s, max_s=settings.analysis_retry_max_s),
             keys=KeyRing(settings.api_keys, settings.auth_open),
-            limiter=RateLimiter(rclient, gate, metrics, settings.rate_limit_per_minute,
-                                auth_fail_limit=settings.auth_fail_limit, lockout_s=settings.auth_lockout_s),
-            generation=GenerationClient(settings.worker_url, model=settings.served_model_name,
-                                        timeout=settings.worker_timeout_s, retries=settings.worker_retries,
-                                        api_key=settings.worker_key),
+            limiter=RateLimiter(
+                rclient,
+                gate,
+                metrics,
+                settings.rate_limit_per_minute,
+                auth_fail_limit=settings.auth_fail_limit,
+                lockout_s=settings.auth_lockout_s,
+            ),
+            generation=GenerationClient(
+                settings.worker_url,
+                model=settings.served_model_name,
+                timeout=settings.worker_timeout_s,
+                retries=settings.worker_retries,
+                api_key=settings.worker_key,
+            ),
             _celery=cls.make_celery(settings),
         )
 
@@ -129,9 +148,12 @@ def require(scope: str):
     """Dependency: an authenticated principal holding `scope`, within its rate limit, from a client that is
     not locked out. The two security schemes only document the headers; KeyRing reads them."""
 
-    async def dependency(request: Request, ctx: Ctx,
-                         _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
-                         _key: Annotated[str | None, Depends(API_KEY)]) -> Principal:
+    async def dependency(
+        request: Request,
+        ctx: Ctx,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+        _key: Annotated[str | None, Depends(API_KEY)],
+    ) -> Principal:
         client = client_address(request)
         try:
             principal = ctx.keys.authenticate(request.headers, scope, client)

@@ -48,8 +48,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auth_open:
-            log.warning("BridgeX API in OPEN MODE (BRIDGEX_AUTH_OPEN=true): no API key is required. "
-                        "Development only.")
+            log.warning("BridgeX API in OPEN MODE (BRIDGEX_AUTH_OPEN=true): no API key is required. Development only.")
         elif not settings.api_keys:
             log.warning("no API keys configured (BRIDGEX_API_KEYS): every protected endpoint answers 401")
         # load the typology data off the request path (the first auto-bridge fallback would pay ~seconds)

@@ -38,27 +38,37 @@ def check(settings: ApiSettings, host: str) -> None:
     if settings.auth_open and settings.api_keys:
         raise UnsafeConfiguration(
             "BRIDGEX_AUTH_OPEN=true and BRIDGEX_API_KEYS are both set: a request without a key would get every "
-            "scope. Unset BRIDGEX_AUTH_OPEN to use the keys, or unset BRIDGEX_API_KEYS for local open mode.")
+            "scope. Unset BRIDGEX_AUTH_OPEN to use the keys, or unset BRIDGEX_API_KEYS for local open mode."
+        )
     if settings.auth_open and not is_loopback(host):
         raise UnsafeConfiguration(
             f"open auth mode (BRIDGEX_AUTH_OPEN=true) may only bind a loopback address, not {host!r}: "
-            "set BRIDGEX_API_KEYS (and unset BRIDGEX_AUTH_OPEN) to serve other machines, or bind 127.0.0.1.")
+            "set BRIDGEX_API_KEYS (and unset BRIDGEX_AUTH_OPEN) to serve other machines, or bind 127.0.0.1."
+        )
 
 
-def uvicorn_config(settings: ApiSettings, host: str | None = None, port: int | None = None,
-                   log_level: str | None = None) -> uvicorn.Config:
+def uvicorn_config(
+    settings: ApiSettings, host: str | None = None, port: int | None = None, log_level: str | None = None
+) -> uvicorn.Config:
     host = host or settings.api_host
     check(settings, host)
     trusted = list(settings.trusted_proxies)
     return uvicorn.Config(
-        create_app(settings), host=host, port=port or settings.api_port,
+        create_app(settings),
+        host=host,
+        port=port or settings.api_port,
         http=protocol_class(settings.api_header_timeout_s),
-        limit_concurrency=settings.api_max_concurrency, timeout_keep_alive=int(max(1, settings.api_keepalive_s)),
-        proxy_headers=bool(trusted), forwarded_allow_ips=",".join(trusted) if trusted else None,
-        server_header=False, log_level=(log_level or settings.log_level).lower(), access_log=False,
+        limit_concurrency=settings.api_max_concurrency,
+        timeout_keep_alive=int(max(1, settings.api_keepalive_s)),
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=",".join(trusted) if trusted else None,
+        server_header=False,
+        log_level=(log_level or settings.log_level).lower(),
+        access_log=False,
     )
 
 
-def serve(settings: ApiSettings, host: str | None = None, port: int | None = None,
-          log_level: str | None = None) -> None:
+def serve(
+    settings: ApiSettings, host: str | None = None, port: int | None = None, log_level: str | None = None
+) -> None:
     uvicorn.Server(uvicorn_config(settings, host, port, log_level)).run()

@@ -34,8 +34,11 @@ class AnalysisRequest(BaseModel):
     source: str = Field(..., max_length=64, description="Source language code (e.g. 'sw').")
     target: str = Field(..., max_length=64, description="Target language code (e.g. 'fi').")
     candidates: list[Annotated[str, Field(max_length=64)]] | None = Field(
-        None, max_length=64, description="Candidate bridges; default settings.candidates (at most "
-        "analyze_max_candidates, each with monolingual text to profile).")
+        None,
+        max_length=64,
+        description="Candidate bridges; default settings.candidates (at most "
+        "analyze_max_candidates, each with monolingual text to profile).",
+    )
     model: str | None = Field(None, max_length=512, description="Default settings.model (one model per analyzer).")
     revision: str | None = Field(None, max_length=128, description="Must be the served revision, if given.")
     selection: Literal["top_rate", "lape"] | None = None
@@ -50,9 +53,11 @@ class AnalysisRequest(BaseModel):
     hsic_variant: Literal["reference", "cka"] | None = None
     gold_filter_k: int | None = Field(None, ge=0, le=16, description="Demonstrations in gold-filter prompts.")
     probe_fallback: Literal["unfiltered", "fail"] | None = Field(
-        None, description="Below probe_min kept words: rank on unfiltered probes (labelled), or fail.")
+        None, description="Below probe_min kept words: rank on unfiltered probes (labelled), or fail."
+    )
     serve_policy: Literal["validated", "hsic"] | None = Field(
-        None, description="validated: the best on dev words, or none; hsic: the HSIC argmax (the paper).")
+        None, description="validated: the best on dev words, or none; hsic: the HSIC argmax (the paper)."
+    )
     dev_size: int | None = Field(None, ge=1, le=5000, description="Dev words measured per condition.")
 
     @field_validator("window")
@@ -94,22 +99,24 @@ class AnalysisRequest(BaseModel):
         if len(cands) > settings.analyze_max_candidates:
             raise InvalidAnalysisRequest(
                 f"{len(cands)} candidates; at most {settings.analyze_max_candidates} per analysis "
-                "(BRIDGEX_ANALYZE_MAX_CANDIDATES): each costs a profile of the language")
+                "(BRIDGEX_ANALYZE_MAX_CANDIDATES): each costs a profile of the language"
+            )
         no_text = [c for c in cands if not _text_available(settings, c)]
         if no_text:
             raise InvalidAnalysisRequest(
                 f"candidate(s) {no_text} have no monolingual text to profile: only the 15 paper languages' texts "
                 f"are gathered automatically, others need {settings.data_path}/text/<code>.txt (`bridgex data "
-                "prepare`). Drop them or add their text")
+                "prepare`). Drop them or add their text"
+            )
         model = self.model or settings.model
         if self.model and self.model != settings.model:
-            raise InvalidAnalysisRequest(
-                f"this analyzer serves model {settings.model!r}; requested {self.model!r}")
+            raise InvalidAnalysisRequest(f"this analyzer serves model {settings.model!r}; requested {self.model!r}")
         if self.revision is not None and self.revision != settings.model_revision:
             served = settings.model_revision or "its local weights (no hub revision)"
             raise InvalidAnalysisRequest(
                 f"this analyzer serves {settings.model!r} at {served}; requested revision {self.revision!r}. "
-                "Omit `revision` (one model and revision per deployment)")
+                "Omit `revision` (one model and revision per deployment)"
+            )
         probe_max = self.probe_max if self.probe_max is not None else settings.probe_max
         probe_min = self.probe_min if self.probe_min is not None else settings.probe_min
         if probe_min > probe_max:
@@ -203,8 +210,7 @@ class AnalysisSpec:
     def as_dict(self) -> dict[str, Any]:
         """The wire form (lists, not tuples), equal to the normalised request it was built from."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        out.update(candidates=list(self.candidates), lape_languages=list(self.lape_languages),
-                   window=list(self.window))
+        out.update(candidates=list(self.candidates), lape_languages=list(self.lape_languages), window=list(self.window))
         return {**out, **self.extra}
 
 
@@ -283,8 +289,14 @@ def alias_after_data(store: JobStore, settings: ServiceSettings, job_id: str, re
 
 
 def submit_analysis(
-    req: AnalysisRequest, *, settings: ServiceSettings, redis: redis.Redis, celery_app: Any,
-    request_id: str | None = None, force: bool = False, owner: str | None = None,
+    req: AnalysisRequest,
+    *,
+    settings: ServiceSettings,
+    redis: redis.Redis,
+    celery_app: Any,
+    request_id: str | None = None,
+    force: bool = False,
+    owner: str | None = None,
 ) -> tuple[JobRecord, bool]:
     """Create the job record and enqueue `bridgex.analyze_pair` once per job id. Returns (record, enqueued).
 
@@ -322,8 +334,15 @@ def submit_analysis(
     return rec, True
 
 
-def _enqueue(celery_app: Any, settings: ServiceSettings, jid: str, request: dict[str, Any], *,
-             request_id: str | None, force: bool) -> None:
+def _enqueue(
+    celery_app: Any,
+    settings: ServiceSettings,
+    jid: str,
+    request: dict[str, Any],
+    *,
+    request_id: str | None,
+    force: bool,
+) -> None:
     celery_app.send_task(
         TASK_NAME,
         args=[jid],

@@ -31,8 +31,9 @@ class Disconnected(Exception):
     """The client went away before the body was complete."""
 
 
-async def read_body(scope: MutableMapping[str, Any], receive: Receive, max_bytes: int,
-                    chunk_timeout_s: float | None = None) -> bytes:
+async def read_body(
+    scope: MutableMapping[str, Any], receive: Receive, max_bytes: int, chunk_timeout_s: float | None = None
+) -> bytes:
     """The whole body, or BodyTooLarge (from Content-Length, or counted while it streams), BodyTimeout,
     Disconnected."""
     for name, value in scope.get("headers", ()):

@@ -86,8 +86,17 @@ class BridgeStore:
         self._latest: Script | None = None
 
     def publish(
-        self, ranking: dict[str, Any], *, model: str, revision: str | None, config: str,
-        params: dict[str, Any], source: str, target: str, probe_hash: str, method_version: str,
+        self,
+        ranking: dict[str, Any],
+        *,
+        model: str,
+        revision: str | None,
+        config: str,
+        params: dict[str, Any],
+        source: str,
+        target: str,
+        probe_hash: str,
+        method_version: str,
     ) -> str:
         """Store the ranking under its versioned key and point "latest" at it, atomically; clear the pair's
         failure record. Returns the key."""
@@ -127,15 +136,15 @@ class BridgeStore:
         raw = self.redis.get(key)
         return None if raw is None else decode_ranking(key, raw)
 
-    def latest_raw(self, model: str, revision: str | None, config: str, source: str,
-                   target: str) -> tuple[str, bytes] | None:
+    def latest_raw(
+        self, model: str, revision: str | None, config: str, source: str, target: str
+    ) -> tuple[str, bytes] | None:
         """(versioned key, stored JSON) of the pair's newest ranking, or None (LATEST_SCRIPT)."""
         if self._latest is None:
             self._latest = self.redis.register_script(LATEST_SCRIPT)
         return latest_found(self._latest(keys=[keys.bridge_latest(model, revision, config, source, target)]))
 
-    def latest(self, model: str, revision: str | None, config: str, source: str,
-               target: str) -> dict[str, Any] | None:
+    def latest(self, model: str, revision: str | None, config: str, source: str, target: str) -> dict[str, Any] | None:
         found = self.latest_raw(model, revision, config, source, target)
         return None if found is None else decode_ranking(*found)
 
@@ -155,11 +164,18 @@ class BridgeStore:
                 continue
             code, score = best_of(ranking)
             served, reason = served_of(ranking)
-            out.append({
-                "source": source, "target": target, "best": code, "score": score, "served": served,
-                "served_reason": reason, "cache_key": ranking["cache_key"],
-                "published_at": (ranking.get("provenance") or {}).get("published_at"),
-            })
+            out.append(
+                {
+                    "source": source,
+                    "target": target,
+                    "best": code,
+                    "score": score,
+                    "served": served,
+                    "served_reason": reason,
+                    "cache_key": ranking["cache_key"],
+                    "published_at": (ranking.get("provenance") or {}).get("published_at"),
+                }
+            )
         return out
 
     def delete(self, model: str, revision: str | None, config: str, source: str, target: str) -> bool:
@@ -186,20 +202,35 @@ class FailureStore:
     def __init__(self, redis: redis.Redis, *, base_s: float = 300.0, max_s: float = 86400.0) -> None:
         self.redis, self.base_s, self.max_s = redis, base_s, max_s
 
-    def get(self, model: str, revision: str | None, config: str, source: str,
-            target: str) -> dict[str, Any] | None:
+    def get(self, model: str, revision: str | None, config: str, source: str, target: str) -> dict[str, Any] | None:
         raw = self.redis.get(keys.analysis_failure(model, revision, config, source, target))
         return None if raw is None else json.loads(raw)
 
-    def record(self, model: str, revision: str | None, config: str, source: str, target: str, *,
-               error: str, job_id: str | None, now: float | None = None) -> dict[str, Any]:
+    def record(
+        self,
+        model: str,
+        revision: str | None,
+        config: str,
+        source: str,
+        target: str,
+        *,
+        error: str,
+        job_id: str | None,
+        now: float | None = None,
+    ) -> dict[str, Any]:
         key = keys.analysis_failure(model, revision, config, source, target)
         now = time.time() if now is None else now
         prev = self.get(model, revision, config, source, target) or {}
         attempts = int(prev.get("attempts", 0)) + 1
         wait = min(self.max_s, self.base_s * 2 ** (attempts - 1))
-        rec = {"error": error, "job_id": job_id, "attempts": attempts, "failed_at": now, "retry_at": now + wait,
-               "retry_in_s": round(wait, 1)}
+        rec = {
+            "error": error,
+            "job_id": job_id,
+            "attempts": attempts,
+            "failed_at": now,
+            "retry_at": now + wait,
+            "retry_in_s": round(wait, 1),
+        }
         # kept a little longer than the wait, so the attempt count survives until the next retry
         self.redis.set(key, json.dumps(rec), ex=int(wait + self.max_s))
         return rec

@@ -17,14 +17,19 @@ class ServiceSettings(CoreSettings):
     broker_url: str | None = None
     result_backend: str | None = None
     redis_password: SecretStr | None = Field(
-        None, description="Put into every redis:// URL above that carries no credentials (from a Secret).")
+        None, description="Put into every redis:// URL above that carries no credentials (from a Secret)."
+    )
 
     # --- jobs --------------------------------------------------------------------------------------
     analyze_queue: str = "analyze"
     visibility_timeout_s: int = 6 * 3600
     job_ttl_s: int = 7 * 24 * 3600
-    k_shot: int = Field(3, ge=0, description="Demonstrations in translate prompts and the dev validation "
-                        "(measured: k=3 beats zero-shot on the default model, docs/results.md).")
+    k_shot: int = Field(
+        3,
+        ge=0,
+        description="Demonstrations in translate prompts and the dev validation "
+        "(measured: k=3 beats zero-shot on the default model, docs/results.md).",
+    )
     analyze_max_candidates: int = Field(16, ge=1, description="Largest candidate list of one /analyze request.")
     analysis_retry_base_s: float = Field(300.0, gt=0, description="First wait before auto re-analyses a failure.")
     analysis_retry_max_s: float = Field(86400.0, gt=0, description="Longest wait between auto re-analyses.")

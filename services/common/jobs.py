@@ -56,8 +56,11 @@ class JobRecord(BaseModel):
     request: dict[str, Any] = Field(default_factory=dict)
     request_id: str | None = None
     attempts: int = 0
-    owners: list[str] = Field(default_factory=list, description="Principals (key ids) that submitted this job; "
-                              "AUTO_OWNER for the analyses `auto` enqueues. Scopes reads and cancels.")
+    owners: list[str] = Field(
+        default_factory=list,
+        description="Principals (key ids) that submitted this job; "
+        "AUTO_OWNER for the analyses `auto` enqueues. Scopes reads and cancels.",
+    )
 
 
 AUTO_OWNER = "system:auto"
@@ -118,8 +121,7 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         return self._load(self.redis.get(self.key(job_id)))
 
-    def list(self, limit: int = 50, state: JobState | str | None = None, owner: str | None = None
-             ) -> list[JobRecord]:
+    def list(self, limit: int = 50, state: JobState | str | None = None, owner: str | None = None) -> list[JobRecord]:
         """Newest first, optionally only those `owner` submitted. Expired records are pruned from the index as
         they are found."""
         wanted = JobState(state) if state is not None else None
@@ -136,8 +138,11 @@ class JobStore:
                     self.redis.zrem(keys.JOBS_INDEX, job_id)
                     continue
                 rec = self._load(raw)
-                if rec is not None and (wanted is None or rec.state == wanted) and (
-                        owner is None or owner in rec.owners):
+                if (
+                    rec is not None
+                    and (wanted is None or rec.state == wanted)
+                    and (owner is None or owner in rec.owners)
+                ):
                     out.append(rec)
                     if len(out) >= limit:
                         break
@@ -148,9 +153,7 @@ class JobStore:
         return bool(self.redis.exists(self.cancel_key(job_id)))
 
     # --- writes --------------------------------------------------------------------------------------
-    def create(
-        self, job_id: str, request: dict[str, Any], request_id: str | None = None
-    ) -> tuple[JobRecord, bool]:
+    def create(self, job_id: str, request: dict[str, Any], request_id: str | None = None) -> tuple[JobRecord, bool]:
         """SET NX: the same id is one job. Returns (record, created)."""
         rec = JobRecord(id=job_id, created_at=_now(), request=request, request_id=request_id)
         if self.redis.set(self.key(job_id), rec.model_dump_json(), nx=True, ex=self.ttl_s):
@@ -210,9 +213,7 @@ class JobStore:
 
         return self._update(job_id, change)  # type: ignore[return-value]
 
-    def progress(
-        self, job_id: str, stage: str, current: int, total: int, percent: float | None = None
-    ) -> None:
+    def progress(self, job_id: str, stage: str, current: int, total: int, percent: float | None = None) -> None:
         """Record the current stage; `percent` is overall job progress (defaults to current/total)."""
 
         def change(rec: JobRecord) -> JobRecord | None:
@@ -293,7 +294,10 @@ class JobStore:
             return None
 
     def reset(
-        self, job_id: str, *, only_if: frozenset[JobState] | set[JobState] | None = None,
+        self,
+        job_id: str,
+        *,
+        only_if: frozenset[JobState] | set[JobState] | None = None,
         request_id: str | None = None,
     ) -> JobRecord | None:
         """Back to queued (force, or a retry of a failed/cancelled job). With `only_if`, reset only from those
@@ -306,8 +310,13 @@ class JobStore:
             if only_if is not None and rec.state not in only_if:
                 return None
             did.append(True)
-            return JobRecord(id=rec.id, created_at=_now(), request=rec.request,
-                             request_id=request_id or rec.request_id, owners=rec.owners)
+            return JobRecord(
+                id=rec.id,
+                created_at=_now(),
+                request=rec.request,
+                request_id=request_id or rec.request_id,
+                owners=rec.owners,
+            )
 
         rec = self._update(job_id, change)
         if only_if is not None and not did:

@@ -29,8 +29,9 @@ def _digest(text: str, n: int) -> str:
 # ------------------------------------------------------------------------------------------- bridge cache
 
 
-def bridge(model: str, revision: str | None, src: str, tgt: str, method_version: str, config: str,
-           probe_hash: str) -> str:
+def bridge(
+    model: str, revision: str | None, src: str, tgt: str, method_version: str, config: str, probe_hash: str
+) -> str:
     """Versioned key of one published ranking (LiteLLM-style cache key)."""
     return f"{PREFIX}:bridge:{model_ref(model, revision)}:{src}:{tgt}:{method_version}:{config}:{probe_hash}"
 

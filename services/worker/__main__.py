@@ -25,8 +25,11 @@ def main(argv: list[str]) -> int:
         return 0
     for note in p.notes:
         print(f"bridgex worker: {note}", file=sys.stderr, flush=True)
-    print(f"bridgex worker: serving {p.identity.model_id} ({p.identity.revision}, weights "
-          f"{p.identity.weight_hash[:12]})", file=sys.stderr, flush=True)
+    print(
+        f"bridgex worker: serving {p.identity.model_id} ({p.identity.revision}, weights {p.identity.weight_hash[:12]})",
+        file=sys.stderr,
+        flush=True,
+    )
     os.execve(sys.executable, [sys.executable, *p.argv], {**os.environ, **p.env})
     return 0  # not reached
 

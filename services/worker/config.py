@@ -14,8 +14,12 @@ class WorkerSettings(CoreSettings):
     worker_enforce_eager: bool | None = Field(None, description="vLLM --enforce-eager (None: on CPU only).")
     worker_args: str = Field("", description="Extra vLLM server flags (shell syntax).")
     worker_max_body_bytes: int = Field(256 * 1024, ge=1024, description="Worker guard: largest request body.")
-    worker_max_prompts: int = Field(8, ge=1, description="Worker guard: prompts in one request (a list prompt "
-                                    "or n); one caller cannot fill the batch and starve the rest.")
+    worker_max_prompts: int = Field(
+        8,
+        ge=1,
+        description="Worker guard: prompts in one request (a list prompt "
+        "or n); one caller cannot fill the batch and starve the rest.",
+    )
 
 
 @lru_cache(maxsize=1)

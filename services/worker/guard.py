@@ -46,8 +46,11 @@ def guard_config() -> tuple[int, int, bytes | None]:
     except ValueError:
         cfg = {}
     key = os.environ.get(KEY_ENV) or None
-    return (int(cfg.get("max_body_bytes", DEFAULT_MAX_BODY)), int(cfg.get("max_prompts", DEFAULT_MAX_PROMPTS)),
-            hashlib.sha256(key.encode()).digest() if key else None)
+    return (
+        int(cfg.get("max_body_bytes", DEFAULT_MAX_BODY)),
+        int(cfg.get("max_prompts", DEFAULT_MAX_PROMPTS)),
+        hashlib.sha256(key.encode()).digest() if key else None,
+    )
 
 
 class Refused(Exception):
@@ -68,8 +71,9 @@ def check_body(body: Any, max_prompts: int) -> None:
         return
     for name in OBJECT_FIELDS:
         if body.get(name) is not None and not isinstance(body[name], dict):
-            raise Refused(400, "BadRequestError", f"`{name}` must be a JSON object or null, not "
-                          f"{type(body[name]).__name__}", name)
+            raise Refused(
+                400, "BadRequestError", f"`{name}` must be a JSON object or null, not {type(body[name]).__name__}", name
+            )
     prompt = body.get("prompt")
     prompts = 1
     if isinstance(prompt, list) and prompt and not all(isinstance(t, int) for t in prompt):
@@ -80,10 +84,14 @@ def check_body(body: Any, max_prompts: int) -> None:
         if isinstance(value, int) and not isinstance(value, bool) and value > fan:
             fan, by = value, field
     if prompts * fan > max_prompts:
-        raise Refused(400, "BadRequestError",
-                      f"this request asks for {prompts * fan} sequences ({prompts} prompt(s) x {by}={fan}); this "
-                      f"worker takes at most {max_prompts} per request (BRIDGEX_WORKER_MAX_PROMPTS) so that one "
-                      "caller cannot fill every batch slot: send several requests", "prompt")
+        raise Refused(
+            400,
+            "BadRequestError",
+            f"this request asks for {prompts * fan} sequences ({prompts} prompt(s) x {by}={fan}); this "
+            f"worker takes at most {max_prompts} per request (BRIDGEX_WORKER_MAX_PROMPTS) so that one "
+            "caller cannot fill every batch slot: send several requests",
+            "prompt",
+        )
 
 
 def _authorized(headers: list[tuple[bytes, bytes]], digest: bytes) -> bool:
@@ -96,8 +104,9 @@ def _authorized(headers: list[tuple[bytes, bytes]], digest: bytes) -> bool:
 
 
 async def _send_error(send: Send, exc: Refused) -> None:
-    body = json.dumps({"error": {"message": exc.message, "type": exc.kind, "param": exc.param,
-                                 "code": exc.status}}).encode()
+    body = json.dumps(
+        {"error": {"message": exc.message, "type": exc.kind, "param": exc.param, "code": exc.status}}
+    ).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if exc.status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
@@ -119,9 +128,12 @@ class WorkerGuard:
         path = scope.get("path", "")
         try:
             if digest is not None and path not in OPEN_PATHS and not _authorized(scope.get("headers", []), digest):
-                raise Refused(401, "AuthenticationError",
-                              "this generation worker requires its API key: send `Authorization: Bearer <key>` "
-                              "(BRIDGEX_WORKER_API_KEY)")
+                raise Refused(
+                    401,
+                    "AuthenticationError",
+                    "this generation worker requires its API key: send `Authorization: Bearer <key>` "
+                    "(BRIDGEX_WORKER_API_KEY)",
+                )
             if scope.get("method") not in ("POST", "PUT", "PATCH"):
                 await self.app(scope, receive, send)
                 return
@@ -145,6 +157,9 @@ class WorkerGuard:
 
 
 def _too_large(size: int, limit: int) -> Refused:
-    return Refused(413, "RequestEntityTooLarge",
-                   f"request body of {size} bytes is over this worker's limit of {limit} "
-                   "(BRIDGEX_WORKER_MAX_BODY_BYTES); send a shorter prompt")
+    return Refused(
+        413,
+        "RequestEntityTooLarge",
+        f"request body of {size} bytes is over this worker's limit of {limit} "
+        "(BRIDGEX_WORKER_MAX_BODY_BYTES); send a shorter prompt",
+    )

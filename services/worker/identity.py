@@ -34,8 +34,15 @@ async def identity_middleware(request: Request, call_next: Callable[[Request], A
     if request.url.path == IDENTITY_PATH and request.method == "GET":
         ident = served_identity()
         if not ident:
-            return JSONResponse({"error": {"message": f"{IDENTITY_ENV} is not set: start the worker with "
-                                           "`python -m services.worker`", "type": "NotFound", "code": 404}},
-                                status_code=404)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"{IDENTITY_ENV} is not set: start the worker with `python -m services.worker`",
+                        "type": "NotFound",
+                        "code": 404,
+                    }
+                },
+                status_code=404,
+            )
         return JSONResponse(ident)
     return await call_next(request)

@@ -70,8 +70,14 @@ def _cpu_default_len(ident: ModelIdentity) -> int:
     return min(CPU_MAX_MODEL_LEN, max_positions(ident.path) or CPU_MAX_MODEL_LEN)
 
 
-def plan(settings: WorkerSettings, *, host: str | None = None, port: int | None = None,
-         extra: list[str] | None = None, platform: Platform | None = None) -> LaunchPlan:
+def plan(
+    settings: WorkerSettings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    extra: list[str] | None = None,
+    platform: Platform | None = None,
+) -> LaunchPlan:
     """The server's argv and environment for these settings (nothing is started)."""
     plat = platform or detect_platform()
     ident = model_identity(settings.model, revision=settings.model_revision)
@@ -83,12 +89,32 @@ def plan(settings: WorkerSettings, *, host: str | None = None, port: int | None 
     eager = settings.worker_enforce_eager if settings.worker_enforce_eager is not None else plat == "cpu"
     max_len = settings.max_model_len or (_cpu_default_len(ident) if plat == "cpu" else None)
 
-    argv = ["-m", SERVER_MODULE, "--model", str(ident.path or ident.model_id),
-            "--served-model-name", served, "--generation-config", "vllm", "--dtype", dtype,
-            "--host", host, "--port", str(port), "--max-num-seqs", str(settings.max_batch_size),
-            "--seed", "0", "--middleware", "services.worker.identity.identity_middleware",
-            "--middleware", "services.worker.guard.WorkerGuard",
-            "--enable-request-id-headers", "--disable-uvicorn-access-log"]
+    argv = [
+        "-m",
+        SERVER_MODULE,
+        "--model",
+        str(ident.path or ident.model_id),
+        "--served-model-name",
+        served,
+        "--generation-config",
+        "vllm",
+        "--dtype",
+        dtype,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--max-num-seqs",
+        str(settings.max_batch_size),
+        "--seed",
+        "0",
+        "--middleware",
+        "services.worker.identity.identity_middleware",
+        "--middleware",
+        "services.worker.guard.WorkerGuard",
+        "--enable-request-id-headers",
+        "--disable-uvicorn-access-log",
+    ]
     if ident.path is None and ident.revision:
         argv += ["--revision", ident.revision]
     if max_len:
@@ -96,16 +122,23 @@ def plan(settings: WorkerSettings, *, host: str | None = None, port: int | None 
     argv.append("--enforce-eager" if eager else "--no-enforce-eager")
     argv += shlex.split(settings.worker_args) + list(extra or [])
 
-    env = {IDENTITY_ENV: json.dumps(ident.as_dict() | {"served_model_name": served}),
-           "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
-           GUARD_ENV: json.dumps({"max_body_bytes": settings.worker_max_body_bytes,
-                                  "max_prompts": settings.worker_max_prompts})}
+    env = {
+        IDENTITY_ENV: json.dumps(ident.as_dict() | {"served_model_name": served}),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        GUARD_ENV: json.dumps(
+            {"max_body_bytes": settings.worker_max_body_bytes, "max_prompts": settings.worker_max_prompts}
+        ),
+    }
     if settings.worker_key:  # in the environment, never in argv (ps shows argv to every user)
         env[KEY_ENV] = settings.worker_key
     notes = []
     if plat == "cpu":
         cpu = cpu_env(settings.worker_kv_cache_gib, settings.worker_cpu_bind)
         env |= cpu
-        notes.append(f"CPU: {dtype}, eager={eager}, KV cache {settings.worker_kv_cache_gib} GiB, "
-                     f"threads bound to {cpu.get('VLLM_CPU_OMP_THREADS_BIND', 'vLLM default (core 0)')}")
+        notes.append(
+            f"CPU: {dtype}, eager={eager}, KV cache {settings.worker_kv_cache_gib} GiB, "
+            f"threads bound to {cpu.get('VLLM_CPU_OMP_THREADS_BIND', 'vLLM default (core 0)')}"
+        )
     return LaunchPlan(argv=argv, env=env, identity=ident, platform=plat, notes=notes)

@@ -31,8 +31,10 @@ class Backend(StrEnum):
     vllm = "vllm"
 
 
-BACKEND_HELP = ("Capture engine (required): 'hf' = forward hooks on the HF model, 'vllm' = inside vLLM's V1 "
-                "engine. Both write the same artifacts.")
+BACKEND_HELP = (
+    "Capture engine (required): 'hf' = forward hooks on the HF model, 'vllm' = inside vLLM's V1 "
+    "engine. Both write the same artifacts."
+)
 
 
 def _settings() -> Any:

@@ -93,9 +93,7 @@ def find_flores_file(root: str | Path, lang: str, split: str = "devtest") -> Pat
         p = root / name
         if p.is_file():
             return p
-    raise FileNotFoundError(
-        f"no FLORES-style file for {lang!r} under {root} (tried {', '.join(names[:4])}, ...)"
-    )
+    raise FileNotFoundError(f"no FLORES-style file for {lang!r} under {root} (tried {', '.join(names[:4])}, ...)")
 
 
 def read_flores(root: str | Path, lang: str, split: str = "devtest") -> list[str]:

@@ -39,8 +39,9 @@ def clear_cache() -> None:
     _articles.cache_clear()
 
 
-def word_demos(root: str, source: str, target: str, bridge: str | None, k: int,
-               query: str) -> tuple[list[Demo], list[Demo]]:
+def word_demos(
+    root: str, source: str, target: str, bridge: str | None, k: int, query: str
+) -> tuple[list[Demo], list[Demo]]:
     """(demos for the bridge step s->b, demos for the final step), each at most k, never the query word."""
     if k <= 0:
         return [], []
@@ -53,8 +54,7 @@ def word_demos(root: str, source: str, target: str, bridge: str | None, k: int,
     return step1, step2
 
 
-def text_demos(root: str, source: str, target: str, bridge: str | None,
-               k: int) -> tuple[list[Demo], list[Demo]]:
+def text_demos(root: str, source: str, target: str, bridge: str | None, k: int) -> tuple[list[Demo], list[Demo]]:
     """UDHR articles as parallel sentence demonstrations."""
     if k <= 0:
         return [], []

@@ -110,9 +110,7 @@ def taylor_bound(t: float, terms: int) -> float:
     return math.inf if log_b > 700.0 else math.exp(log_b)
 
 
-def taylor_terms(
-    t: float, n_samples: int, dtype: torch.dtype, max_terms: int = TAYLOR_MAX_TERMS
-) -> int | None:
+def taylor_terms(t: float, n_samples: int, dtype: torch.dtype, max_terms: int = TAYLOR_MAX_TERMS) -> int | None:
     """Smallest p whose HSIC error bound (8 N^2 * entry bound) is below the dtype's rounding at HSIC scale.
 
     The smallest meaningful HSIC value is ~1/(4N) (independent rows), so we ask for

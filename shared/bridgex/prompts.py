@@ -19,7 +19,13 @@ from dataclasses import dataclass
 
 ARROW = "→"
 SIB_LABELS: tuple[str, ...] = (
-    "science/technology", "travel", "politics", "sports", "health", "entertainment", "geography",
+    "science/technology",
+    "travel",
+    "politics",
+    "sports",
+    "health",
+    "entertainment",
+    "geography",
 )
 """SIB-200 topic labels, in the dataset's spelling."""
 CHOICES = ("A", "B", "C", "D")
@@ -27,9 +33,9 @@ CHOICES = ("A", "B", "C", "D")
 # opening quote -> closing quotes that may end it (base models mix styles: „word“, „word”, «word»).
 _QUOTES: dict[str, str] = {
     '"': '"”“',
-    "“": "”“\"",
-    "”": "”\"",
-    "„": "“”\"",
+    "“": '”“"',
+    "”": '”"',
+    "„": '“”"',
     "«": "»",
     "»": "«",
     "‹": "›",
@@ -105,12 +111,13 @@ def _chain(parts: Sequence[tuple[str, str | None]]) -> str:
     """`N1:"t1"→N2:"t2"→N3:` ; a part with text None is the open slot at the end."""
     out = []
     for name, text in parts:
-        out.append(f'{name}:' if text is None else f'{name}:"{escape_span(text)}"')
+        out.append(f"{name}:" if text is None else f'{name}:"{escape_span(text)}"')
     return ARROW.join(out)
 
 
-def _chain_prompt(text: str, source: str, target: str, bridge: str | None, bridge_text: str | None,
-                  demos: Sequence[Demo]) -> str:
+def _chain_prompt(
+    text: str, source: str, target: str, bridge: str | None, bridge_text: str | None, demos: Sequence[Demo]
+) -> str:
     if bridge_text is not None and bridge is None:
         raise ValueError("bridge_text given without bridge language")
     ns, nt = _name(source), _name(target)
@@ -133,8 +140,14 @@ def _chain_prompt(text: str, source: str, target: str, bridge: str | None, bridg
 
 
 # ----------------------------------------------------------------------------------------------- words (BLI)
-def word_prompt(word: str, source: str, target: str, bridge: str | None = None,
-                bridge_word: str | None = None, demos: Sequence[Demo] = ()) -> str:
+def word_prompt(
+    word: str,
+    source: str,
+    target: str,
+    bridge: str | None = None,
+    bridge_word: str | None = None,
+    demos: Sequence[Demo] = (),
+) -> str:
     """`{Ns}:"{w}"→{Nt}:`; bridged step 2 `{Ns}:"{w}"→{Nb}:"{wb}"→{Nt}:` (step 1 is `word_prompt(w, s, b)`).
 
     Demonstrations render as complete chains, one per line, before the query.
@@ -155,7 +168,7 @@ def _quoted(text: str) -> str | None:
             return None
         if ch in _QUOTES and (i == 0 or (ch not in _APOSTROPHES and text[i - 1] in " \t:=")):
             closers = _QUOTES[ch]
-            rest = text[i + 1:]
+            rest = text[i + 1 :]
             ends = [j for j, c in _unescaped(rest) if c in closers]
             if ends:
                 return rest[: ends[0]]
@@ -210,8 +223,14 @@ def normalize_word(w: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- sentences (MT)
-def sentence_prompt(text: str, source: str, target: str, bridge: str | None = None,
-                    bridge_text: str | None = None, demos: Sequence[Demo] = ()) -> str:
+def sentence_prompt(
+    text: str,
+    source: str,
+    target: str,
+    bridge: str | None = None,
+    bridge_text: str | None = None,
+    demos: Sequence[Demo] = (),
+) -> str:
     """Same chain as words, for sentences: first `sentence_prompt(x, s, b)` gives x_b, then
     `sentence_prompt(x, s, t, bridge=b, bridge_text=x_b)` shows both and asks for t."""
     if not text.strip():
@@ -230,7 +249,7 @@ def parse_sentence(output: str) -> str:
         rest = text[1:]
         for j, c in _unescaped(rest):
             if c in closers:
-                after = rest[j + 1:].lstrip(" \t")
+                after = rest[j + 1 :].lstrip(" \t")
                 if not after or after.startswith(_STOPS):
                     return unescape_span(rest[:j]).strip()
         return unescape_span(_cut(rest)).strip()
@@ -239,8 +258,9 @@ def parse_sentence(output: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ MRC (Belebele)
-def _mrc_block(passage: str, question: str, options: Sequence[str], bridge_name: str | None,
-               bridge_passage: str | None) -> str:
+def _mrc_block(
+    passage: str, question: str, options: Sequence[str], bridge_name: str | None, bridge_passage: str | None
+) -> str:
     if len(options) != 4:
         raise ValueError(f"MRC needs exactly 4 options, got {len(options)}")
     lines = [f"P: {_one_line(passage)}"]
@@ -251,8 +271,15 @@ def _mrc_block(passage: str, question: str, options: Sequence[str], bridge_name:
     return "\n".join(lines)
 
 
-def mrc_prompt(passage: str, question: str, options: Sequence[str], *, bridge: str | None = None,
-               bridge_passage: str | None = None, demos: Sequence[MRCDemo] = ()) -> str:
+def mrc_prompt(
+    passage: str,
+    question: str,
+    options: Sequence[str],
+    *,
+    bridge: str | None = None,
+    bridge_passage: str | None = None,
+    demos: Sequence[MRCDemo] = (),
+) -> str:
     """Belebele format (P/Q/A-D/Answer:). With a bridge the passage's translation into it is shown under the
     original (method.md step 7: translate the passage into B, ask in the question's language)."""
     if not passage.strip() or not question.strip():
@@ -291,8 +318,14 @@ def parse_choice(output: str, options: Sequence[str] | None = None) -> str | Non
 
 
 # -------------------------------------------------------------------------------------- classification (SIB)
-def cls_prompt(text: str, *, labels: Sequence[str] = SIB_LABELS, bridge: str | None = None,
-               bridge_text: str | None = None, demos: Sequence[ClsDemo] = ()) -> str:
+def cls_prompt(
+    text: str,
+    *,
+    labels: Sequence[str] = SIB_LABELS,
+    bridge: str | None = None,
+    bridge_text: str | None = None,
+    demos: Sequence[ClsDemo] = (),
+) -> str:
     """SIB-200 topic classification: label list, then `Text:`/`Topic:` pairs; with a bridge the text's
     translation into it is shown too."""
     if not text.strip():

@@ -72,8 +72,10 @@ class Ranking(BaseModel):
     method_version: str | None = None
     created_at: str | None = None
     language_overlap: dict[str, Any] | None = Field(
-        None, description="Method step 1 for the languages profiled: codes, |T_i ∩ T_j| (all layers) and the "
-        "similarity (cosine of p_i, p_j over T_i ∩ T_j), as `codes`, `overlap`, `similarity`.")
+        None,
+        description="Method step 1 for the languages profiled: codes, |T_i ∩ T_j| (all layers) and the "
+        "similarity (cosine of p_i, p_j over T_i ∩ T_j), as `codes`, `overlap`, `similarity`.",
+    )
 
 
 _PROVENANCE = ("src", "tgt", "model_id", "revision", "probe_hash", "method_version", "created_at")
@@ -119,8 +121,7 @@ def rank_bridges(
         )
     if pair_set.dim() != 2 or pair_set.shape[1] != probe_acts.shape[1]:
         raise ValueError(
-            f"pair_set must be [layers, {probe_acts.shape[1]}] (neurons as probe_acts), "
-            f"got {tuple(pair_set.shape)}"
+            f"pair_set must be [layers, {probe_acts.shape[1]}] (neurons as probe_acts), got {tuple(pair_set.shape)}"
         )
     bad = [layer for layer in layers if not 0 <= layer < pair_set.shape[0]]
     if bad:
@@ -132,8 +133,7 @@ def rank_bridges(
     for c in codes:
         if bridge_sets[c].shape != pair_set.shape:
             raise ValueError(
-                f"bridge set of {c!r} has shape {tuple(bridge_sets[c].shape)}, "
-                f"pair set {tuple(pair_set.shape)}"
+                f"bridge set of {c!r} has shape {tuple(bridge_sets[c].shape)}, pair set {tuple(pair_set.shape)}"
             )
     unknown = sorted(set(provenance or {}) - set(_PROVENANCE))
     if unknown:
@@ -166,8 +166,13 @@ def rank_bridges(
         score = math.fsum(per_layer.values()) / len(per_layer) if per_layer else None
         scored.append(
             CandidateScore(
-                code=code, score=score, rank=0, per_layer=per_layer, set_sizes=sizes,
-                coverage=len(per_layer) / len(layers), degenerate_layers=degenerate,
+                code=code,
+                score=score,
+                rank=0,
+                per_layer=per_layer,
+                set_sizes=sizes,
+                coverage=len(per_layer) / len(layers),
+                degenerate_layers=degenerate,
             )
         )
     order = sorted(

@@ -50,8 +50,9 @@ def validation_conditions(hsic_order: Sequence[str], top_m: int, source: str, ta
     return out
 
 
-def choose(policy: Policy, hsic_order: Sequence[str], dev: Mapping[str, DevScore] | None,
-           margin: int = 1) -> ServedChoice:
+def choose(
+    policy: Policy, hsic_order: Sequence[str], dev: Mapping[str, DevScore] | None, margin: int = 1
+) -> ServedChoice:
     """The served bridge. `hsic_order`: scored candidates, best first; `dev`: condition -> score, with "none";
     `margin`: dev hits a bridge needs over direct translation (DECISION serve_margin; 1 = strictly more)."""
     if margin < 1:
@@ -63,16 +64,21 @@ def choose(policy: Policy, hsic_order: Sequence[str], dev: Mapping[str, DevScore
     if policy != "validated":
         raise ValueError(f"serve_policy must be 'validated' or 'hsic', not {policy!r}")
     if not dev or NONE not in dev:
-        return ServedChoice(bridge=None, policy=policy,
-                            reason="no dev measurement: translating directly (an unmeasured bridge may be worse)")
+        return ServedChoice(
+            bridge=None,
+            policy=policy,
+            reason="no dev measurement: translating directly (an unmeasured bridge may be worse)",
+        )
     direct = dev[NONE]
     rank = {c: i for i, c in enumerate(hsic_order)}
     bridges = sorted((c for c in dev if c != NONE), key=lambda c: (-dev[c].hits, rank.get(c, len(rank)), c))
     summary = ", ".join(f"{c} {dev[c].hits}/{dev[c].n}" for c in [NONE, *bridges])
     if not bridges or dev[bridges[0]].hits - direct.hits < margin:
         need = "" if margin == 1 else f" by {margin}+ words"
-        return ServedChoice(bridge=None, policy=policy,
-                            reason=f"no bridge beat direct translation{need} on the dev words ({summary})")
+        return ServedChoice(
+            bridge=None, policy=policy, reason=f"no bridge beat direct translation{need} on the dev words ({summary})"
+        )
     best = bridges[0]
-    return ServedChoice(bridge=best, policy=policy,
-                        reason=f"{best} beat direct translation on the dev words ({summary})")
+    return ServedChoice(
+        bridge=best, policy=policy, reason=f"{best} beat direct translation on the dev words ({summary})"
+    )

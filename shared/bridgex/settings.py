@@ -41,9 +41,7 @@ def _home() -> Path:
 
 
 class CoreSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="BRIDGEX_", env_file=".env", extra="ignore", protected_namespaces=()
-    )
+    model_config = SettingsConfigDict(env_prefix="BRIDGEX_", env_file=".env", extra="ignore", protected_namespaces=())
 
     # --- model -------------------------------------------------------------------------------------
     model: str = Field(DEFAULT_MODEL, description="Hub id, local folder, or the alias 'gemma-3-270m'.")
@@ -61,7 +59,8 @@ class CoreSettings(BaseSettings):
     # --- generation worker: where it is (every client) ------------------------------------------
     worker_url: str = "http://127.0.0.1:8001"
     worker_api_key: SecretStr | None = Field(
-        None, description="Bearer key the generation worker requires (except /health); clients send it.")
+        None, description="Bearer key the generation worker requires (except /health); clients send it."
+    )
     worker_timeout_s: float = 60.0
     worker_retries: int = 2
 
@@ -69,8 +68,11 @@ class CoreSettings(BaseSettings):
     served_model_name: str | None = Field(None, description="Name in /v1/models; defaults to `model`.")
     max_model_len: int | None = Field(None, description="vLLM --max-model-len (None: 4096 on CPU, model's on GPU).")
     worker_kv_cache_gib: int = Field(1, ge=1, description="CPU: VLLM_CPU_KVCACHE_SPACE (whole GiB; vLLM reads an int).")
-    worker_cpu_bind: str = Field("auto", description="CPU: VLLM_CPU_OMP_THREADS_BIND ('auto': every CPU we "
-                                 "may use; '' leaves vLLM's default, core 0 only).")
+    worker_cpu_bind: str = Field(
+        "auto",
+        description="CPU: VLLM_CPU_OMP_THREADS_BIND ('auto': every CPU we "
+        "may use; '' leaves vLLM's default, core 0 only).",
+    )
 
     # --- method (method.md; DECISIONs are configurable) --------------------------------------------
     top_rate: float = 0.01
@@ -87,14 +89,17 @@ class CoreSettings(BaseSettings):
     gold_filter_concurrency: int = Field(4, ge=1, description="Gold-filter requests in flight at once.")
     gold_filter_timeout_s: float = Field(120.0, gt=0, description="Timeout of one gold-filter request.")
     probe_fallback: Literal["unfiltered", "fail"] = Field(
-        "unfiltered", description="Below probe_min kept words: rank on unfiltered probes (labelled) or fail.")
+        "unfiltered", description="Below probe_min kept words: rank on unfiltered probes (labelled) or fail."
+    )
     lape_languages: Annotated[tuple[str, ...], NoDecode] = Field(
-        DEFAULT_LAPE_LANGUAGES, description="The fixed language set LAPE normalises over (CLI and service).")
+        DEFAULT_LAPE_LANGUAGES, description="The fixed language set LAPE normalises over (CLI and service)."
+    )
     lape_ratio: float = Field(0.01, gt=0, le=1)
     lape_quantile: float = Field(0.95, gt=0, le=1)
     full_fraction: float = Field(0.95, gt=0, le=1, description="'full' bridge set: share of active probes.")
     serve_policy: Literal["validated", "hsic"] = Field(
-        "validated", description="What auto serves: the measured best on dev words (or none), or HSIC argmax.")
+        "validated", description="What auto serves: the measured best on dev words (or none), or HSIC argmax."
+    )
     validate_top_m: int = Field(2, ge=1, description="HSIC candidates measured on the dev split (plus en).")
     serve_margin: int = Field(1, ge=1, description="Dev words a bridge must win over direct translation (DECISION).")
     dev_size: int = Field(100, ge=1, description="Dev words measured per condition (common words first).")
@@ -102,7 +107,8 @@ class CoreSettings(BaseSettings):
     data_auto: bool = Field(True, description="Gather a pair's missing data (dictionaries, text) on first need.")
     hsic_variant: Literal["reference", "cka"] = "reference"
     capture_backend: Literal["hf", "vllm"] = Field(
-        "hf", description="Activation capture engine (bridgex.capture): HF forward hooks or inside vLLM's V1 engine.")
+        "hf", description="Activation capture engine (bridgex.capture): HF forward hooks or inside vLLM's V1 engine."
+    )
     capture_tensor_parallel: int = Field(1, ge=1, description="vLLM capture: tensor-parallel ranks (GPU).")
     profile_max_tokens: int = 50_000
     batch_size: int = 8

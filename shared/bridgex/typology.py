@@ -66,9 +66,7 @@ def _data_dir() -> Path:
     for path in candidates:
         if (path / "feature_predictions.npz").is_file():
             return path
-    raise TypologyUnavailable(
-        "lang2vec data not found: pip install 'lang2vec==1.1.2' (vectors ship in the wheel)"
-    )
+    raise TypologyUnavailable("lang2vec data not found: pip install 'lang2vec==1.1.2' (vectors ship in the wheel)")
 
 
 _lock = threading.Lock()
@@ -165,9 +163,7 @@ def distance_matrix(codes: Sequence[str], kinds: Sequence[str] = DEFAULT_KINDS) 
     return out
 
 
-def nearest_candidate(
-    source: str, target: str, candidates: Iterable[str], kinds: Sequence[str] = DEFAULT_KINDS
-) -> str:
+def nearest_candidate(source: str, target: str, candidates: Iterable[str], kinds: Sequence[str] = DEFAULT_KINDS) -> str:
     """The candidate (never s or t) with the smallest mean distance to s and t; ties go to the earlier one.
 
     Candidates without URIEL data are skipped; returns the candidate as given.
@@ -190,7 +186,5 @@ def nearest_candidate(
             best = (score, order, cand)
     if best is None:
         extra = f" (no URIEL data for {skipped})" if skipped else ""
-        raise ValueError(
-            f"no usable bridge candidate for {source}->{target} other than the pair itself{extra}"
-        )
+        raise ValueError(f"no usable bridge candidate for {source}->{target} other than the pair itself{extra}")
     return best[2]

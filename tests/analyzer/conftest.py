@@ -32,8 +32,9 @@ def make_words(lang: str, n: int, seed: int = 0) -> list[str]:
     return words
 
 
-def write_data_dir(root: Path, *, lines: int = 40, pairs: int = 60,
-                   small_pair: tuple[str, str] = ("sw", "de"), small_size: int = 5) -> Path:
+def write_data_dir(
+    root: Path, *, lines: int = 40, pairs: int = 60, small_pair: tuple[str, str] = ("sw", "de"), small_size: int = 5
+) -> Path:
     """text/<lang>.txt (one paragraph per line) and dict/<src>-<tgt>/{probe,all}.tsv, as DataLayout reads."""
     (root / "text").mkdir(parents=True, exist_ok=True)
     for lang in LANGS:
@@ -50,8 +51,7 @@ def write_data_dir(root: Path, *, lines: int = 40, pairs: int = 60,
     s, t = small_pair
     d = root / "dict" / f"{s}-{t}"
     d.mkdir(parents=True, exist_ok=True)
-    small = [f"{a}\t{b}\ttest" for a, b in zip(make_words(s, small_size, 2), make_words(t, small_size, 2),
-                                                  strict=True)]
+    small = [f"{a}\t{b}\ttest" for a, b in zip(make_words(s, small_size, 2), make_words(t, small_size, 2), strict=True)]
     (d / "probe.tsv").write_text("\n".join(small) + "\n", encoding="utf-8")
     (d / "all.tsv").write_text("\n".join(small) + "\n", encoding="utf-8")
     return root

@@ -102,8 +102,11 @@ def test_concurrent_progress_keeps_record_valid(r: redis.Redis) -> None:
 
 def test_bridge_store(r: redis.Redis) -> None:
     bs = BridgeStore(r)
-    ranking = {"ranked": [{"code": "fr", "score": 0.9, "rank": 1}, {"code": "en", "score": 0.5, "rank": 2}],
-               "best": "fr", "served": {"bridge": None, "policy": "validated", "reason": "none won"}}
+    ranking = {
+        "ranked": [{"code": "fr", "score": 0.9, "rank": 1}, {"code": "en", "score": 0.5, "rank": 2}],
+        "best": "fr",
+        "served": {"bridge": None, "policy": "validated", "reason": "none won"},
+    }
     kw = {"model": "m", "revision": "r1", "source": "sw", "target": "fi", "method_version": "v1"}
     key = bs.publish(ranking, config="cfgA", params={"k": 64}, probe_hash="p1", **kw)
     assert key == "bridgex:bridge:m@r1:sw:fi:v1:cfgA:p1"
@@ -111,12 +114,26 @@ def test_bridge_store(r: redis.Redis) -> None:
     assert got is not None and got["cache_key"] == key and got["best_code"] == "fr"
     assert got["served_bridge"] is None and got["served_reason"] == "none won"  # HSIC best is not what is served
     assert got["provenance"]["probe_hash"] == "p1" and got["config"] == "cfgA"
-    key2 = bs.publish({**ranking, "best": "en", "served": {"bridge": "en", "reason": "r"}}, config="cfgA",
-                      params={"k": 64}, probe_hash="p2", **kw)
+    key2 = bs.publish(
+        {**ranking, "best": "en", "served": {"bridge": "en", "reason": "r"}},
+        config="cfgA",
+        params={"k": 64},
+        probe_hash="p2",
+        **kw,
+    )
     assert r.get(redis_keys.bridge_latest("m", "r1", "cfgA", "sw", "fi")).decode() == key2
     assert bs.pairs("m", "r1", "cfgA") == [
-        {"source": "sw", "target": "fi", "best": "en", "score": 0.5, "served": "en", "served_reason": "r",
-         "cache_key": key2, "published_at": bs.latest("m", "r1", "cfgA", "sw", "fi")["provenance"]["published_at"]}]
+        {
+            "source": "sw",
+            "target": "fi",
+            "best": "en",
+            "score": 0.5,
+            "served": "en",
+            "served_reason": "r",
+            "cache_key": key2,
+            "published_at": bs.latest("m", "r1", "cfgA", "sw", "fi")["provenance"]["published_at"],
+        }
+    ]
     # another configuration of the same pair is stored beside it and changes nothing of cfgA
     key3 = bs.publish({**ranking, "best": "fr"}, config="cfgB", params={"k": 1}, probe_hash="p3", **kw)
     assert bs.latest("m", "r1", "cfgA", "sw", "fi")["cache_key"] == key2
@@ -135,16 +152,29 @@ def test_gateway_reads_what_the_store_publishes(r: redis.Redis, redis_url: str) 
     import redis.asyncio as aioredis
 
     bs = BridgeStore(r)
-    key = bs.publish({"ranked": [{"code": "es", "score": 0.3, "rank": 1}], "best": "es",
-                      "served": {"bridge": "es", "reason": "won"}}, model="m", revision=None, config="c",
-                     params={}, source="en", target="fi", probe_hash="p", method_version="v1")
+    key = bs.publish(
+        {
+            "ranked": [{"code": "es", "score": 0.3, "rank": 1}],
+            "best": "es",
+            "served": {"bridge": "es", "reason": "won"},
+        },
+        model="m",
+        revision=None,
+        config="c",
+        params={},
+        source="en",
+        target="fi",
+        probe_hash="p",
+        method_version="v1",
+    )
     assert bs.latest_raw("m", None, "c", "en", "fi") == (key, r.get(key))
 
     async def read(decode: bool) -> dict | None:
         client = aioredis.Redis.from_url(redis_url, decode_responses=decode)
         try:
-            found = latest_found(await client.register_script(LATEST_SCRIPT)(
-                keys=[redis_keys.bridge_latest("m", None, "c", "en", "fi")]))
+            found = latest_found(
+                await client.register_script(LATEST_SCRIPT)(keys=[redis_keys.bridge_latest("m", None, "c", "en", "fi")])
+            )
             return None if found is None else decode_ranking(*found)
         finally:
             await client.aclose()
@@ -157,13 +187,24 @@ def test_gateway_reads_what_the_store_publishes(r: redis.Redis, redis_url: str) 
 
 
 def test_redis_keys_are_distinct_per_kind() -> None:
-    built = [redis_keys.bridge("m", "r", "s", "t", "v", "c", "p"), redis_keys.bridge_latest("m", "r", "c", "s", "t"),
-             redis_keys.bridge_pairs("m", "r", "c"), redis_keys.bridge_configs("m", "r"),
-             redis_keys.auto_lock("m", "r", "c", "s", "t"), redis_keys.analysis_failure("m", "r", "c", "s", "t"),
-             redis_keys.job("x"), redis_keys.job_cancel("x"), redis_keys.job_alias("x"),
-             redis_keys.job_inflight("x"), redis_keys.job_lease("x"), redis_keys.JOBS_INDEX,
-             redis_keys.rate_limit("x", 1), redis_keys.auth_failures("x", 1), redis_keys.lockout("x"),
-             redis_keys.idempotency("x", "y")]
+    built = [
+        redis_keys.bridge("m", "r", "s", "t", "v", "c", "p"),
+        redis_keys.bridge_latest("m", "r", "c", "s", "t"),
+        redis_keys.bridge_pairs("m", "r", "c"),
+        redis_keys.bridge_configs("m", "r"),
+        redis_keys.auto_lock("m", "r", "c", "s", "t"),
+        redis_keys.analysis_failure("m", "r", "c", "s", "t"),
+        redis_keys.job("x"),
+        redis_keys.job_cancel("x"),
+        redis_keys.job_alias("x"),
+        redis_keys.job_inflight("x"),
+        redis_keys.job_lease("x"),
+        redis_keys.JOBS_INDEX,
+        redis_keys.rate_limit("x", 1),
+        redis_keys.auth_failures("x", 1),
+        redis_keys.lockout("x"),
+        redis_keys.idempotency("x", "y"),
+    ]
     kinds = [k.split(":")[1] for k in built]
     assert all(k.startswith("bridgex:") for k in built) and len(set(kinds)) == len(kinds)
     assert redis_keys.bridge_latest("m", None, "c", "s", "t") == "bridgex:bridge-latest:m@unknown:c:s:t"
@@ -181,8 +222,17 @@ def test_failure_backoff(r: redis.Redis) -> None:
         last = fs.record(*args, error="x", job_id="j", now=5000.0)
     assert last["retry_at"] == 5000.0 + 3600  # capped
     assert fs.get(*args)["error"] == "x" and fs.get("m", "r1", "cfgB", "sw", "fi") is None
-    BridgeStore(r).publish({"ranked": [], "best": None}, model="m", revision="r1", config="cfgA", params={},
-                           source="sw", target="fi", probe_hash="p", method_version="v1")
+    BridgeStore(r).publish(
+        {"ranked": [], "best": None},
+        model="m",
+        revision="r1",
+        config="cfgA",
+        params={},
+        source="sw",
+        target="fi",
+        probe_hash="p",
+        method_version="v1",
+    )
     assert fs.get(*args) is None  # a success forgets the failures
 
 
@@ -193,8 +243,16 @@ def test_served_config_isolates_method_parameters(tmp_path: Path) -> None:
     assert served == served_config(s, "en", "fr")
     other = AnalysisRequest(source="en", target="fr", candidates=["sw"], k=1).normalized(s)
     assert config_fingerprint(other) != served
-    for change in ({"selection": "lape"}, {"bridge_set": "full"}, {"gold_filter": False}, {"gold_filter_k": 0},
-                   {"serve_policy": "hsic"}, {"window": (0.2, 0.8)}, {"top_rate": 0.02}, {"hsic_variant": "cka"}):
+    for change in (
+        {"selection": "lape"},
+        {"bridge_set": "full"},
+        {"gold_filter": False},
+        {"gold_filter_k": 0},
+        {"serve_policy": "hsic"},
+        {"window": (0.2, 0.8)},
+        {"top_rate": 0.02},
+        {"hsic_variant": "cka"},
+    ):
         norm = AnalysisRequest(source="en", target="fr", **change).normalized(s)
         assert config_fingerprint(norm) != served, change
     # the data hash is not a method parameter: re-prepared data keeps the configuration

@@ -18,11 +18,19 @@ pytestmark = pytest.mark.integration
 
 def test_gold_filter_random_model_fails_clearly(tmp_path: Path, tiny_model_dir: Path, gen_worker) -> None:
     data = write_data_dir(tmp_path / "data", lines=2)
-    env = worker_env(tmp_path, tiny_model_dir, data, BRIDGEX_WORKER_URL=gen_worker[1], BRIDGEX_GOLD_FILTER="true",
-                     BRIDGEX_PROBE_MAX="6", BRIDGEX_PROBE_MIN="4")
+    env = worker_env(
+        tmp_path,
+        tiny_model_dir,
+        data,
+        BRIDGEX_WORKER_URL=gen_worker[1],
+        BRIDGEX_GOLD_FILTER="true",
+        BRIDGEX_PROBE_MAX="6",
+        BRIDGEX_PROBE_MIN="4",
+    )
     settings = settings_from(env, "redis://127.0.0.1:1/0")
     req = AnalysisSpec.from_request(
-        AnalysisRequest(source="sw", target="fi", probe_fallback="fail").normalized(settings))
+        AnalysisRequest(source="sw", target="fi", probe_fallback="fail").normalized(settings)
+    )
     assert req.gold_filter is True and req.gold_filter_k == 3
     lm = stages.load_lm(settings)
     with pytest.raises(stages.AnalysisFailed) as e:
@@ -44,16 +52,22 @@ def test_gold_filter_random_model_fails_clearly(tmp_path: Path, tiny_model_dir: 
         stages.probe_set(lm, req, down, force=True)
 
 
-def test_gold_filter_refuses_a_worker_with_other_weights(tmp_path: Path, tiny_model_dir: Path,
-                                                         gen_worker) -> None:
+def test_gold_filter_refuses_a_worker_with_other_weights(tmp_path: Path, tiny_model_dir: Path, gen_worker) -> None:
     """The worker serves the tiny model; an analysis of another model (same shape, other weights) must not
     filter its probes with it, and says which weights each side has."""
     from bridgex.models import tiny_random_llama
 
     other = tiny_random_llama(tmp_path / "other", seed=1)
     data = write_data_dir(tmp_path / "data", lines=2)
-    env = worker_env(tmp_path, other, data, BRIDGEX_WORKER_URL=gen_worker[1], BRIDGEX_GOLD_FILTER="true",
-                     BRIDGEX_PROBE_MAX="6", BRIDGEX_PROBE_MIN="4")
+    env = worker_env(
+        tmp_path,
+        other,
+        data,
+        BRIDGEX_WORKER_URL=gen_worker[1],
+        BRIDGEX_GOLD_FILTER="true",
+        BRIDGEX_PROBE_MAX="6",
+        BRIDGEX_PROBE_MIN="4",
+    )
     settings = settings_from(env, "redis://127.0.0.1:1/0")
     lm = stages.load_lm(settings)
     req = AnalysisSpec.from_request(AnalysisRequest(source="sw", target="fi").normalized(settings))
@@ -64,6 +78,11 @@ def test_gold_filter_refuses_a_worker_with_other_weights(tmp_path: Path, tiny_mo
     assert lm.weight_hash[:12] in msg
     assert not list((tmp_path / "artifacts").glob("*/probes/*/*.json"))
     # the same weights pass the check
-    assert stages.check_worker_weights(settings.model_copy(update={"model": str(tiny_model_dir)}),
-                                       stages.load_lm(settings.model_copy(update={"model": str(tiny_model_dir)})),
-                                       "gold filter") == "verified"
+    assert (
+        stages.check_worker_weights(
+            settings.model_copy(update={"model": str(tiny_model_dir)}),
+            stages.load_lm(settings.model_copy(update={"model": str(tiny_model_dir)})),
+            "gold filter",
+        )
+        == "verified"
+    )

@@ -70,8 +70,9 @@ async def test_no_filter_caps_and_hashes(tmp_path: Path) -> None:
     assert ps.prompts[0].startswith('English:"') and ps.hash == ps.content_hash()
     ps.save(tmp_path / "p.json")
     assert ProbeSet.load(tmp_path / "p.json").hash == ps.hash
-    other = await abuild_probe_set(PAIRS, "en", "fr", gold_filter=False, probe_max=10, probe_min=5, seed=3,
-                                   word_order="random")
+    other = await abuild_probe_set(
+        PAIRS, "en", "fr", gold_filter=False, probe_max=10, probe_min=5, seed=3, word_order="random"
+    )
     assert other.hash != ps.hash
 
 
@@ -103,8 +104,7 @@ async def test_gold_filter_too_few_policy() -> None:
         await abuild_probe_set(PAIRS, "en", "fr", client=client, probe_max=8, probe_min=4, fallback="fail")
     assert len(client.asked) <= 32
     # the default policy ranks on unfiltered words instead, and says so with the counts
-    ps = await abuild_probe_set(PAIRS, "en", "fr", client=_ScriptedClient({"w3": '"t3"'}), probe_max=8,
-                                probe_min=4)
+    ps = await abuild_probe_set(PAIRS, "en", "fr", client=_ScriptedClient({"w3": '"t3"'}), probe_max=8, probe_min=4)
     assert ps.filter == "unfiltered" and not ps.gold_filtered and len(ps) == 8
     assert ps.kept == 1 and ps.tried == 32 and ps.params["fallback"] == "unfiltered"
     plain = await abuild_probe_set(PAIRS, "en", "fr", gold_filter=False, probe_max=8, probe_min=4)
@@ -132,5 +132,6 @@ async def test_small_dictionary_and_cancel() -> None:
     with pytest.raises(ProbeSetTooSmall, match="only 3 usable source words"):
         await abuild_probe_set(PAIRS[:3], "en", "fr", gold_filter=False, probe_min=4)
     with pytest.raises(Cancelled):
-        await abuild_probe_set(PAIRS, "en", "fr", client=_ScriptedClient({}), probe_max=8, probe_min=1,
-                               should_cancel=lambda: True)
+        await abuild_probe_set(
+            PAIRS, "en", "fr", client=_ScriptedClient({}), probe_max=8, probe_min=1, should_cancel=lambda: True
+        )

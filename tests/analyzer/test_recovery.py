@@ -18,20 +18,29 @@ from tests.support import RedisServer, start_celery
 pytestmark = pytest.mark.integration
 
 
-def test_kill9_mid_job_then_new_worker_finishes_once(tmp_path: Path, tiny_model_dir: Path,
-                                                     own_redis: RedisServer) -> None:
+def test_kill9_mid_job_then_new_worker_finishes_once(
+    tmp_path: Path, tiny_model_dir: Path, own_redis: RedisServer
+) -> None:
     data = write_data_dir(tmp_path / "data", lines=80)
-    env = worker_env(tmp_path, tiny_model_dir, data, BRIDGEX_VISIBILITY_TIMEOUT_S="5",
-                     BRIDGEX_JOB_LEASE_S="3", BRIDGEX_BATCH_SIZE="1", BRIDGEX_CHUNK_TOKENS="32",
-                     BRIDGEX_PROFILE_MAX_TOKENS="6000")
+    env = worker_env(
+        tmp_path,
+        tiny_model_dir,
+        data,
+        BRIDGEX_VISIBILITY_TIMEOUT_S="5",
+        BRIDGEX_JOB_LEASE_S="3",
+        BRIDGEX_BATCH_SIZE="1",
+        BRIDGEX_CHUNK_TOKENS="32",
+        BRIDGEX_PROFILE_MAX_TOKENS="6000",
+    )
     settings = settings_from(env, own_redis.url)
     r = redis.Redis.from_url(own_redis.url)
     store = JobStore(r)
     first = start_celery(tmp_path, own_redis.url, **env)
     second = None
     try:
-        rec, created = submit_analysis(AnalysisRequest(source="sw", target="fi"), settings=settings, redis=r,
-                                       celery_app=make_app(settings))
+        rec, created = submit_analysis(
+            AnalysisRequest(source="sw", target="fi"), settings=settings, redis=r, celery_app=make_app(settings)
+        )
         assert created
         # wait until the first profile is on disk and the second one is being computed
         deadline = time.monotonic() + 90

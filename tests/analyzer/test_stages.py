@@ -75,6 +75,7 @@ def test_rank_runs_hsic_on_the_model_device(monkeypatch: pytest.MonkeyPatch) -> 
         return Ranked()
 
     monkeypatch.setattr(pipeline, "rank_pair", fake_rank_pair)
+
     class Probes:
         hash, filter, tried, kept, errors, available = "h", "gold", 1, 1, 0, 1
 
@@ -82,10 +83,25 @@ def test_rank_runs_hsic_on_the_model_device(monkeypatch: pytest.MonkeyPatch) -> 
             return 1
 
     lm = SimpleNamespace(device=torch.device("cuda", 1), model_id="m", revision="r")
-    req = AnalysisSpec.from_request({
-        "model": "m", "revision": "r", "source": "en", "target": "fr", "candidates": ["de"],
-        "selection": "top_rate", "top_rate": 0.01, "bridge_set": "specific", "k": 8, "hsic_variant": "reference",
-        "window": [0.3, 0.7], "reduce": "mean", "gold_filter": True, "probe_max": 8, "probe_min": 1})
+    req = AnalysisSpec.from_request(
+        {
+            "model": "m",
+            "revision": "r",
+            "source": "en",
+            "target": "fr",
+            "candidates": ["de"],
+            "selection": "top_rate",
+            "top_rate": 0.01,
+            "bridge_set": "specific",
+            "k": 8,
+            "hsic_variant": "reference",
+            "window": [0.3, 0.7],
+            "reduce": "mean",
+            "gold_filter": True,
+            "probe_max": 8,
+            "probe_min": 1,
+        }
+    )
     ctx = stages.JobContext(settings=stages.AnalyzerSettings(_env_file=None))
     out = stages.rank(lm, {}, torch.zeros(1, 1, 1), [0], Probes(), req, ctx)
     assert seen["device"] == torch.device("cuda", 1) and out["best"] == "de"

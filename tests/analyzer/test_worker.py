@@ -39,15 +39,29 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, mod_re
     celery = start_celery(tmp, mod_redis, **env)
     settings = settings_from(env, mod_redis)
     r = redis.Redis.from_url(mod_redis)
-    yield {"tmp": tmp, "data": data, "env": env, "celery": celery, "settings": settings, "r": r,
-           "app": make_app(settings), "store": JobStore(r), "bridges": BridgeStore(r)}
+    yield {
+        "tmp": tmp,
+        "data": data,
+        "env": env,
+        "celery": celery,
+        "settings": settings,
+        "r": r,
+        "app": make_app(settings),
+        "store": JobStore(r),
+        "bridges": BridgeStore(r),
+    }
     celery.stop()
     r.close()
 
 
 def _submit(setup: dict, **req: object):
-    return submit_analysis(AnalysisRequest(**req), settings=setup["settings"], redis=setup["r"],
-                           celery_app=setup["app"], request_id="test-rid")
+    return submit_analysis(
+        AnalysisRequest(**req),
+        settings=setup["settings"],
+        redis=setup["r"],
+        celery_app=setup["app"],
+        request_id="test-rid",
+    )
 
 
 def test_analyze_pair_end_to_end(setup: dict) -> None:

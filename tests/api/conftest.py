@@ -27,15 +27,54 @@ CANDIDATES = "de,it"
 MAX_TEXT = 200
 
 _WORDS = [
-    "water", "house", "dog", "cat", "tree", "sun", "moon", "book", "hand", "eye", "river", "stone", "bread",
-    "milk", "fire", "wind", "night", "day", "city", "road", "bird", "fish", "apple", "door", "window",
-    "table", "chair", "school", "friend", "mother", "father", "child", "king", "queen", "star", "sea",
-    "mountain", "rain", "snow", "green", "red", "blue", "black", "white",
+    "water",
+    "house",
+    "dog",
+    "cat",
+    "tree",
+    "sun",
+    "moon",
+    "book",
+    "hand",
+    "eye",
+    "river",
+    "stone",
+    "bread",
+    "milk",
+    "fire",
+    "wind",
+    "night",
+    "day",
+    "city",
+    "road",
+    "bird",
+    "fish",
+    "apple",
+    "door",
+    "window",
+    "table",
+    "chair",
+    "school",
+    "friend",
+    "mother",
+    "father",
+    "child",
+    "king",
+    "queen",
+    "star",
+    "sea",
+    "mountain",
+    "rain",
+    "snow",
+    "green",
+    "red",
+    "blue",
+    "black",
+    "white",
 ]
 
 
-def write_data_dir(root: Path, langs: tuple[str, ...] = LANGS,
-                   pairs: tuple[tuple[str, str], ...] = ()) -> Path:
+def write_data_dir(root: Path, langs: tuple[str, ...] = LANGS, pairs: tuple[tuple[str, str], ...] = ()) -> Path:
     """A small data directory in bridgex.data.layout's format: text/<lang>.txt (+ UDHR), dict/<s>-<t>/."""
     rng = random.Random(0)
     (root / "text").mkdir(parents=True, exist_ok=True)
@@ -71,18 +110,30 @@ class Stack:
 
 
 def stack_env(model: Path, redis_url: str, worker_url: str, home: Path) -> dict[str, str]:
-    data = write_data_dir(home / "data", pairs=(("en", "fr"), ("en", "fi"), ("en", "de"), ("en", "it"),
-                                                ("fr", "de")))
+    data = write_data_dir(home / "data", pairs=(("en", "fr"), ("en", "fi"), ("en", "de"), ("en", "it"), ("fr", "de")))
     return {
-        "BRIDGEX_MODEL": str(model), "BRIDGEX_REDIS_URL": redis_url, "BRIDGEX_WORKER_URL": worker_url,
-        "BRIDGEX_HOME": str(home), "BRIDGEX_DATA_DIR": str(data), "BRIDGEX_DEVICE": "cpu",
-        "BRIDGEX_DTYPE": "float32", "BRIDGEX_CANDIDATES": json.dumps(CANDIDATES.split(",")),
-        "BRIDGEX_GOLD_FILTER": "false", "BRIDGEX_DATA_AUTO": "false", "BRIDGEX_DEV_MIN": "2",
-        "BRIDGEX_DEV_SIZE": "6", "BRIDGEX_PROBE_MIN": "4", "BRIDGEX_PROBE_MAX": "16",
-        "BRIDGEX_PROFILE_MAX_TOKENS": "2000", "BRIDGEX_TOP_RATE": "0.1", "BRIDGEX_BRIDGE_K": "8",
+        "BRIDGEX_MODEL": str(model),
+        "BRIDGEX_REDIS_URL": redis_url,
+        "BRIDGEX_WORKER_URL": worker_url,
+        "BRIDGEX_HOME": str(home),
+        "BRIDGEX_DATA_DIR": str(data),
+        "BRIDGEX_DEVICE": "cpu",
+        "BRIDGEX_DTYPE": "float32",
+        "BRIDGEX_CANDIDATES": json.dumps(CANDIDATES.split(",")),
+        "BRIDGEX_GOLD_FILTER": "false",
+        "BRIDGEX_DATA_AUTO": "false",
+        "BRIDGEX_DEV_MIN": "2",
+        "BRIDGEX_DEV_SIZE": "6",
+        "BRIDGEX_PROBE_MIN": "4",
+        "BRIDGEX_PROBE_MAX": "16",
+        "BRIDGEX_PROFILE_MAX_TOKENS": "2000",
+        "BRIDGEX_TOP_RATE": "0.1",
+        "BRIDGEX_BRIDGE_K": "8",
         "BRIDGEX_K_SHOT": "0",  # expected() recomputes zero-shot prompts; k-shot has its own test
-        "BRIDGEX_API_KEYS": json.dumps(KEYS), "BRIDGEX_MAX_TEXT_CHARS": str(MAX_TEXT),
-        "BRIDGEX_WORKER_TIMEOUT_S": "20", "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000",
+        "BRIDGEX_API_KEYS": json.dumps(KEYS),
+        "BRIDGEX_MAX_TEXT_CHARS": str(MAX_TEXT),
+        "BRIDGEX_WORKER_TIMEOUT_S": "20",
+        "BRIDGEX_RATE_LIMIT_PER_MINUTE": "100000",
     }
 
 
@@ -92,8 +143,9 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="package")
-def stack(tiny_model_dir: Path, gen_worker: tuple[Service, str], log_dir: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    tiny_model_dir: Path, gen_worker: tuple[Service, str], log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     redis = RedisServer().start()
     env = stack_env(tiny_model_dir, redis.url, gen_worker[1], tmp_path_factory.mktemp("api-home"))
     celery = start_celery(log_dir, redis.url, **env)

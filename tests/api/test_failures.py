@@ -24,10 +24,10 @@ def timed(fn, *a, **kw) -> tuple[httpx.Response, float]:
     return r, time.perf_counter() - t0
 
 
-def test_rate_limit_then_redis_stopped(own_redis: RedisServer, gen_worker: tuple[Service, str],
-                                       tiny_model_dir: Path, log_dir: Path, tmp_path: Path) -> None:
-    env = {**stack_env(tiny_model_dir, own_redis.url, gen_worker[1], tmp_path),
-           "BRIDGEX_RATE_LIMIT_PER_MINUTE": "5"}
+def test_rate_limit_then_redis_stopped(
+    own_redis: RedisServer, gen_worker: tuple[Service, str], tiny_model_dir: Path, log_dir: Path, tmp_path: Path
+) -> None:
+    env = {**stack_env(tiny_model_dir, own_redis.url, gen_worker[1], tmp_path), "BRIDGEX_RATE_LIMIT_PER_MINUTE": "5"}
     svc, api = start_api(log_dir, **env)
     try:
         with httpx.Client(base_url=api, timeout=30) as c:
@@ -69,11 +69,15 @@ def test_rate_limit_then_redis_stopped(own_redis: RedisServer, gen_worker: tuple
         svc.stop()
 
 
-def test_worker_stopped_and_generation_failed(tiny_model_dir: Path, log_dir: Path, tmp_path: Path,
-                                              redis_server: RedisServer) -> None:
+def test_worker_stopped_and_generation_failed(
+    tiny_model_dir: Path, log_dir: Path, tmp_path: Path, redis_server: RedisServer
+) -> None:
     wsvc, wurl = start_worker(tiny_model_dir, log_dir, BRIDGEX_MAX_MODEL_LEN="96")
-    env = {**stack_env(tiny_model_dir, redis_server.url, wurl, tmp_path),
-           "BRIDGEX_WORKER_TIMEOUT_S": "2", "BRIDGEX_WORKER_RETRIES": "1"}
+    env = {
+        **stack_env(tiny_model_dir, redis_server.url, wurl, tmp_path),
+        "BRIDGEX_WORKER_TIMEOUT_S": "2",
+        "BRIDGEX_WORKER_RETRIES": "1",
+    }
     svc, api = start_api(log_dir, **env)
     try:
         with httpx.Client(base_url=api, timeout=30) as c:
@@ -85,8 +89,7 @@ def test_worker_stopped_and_generation_failed(tiny_model_dir: Path, log_dir: Pat
 
             os.killpg(wsvc.proc.pid, signal.SIGSTOP)  # alive but not answering: must not hang
             try:
-                r, dt = timed(c.post, "/translate", json={**WORD, "bridge": "none", "max_tokens": 4},
-                              headers=T)
+                r, dt = timed(c.post, "/translate", json={**WORD, "bridge": "none", "max_tokens": 4}, headers=T)
                 assert r.status_code in (424, 503) and dt < 8, (r.status_code, dt, r.text)
                 ready, dt = timed(c.get, "/ready")
                 assert ready.status_code == 503 and dt < 6

@@ -41,8 +41,9 @@ def wait_job(c: httpx.Client, job_id: str, timeout: float = 150) -> dict[str, An
     raise AssertionError(f"job {job_id} not finished in {timeout}s: {rec}")
 
 
-def expected(worker: str, task: str, text: str, s: str, t: str, bridge: str | None,
-             max_tokens: int = 16) -> tuple[str, str | None]:
+def expected(
+    worker: str, task: str, text: str, s: str, t: str, bridge: str | None, max_tokens: int = 16
+) -> tuple[str, str | None]:
     """(translation, bridge_text) computed straight through the worker with the project's prompts."""
     gen = SyncGenerationClient(worker, timeout=30)
     prompt, parse = (word_prompt, parse_word) if task == "word" else (sentence_prompt, parse_sentence)
@@ -65,8 +66,19 @@ def test_health_ready_docs_metrics(stack: Stack) -> None:
         assert all(ch["ok"] for ch in ready.json()["checks"].values())
         assert "swagger" in c.get("/docs").text.lower()
         paths = c.get("/openapi.json").json()["paths"]
-        for p in ("/translate", "/translate/batch", "/analyze", "/jobs/{job_id}", "/jobs/{job_id}/cancel",
-                  "/jobs", "/bridges/{source}/{target}", "/bridges", "/languages", "/health", "/ready"):
+        for p in (
+            "/translate",
+            "/translate/batch",
+            "/analyze",
+            "/jobs/{job_id}",
+            "/jobs/{job_id}/cancel",
+            "/jobs",
+            "/bridges/{source}/{target}",
+            "/bridges",
+            "/languages",
+            "/health",
+            "/ready",
+        ):
             assert p in paths, p
         langs = c.get("/languages", headers=T).json()["languages"]
         assert [lang["code"] for lang in langs][:3] == ["en", "de", "fr"] and len(langs) == 15
@@ -75,8 +87,11 @@ def test_health_ready_docs_metrics(stack: Stack) -> None:
 
 def test_request_id_in_and_out(stack: Stack) -> None:
     with stack.client() as c:
-        r = c.post("/translate", headers={**T, "X-Request-Id": "req-abc.123"},
-                   json={"text": "water", "source": "en", "target": "fr", "bridge": "none"})
+        r = c.post(
+            "/translate",
+            headers={**T, "X-Request-Id": "req-abc.123"},
+            json={"text": "water", "source": "en", "target": "fr", "bridge": "none"},
+        )
         assert r.status_code == 200, r.text
         assert r.headers["x-request-id"] == "req-abc.123" and r.json()["request_id"] == "req-abc.123"
         r2 = c.get("/health")
@@ -105,19 +120,22 @@ def test_auth_failures(stack: Stack) -> None:
         assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200  # probes stay open
 
 
-@pytest.mark.parametrize(("body", "fragment"), [
-    ({"source": "xx-nope", "target": "fr"}, "Paper languages: en, de, fr"),
-    ({"source": "en", "target": "qqq"}, "Paper languages"),
-    ({"source": "en", "target": "eng"}, "same language"),
-    ({"source": "en", "target": "fr", "text": "a" * (MAX_TEXT + 1)}, f"limit is {MAX_TEXT}"),
-    ({"source": "en", "target": "fr", "bridge": "en"}, "is the source language"),
-    ({"source": "en", "target": "fr", "bridge": "fra"}, "is the target language"),
-    ({"source": "en", "target": "fr", "bridge": "zz-bad"}, "bridge: unknown language"),
-    ({"source": "en", "target": "fr", "task": "poem"}, "task"),
-    ({"source": "en", "target": "fr", "max_tokens": 100000}, "max_tokens"),
-    ({"source": "en", "target": "fr", "text": "   "}, "text is empty"),
-    ({"source": "en", "target": "fr", "text": None}, "text"),
-])
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"source": "xx-nope", "target": "fr"}, "Paper languages: en, de, fr"),
+        ({"source": "en", "target": "qqq"}, "Paper languages"),
+        ({"source": "en", "target": "eng"}, "same language"),
+        ({"source": "en", "target": "fr", "text": "a" * (MAX_TEXT + 1)}, f"limit is {MAX_TEXT}"),
+        ({"source": "en", "target": "fr", "bridge": "en"}, "is the source language"),
+        ({"source": "en", "target": "fr", "bridge": "fra"}, "is the target language"),
+        ({"source": "en", "target": "fr", "bridge": "zz-bad"}, "bridge: unknown language"),
+        ({"source": "en", "target": "fr", "task": "poem"}, "task"),
+        ({"source": "en", "target": "fr", "max_tokens": 100000}, "max_tokens"),
+        ({"source": "en", "target": "fr", "text": "   "}, "text is empty"),
+        ({"source": "en", "target": "fr", "text": None}, "text"),
+    ],
+)
 def test_bad_input_is_422_with_what_to_fix(stack: Stack, body: dict[str, Any], fragment: str) -> None:
     req = {"text": "water", "bridge": "none", **body}
     if req["text"] is None:
@@ -151,8 +169,11 @@ def test_translate_none_and_explicit(stack: Stack, task: str) -> None:
     with stack.client() as c:
         # default budget: 16 tokens for a word (a sentence's 128 would only slow the tiny model down here)
         extra = {} if task == "word" else {"max_tokens": 16}
-        r = c.post("/translate", headers=T, json={"text": text, "source": "en", "target": "fr",
-                                                  "bridge": "none", "task": task, **extra})
+        r = c.post(
+            "/translate",
+            headers=T,
+            json={"text": text, "source": "en", "target": "fr", "bridge": "none", "task": task, **extra},
+        )
         assert r.status_code == 200, r.text
         out = r.json()
         want, _ = expected(stack.worker, task, text, "en", "fr", None, 16)
@@ -161,8 +182,11 @@ def test_translate_none_and_explicit(stack: Stack, task: str) -> None:
         assert out["cache_key"] is None and out["model"] == stack.env["BRIDGEX_MODEL"]
         assert out["timings"]["total_ms"] > 0
 
-        r = c.post("/translate", headers=T, json={"text": text, "source": "en", "target": "fr",
-                                                  "bridge": "deu", "task": task, "max_tokens": 8})
+        r = c.post(
+            "/translate",
+            headers=T,
+            json={"text": text, "source": "en", "target": "fr", "bridge": "deu", "task": task, "max_tokens": 8},
+        )
         assert r.status_code == 200, r.text
         out = r.json()
         want, btext = expected(stack.worker, task, text, "en", "fr", "de", 8)
@@ -176,16 +200,22 @@ def test_translate_none_and_explicit(stack: Stack, task: str) -> None:
 
 def test_translate_k_shot_uses_data_dir(stack: Stack) -> None:
     with stack.client() as c:
-        r = c.post("/translate", headers=T, json={"text": "wateren", "source": "en", "target": "fr",
-                                                  "bridge": "de", "k_shot": 2})
+        r = c.post(
+            "/translate",
+            headers=T,
+            json={"text": "wateren", "source": "en", "target": "fr", "bridge": "de", "k_shot": 2},
+        )
         assert r.status_code == 200, r.text
         out = r.json()
         # no data warning (an empty answer of the random model is flagged, and is no data problem)
         assert [w for w in out["warnings"] if "no answer" not in w] == []
         assert ("no answer" in " ".join(out["warnings"])) == (out["translation"] == "")
         assert out["k_shot"] == 2
-        r = c.post("/translate", headers=T, json={"text": "water", "source": "en", "target": "sw",
-                                                  "bridge": "none", "k_shot": 2})
+        r = c.post(
+            "/translate",
+            headers=T,
+            json={"text": "water", "source": "en", "target": "sw", "bridge": "none", "k_shot": 2},
+        )
         assert r.status_code == 422 and "k_shot=0" in r.json()["message"]  # data_auto off: not gathered here
 
 
@@ -208,8 +238,9 @@ def test_auto_single_flight_then_cache(stack: Stack) -> None:
         before = metric(c, "bridgex_api_analysis_enqueued_total")
         submits = metric(c, "bridgex_api_analysis_submits_total")
         with cf.ThreadPoolExecutor(20) as pool:
-            resps = list(pool.map(lambda _: httpx.post(f"{stack.api}/translate", json=body, headers=T,
-                                                       timeout=60), range(20)))
+            resps = list(
+                pool.map(lambda _: httpx.post(f"{stack.api}/translate", json=body, headers=T, timeout=60), range(20))
+            )
         outs = [r.json() for r in resps]
         assert all(r.status_code == 200 for r in resps), [r.text for r in resps if r.status_code != 200]
         # direct until a measured bridge is published; the tiny model's analysis may land inside the burst, so
@@ -219,10 +250,16 @@ def test_auto_single_flight_then_cache(stack: Stack) -> None:
         assert {o["bridge"] for o in early} == {None} and len({o["translation"] for o in early}) == 1
         assert metric(c, "bridgex_api_analysis_enqueued_total") - before == 1
         assert metric(c, "bridgex_api_analysis_submits_total") - submits == 1  # SET NX let one through
-        assert not [j for j in c.get("/jobs", headers=A).json()["jobs"]  # auto's job is not A's to see
-                    if j["request"]["source"] == "en" and j["request"]["target"] == "fi"]
-        jobs = [j for j in c.get("/jobs", headers=ADMIN).json()["jobs"]
-                if j["request"]["source"] == "en" and j["request"]["target"] == "fi"]
+        assert not [
+            j
+            for j in c.get("/jobs", headers=A).json()["jobs"]  # auto's job is not A's to see
+            if j["request"]["source"] == "en" and j["request"]["target"] == "fi"
+        ]
+        jobs = [
+            j
+            for j in c.get("/jobs", headers=ADMIN).json()["jobs"]
+            if j["request"]["source"] == "en" and j["request"]["target"] == "fi"
+        ]
         assert len(jobs) == 1
         job_ids = {o["analysis_job"] for o in outs} - {None}
         assert job_ids <= {jobs[0]["id"]}
@@ -244,7 +281,8 @@ def test_auto_single_flight_then_cache(stack: Stack) -> None:
         assert ranking["provenance"]["source"] == "en" and ranking["ranked"][0]["per_layer"]
         matrix = c.get("/bridges", headers=T).json()
         assert {"source": "en", "target": "fi", "served": None}.items() <= next(
-            p for p in matrix["pairs"] if p["target"] == "fi").items()
+            p for p in matrix["pairs"] if p["target"] == "fi"
+        ).items()
         assert metric(c, "bridgex_api_analysis_enqueued_total") - before == 1  # a hit enqueues nothing
 
         # bypassing the cache serves the fallback and enqueues nothing
@@ -275,8 +313,7 @@ def test_analyze_lifecycle(stack: Stack) -> None:
         # the same Idempotency-Key returns the same job; reusing it for another body is refused
         again = c.post("/analyze", json=body, headers={**A, "Idempotency-Key": "idem-1"})
         assert again.json()["id"] == job["id"]
-        clash = c.post("/analyze", json={"source": "en", "target": "de"},
-                       headers={**A, "Idempotency-Key": "idem-1"})
+        clash = c.post("/analyze", json={"source": "en", "target": "de"}, headers={**A, "Idempotency-Key": "idem-1"})
         assert clash.status_code == 422 and "Idempotency-Key" in clash.json()["message"]
         # the same request without a key is the same job too (content hash)
         assert c.post("/analyze", json=body, headers=A).json()["id"] == job["id"]

@@ -20,8 +20,16 @@ from tests.support import ROOT
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ANALYZE_KEY = A["X-API-Key"]
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +48,10 @@ def browser() -> Iterator[object]:
 def published(stack: Stack) -> list[str]:
     """Two pairs analysed for real (tiny model), so the matrix and the pair page have rankings to show."""
     with stack.client() as c:
-        ids = [c.post("/analyze", json={"source": s, "target": t}, headers=A).json()["id"]
-               for s, t in (("en", "fr"), ("en", "de"))]
+        ids = [
+            c.post("/analyze", json={"source": s, "target": t}, headers=A).json()["id"]
+            for s, t in (("en", "fr"), ("en", "de"))
+        ]
         recs = [wait_job(c, i) for i in ids]
     assert all(r["state"] == "succeeded" for r in recs), recs
     return ids
@@ -156,8 +166,9 @@ def test_translate_box_shows_chain_and_source(page, stack: Stack) -> None:
     page.click("#tr button")
     page.wait_for_selector("#chain")
     with stack.client() as c:
-        want = c.post("/translate", headers=A, json={"text": "water", "source": "en", "target": "fr",
-                                                      "bridge": "de", "k_shot": 0}).json()
+        want = c.post(
+            "/translate", headers=A, json={"text": "water", "source": "en", "target": "fr", "bridge": "de", "k_shot": 0}
+        ).json()
     chain = page.inner_text("#chain")
     assert chain == f'en:"water"→de:"{want["bridge_text"]}"→fr:"{want["translation"]}"', chain
     assert page.inner_text("#bridge-source") == "explicit"

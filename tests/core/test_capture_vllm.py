@@ -14,14 +14,22 @@ from bridgex.prompts import word_prompt
 pytestmark = pytest.mark.slow
 
 TEXTS = {
-    "en": ["The river flows past the old mill, and children play on its banks every summer evening.",
-           "Water is life. The house by the sea has a red door and a small garden full of flowers."],
-    "fr": ["La rivière coule près du vieux moulin, et les enfants jouent sur ses rives chaque soir d'été.",
-           "L'eau, c'est la vie. La maison au bord de la mer a une porte rouge et un petit jardin fleuri."],
-    "de": ["Der Fluss fließt an der alten Mühle vorbei, und Kinder spielen jeden Sommerabend an seinem Ufer.",
-           "Wasser ist Leben. Das Haus am Meer hat eine rote Tür und einen kleinen Garten voller Blumen."],
-    "es": ["El río pasa junto al viejo molino, y los niños juegan en sus orillas cada tarde de verano.",
-           "El agua es vida. La casa junto al mar tiene una puerta roja y un pequeño jardín lleno de flores."],
+    "en": [
+        "The river flows past the old mill, and children play on its banks every summer evening.",
+        "Water is life. The house by the sea has a red door and a small garden full of flowers.",
+    ],
+    "fr": [
+        "La rivière coule près du vieux moulin, et les enfants jouent sur ses rives chaque soir d'été.",
+        "L'eau, c'est la vie. La maison au bord de la mer a une porte rouge et un petit jardin fleuri.",
+    ],
+    "de": [
+        "Der Fluss fließt an der alten Mühle vorbei, und Kinder spielen jeden Sommerabend an seinem Ufer.",
+        "Wasser ist Leben. Das Haus am Meer hat eine rote Tür und einen kleinen Garten voller Blumen.",
+    ],
+    "es": [
+        "El río pasa junto al viejo molino, y los niños juegan en sus orillas cada tarde de verano.",
+        "El agua es vida. La casa junto al mar tiene una puerta roja y un pequeño jardín lleno de flores.",
+    ],
 }
 WORDS = ["water", "house", "river", "door", "garden", "flower", "child", "summer", "sea", "red", "life", "mill"]
 
@@ -49,7 +57,8 @@ def test_profiles_probes_and_ranking_equal_hf(default_model, vllm_backend) -> No
         # such a token moves a count by one and the sum by almost nothing.
         diff = (a.count - b.count).abs()
         assert int(diff.max()) <= 1 and int((diff > 0).sum()) <= max(2, int(1e-5 * int(a.count.sum()))), (
-            f"{lang}: {int((diff > 0).sum())} counts differ of {int(a.count.sum())}")
+            f"{lang}: {int((diff > 0).sum())} counts differ of {int(a.count.sum())}"
+        )
         mismatch[lang] = int((diff > 0).sum())
         torch.testing.assert_close(b.sum, a.sum, rtol=1e-4, atol=1e-3)
         assert b.count.dtype == torch.int64 and not b.sum.requires_grad and b.shape == (18, lm.intermediate_size)
@@ -85,8 +94,15 @@ def test_duplicate_prompts_and_cancel(default_model, vllm_backend) -> None:
     y = vllm_backend.probe(lm, p, layers=[7], reduce="mean", batch_size=4)
     assert torch.equal(y[..., 0], y[..., 1]) and not torch.equal(y[..., 0], y[..., 3])
     with pytest.raises(Cancelled):
-        vllm_backend.profile(lm, TEXTS["en"] * 40, language="en", batch_size=4, chunk_tokens=16, max_tokens=None,
-                             should_cancel=lambda: True)
+        vllm_backend.profile(
+            lm,
+            TEXTS["en"] * 40,
+            language="en",
+            batch_size=4,
+            chunk_tokens=16,
+            max_tokens=None,
+            should_cancel=lambda: True,
+        )
     again = _profile(vllm_backend, lm, "en")
     assert again.n_tokens == _profile(get_backend("hf"), lm, "en").n_tokens
 
@@ -108,10 +124,26 @@ def test_cli_backends_write_the_same_artifacts(tiny_model_dir, tmp_path, monkeyp
     pairs.write_text("water\teau\nhouse\tmaison\nriver\trivière\n", encoding="utf-8")
     for backend in ("hf", "vllm"):
         out = tmp_path / backend
-        for args in (["profile", "-l", "en", "-t", str(text), "--chunk-tokens", "16"],
-                     ["probe", "--pairs", str(pairs), "-s", "en", "-t", "fr", "--layers", "all"]):
-            res = CliRunner().invoke(app, [*args, "--backend", backend, "--model", str(tiny_model_dir), "--device",
-                                           "cpu", "--dtype", "float32", "-o", str(out)])
+        for args in (
+            ["profile", "-l", "en", "-t", str(text), "--chunk-tokens", "16"],
+            ["probe", "--pairs", str(pairs), "-s", "en", "-t", "fr", "--layers", "all"],
+        ):
+            res = CliRunner().invoke(
+                app,
+                [
+                    *args,
+                    "--backend",
+                    backend,
+                    "--model",
+                    str(tiny_model_dir),
+                    "--device",
+                    "cpu",
+                    "--dtype",
+                    "float32",
+                    "-o",
+                    str(out),
+                ],
+            )
             assert res.exit_code == 0, res.output + str(res.exception or "")
     a, b = load_profile(tmp_path / "hf", "en"), load_profile(tmp_path / "vllm", "en")
     assert a.n_tokens == b.n_tokens and int((a.count - b.count).abs().max()) <= 1

@@ -181,11 +181,13 @@ def test_cli_errors_are_clear(app: typer.Typer, tiny_model_dir: Path, tmp_path: 
     runner = CliRunner()
     tsv = tmp_path / "p.tsv"
     tsv.write_text("water\teau\n", encoding="utf-8")
-    res = runner.invoke(app, ["probe", "-b", "hf", "--pairs", str(tsv), "-o", str(tmp_path), "--model",
-                              str(tiny_model_dir)])
+    res = runner.invoke(
+        app, ["probe", "-b", "hf", "--pairs", str(tsv), "-o", str(tmp_path), "--model", str(tiny_model_dir)]
+    )
     assert res.exit_code == 2 and "--source and --target" in res.output
-    res = runner.invoke(app, ["profile", "-b", "hf", "-l", "fr", "-t", str(tmp_path / "missing.txt"), "-o",
-                              str(tmp_path)])
+    res = runner.invoke(
+        app, ["profile", "-b", "hf", "-l", "fr", "-t", str(tmp_path / "missing.txt"), "-o", str(tmp_path)]
+    )
     assert res.exit_code == 2 and "not found" in res.output
     # The capture engine is a required choice: forgetting it, or a typo, says what to pass.
     res = runner.invoke(app, ["profile", "-l", "fr", "-t", str(tsv), "-o", str(tmp_path)])

@@ -21,21 +21,55 @@ URL = "http://vllm.test:8000"
 
 # Recorded shapes of vLLM's OpenAI server (0.8+): extra fields, stop_reason, usage details, empty /health.
 VLLM_COMPLETION = {
-    "id": "cmpl-8d6b1f0c2c6e4c5f9c3f0c1d2e3f4a5b", "object": "text_completion", "created": 1733000000,
+    "id": "cmpl-8d6b1f0c2c6e4c5f9c3f0c1d2e3f4a5b",
+    "object": "text_completion",
+    "created": 1733000000,
     "model": "gemma-3-270m",
-    "choices": [{"index": 0, "text": ' "chien"', "logprobs": None, "finish_reason": "stop",
-                 "stop_reason": "\n", "prompt_logprobs": None}],
+    "choices": [
+        {
+            "index": 0,
+            "text": ' "chien"',
+            "logprobs": None,
+            "finish_reason": "stop",
+            "stop_reason": "\n",
+            "prompt_logprobs": None,
+        }
+    ],
     "usage": {"prompt_tokens": 9, "total_tokens": 12, "completion_tokens": 3, "prompt_tokens_details": None},
-    "service_tier": None, "system_fingerprint": None, "kv_transfer_params": None,
+    "service_tier": None,
+    "system_fingerprint": None,
+    "kv_transfer_params": None,
 }
-VLLM_MODELS = {"object": "list", "data": [{
-    "id": "gemma-3-270m", "object": "model", "created": 1733000000, "owned_by": "vllm",
-    "root": "google/gemma-3-270m", "parent": None, "max_model_len": 32768,
-    "permission": [{"id": "modelperm-1", "object": "model_permission", "allow_sampling": True}]}]}
-VLLM_ERROR_NEW = {"error": {"message": "This model's maximum context length is 32768 tokens.",
-                            "type": "BadRequestError", "param": None, "code": 400}}
-VLLM_ERROR_OLD = {"object": "error", "message": "The model `x` does not exist.", "type": "NotFoundError",
-                  "param": None, "code": 404}
+VLLM_MODELS = {
+    "object": "list",
+    "data": [
+        {
+            "id": "gemma-3-270m",
+            "object": "model",
+            "created": 1733000000,
+            "owned_by": "vllm",
+            "root": "google/gemma-3-270m",
+            "parent": None,
+            "max_model_len": 32768,
+            "permission": [{"id": "modelperm-1", "object": "model_permission", "allow_sampling": True}],
+        }
+    ],
+}
+VLLM_ERROR_NEW = {
+    "error": {
+        "message": "This model's maximum context length is 32768 tokens.",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    }
+}
+VLLM_ERROR_OLD = {
+    "object": "error",
+    "message": "The model `x` does not exist.",
+    "type": "NotFoundError",
+    "param": None,
+    "code": 404,
+}
 
 
 @respx.mock(base_url=URL, assert_all_called=False)
@@ -63,11 +97,14 @@ async def test_vllm_health_empty_body_and_models(respx_mock: respx.MockRouter) -
         assert await c.models() == ["gemma-3-270m"]
 
 
-@pytest.mark.parametrize(("status", "body", "message"), [
-    (400, VLLM_ERROR_NEW, "maximum context length"),
-    (404, VLLM_ERROR_OLD, "does not exist"),
-    (422, {"detail": [{"msg": "field required"}]}, "field required"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (400, VLLM_ERROR_NEW, "maximum context length"),
+        (404, VLLM_ERROR_OLD, "does not exist"),
+        (422, {"detail": [{"msg": "field required"}]}, "field required"),
+    ],
+)
 async def test_4xx_rejected_at_once_with_message(status: int, body: dict, message: str) -> None:
     with respx.mock(base_url=URL) as m:
         route = m.post("/v1/completions").respond(status, json=body)
@@ -81,8 +118,10 @@ async def test_4xx_rejected_at_once_with_message(status: int, body: dict, messag
 async def test_503_retried_then_succeeds() -> None:
     with respx.mock(base_url=URL) as m:
         route = m.post("/v1/completions")
-        route.side_effect = [httpx.Response(503, json={"error": {"message": "loading"}}),
-                             httpx.Response(200, json=VLLM_COMPLETION)]
+        route.side_effect = [
+            httpx.Response(503, json={"error": {"message": "loading"}}),
+            httpx.Response(200, json=VLLM_COMPLETION),
+        ]
         async with GenerationClient(URL, model="m", retries=2, backoff=0.01) as c:
             assert (await c.complete("x")).text == ' "chien"'
     assert route.call_count == 2
@@ -111,8 +150,9 @@ async def test_429_honours_retry_after() -> None:
 
 async def test_429_with_unreasonable_retry_after_is_rejected() -> None:
     with respx.mock(base_url=URL) as m:
-        route = m.post("/v1/completions").respond(429, headers={"Retry-After": "3600"},
-                                                  json={"error": {"message": "queue full"}})
+        route = m.post("/v1/completions").respond(
+            429, headers={"Retry-After": "3600"}, json={"error": {"message": "queue full"}}
+        )
         async with GenerationClient(URL, model="m", retries=2, backoff=0.01) as c:
             with pytest.raises(GenerationRejected) as ei:
                 await c.complete("x")
@@ -161,8 +201,9 @@ async def test_complete_many_keeps_order_and_request_ids() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request.headers["x-request-id"])
         prompt = json.loads(request.content)["prompt"]
-        return httpx.Response(200, json={**VLLM_COMPLETION, "choices": [
-            {**VLLM_COMPLETION["choices"][0], "text": prompt.upper()}]})
+        return httpx.Response(
+            200, json={**VLLM_COMPLETION, "choices": [{**VLLM_COMPLETION["choices"][0], "text": prompt.upper()}]}
+        )
 
     with respx.mock(base_url=URL) as m:
         m.post("/v1/completions").mock(side_effect=answer)

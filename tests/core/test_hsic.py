@@ -28,9 +28,7 @@ def literal_kernels(ms: torch.Tensor, sigma: float) -> list[torch.Tensor]:
     return out
 
 
-def literal_hsic(
-    x: torch.Tensor, y: torch.Tensor, sigma: float | None = None, cka: bool = False
-) -> torch.Tensor:
+def literal_hsic(x: torch.Tensor, y: torch.Tensor, sigma: float | None = None, cka: bool = False) -> torch.Tensor:
     """Step 5 written out: explicit K_i, H, L_j and trace(K_i H L_j) for every pair, in float64."""
     xs = literal_standardize(x.double())
     ys = literal_standardize(y.double())
@@ -81,9 +79,7 @@ CASES = [
 @pytest.mark.parametrize(("n1", "n2", "n", "seed"), CASES)
 @pytest.mark.parametrize("method", ["exact", "taylor"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_hsic_equals_literal_loop(
-    n1: int, n2: int, n: int, seed: int, method: str, dtype: torch.dtype
-) -> None:
+def test_hsic_equals_literal_loop(n1: int, n2: int, n: int, seed: int, method: str, dtype: torch.dtype) -> None:
     x, y = make(n1, n2, n, seed)
     ref = literal_hsic(x, y)
     got = hsic_matrix(x.to(dtype), y.to(dtype), method=method)

@@ -13,10 +13,39 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "shared" / "bridgex"
-METHOD = ("languages", "dictionaries", "profiling", "neurons", "hsic", "ranking", "prompts", "artifacts", "atomic",
-          "cancel", "fingerprint", "frequency", "corpora", "probes", "typology")
-FORBIDDEN = ("httpx", "requests", "urllib.request", "socket", "subprocess", "redis", "celery", "fastapi",
-             "uvicorn", "services", "bridgex.generation", "bridgex.settings", "bridgex.data", "bridgex.evaluation")
+METHOD = (
+    "languages",
+    "dictionaries",
+    "profiling",
+    "neurons",
+    "hsic",
+    "ranking",
+    "prompts",
+    "artifacts",
+    "atomic",
+    "cancel",
+    "fingerprint",
+    "frequency",
+    "corpora",
+    "probes",
+    "typology",
+)
+FORBIDDEN = (
+    "httpx",
+    "requests",
+    "urllib.request",
+    "socket",
+    "subprocess",
+    "redis",
+    "celery",
+    "fastapi",
+    "uvicorn",
+    "services",
+    "bridgex.generation",
+    "bridgex.settings",
+    "bridgex.data",
+    "bridgex.evaluation",
+)
 
 
 def sources(name: str) -> list[Path]:

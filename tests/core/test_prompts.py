@@ -37,8 +37,9 @@ def test_word_prompt_bridge_chain_exact() -> None:
 
 
 def test_word_prompt_demos_one_chain_per_line() -> None:
-    p = word_prompt("dog", "en", "ja", bridge="fr", bridge_word="chien",
-                    demos=[Demo("cat", "猫", "chat"), Demo("water", "水")])
+    p = word_prompt(
+        "dog", "en", "ja", bridge="fr", bridge_word="chien", demos=[Demo("cat", "猫", "chat"), Demo("water", "水")]
+    )
     assert p.split("\n") == [
         'English:"cat"→Français:"chat"→日本語:"猫"',
         'English:"water"→日本語:"水"',
@@ -68,13 +69,25 @@ def test_sentence_prompt_shows_source_and_bridge_on_one_line() -> None:
 
 def test_mrc_prompt_belebele_format_with_bridge_and_demo() -> None:
     demo = MRCDemo("Tom has a dog.", "What does Tom have?", ("a cat", "a dog", "a car", "a hat"), "B")
-    p = mrc_prompt("The sky is blue.", "What colour is the sky?", ["red", "blue", "green", "black"],
-                   bridge="fr", bridge_passage="Le ciel est bleu.", demos=[demo])
+    p = mrc_prompt(
+        "The sky is blue.",
+        "What colour is the sky?",
+        ["red", "blue", "green", "black"],
+        bridge="fr",
+        bridge_passage="Le ciel est bleu.",
+        demos=[demo],
+    )
     demo_block, query = p.split("\n\n")
     assert demo_block.endswith("D: a hat\nAnswer: B")
     assert query.split("\n") == [
-        "P: The sky is blue.", "P (Français): Le ciel est bleu.", "Q: What colour is the sky?",
-        "A: red", "B: blue", "C: green", "D: black", "Answer:",
+        "P: The sky is blue.",
+        "P (Français): Le ciel est bleu.",
+        "Q: What colour is the sky?",
+        "A: red",
+        "B: blue",
+        "C: green",
+        "D: black",
+        "Answer:",
     ]
 
 
@@ -84,8 +97,12 @@ def test_mrc_prompt_needs_four_options() -> None:
 
 
 def test_cls_prompt_lists_sib_labels() -> None:
-    p = cls_prompt("Messi scored twice.", demos=[ClsDemo("Vote today", "politics")],
-                   bridge="es", bridge_text="Messi marcó dos veces.")
+    p = cls_prompt(
+        "Messi scored twice.",
+        demos=[ClsDemo("Vote today", "politics")],
+        bridge="es",
+        bridge_text="Messi marcó dos veces.",
+    )
     lines = p.split("\n")
     assert lines[0] == "Topics: " + ", ".join(SIB_LABELS)
     assert "Topic: politics" in lines
@@ -97,40 +114,46 @@ def test_cls_prompt_lists_sib_labels() -> None:
 # ------------------------------------------------------------------------------------------------ parsers
 
 
-@pytest.mark.parametrize(("output", "expected"), [
-    ('"chien"', "chien"),
-    (' "chien"', "chien"),
-    ('  "chien"\nEnglish:"cat"', "chien"),
-    ('"dog"→French: "eau"', "dog"),  # an echo is the model's (wrong) answer
-    ('"eau"→', "eau"),
-    ('"eau" →Deutsch:"Wasser"', "eau"),
-    ("“Wasser”", "Wasser"),
-    ("„Wasser“", "Wasser"),
-    ("«maison»", "maison"),
-    ("「水」→English:", "水"),
-    ("『家』", "家"),
-    ("＂水＂", "水"),
-    (" chien→English:", "chien"),
-    ("chien\n", "chien"),
-    ("l'eau", "l'eau"),
-    ('"chie', "chie"),  # cut by max_tokens: keep what came
-    ('"שָׁלוֹם"', "שָׁלוֹם"),
-    ("", ""),
-    ("   ", ""),
-    ("→English:", ""),
-    ('<i>"the"</i>', "the"),  # markup seen from Gemma base
-    (" <b>Wasser</b>\n", "Wasser"),
-])
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ('"chien"', "chien"),
+        (' "chien"', "chien"),
+        ('  "chien"\nEnglish:"cat"', "chien"),
+        ('"dog"→French: "eau"', "dog"),  # an echo is the model's (wrong) answer
+        ('"eau"→', "eau"),
+        ('"eau" →Deutsch:"Wasser"', "eau"),
+        ("“Wasser”", "Wasser"),
+        ("„Wasser“", "Wasser"),
+        ("«maison»", "maison"),
+        ("「水」→English:", "水"),
+        ("『家』", "家"),
+        ("＂水＂", "水"),
+        (" chien→English:", "chien"),
+        ("chien\n", "chien"),
+        ("l'eau", "l'eau"),
+        ('"chie', "chie"),  # cut by max_tokens: keep what came
+        ('"שָׁלוֹם"', "שָׁלוֹם"),
+        ("", ""),
+        ("   ", ""),
+        ("→English:", ""),
+        ('<i>"the"</i>', "the"),  # markup seen from Gemma base
+        (" <b>Wasser</b>\n", "Wasser"),
+    ],
+)
 def test_parse_word_messy_outputs(output: str, expected: str) -> None:
     assert parse_word(output) == expected
 
 
-@pytest.mark.parametrize(("a", "b"), [
-    ("שָׁלוֹם", "שלום"),
-    ("  Wasser ", "wasser"),
-    ("STRASSE", "straße"),
-    ("Cafe\u0301", "café"),  # NFD input matches NFC gold
-])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("שָׁלוֹם", "שלום"),
+        ("  Wasser ", "wasser"),
+        ("STRASSE", "straße"),
+        ("Cafe\u0301", "café"),  # NFD input matches NFC gold
+    ],
+)
 def test_normalize_word_matches_gold(a: str, b: str) -> None:
     assert normalize_word(a) == normalize_word(b)
 
@@ -140,29 +163,35 @@ def test_normalize_word_keeps_distinct_words_distinct() -> None:
     assert normalize_word("שלום") == "שלום"
 
 
-@pytest.mark.parametrize(("output", "expected"), [
-    ('"Le chat dort."→English:"The cat sleeps."', "Le chat dort."),
-    (' "Er sagte "hallo" zu mir."', 'Er sagte "hallo" zu mir.'),
-    ("Le chat dort.\nEnglish:", "Le chat dort."),
-    ("「猫が寝ている。」", "猫が寝ている。"),
-    ('"unterminated sentence', "unterminated sentence"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ('"Le chat dort."→English:"The cat sleeps."', "Le chat dort."),
+        (' "Er sagte "hallo" zu mir."', 'Er sagte "hallo" zu mir.'),
+        ("Le chat dort.\nEnglish:", "Le chat dort."),
+        ("「猫が寝ている。」", "猫が寝ている。"),
+        ('"unterminated sentence', "unterminated sentence"),
+        ("", ""),
+    ],
+)
 def test_parse_sentence(output: str, expected: str) -> None:
     assert parse_sentence(output) == expected
 
 
-@pytest.mark.parametrize(("output", "expected"), [
-    (" B", "B"),
-    (" (C) green", "C"),
-    ("D.", "D"),
-    ("Answer: A", "A"),
-    (" The answer is C", "C"),
-    ("Ｂ", "B"),
-    (" Banana", None),
-    ("", None),
-    (" none", None),
-])
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (" B", "B"),
+        (" (C) green", "C"),
+        ("D.", "D"),
+        ("Answer: A", "A"),
+        (" The answer is C", "C"),
+        ("Ｂ", "B"),
+        (" Banana", None),
+        ("", None),
+        (" none", None),
+    ],
+)
 def test_parse_choice(output: str, expected: str | None) -> None:
     assert parse_choice(output) == expected
 
@@ -171,15 +200,18 @@ def test_parse_choice_falls_back_to_option_text() -> None:
     assert parse_choice(" blue sky", ["red", "blue", "green", "black"]) == "B"
 
 
-@pytest.mark.parametrize(("output", "expected"), [
-    (" sports", "sports"),
-    (" Sports\nText:", "sports"),
-    (" science", "science/technology"),
-    (" Technology news", "science/technology"),
-    (" health and travel", "health"),
-    (" cooking", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (" sports", "sports"),
+        (" Sports\nText:", "sports"),
+        (" science", "science/technology"),
+        (" Technology news", "science/technology"),
+        (" health and travel", "health"),
+        (" cooking", None),
+        ("", None),
+    ],
+)
 def test_parse_label(output: str, expected: str | None) -> None:
     assert parse_label(output) == expected
 

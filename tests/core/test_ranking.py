@@ -92,7 +92,10 @@ def test_ranking_order_missing_candidates_and_provenance() -> None:
     acts, pair, sets = _fixture()
     seen: list[tuple[int, int]] = []
     ranking = rank_bridges(
-        acts, LAYERS, pair, sets,
+        acts,
+        LAYERS,
+        pair,
+        sets,
         provenance={"model_id": "tiny", "revision": "abc", "probe_hash": "p1", "src": "id", "tgt": "he"},
         params={"selection": "top_rate", "bridge_set": "specific"},
         progress=lambda done, total: seen.append((done, total)),
@@ -176,9 +179,18 @@ def test_lape_sets_come_from_one_fixed_language_set() -> None:
     assert a.params["set_sizes"] == b.params["set_sizes"]  # same T_L for every language, whatever the pair
     assert a.params["lape_languages"] == langs and a.params["lape_ratio"] == 0.2
     # the old behaviour (normalising over the job's languages only) gives different sets
-    only_job = rank_pair({c: probs[c] for c in ["en", "fr", "de", "it"]}, acts, layers, "en", "fr", ["de", "it"],
-                         **{**kw, "lape_languages": ["en", "fr", "de", "it"]})
-    assert only_job.params["set_sizes"]["de"] != a.params["set_sizes"]["de"] or \
-        only_job.params["set_sizes"]["it"] != a.params["set_sizes"]["it"]
+    only_job = rank_pair(
+        {c: probs[c] for c in ["en", "fr", "de", "it"]},
+        acts,
+        layers,
+        "en",
+        "fr",
+        ["de", "it"],
+        **{**kw, "lape_languages": ["en", "fr", "de", "it"]},
+    )
+    assert (
+        only_job.params["set_sizes"]["de"] != a.params["set_sizes"]["de"]
+        or only_job.params["set_sizes"]["it"] != a.params["set_sizes"]["it"]
+    )
     with pytest.raises(ValueError, match=r"missing language profiles for \['sw'\]"):
         rank_pair({c: probs[c] for c in langs if c != "sw"}, acts, layers, "en", "fr", ["de"], **kw)

@@ -46,9 +46,7 @@ def udhr_html(code: str, articles: dict[int, list[str]], *, lists: dict[int, lis
         "<h1>Universal Declaration of Human Rights</h1>",
     ]
     for n, paras in sorted(articles.items()):
-        open_tag, close_tag = (
-            ("<header>", "</header>") if n == 0 else (f'<article data-number="{n}">', "</article>")
-        )
+        open_tag, close_tag = ("<header>", "</header>") if n == 0 else (f'<article data-number="{n}">', "</article>")
         parts.append(open_tag)
         parts.append(f"<h2>{'Preamble' if n == 0 else f'Article {n}'}</h2>")
         parts += [f"<p>{p}</p>" for p in paras]

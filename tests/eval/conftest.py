@@ -34,12 +34,12 @@ def write_data_dir(root: Path) -> Path:
             (d / "eval.tsv").write_text("\n".join(rows[PROBE_N:]) + "\n", encoding="utf-8")
     (root / "text").mkdir(parents=True, exist_ok=True)
     for lang, ws in WORDS.items():
-        arts = {str(i): [f"{ws[(i + j) % 10]} {ws[(i + j + 1) % 10]} {lang}{i}.{j}" for j in range(1 + i % 2)]
-                for i in range(8)}
-        (root / "text" / f"{lang}.udhr.json").write_text(json.dumps(arts, ensure_ascii=False),
-                                                         encoding="utf-8")
-        (root / "text" / f"{lang}.txt").write_text("\n".join(p for v in arts.values() for p in v),
-                                                   encoding="utf-8")
+        arts = {
+            str(i): [f"{ws[(i + j) % 10]} {ws[(i + j + 1) % 10]} {lang}{i}.{j}" for j in range(1 + i % 2)]
+            for i in range(8)
+        }
+        (root / "text" / f"{lang}.udhr.json").write_text(json.dumps(arts, ensure_ascii=False), encoding="utf-8")
+        (root / "text" / f"{lang}.txt").write_text("\n".join(p for v in arts.values() for p in v), encoding="utf-8")
     (root / "manifest.json").write_text(json.dumps({"params": {"seed": 0, "eval_fraction": 0.5}}))
     return root
 
@@ -50,13 +50,25 @@ def write_belebele(directory: Path, langs: list[str], n: int = 6) -> Path:
         with (directory / f"{FLORES[lang]}.jsonl").open("w", encoding="utf-8") as fh:
             for i in range(n):
                 ws = WORDS[lang]
-                fh.write(json.dumps({
-                    "link": f"https://example.org/{i // 2}", "question_number": i % 2 + 1,
-                    "flores_passage": f"{ws[i]} {ws[i + 1]} {ws[i + 2]}.", "question": f"{ws[i]}?",
-                    "mc_answer1": ws[i], "mc_answer2": ws[i + 1], "mc_answer3": ws[i + 2],
-                    "mc_answer4": ws[i + 3], "correct_answer_num": str(i % 4 + 1), "dialect": FLORES[lang],
-                    "ds": "2023-05-03",
-                }, ensure_ascii=False) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "link": f"https://example.org/{i // 2}",
+                            "question_number": i % 2 + 1,
+                            "flores_passage": f"{ws[i]} {ws[i + 1]} {ws[i + 2]}.",
+                            "question": f"{ws[i]}?",
+                            "mc_answer1": ws[i],
+                            "mc_answer2": ws[i + 1],
+                            "mc_answer3": ws[i + 2],
+                            "mc_answer4": ws[i + 3],
+                            "correct_answer_num": str(i % 4 + 1),
+                            "dialect": FLORES[lang],
+                            "ds": "2023-05-03",
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
     return directory
 
 
@@ -69,8 +81,9 @@ def write_sib(directory: Path, langs: list[str], n: int = 6) -> Path:
         d.mkdir(parents=True, exist_ok=True)
         for split, offset in (("train", 100), ("dev", 200), ("test", 0)):
             lines = ["index_id\tcategory\ttext"]
-            lines += [f"{offset + i}\t{SIB[i % 7]}\t{WORDS[lang][i]} {WORDS[lang][i + 1]} {SIB[i % 7]}"
-                      for i in range(n)]
+            lines += [
+                f"{offset + i}\t{SIB[i % 7]}\t{WORDS[lang][i]} {WORDS[lang][i + 1]} {SIB[i % 7]}" for i in range(n)
+            ]
             (d / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return directory
 

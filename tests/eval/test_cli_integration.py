@@ -28,10 +28,19 @@ def _completions_served(url: str) -> float:
 def test_eval_cli_end_to_end_and_resumable(tiny_worker: str, data_dir: Path, tmp_path: Path) -> None:
     rk = tmp_path / "rankings"
     rk.mkdir()
-    ranked = [CandidateScore(code=c, score=0.9 - 0.1 * i, rank=i + 1, per_layer={1: 0.5 + i, 2: 0.4},
-                             coverage=1) for i, c in enumerate(["de", "fr"])]
-    r = Ranking(ranked=ranked, best="de", layers=[1, 2], pair_set_sizes={1: 3, 2: 3},
-                params={"selection": "lape", "bridge_set": "full"}, src="en", tgt="sw")
+    ranked = [
+        CandidateScore(code=c, score=0.9 - 0.1 * i, rank=i + 1, per_layer={1: 0.5 + i, 2: 0.4}, coverage=1)
+        for i, c in enumerate(["de", "fr"])
+    ]
+    r = Ranking(
+        ranked=ranked,
+        best="de",
+        layers=[1, 2],
+        pair_set_sizes={1: 3, 2: 3},
+        params={"selection": "lape", "bridge_set": "full"},
+        src="en",
+        tgt="sw",
+    )
     (rk / "en-sw.json").write_text(json.dumps(r.model_dump(mode="json")))
     overlap = tmp_path / "overlap.json"
     matrix = [[9, 4, 2], [4, 8, 1], [2, 1, 7]]
@@ -39,10 +48,37 @@ def test_eval_cli_end_to_end_and_resumable(tiny_worker: str, data_dir: Path, tmp
     bele = write_belebele(tmp_path / "belebele", ["en", "sw"], n=6)
     sib = write_sib(tmp_path / "sib", ["en"], n=6)
     out = tmp_path / "out"
-    args = ["eval", "--worker-url", tiny_worker, "--data-dir", str(data_dir), "--pairs", "en-sw",
-            "--tasks", "bli,mt,mrc,cls", "--k-shot", "0,3", "--rankings", str(rk), "--profiles", str(overlap),
-            "--belebele", str(bele), "--sib", str(sib), "--candidates", "de,fr", "--limit", "2",
-            "--mt-max-tokens", "8", "--out", str(out), "--quiet", "--no-typology"]
+    args = [
+        "eval",
+        "--worker-url",
+        tiny_worker,
+        "--data-dir",
+        str(data_dir),
+        "--pairs",
+        "en-sw",
+        "--tasks",
+        "bli,mt,mrc,cls",
+        "--k-shot",
+        "0,3",
+        "--rankings",
+        str(rk),
+        "--profiles",
+        str(overlap),
+        "--belebele",
+        str(bele),
+        "--sib",
+        str(sib),
+        "--candidates",
+        "de,fr",
+        "--limit",
+        "2",
+        "--mt-max-tokens",
+        "8",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-typology",
+    ]
 
     before = _completions_served(tiny_worker)
     res = CliRunner().invoke(app, args)
@@ -62,8 +98,12 @@ def test_eval_cli_end_to_end_and_resumable(tiny_worker: str, data_dir: Path, tmp
     assert {r["metric"] for r in data["conditions"]} == {"p@1", "chrf", "accuracy"}
     assert (out / "results.md").read_text().count("## ") >= 8
     pngs = {p.name for p in (out / "img").glob("*.png")}
-    assert {"bli_k0_conditions.png", "mt_k3_conditions.png", "overlap_heatmap.png",
-            "hsic_layers_en-sw_lape_full.png"} <= pngs
+    assert {
+        "bli_k0_conditions.png",
+        "mt_k3_conditions.png",
+        "overlap_heatmap.png",
+        "hsic_layers_en-sw_lape_full.png",
+    } <= pngs
 
     # second run: zero requests reach the worker, same numbers
     before = _completions_served(tiny_worker)
@@ -78,9 +118,20 @@ def test_eval_cli_end_to_end_and_resumable(tiny_worker: str, data_dir: Path, tmp
 def test_eval_cli_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["eval", "--pairs", "en", "--worker-url", "http://127.0.0.1:9"])
     assert res.exit_code == 2 and "SRC-TGT" in res.output
-    res = CliRunner().invoke(app, ["eval", "--pairs", "en-sw", "--tasks", "bli,nope",
-                                   "--data-dir", str(tmp_path)])
+    res = CliRunner().invoke(app, ["eval", "--pairs", "en-sw", "--tasks", "bli,nope", "--data-dir", str(tmp_path)])
     assert res.exit_code == 2 and "nope" in res.output
-    res = CliRunner().invoke(app, ["eval", "--pairs", "en-sw", "--data-dir", str(tmp_path),
-                                   "--worker-url", "http://127.0.0.1:9", "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--pairs",
+            "en-sw",
+            "--data-dir",
+            str(tmp_path),
+            "--worker-url",
+            "http://127.0.0.1:9",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert res.exit_code == 2 and "bridgex data prepare" in res.output

@@ -10,10 +10,26 @@ from bridgex.ranking import CandidateScore, Ranking
 
 
 def _ranking(src: str, tgt: str, order: list[str], selection: str, bridge_set: str) -> dict:
-    ranked = [CandidateScore(code=c, score=1.0 - 0.1 * i, rank=i + 1, per_layer={3: 1.0 - 0.1 * i, 4: 0.5},
-                             set_sizes={3: 8, 4: 8}, coverage=1.0) for i, c in enumerate(order)]
-    r = Ranking(ranked=ranked, best=order[0], layers=[3, 4], pair_set_sizes={3: 5, 4: 5},
-                params={"selection": selection, "bridge_set": bridge_set}, src=src, tgt=tgt)
+    ranked = [
+        CandidateScore(
+            code=c,
+            score=1.0 - 0.1 * i,
+            rank=i + 1,
+            per_layer={3: 1.0 - 0.1 * i, 4: 0.5},
+            set_sizes={3: 8, 4: 8},
+            coverage=1.0,
+        )
+        for i, c in enumerate(order)
+    ]
+    r = Ranking(
+        ranked=ranked,
+        best=order[0],
+        layers=[3, 4],
+        pair_set_sizes={3: 5, 4: 5},
+        params={"selection": selection, "bridge_set": bridge_set},
+        src=src,
+        tgt=tgt,
+    )
     return r.model_dump(mode="json")
 
 
@@ -52,8 +68,14 @@ def test_build_conditions(tmp_path: Path) -> None:
     pr = load_rankings(tmp_path)[("id", "tl")]
     conds = build_conditions("id", "tl", ["en", "es", "de"], pr, "es")
     assert [(c.name, c.bridge) for c in conds] == [
-        ("none", None), ("en", "en"), ("hsic:top_rate/specific", "es"), ("typology", "es"),
-        ("cand:en", "en"), ("cand:es", "es"), ("cand:de", "de")]
+        ("none", None),
+        ("en", "en"),
+        ("hsic:top_rate/specific", "es"),
+        ("typology", "es"),
+        ("cand:en", "en"),
+        ("cand:es", "es"),
+        ("cand:de", "de"),
+    ]
     # English is not a condition when it is a side of the pair; the pair's languages are never bridges
     names = [c.name for c in build_conditions("en", "sw", ["en", "sw", "de"], None, None)]
     assert names == ["none", "cand:de"]
@@ -61,11 +83,15 @@ def test_build_conditions(tmp_path: Path) -> None:
 
 def test_served_condition_follows_the_serving_decision(tmp_path: Path) -> None:
     """serve_policy is covered by the harness: `served:<method>` uses the ranking's decision, even "no bridge"."""
-    direct = {**_ranking("id", "tl", ["es", "en"], "top_rate", "specific"),
-              "served": {"bridge": None, "policy": "validated", "reason": "none won"}}
+    direct = {
+        **_ranking("id", "tl", ["es", "en"], "top_rate", "specific"),
+        "served": {"bridge": None, "policy": "validated", "reason": "none won"},
+    }
     (tmp_path / "a.json").write_text(json.dumps(direct))
-    bridged = {**_ranking("id", "tl", ["es", "en"], "top_rate", "full"),
-               "served": {"bridge": "en", "policy": "validated", "reason": "en won"}}
+    bridged = {
+        **_ranking("id", "tl", ["es", "en"], "top_rate", "full"),
+        "served": {"bridge": "en", "policy": "validated", "reason": "en won"},
+    }
     (tmp_path / "b.json").write_text(json.dumps(bridged))
     conds = build_conditions("id", "tl", ["es"], load_rankings(tmp_path)[("id", "tl")], None)
     served = [(c.name, c.bridge) for c in conds if c.name.startswith("served:")]

@@ -37,8 +37,12 @@ def test_belebele_errors_name_the_file_and_line(tmp_path: Path) -> None:
     p.write_text(json.dumps({"flores_passage": "x", "question": "y"}) + "\n")
     with pytest.raises(EvalDataError, match=r"eng_Latn.jsonl:1: missing Belebele fields"):
         load_belebele(p)
-    row = {"flores_passage": "x", "question": "y", "correct_answer_num": "5",
-           **{f"mc_answer{i}": str(i) for i in range(1, 5)}}
+    row = {
+        "flores_passage": "x",
+        "question": "y",
+        "correct_answer_num": "5",
+        **{f"mc_answer{i}": str(i) for i in range(1, 5)},
+    }
     p.write_text(json.dumps(row) + "\n")
     with pytest.raises(EvalDataError, match="1-4"):
         load_belebele(p)
@@ -54,8 +58,7 @@ def test_sib200_reads_tsv(tmp_path: Path) -> None:
     path = sib200_file(d, "en", "test")
     assert path == d / "eng_Latn" / "test.tsv"
     items = load_sib200(path)
-    assert [i.label for i in items] == ["science/technology", "travel", "politics", "sports", "health",
-                                        "entertainment"]
+    assert [i.label for i in items] == ["science/technology", "travel", "politics", "sports", "health", "entertainment"]
     assert items[0].id == "0" and items[0].text.startswith("water house")
 
 

@@ -63,24 +63,45 @@ class ScriptedModel:
 
 
 def _write_ranking(path: Path, src: str, tgt: str, order: list[str]) -> None:
-    ranked = [CandidateScore(code=c, score=1.0 - 0.1 * i, rank=i + 1, per_layer={2: 0.9 - 0.1 * i, 3: 0.5},
-                             coverage=1.0) for i, c in enumerate(order)]
-    r = Ranking(ranked=ranked, best=order[0], layers=[2, 3], pair_set_sizes={2: 4, 3: 4},
-                params={"selection": "top_rate", "bridge_set": "specific"}, src=src, tgt=tgt)
+    ranked = [
+        CandidateScore(code=c, score=1.0 - 0.1 * i, rank=i + 1, per_layer={2: 0.9 - 0.1 * i, 3: 0.5}, coverage=1.0)
+        for i, c in enumerate(order)
+    ]
+    r = Ranking(
+        ranked=ranked,
+        best=order[0],
+        layers=[2, 3],
+        pair_set_sizes={2: 4, 3: 4},
+        params={"selection": "top_rate", "bridge_set": "specific"},
+        src=src,
+        tgt=tgt,
+    )
     path.write_text(json.dumps(r.model_dump(mode="json")))
 
 
 def _cfg(tmp_path: Path, data_dir: Path, model: ScriptedModel, **kw) -> EvalConfig:
-    base = dict(worker_url="http://scripted", out_dir=tmp_path / "out", pairs=[("en", "sw"), ("en", "fi")],
-                tasks=["bli"], k_shots=[0], data=TaskData(data_dir=data_dir), candidates=["de", "fi", "fr"],
-                progress=False, typology=False, transport=httpx.MockTransport(model.handler))
+    base = dict(
+        worker_url="http://scripted",
+        out_dir=tmp_path / "out",
+        pairs=[("en", "sw"), ("en", "fi")],
+        tasks=["bli"],
+        k_shots=[0],
+        data=TaskData(data_dir=data_dir),
+        candidates=["de", "fi", "fr"],
+        progress=False,
+        typology=False,
+        transport=httpx.MockTransport(model.handler),
+    )
     base.update(kw)
     return EvalConfig(**base)
 
 
 def _cond(res: dict, pair: str, name: str, k: int = 0, task: str = "bli") -> dict:
-    return next(r for r in res["conditions"]
-                if r["pair"] == pair and r["condition"] == name and r["k"] == k and r["task"] == task)
+    return next(
+        r
+        for r in res["conditions"]
+        if r["pair"] == pair and r["condition"] == name and r["k"] == k and r["task"] == task
+    )
 
 
 def test_scores_conditions_oracle_and_spearman(tmp_path: Path, data_dir: Path) -> None:
@@ -139,8 +160,7 @@ def test_bridge_step_is_shared_and_each_request_made_once(tmp_path: Path, data_d
 
 def test_k_shot_demos_come_from_probe_split(tmp_path: Path, data_dir: Path) -> None:
     model = ScriptedModel()
-    res = asyncio.run(evaluate(_cfg(tmp_path, data_dir, model, pairs=[("en", "sw")], k_shots=[3],
-                                    candidates=["de"])))
+    res = asyncio.run(evaluate(_cfg(tmp_path, data_dir, model, pairs=[("en", "sw")], k_shots=[3], candidates=["de"])))
     probe_words = set(WORDS["en"][:4])
     eval_words = set(WORDS["en"][4:])
     finals = [p for p in model.prompts if p.endswith("kiswahili:")]
@@ -187,15 +207,15 @@ def test_rejected_prompts_are_cached_as_empty(tmp_path: Path, data_dir: Path) ->
 
 
 def test_worker_down_is_a_clear_error(tmp_path: Path, data_dir: Path) -> None:
-    cfg = _cfg(tmp_path, data_dir, ScriptedModel(), worker_url="http://127.0.0.1:9", transport=None,
-               timeout_s=2.0)
+    cfg = _cfg(tmp_path, data_dir, ScriptedModel(), worker_url="http://127.0.0.1:9", transport=None, timeout_s=2.0)
     with pytest.raises(HarnessError, match="not healthy"):
         asyncio.run(evaluate(cfg))
 
 
 def test_missing_data_is_skipped_with_reason(tmp_path: Path, data_dir: Path) -> None:
-    res = asyncio.run(evaluate(_cfg(tmp_path, data_dir, ScriptedModel(), pairs=[("en", "sw"), ("ja", "he")],
-                                    candidates=["de"])))
+    res = asyncio.run(
+        evaluate(_cfg(tmp_path, data_dir, ScriptedModel(), pairs=[("en", "sw"), ("ja", "he")], candidates=["de"]))
+    )
     assert [(s["pair"], s["task"]) for s in res["skipped"]] == [("ja-he", "bli")]
     assert "bridgex data prepare" in res["skipped"][0]["reason"]
     with pytest.raises(HarnessError, match="nothing to evaluate"):

@@ -51,23 +51,32 @@ def rlog_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def keyed_worker(tiny_model_dir: Path, rlog_dir: Path) -> Iterator[tuple[Service, str]]:
     """vLLM on the tiny model, started by our launcher with BRIDGEX_WORKER_API_KEY (guard on); prompts are
     logged so tests can read what the worker was sent."""
-    svc, url = start_worker(tiny_model_dir, rlog_dir, BRIDGEX_WORKER_API_KEY=WORKER_KEY,
-                            BRIDGEX_WORKER_ARGS="--enable-log-requests --max-log-len 400")
+    svc, url = start_worker(
+        tiny_model_dir,
+        rlog_dir,
+        BRIDGEX_WORKER_API_KEY=WORKER_KEY,
+        BRIDGEX_WORKER_ARGS="--enable-log-requests --max-log-len 400",
+    )
     yield svc, url
     svc.stop()
 
 
 def reliability_env(model: Path, redis_url: str, worker_url: str, home: Path, **extra: str) -> dict[str, str]:
     env = stack_env(model, redis_url, worker_url, home)
-    env |= {"BRIDGEX_API_KEYS": json.dumps(RKEYS), "BRIDGEX_WORKER_API_KEY": WORKER_KEY,
-            "BRIDGEX_MAX_TEXT_TOKENS": "128", "BRIDGEX_API_HEADER_TIMEOUT_S": "2",
-            "BRIDGEX_API_MAX_BODY_BYTES": str(256 * 1024)}
+    env |= {
+        "BRIDGEX_API_KEYS": json.dumps(RKEYS),
+        "BRIDGEX_WORKER_API_KEY": WORKER_KEY,
+        "BRIDGEX_MAX_TEXT_TOKENS": "128",
+        "BRIDGEX_API_HEADER_TIMEOUT_S": "2",
+        "BRIDGEX_API_MAX_BODY_BYTES": str(256 * 1024),
+    }
     return env | extra
 
 
 @pytest.fixture(scope="package")
-def rstack(tiny_model_dir: Path, keyed_worker: tuple[Service, str], rlog_dir: Path,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RStack]:
+def rstack(
+    tiny_model_dir: Path, keyed_worker: tuple[Service, str], rlog_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RStack]:
     redis = RedisServer(persist=True).start()
     env = reliability_env(tiny_model_dir, redis.url, keyed_worker[1], tmp_path_factory.mktemp("rel-home"))
     celery = start_celery(rlog_dir, redis.url, **env)

@@ -21,13 +21,20 @@ CLIENT_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def fault_stack(tiny_model_dir: Path, rlog_dir: Path, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[dict[str, Any]]:
+def fault_stack(
+    tiny_model_dir: Path, rlog_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """Its own worker (this module kills it), a persistent Redis (it is restarted), Celery and a gateway."""
     worker, wurl = start_worker(tiny_model_dir, rlog_dir, BRIDGEX_WORKER_API_KEY=WORKER_KEY)
     server = RedisServer(persist=True).start()
-    env = reliability_env(tiny_model_dir, server.url, wurl, tmp_path_factory.mktemp("faults"),
-                          BRIDGEX_WORKER_TIMEOUT_S="5", BRIDGEX_WORKER_RETRIES="1")
+    env = reliability_env(
+        tiny_model_dir,
+        server.url,
+        wurl,
+        tmp_path_factory.mktemp("faults"),
+        BRIDGEX_WORKER_TIMEOUT_S="5",
+        BRIDGEX_WORKER_RETRIES="1",
+    )
     celery = start_celery(rlog_dir, server.url, **env)
     api_svc, api = start_api(rlog_dir, **env)
     try:
@@ -73,9 +80,11 @@ def test_redis_killed_and_restarted_under_load(fault_stack: dict[str, Any]) -> N
                     code = -1
                 results.append((path, code, time.monotonic() - t0))
 
-    threads = [threading.Thread(target=client, args=("/translate", "POST", auto)),
-               threading.Thread(target=client, args=("/translate", "POST", {**auto, "bridge": "none"})),
-               threading.Thread(target=client, args=("/bridges/en/fr", "GET", None))]
+    threads = [
+        threading.Thread(target=client, args=("/translate", "POST", auto)),
+        threading.Thread(target=client, args=("/translate", "POST", {**auto, "bridge": "none"})),
+        threading.Thread(target=client, args=("/bridges/en/fr", "GET", None)),
+    ]
     for t in threads:
         t.start()
     time.sleep(1.0)
@@ -101,20 +110,32 @@ def test_redis_killed_and_restarted_under_load(fault_stack: dict[str, Any]) -> N
         assert c.get("/bridges/en/fr", headers=T).json() == ranking
         after = c.get(f"/jobs/{job['id']}", headers=ADMIN).json()
         assert after["state"] == "succeeded" and after["result"] == rec["result"]
-        wait_until(lambda: c.post("/translate", headers=T, json=auto).json()["bridge_source"] == "cache", 30, 0.5,
-                   what="auto served from the cache again")
+        wait_until(
+            lambda: c.post("/translate", headers=T, json=auto).json()["bridge_source"] == "cache",
+            30,
+            0.5,
+            what="auto served from the cache again",
+        )
 
 
 def _completed(url: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=5).text
-    return sum(float(m.group(1)) for m in re.finditer(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$",
-                                                      text, re.M))
+    return sum(float(m.group(1)) for m in re.finditer(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
 
 def test_worker_killed_mid_batch_keeps_finished_items(fault_stack: dict[str, Any]) -> None:
     api, wurl, worker = fault_stack["api"], fault_stack["worker_url"], fault_stack["worker"]
-    items = [{"text": f"All human beings are born free, number {i}.", "source": "en", "target": "fr",
-              "bridge": "none", "task": "text", "max_tokens": 48} for i in range(48)]
+    items = [
+        {
+            "text": f"All human beings are born free, number {i}.",
+            "source": "en",
+            "target": "fr",
+            "bridge": "none",
+            "task": "text",
+            "max_tokens": 48,
+        }
+        for i in range(48)
+    ]
     out: dict[str, Any] = {}
 
     def batch() -> None:

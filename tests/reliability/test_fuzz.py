@@ -45,9 +45,12 @@ WORKER_EXAMPLES = 15
 WORKER_OPERATIONS = ["/v1/completions", "/tokenize", "/v1/models", "/health"]
 """What the gateway (completions, tokenize, models) and the probes (/health) use of vLLM's API."""
 
-FUZZ_SETTINGS = settings(deadline=None, phases=[Phase.explicit, Phase.generate], database=None,
-                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                                HealthCheck.data_too_large])
+FUZZ_SETTINGS = settings(
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 
 
 @dataclass
@@ -94,14 +97,14 @@ def _schemathesis_nodeid_shim(request: pytest.FixtureRequest) -> None:
 
 # --- the gateway -----------------------------------------------------------------------------------------------
 
+
 def _gateway_state(api: str) -> tuple[dict[str, dict[str, Any]], set[tuple[str, str]]]:
     """(every job by id, every published pair) as the admin key sees them."""
     with httpx.Client(base_url=api, headers=ADMIN, timeout=30) as c:
         jobs = c.get("/jobs", params={"limit": 500})
         bridges = c.get("/bridges")
     assert jobs.status_code == 200 and bridges.status_code == 200, (jobs.text, bridges.text)
-    return ({j["id"]: j for j in jobs.json()["jobs"]},
-            {(p["source"], p["target"]) for p in bridges.json()["pairs"]})
+    return ({j["id"]: j for j in jobs.json()["jobs"]}, {(p["source"], p["target"]) for p in bridges.json()["pairs"]})
 
 
 def _undo_analyses(api: str, jobs_before: set[str], pairs_before: set[tuple[str, str]]) -> None:
@@ -134,18 +137,23 @@ def _undo_analyses(api: str, jobs_before: set[str], pairs_before: set[tuple[str,
 
 @pytest.fixture(scope="module")
 def gateway_schema(rstack: RStack) -> Iterator[schemathesis.BaseSchema]:
-    config = schemathesis.Config.from_dict({
-        # the key is sent with every call (admin: every scope); generating security parameters would send
-        # random X-API-Key values too, which only exercise the failed-auth lockout shared by this package
-        "generation": {"max-examples": GATEWAY_EXAMPLES, "with-security-parameters": False},
-        "phases": {"stateful": {"enabled": False}},
-        "operations": [
-            # POST /analyze: each accepted case is a real analysis on the stack's one Celery worker (tens of
-            # seconds each); a few generated cases, no coverage sweep, and _undo_analyses cancels any it starts
-            {"include-path": "/analyze", "generation": {"max-examples": ANALYZE_EXAMPLES},
-             "phases": {"coverage": {"enabled": False}}},
-        ],
-    })
+    config = schemathesis.Config.from_dict(
+        {
+            # the key is sent with every call (admin: every scope); generating security parameters would send
+            # random X-API-Key values too, which only exercise the failed-auth lockout shared by this package
+            "generation": {"max-examples": GATEWAY_EXAMPLES, "with-security-parameters": False},
+            "phases": {"stateful": {"enabled": False}},
+            "operations": [
+                # POST /analyze: each accepted case is a real analysis on the stack's one Celery worker (tens of
+                # seconds each); a few generated cases, no coverage sweep, and _undo_analyses cancels any it starts
+                {
+                    "include-path": "/analyze",
+                    "generation": {"max-examples": ANALYZE_EXAMPLES},
+                    "phases": {"coverage": {"enabled": False}},
+                },
+            ],
+        }
+    )
     schema = schemathesis.openapi.from_url(f"{rstack.api}/openapi.json", config=config)
     # Nothing is excluded: DELETE /bridges only touches this private stack, POST /jobs/{id}/cancel sees random
     # ids; /metrics and the static /ui are not in the document (include_in_schema=False, a mount).
@@ -163,8 +171,13 @@ def no_internal_item_errors(ctx: Any, response: Any, case: schemathesis.Case) ->
         raise AssertionError(f"batch items answered with server errors: {bad}")
 
 
-GATEWAY_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-                  response_schema_conformance, no_internal_item_errors]
+GATEWAY_CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    no_internal_item_errors,
+]
 
 
 @pytest.mark.timeout(600)
@@ -186,8 +199,9 @@ def _wait_done(c: httpx.Client, job_id: str, timeout: float = 420) -> dict[str, 
 
 
 @pytest.mark.timeout(600)
-def test_gateway_real_resources_match_the_document(gateway_schema: schemathesis.BaseSchema, rstack: RStack,
-                                                   fuzz_tally: dict[str, Tally]) -> None:
+def test_gateway_real_resources_match_the_document(
+    gateway_schema: schemathesis.BaseSchema, rstack: RStack, fuzz_tally: dict[str, Tally]
+) -> None:
     """The fuzz names a real pair or job only by chance (random path values answer 404/422), so the documented
     200 bodies of real rankings and jobs are checked here, with the same checks, on an analysed pair."""
     with httpx.Client(base_url=rstack.api, headers=ADMIN, timeout=60) as c:
@@ -209,14 +223,21 @@ def test_gateway_real_resources_match_the_document(gateway_schema: schemathesis.
         (s["/bridges"]["GET"].Case(query={"config": config}), ok),
         (s["/bridges/configs"]["GET"].Case(), ok),
         (s["/bridges/{source}/{target}"]["GET"].Case(path_parameters={"source": "en", "target": "fr"}), ok),
-        (s["/bridges/{source}/{target}"]["GET"].Case(path_parameters={"source": "en", "target": "fr"},
-                                                      query={"config": config}), ok),
+        (
+            s["/bridges/{source}/{target}"]["GET"].Case(
+                path_parameters={"source": "en", "target": "fr"}, query={"config": config}
+            ),
+            ok,
+        ),
         (s["/bridges/{source}/{target}"]["GET"].Case(path_parameters={"source": "fr", "target": "en"}), {404}),
         (s["/translate"]["POST"].Case(body=word), ok),
-        (s["/translate"]["POST"].Case(body={**word, "task": "text", "text": "the water is cold", "bridge": "de"}),
-         ok),
-        (s["/translate/batch"]["POST"].Case(body={"items": [word, {**word, "source": "xx-invalid-"},
-                                                            {**word, "bridge": "none"}]}), ok),
+        (s["/translate"]["POST"].Case(body={**word, "task": "text", "text": "the water is cold", "bridge": "de"}), ok),
+        (
+            s["/translate/batch"]["POST"].Case(
+                body={"items": [word, {**word, "source": "xx-invalid-"}, {**word, "bridge": "none"}]}
+            ),
+            ok,
+        ),
         (s["/languages"]["GET"].Case(), ok),
         (s["/ready"]["GET"].Case(), {200, 503}),  # 503 when the one-token probe waits behind a busy worker
     ]
@@ -229,12 +250,15 @@ def test_gateway_real_resources_match_the_document(gateway_schema: schemathesis.
 
 # --- the generation worker -------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def worker_schema(keyed_worker: tuple[Service, str]) -> schemathesis.BaseSchema:
-    config = schemathesis.Config.from_dict({
-        "generation": {"max-examples": WORKER_EXAMPLES, "with-security-parameters": False},
-        "phases": {"stateful": {"enabled": False}},
-    })
+    config = schemathesis.Config.from_dict(
+        {
+            "generation": {"max-examples": WORKER_EXAMPLES, "with-security-parameters": False},
+            "phases": {"stateful": {"enabled": False}},
+        }
+    )
     # the guard protects the document too
     return schemathesis.openapi.from_url(f"{keyed_worker[1]}/openapi.json", config=config, headers=WH)
 
@@ -245,8 +269,12 @@ def worker_schema(keyed_worker: tuple[Service, str]) -> schemathesis.BaseSchema:
 def test_worker_fuzz(case: schemathesis.Case, fuzz_tally: dict[str, Tally]) -> None:
     # vLLM's document makes `prompt` optional, so most generated completions stop at "prompt must be
     # provided"; give those one, so the rest of the generated body reaches the engine
-    if case.operation.path == "/v1/completions" and isinstance(case.body, dict) \
-            and "prompt" not in case.body and "prompt_embeds" not in case.body:
+    if (
+        case.operation.path == "/v1/completions"
+        and isinstance(case.body, dict)
+        and "prompt" not in case.body
+        and "prompt_embeds" not in case.body
+    ):
         case.body["prompt"] = "water"
     response = case.call(headers=WH, timeout=120)
     fuzz_tally["worker"].record(case.operation.label, response.status_code)

@@ -39,8 +39,13 @@ def raw_request(url: str, data: bytes, *, read_timeout: float = 10.0) -> bytes:
             out += chunk
             if b"\r\n\r\n" in out and len(out) > out.index(b"\r\n\r\n") + 4 and b"content-length" in out.lower():
                 head, _, body = out.partition(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length")))
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    )
+                )
                 if len(body) >= length:
                     break
         return out
@@ -77,26 +82,32 @@ def test_chain_injection_cannot_close_the_quoted_span(rstack: RStack) -> None:
         assert r.json()["translation"] != injected
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("\x00\x00", "only control, invisible or delimiter"),
-    ("\u200b", "only control, invisible or delimiter"),
-    ("→→ \"\" →", "only control, invisible or delimiter"),
-    ("😀" * 200, "tokens for this model; the limit is 128"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("\x00\x00", "only control, invisible or delimiter"),
+        ("\u200b", "only control, invisible or delimiter"),
+        ('→→ "" →', "only control, invisible or delimiter"),
+        ("😀" * 200, "tokens for this model; the limit is 128"),
+    ],
+)
 def test_text_without_content_or_over_the_token_limit(rstack: RStack, text: str, fragment: str) -> None:
     with rstack.client() as c:
         r = c.post("/translate", headers=T, json={"text": text, **NONE})
         assert r.status_code == 422, r.text
         assert fragment in r.json()["message"] and r.json()["error"] == "invalid_request"
-        ok = c.post("/translate", headers=T, json={"text": "water " * 30, "task": "text", "max_tokens": 4,
-                                                   **NONE})  # 180 bytes, 60 tokens: counted, under the limit
+        ok = c.post(
+            "/translate", headers=T, json={"text": "water " * 30, "task": "text", "max_tokens": 4, **NONE}
+        )  # 180 bytes, 60 tokens: counted, under the limit
         assert ok.status_code == 200, ok.text
 
 
 def test_lone_surrogates_are_422_not_500(rstack: RStack) -> None:
     with rstack.client() as c:
-        for body in (b'{"text": "\\ud800", "source": "en", "target": "fr", "bridge": "none"}',
-                     b'{"text": "water", "source": "\\ud800", "target": "fr"}'):
+        for body in (
+            b'{"text": "\\ud800", "source": "en", "target": "fr", "bridge": "none"}',
+            b'{"text": "water", "source": "\\ud800", "target": "fr"}',
+        ):
             r = c.post("/translate", headers={**T, "content-type": "application/json"}, content=body)
             assert r.status_code == 422, r.text
             assert r.headers["content-type"] == "application/json"
@@ -105,16 +116,22 @@ def test_lone_surrogates_are_422_not_500(rstack: RStack) -> None:
 
 def test_error_messages_say_what_to_fix(rstack: RStack) -> None:
     with rstack.client() as c:
-        bad_json = c.post("/translate", headers={**T, "content-type": "application/json"},
-                          content=b'{"text": "water", "source": "en",, }')
+        bad_json = c.post(
+            "/translate",
+            headers={**T, "content-type": "application/json"},
+            content=b'{"text": "water", "source": "en",, }',
+        )
         assert bad_json.status_code == 422
         assert "not valid JSON" in bad_json.json()["message"] and "character" in bad_json.json()["message"]
         plain = c.post("/translate", headers={**T, "content-type": "text/plain"}, content=b"water")
         assert plain.status_code == 422 and "Content-Type: application/json" in plain.json()["message"]
         long_code = c.post("/translate", headers=T, json={"text": "water", "source": "x" * 64_000, "target": "fr"})
         assert long_code.status_code == 422 and len(long_code.text) < 1000, long_code.text[:300]
-        not_utf8 = c.post("/translate", headers={**T, "content-type": "application/json"},
-                          content=b'{"text": "\xff\xfe", "source": "en", "target": "fr"}')
+        not_utf8 = c.post(
+            "/translate",
+            headers={**T, "content-type": "application/json"},
+            content=b'{"text": "\xff\xfe", "source": "en", "target": "fr"}',
+        )
         assert not_utf8.status_code in (400, 422), not_utf8.text
         assert "UTF-8" in not_utf8.json()["message"] or "JSON" in not_utf8.json()["message"]
 
@@ -135,16 +152,20 @@ def test_openapi_documents_security_and_errors(rstack: RStack) -> None:
 def test_huge_body_is_refused_before_it_is_read(rstack: RStack) -> None:
     proc = psutil.Process(rstack.api_svc.proc.pid)  # type: ignore[union-attr]
     rss0 = proc.memory_info().rss
-    head = (b"POST /translate HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k-translate\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")
+    head = (
+        b"POST /translate HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k-translate\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+    )
     raw = raw_request(rstack.api, head + b'{"text": "' + b"a" * 65536)
     assert status_of(raw) == 413, raw[:300]
     assert "BRIDGEX_API_MAX_BODY_BYTES" in body_of(raw)["message"]
     # a body without Content-Length is counted while it streams
     with rstack.client() as c:
+
         def chunks() -> Iterator[bytes]:
             for _ in range(40):
                 yield b"x" * 16384
+
         r = c.post("/translate", headers={**T, "content-type": "application/json"}, content=chunks())
         assert r.status_code == 413, r.text
         assert c.post("/translate", headers=T, json={"text": "water", **NONE}).status_code == 200
@@ -168,20 +189,31 @@ def test_half_sent_requests_are_closed_and_others_served(rstack: RStack) -> None
         s.close()
     assert time.monotonic() - t0 < 8
     # a complete head with a body that stops arriving: 408
-    raw = raw_request(rstack.api, b"POST /translate HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k-translate\r\n"
-                      b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"text\":")
+    raw = raw_request(
+        rstack.api,
+        b"POST /translate HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k-translate\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"text":',
+    )
     assert status_of(raw) == 408 and body_of(raw)["error"] == "request_timeout"
 
 
 # --------------------------------------------------------------------------------------------- limits stack
 @pytest.fixture(scope="module")
-def limits(tiny_model_dir: Path, keyed_worker: tuple[Service, str], rlog_dir: Path,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RedisServer]]:
+def limits(
+    tiny_model_dir: Path, keyed_worker: tuple[Service, str], rlog_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, RedisServer]]:
     """A gateway with small limits on its own Redis (the lockout is per client, and every test is 127.0.0.1)."""
     server = RedisServer().start()
-    env = reliability_env(tiny_model_dir, server.url, keyed_worker[1], tmp_path_factory.mktemp("limits"),
-                          BRIDGEX_RATE_LIMIT_PER_MINUTE="6", BRIDGEX_AUTH_FAIL_LIMIT="4",
-                          BRIDGEX_AUTH_LOCKOUT_S="30", BRIDGEX_API_MAX_CONCURRENCY="6")
+    env = reliability_env(
+        tiny_model_dir,
+        server.url,
+        keyed_worker[1],
+        tmp_path_factory.mktemp("limits"),
+        BRIDGEX_RATE_LIMIT_PER_MINUTE="6",
+        BRIDGEX_AUTH_FAIL_LIMIT="4",
+        BRIDGEX_AUTH_LOCKOUT_S="30",
+        BRIDGEX_API_MAX_CONCURRENCY="6",
+    )
     svc, url = start_api(rlog_dir, **env)
     yield url, server
     svc.stop()
@@ -245,11 +277,19 @@ def test_concurrency_limit_answers_503_then_recovers(limits: tuple[str, RedisSer
         assert c.get("/health").status_code == 200
 
 
-def test_forwarded_for_is_not_trusted_by_default(tiny_model_dir: Path, keyed_worker: tuple[Service, str],
-                                                 rlog_dir: Path, tmp_path: Path) -> None:
+def test_forwarded_for_is_not_trusted_by_default(
+    tiny_model_dir: Path, keyed_worker: tuple[Service, str], rlog_dir: Path, tmp_path: Path
+) -> None:
     server = RedisServer().start()
-    env = reliability_env(tiny_model_dir, server.url, keyed_worker[1], tmp_path, BRIDGEX_API_KEYS="{}",
-                          BRIDGEX_AUTH_OPEN="true", BRIDGEX_RATE_LIMIT_PER_MINUTE="3")
+    env = reliability_env(
+        tiny_model_dir,
+        server.url,
+        keyed_worker[1],
+        tmp_path,
+        BRIDGEX_API_KEYS="{}",
+        BRIDGEX_AUTH_OPEN="true",
+        BRIDGEX_RATE_LIMIT_PER_MINUTE="3",
+    )
     svc, url = start_api(rlog_dir, **env)
     try:
         _fresh_window()
@@ -261,26 +301,59 @@ def test_forwarded_for_is_not_trusted_by_default(tiny_model_dir: Path, keyed_wor
         server.stop()
 
 
-@pytest.mark.parametrize("env, host, fragment", [
-    ({"BRIDGEX_AUTH_OPEN": "true", "BRIDGEX_API_KEYS": json.dumps(RKEYS)}, "127.0.0.1", "both set"),
-    ({"BRIDGEX_AUTH_OPEN": "true", "BRIDGEX_API_KEYS": "{}"}, "0.0.0.0", "loopback"),
-])
+@pytest.mark.parametrize(
+    "env, host, fragment",
+    [
+        ({"BRIDGEX_AUTH_OPEN": "true", "BRIDGEX_API_KEYS": json.dumps(RKEYS)}, "127.0.0.1", "both set"),
+        ({"BRIDGEX_AUTH_OPEN": "true", "BRIDGEX_API_KEYS": "{}"}, "0.0.0.0", "loopback"),
+    ],
+)
 def test_unsafe_auth_configurations_refuse_to_start(env: dict[str, str], host: str, fragment: str) -> None:
-    out = subprocess.run([PYTHON, "-m", "services.api", "--host", host, "--port", str(free_port())],
-                         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **env}, cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [PYTHON, "-m", "services.api", "--host", host, "--port", str(free_port())],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2, out.stderr[-2000:]
     assert fragment in out.stderr
 
 
 # ------------------------------------------------------------------------------------------------ /analyze
-@pytest.mark.parametrize("body, fragment", [
-    ({"revision": "not-the-served-one"}, "Omit `revision`"),
-    ({"candidates": ["nl", "ru", "pl", "cs", "sk", "sl", "hr", "sr", "bg", "uk", "be", "lt", "lv", "et", "ro",
-                     "el", "tr"]}, "at most 16"),
-    ({"candidates": ["de", "nl"]}, "no monolingual text"),
-    ({"candidates": ["x" * 65]}, "at most 64 characters"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"revision": "not-the-served-one"}, "Omit `revision`"),
+        (
+            {
+                "candidates": [
+                    "nl",
+                    "ru",
+                    "pl",
+                    "cs",
+                    "sk",
+                    "sl",
+                    "hr",
+                    "sr",
+                    "bg",
+                    "uk",
+                    "be",
+                    "lt",
+                    "lv",
+                    "et",
+                    "ro",
+                    "el",
+                    "tr",
+                ]
+            },
+            "at most 16",
+        ),
+        ({"candidates": ["de", "nl"]}, "no monolingual text"),
+        ({"candidates": ["x" * 65]}, "at most 64 characters"),
+    ],
+)
 def test_analyze_inputs_are_bounded_before_any_work(rstack: RStack, body: dict, fragment: str) -> None:
     with rstack.client() as c:
         before = count_jobs(c)
@@ -307,8 +380,9 @@ def test_jobs_are_scoped_to_their_submitters(rstack: RStack) -> None:
         assert shared.status_code == 409 and "only an admin" in shared.json()["message"]
         assert c.post(f"/jobs/{jid}/cancel", headers=ADMIN).status_code == 200
         # the analysis `auto` enqueues serves everyone: not visible to (or cancellable by) an analyze key
-        auto = c.post("/translate", headers=T, json={"text": "water", "source": "en", "target": "it",
-                                                     "bridge": "auto"}).json()
+        auto = c.post(
+            "/translate", headers=T, json={"text": "water", "source": "en", "target": "it", "bridge": "auto"}
+        ).json()
         auto_job = auto["analysis_job"]
         assert auto_job, auto
         assert c.post(f"/jobs/{auto_job}/cancel", headers=A).status_code == 404
@@ -321,6 +395,10 @@ def test_worker_refuses_clients_without_its_key(rstack: RStack) -> None:
     """The gateway holds the worker key; anyone else in the network does not."""
     r = httpx.post(f"{rstack.worker}/v1/completions", json={"prompt": "hi", "max_tokens": 1}, timeout=30)
     assert r.status_code == 401
-    ok = httpx.post(f"{rstack.worker}/tokenize", json={"prompt": "hi"}, timeout=30,
-                    headers={"Authorization": f"Bearer {WORKER_KEY}"})
+    ok = httpx.post(
+        f"{rstack.worker}/tokenize",
+        json={"prompt": "hi"},
+        timeout=30,
+        headers={"Authorization": f"Bearer {WORKER_KEY}"},
+    )
     assert ok.status_code == 200 and ok.json()["count"] >= 1

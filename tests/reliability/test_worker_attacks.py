@@ -71,21 +71,26 @@ def assert_json_error(r: httpx.Response, status: int) -> dict[str, Any]:
 # --- the key -------------------------------------------------------------------------------------------------
 
 PROTECTED = [("POST", "/v1/completions"), ("POST", "/tokenize"), ("GET", "/v1/models")]
-BAD_AUTH = {"no key": {}, "wrong key": {"Authorization": "Bearer not-the-worker-key"},
-            "bearer without token": {"Authorization": "Bearer"},
-            "key under another scheme": {"Authorization": "Basic worker-test-key"},
-            "key as x-api-key": {"X-API-Key": "worker-test-key"}}
+BAD_AUTH = {
+    "no key": {},
+    "wrong key": {"Authorization": "Bearer not-the-worker-key"},
+    "bearer without token": {"Authorization": "Bearer"},
+    "key under another scheme": {"Authorization": "Basic worker-test-key"},
+    "key as x-api-key": {"X-API-Key": "worker-test-key"},
+}
 
 
 @pytest.mark.parametrize("auth", list(BAD_AUTH), ids=list(BAD_AUTH))
 @pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
-async def test_protected_path_needs_the_key(client: httpx.AsyncClient, worker: tuple[str, str], method: str,
-                                            path: str, auth: str) -> None:
+async def test_protected_path_needs_the_key(
+    client: httpx.AsyncClient, worker: tuple[str, str], method: str, path: str, auth: str
+) -> None:
     model = worker[1]
     body = completion(model) if path == "/v1/completions" else {"model": model, "prompt": "water"}
     kw: dict[str, Any] = {"json": body} if method == "POST" else {}
-    refused, *others = await asyncio.gather(client.request(method, path, headers=BAD_AUTH[auth], **kw),
-                                            normal(client, model), normal(client, model))
+    refused, *others = await asyncio.gather(
+        client.request(method, path, headers=BAD_AUTH[auth], **kw), normal(client, model), normal(client, model)
+    )
     err = assert_json_error(refused, 401)
     assert err["type"] == "AuthenticationError"
     assert refused.headers.get("www-authenticate") == "Bearer"
@@ -102,12 +107,15 @@ async def test_probes_answer_without_a_key(client: httpx.AsyncClient, worker: tu
 
 # --- values the engine cannot take ---------------------------------------------------------------------------
 
-async def test_seed_beyond_64_bits_is_400_and_others_are_served(client: httpx.AsyncClient,
-                                                                worker: tuple[str, str]) -> None:
+
+async def test_seed_beyond_64_bits_is_400_and_others_are_served(
+    client: httpx.AsyncClient, worker: tuple[str, str]
+) -> None:
     model = worker[1]
     bad, *others = await asyncio.gather(
         client.post("/v1/completions", headers=WH, json=completion(model, seed=2**64)),
-        *(normal(client, model) for _ in range(4)))
+        *(normal(client, model) for _ in range(4)),
+    )
     err = assert_json_error(bad, 400)
     assert "seed" in json.dumps(err), err
     for r in others:
@@ -115,14 +123,16 @@ async def test_seed_beyond_64_bits_is_400_and_others_are_served(client: httpx.As
 
 
 @pytest.mark.parametrize("value", [True, 1, "json"], ids=["bool", "int", "str"])
-async def test_non_object_structured_outputs_is_a_json_400(client: httpx.AsyncClient, worker: tuple[str, str],
-                                                           value: Any) -> None:
+async def test_non_object_structured_outputs_is_a_json_400(
+    client: httpx.AsyncClient, worker: tuple[str, str], value: Any
+) -> None:
     """Found by test_fuzz: vLLM's completion validator calls `.get` on `structured_outputs` before pydantic
     checks its type, so a non-object answered 500 ("'bool' object has no attribute 'get'")."""
     model = worker[1]
     bad, other = await asyncio.gather(
         client.post("/v1/completions", headers=WH, json=completion(model, structured_outputs=value)),
-        normal(client, model))
+        normal(client, model),
+    )
     assert_json_error(bad, 400)
     assert_normal(other)
 
@@ -142,8 +152,9 @@ async def test_a_refused_request_leaves_its_connection_usable(worker: tuple[str,
     (a server that answers and then drops the connection breaks the client's next, unrelated request)."""
     url, model = worker
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=1)) as one:
-        bad = await one.post("/v1/completions", headers={**WH, "Content-Type": "application/json"},
-                             content=REFUSED_BODIES[attack](model))
+        bad = await one.post(
+            "/v1/completions", headers={**WH, "Content-Type": "application/json"}, content=REFUSED_BODIES[attack](model)
+        )
         try:
             after = await normal(one, model)
         except httpx.TransportError as exc:
@@ -154,23 +165,26 @@ async def test_a_refused_request_leaves_its_connection_usable(worker: tuple[str,
 
 # --- sequences per request (the fairness cap) ---------------------------------------------------------------
 
-async def test_200_prompts_are_refused_and_a_concurrent_request_is_served(client: httpx.AsyncClient,
-                                                                          worker: tuple[str, str]) -> None:
+
+async def test_200_prompts_are_refused_and_a_concurrent_request_is_served(
+    client: httpx.AsyncClient, worker: tuple[str, str]
+) -> None:
     model = worker[1]
     body = completion(model, prompt=[f"word {i}" for i in range(200)])
-    bad, other = await asyncio.gather(client.post("/v1/completions", headers=WH, json=body),
-                                      normal(client, model))
+    bad, other = await asyncio.gather(client.post("/v1/completions", headers=WH, json=body), normal(client, model))
     err = assert_json_error(bad, 400)
     assert f"at most {MAX_SEQUENCES} per request" in err["message"], err
     assert "200 sequences" in err["message"], err
     assert_normal(other)
 
 
-async def test_n_500_is_refused_and_a_concurrent_request_is_served(client: httpx.AsyncClient,
-                                                                   worker: tuple[str, str]) -> None:
+async def test_n_500_is_refused_and_a_concurrent_request_is_served(
+    client: httpx.AsyncClient, worker: tuple[str, str]
+) -> None:
     model = worker[1]
-    bad, other = await asyncio.gather(client.post("/v1/completions", headers=WH, json=completion(model, n=500)),
-                                      normal(client, model))
+    bad, other = await asyncio.gather(
+        client.post("/v1/completions", headers=WH, json=completion(model, n=500)), normal(client, model)
+    )
     err = assert_json_error(bad, 400)
     assert f"at most {MAX_SEQUENCES} per request" in err["message"], err
     assert "500 sequences" in err["message"], err
@@ -180,8 +194,7 @@ async def test_n_500_is_refused_and_a_concurrent_request_is_served(client: httpx
 async def test_the_limit_itself_is_allowed(client: httpx.AsyncClient, worker: tuple[str, str]) -> None:
     model = worker[1]
     body = completion(model, prompt=[f"word {i}" for i in range(MAX_SEQUENCES)])
-    full, other = await asyncio.gather(client.post("/v1/completions", headers=WH, json=body),
-                                       normal(client, model))
+    full, other = await asyncio.gather(client.post("/v1/completions", headers=WH, json=body), normal(client, model))
     assert full.status_code == 200, full.text
     choices = full.json()["choices"]
     assert sorted(c["index"] for c in choices) == list(range(MAX_SEQUENCES))
@@ -190,6 +203,7 @@ async def test_the_limit_itself_is_allowed(client: httpx.AsyncClient, worker: tu
 
 
 # --- oversized bodies, while the liveness probe keeps polling ------------------------------------------------
+
 
 async def _poll_health(c: httpx.AsyncClient, done: asyncio.Event, answers: list[tuple[int, float]]) -> None:
     """GET /health (no key, like the kubelet) until `done`, and at least 5 times."""
@@ -218,14 +232,17 @@ def assert_alive(answers: list[tuple[int, float]]) -> None:
     assert slowest < LIVENESS_TIMEOUT_S, f"slowest /health {slowest:.2f}s of {len(answers)}"
 
 
-async def test_2mb_prompts_are_413_while_health_stays_live(client: httpx.AsyncClient,
-                                                           worker: tuple[str, str]) -> None:
+async def test_2mb_prompts_are_413_while_health_stays_live(client: httpx.AsyncClient, worker: tuple[str, str]) -> None:
     model = worker[1]
     big = completion(model, prompt="water " * (2 * 1024 * 1024 // 6))
     assert len(json.dumps(big)) > 2 * 1024 * 1024 - 1024
     async with httpx.AsyncClient(base_url=worker[0], timeout=120) as probe_client:
-        results, answers = await _with_liveness(probe_client, asyncio.gather(
-            *(client.post("/v1/completions", headers=WH, json=big) for _ in range(3)), normal(client, model)))
+        results, answers = await _with_liveness(
+            probe_client,
+            asyncio.gather(
+                *(client.post("/v1/completions", headers=WH, json=big) for _ in range(3)), normal(client, model)
+            ),
+        )
     *refused, other = results
     for r in refused:
         err = assert_json_error(r, 413)
@@ -245,9 +262,13 @@ async def test_2mb_chunked_body_without_length_is_413(client: httpx.AsyncClient,
         yield b'"}'
 
     async with httpx.AsyncClient(base_url=worker[0], timeout=120) as probe_client:
-        (refused, other), answers = await _with_liveness(probe_client, asyncio.gather(
-            client.post("/v1/completions", headers={**WH, "Content-Type": "application/json"}, content=chunks()),
-            normal(client, model)))
+        (refused, other), answers = await _with_liveness(
+            probe_client,
+            asyncio.gather(
+                client.post("/v1/completions", headers={**WH, "Content-Type": "application/json"}, content=chunks()),
+                normal(client, model),
+            ),
+        )
     assert "content-length" not in refused.request.headers
     assert_json_error(refused, 413)
     assert_normal(other)
@@ -256,25 +277,32 @@ async def test_2mb_chunked_body_without_length_is_413(client: httpx.AsyncClient,
 
 # --- bodies that are not valid JSON text ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["/v1/completions", "/tokenize"])
-async def test_lone_surrogate_prompt_is_a_json_4xx(client: httpx.AsyncClient, worker: tuple[str, str],
-                                                   path: str) -> None:
+async def test_lone_surrogate_prompt_is_a_json_4xx(
+    client: httpx.AsyncClient, worker: tuple[str, str], path: str
+) -> None:
     """`\\ud800` is valid JSON syntax but no Unicode text: refused as bad input, not a plain-text 500."""
     model = worker[1]
     raw = b'{"model": %s, "prompt": "\\ud800", "max_tokens": 4}' % json.dumps(model).encode()
     bad, other = await asyncio.gather(
-        client.post(path, headers={**WH, "Content-Type": "application/json"}, content=raw), normal(client, model))
+        client.post(path, headers={**WH, "Content-Type": "application/json"}, content=raw), normal(client, model)
+    )
     assert_json_error(bad, 400)
     assert_normal(other)
 
 
-@pytest.mark.parametrize("raw", [b'{"model": "m", "prompt": ', b"not json", b'{"prompt": "a",}'],
-                         ids=["truncated", "not-json", "trailing-comma"])
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"model": "m", "prompt": ', b"not json", b'{"prompt": "a",}'],
+    ids=["truncated", "not-json", "trailing-comma"],
+)
 @pytest.mark.parametrize("path", ["/v1/completions", "/tokenize"])
-async def test_malformed_json_is_a_json_400(client: httpx.AsyncClient, worker: tuple[str, str], path: str,
-                                            raw: bytes) -> None:
+async def test_malformed_json_is_a_json_400(
+    client: httpx.AsyncClient, worker: tuple[str, str], path: str, raw: bytes
+) -> None:
     bad, other = await asyncio.gather(
-        client.post(path, headers={**WH, "Content-Type": "application/json"}, content=raw),
-        normal(client, worker[1]))
+        client.post(path, headers={**WH, "Content-Type": "application/json"}, content=raw), normal(client, worker[1])
+    )
     assert_json_error(bad, 400)
     assert_normal(other)

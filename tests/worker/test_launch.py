@@ -23,9 +23,15 @@ def _flag(argv: list[str], name: str) -> str | None:
 
 
 def test_cpu_plan_from_settings(tiny_model_dir: Path) -> None:
-    s = WorkerSettings(_env_file=None, model=str(tiny_model_dir), worker_url="http://127.0.0.1:8123",
-                 worker_kv_cache_gib=2, worker_cpu_bind="0", max_batch_size=8,
-                 worker_args="--max-num-batched-tokens 512")
+    s = WorkerSettings(
+        _env_file=None,
+        model=str(tiny_model_dir),
+        worker_url="http://127.0.0.1:8123",
+        worker_kv_cache_gib=2,
+        worker_cpu_bind="0",
+        max_batch_size=8,
+        worker_args="--max-num-batched-tokens 512",
+    )
     p = plan(s, platform="cpu")
     assert p.argv[:2] == ["-m", SERVER_MODULE]
     assert _flag(p.argv, "--model") == _flag(p.argv, "--served-model-name") == str(tiny_model_dir)
@@ -45,8 +51,14 @@ def test_cpu_plan_from_settings(tiny_model_dir: Path) -> None:
 
 
 def test_gpu_plan_and_overrides(tiny_model_dir: Path) -> None:
-    s = WorkerSettings(_env_file=None, model=str(tiny_model_dir), served_model_name="tiny", dtype="float16",
-                 max_model_len=8192, worker_enforce_eager=True)
+    s = WorkerSettings(
+        _env_file=None,
+        model=str(tiny_model_dir),
+        served_model_name="tiny",
+        dtype="float16",
+        max_model_len=8192,
+        worker_enforce_eager=True,
+    )
     p = plan(s, platform="cuda", host="0.0.0.0", port=9000, extra=["--tensor-parallel-size", "2"])
     assert _flag(p.argv, "--dtype") == "float16" and _flag(p.argv, "--max-model-len") == "8192"
     assert "--enforce-eager" in p.argv and _flag(p.argv, "--served-model-name") == "tiny"
@@ -72,10 +84,19 @@ def test_cpu_bind_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_print_shows_the_command(tiny_model_dir: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "services.worker", "--print"], cwd=ROOT, text=True,
-                         capture_output=True, timeout=120,
-                         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "BRIDGEX_MODEL": str(tiny_model_dir),
-                              "BRIDGEX_WORKER_PORT": "8765"})
+    out = subprocess.run(
+        [sys.executable, "-m", "services.worker", "--print"],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(Path.home()),
+            "BRIDGEX_MODEL": str(tiny_model_dir),
+            "BRIDGEX_WORKER_PORT": "8765",
+        },
+    )
     assert out.returncode == 0, out.stderr
     assert f"-m {SERVER_MODULE} --model {tiny_model_dir}" in out.stdout and "--port 8765" in out.stdout
     assert "VLLM_CPU_KVCACHE_SPACE=1" in out.stdout

@@ -20,14 +20,18 @@ from tests.support import Service, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 MODEL = "gemma-3-270m"
-PROMPTS = [word_prompt("water", "en", "fr"), word_prompt("house", "de", "ja", bridge="en", bridge_word="house"),
-           "The capital of France is"]
+PROMPTS = [
+    word_prompt("water", "en", "fr"),
+    word_prompt("house", "de", "ja", bridge="en", bridge_word="house"),
+    "The capital of France is",
+]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str]]:
-    svc, url = start_worker(MODEL, tmp_path_factory.mktemp("vllm-default"), BRIDGEX_WORKER_KV_CACHE_GIB="1",
-                            BRIDGEX_MAX_MODEL_LEN="512")
+    svc, url = start_worker(
+        MODEL, tmp_path_factory.mktemp("vllm-default"), BRIDGEX_WORKER_KV_CACHE_GIB="1", BRIDGEX_MAX_MODEL_LEN="512"
+    )
     yield svc, url
     svc.stop()
 
@@ -39,8 +43,14 @@ def _post(url: str, body: dict) -> httpx.Response:
 def test_greedy_parity_with_hf_generate(server: tuple[Service, str], default_model) -> None:
     lm = default_model
     n = 8
-    eos = {lm.tokenizer.eos_token_id, *([lm.model.generation_config.eos_token_id] if isinstance(
-        lm.model.generation_config.eos_token_id, int) else lm.model.generation_config.eos_token_id or [])}
+    eos = {
+        lm.tokenizer.eos_token_id,
+        *(
+            [lm.model.generation_config.eos_token_id]
+            if isinstance(lm.model.generation_config.eos_token_id, int)
+            else lm.model.generation_config.eos_token_id or []
+        ),
+    }
     for p in PROMPTS:
         r = _post(server[1], {"prompt": p, "max_tokens": n, "temperature": 0, "return_token_ids": True})
         assert r.status_code == 200, r.text
@@ -50,7 +60,7 @@ def test_greedy_parity_with_hf_generate(server: tuple[Service, str], default_mod
         assert choice["prompt_token_ids"] == enc.input_ids[0].tolist()  # one BOS, the same ids
         with torch.inference_mode():
             out = lm.model.generate(**enc, do_sample=False, max_new_tokens=n)
-        ref = out[0, enc.input_ids.shape[1]:].tolist()
+        ref = out[0, enc.input_ids.shape[1] :].tolist()
         cut = next((i + 1 for i, t in enumerate(ref) if t in eos), len(ref))
         assert choice["token_ids"] == ref[:cut], p
         assert choice["text"] == lm.tokenizer.decode(ref[:cut], skip_special_tokens=True)
@@ -58,8 +68,9 @@ def test_greedy_parity_with_hf_generate(server: tuple[Service, str], default_mod
 
 def test_protocol_list_prompts_stop_and_stream(server: tuple[Service, str]) -> None:
     url = server[1]
-    singles = [_post(url, {"prompt": p, "max_tokens": 6, "temperature": 0}).json()["choices"][0]["text"]
-               for p in PROMPTS[:2]]
+    singles = [
+        _post(url, {"prompt": p, "max_tokens": 6, "temperature": 0}).json()["choices"][0]["text"] for p in PROMPTS[:2]
+    ]
     batch = _post(url, {"prompt": PROMPTS[:2], "max_tokens": 6, "temperature": 0}).json()
     assert sorted(c["index"] for c in batch["choices"]) == [0, 1]
     assert [c["text"] for c in sorted(batch["choices"], key=lambda c: c["index"])] == singles
@@ -70,9 +81,12 @@ def test_protocol_list_prompts_stop_and_stream(server: tuple[Service, str]) -> N
     assert stop["stop_reason"] == '"'
 
     pieces, done = [], False
-    with httpx.stream("POST", f"{url}/v1/completions", timeout=120,
-                      json={"model": MODEL, "prompt": PROMPTS[2], "max_tokens": 6, "temperature": 0,
-                            "stream": True}) as r:
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/completions",
+        timeout=120,
+        json={"model": MODEL, "prompt": PROMPTS[2], "max_tokens": 6, "temperature": 0, "stream": True},
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         for line in r.iter_lines():
             if not line.startswith("data: "):

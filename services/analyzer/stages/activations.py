@@ -26,8 +26,16 @@ def window_layers(lm: LoadedModel, window: list[float] | tuple[float, float]) ->
     return list(wl(lm.num_layers, (float(window[0]), float(window[1]))))
 
 
-def probe_acts(lm: LoadedModel, ps: ProbeSet, layers: list[int], spec: AnalysisSpec, settings: AnalyzerSettings,
-               ctx: JobContext | None = None, *, force: bool = False) -> tuple[Tensor, Path]:
+def probe_acts(
+    lm: LoadedModel,
+    ps: ProbeSet,
+    layers: list[int],
+    spec: AnalysisSpec,
+    settings: AnalyzerSettings,
+    ctx: JobContext | None = None,
+    *,
+    force: bool = False,
+) -> tuple[Tensor, Path]:
     """A[l, j, n] over the window layers for the probe prompts; reused from disk by probe hash."""
 
     ctx = ctx or JobContext(settings=settings)
@@ -42,9 +50,18 @@ def probe_acts(lm: LoadedModel, ps: ProbeSet, layers: list[int], spec: AnalysisS
         except (FileNotFoundError, artifacts.ArtifactError, KeyError, ValueError):
             pass
     pipeline.probe_language_pair(
-        lm, ps.prompts, layers, spec.reduce, folder, name, batch_size=max(1, 2 * settings.batch_size),
-        progress=lambda cur, tot: ctx.progress("activations", cur, tot), should_cancel=ctx.should_cancel,
-        probe_hash=ps.hash, extra={"source": ps.source, "target": ps.target}, backend=settings.capture_backend,
+        lm,
+        ps.prompts,
+        layers,
+        spec.reduce,
+        folder,
+        name,
+        batch_size=max(1, 2 * settings.batch_size),
+        progress=lambda cur, tot: ctx.progress("activations", cur, tot),
+        should_cancel=ctx.should_cancel,
+        probe_hash=ps.hash,
+        extra={"source": ps.source, "target": ps.target},
+        backend=settings.capture_backend,
     )
     acts, _, _ = artifacts.load_probe_acts(folder, name)
     return acts, folder / name

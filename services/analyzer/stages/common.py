@@ -39,8 +39,13 @@ def _short(obj: Any) -> str:
 def load_lm(settings: AnalyzerSettings, model: str | None = None, revision: str | None = None) -> LoadedModel:
 
     configure_capture(settings)
-    return get_model(model or settings.model, revision=revision or settings.model_revision,
-                     device=settings.device, dtype=settings.dtype, keep=settings.models_kept)
+    return get_model(
+        model or settings.model,
+        revision=revision or settings.model_revision,
+        device=settings.device,
+        dtype=settings.dtype,
+        keep=settings.models_kept,
+    )
 
 
 def data_layout(settings: AnalyzerSettings) -> DataLayout:

@@ -21,8 +21,16 @@ class AnalysisFailed(Exception):
 
 # Overall percent per stage: (start, end). Profiles dominate on CPU. The probe set comes first: it is cheap
 # and the likeliest to fail (small dictionary, gold filter), so a doomed job fails before the costly profiles.
-WEIGHTS = {"data": (0, 5), "model": (5, 8), "probes": (8, 25), "profile": (25, 60), "activations": (60, 78),
-           "rank": (78, 82), "validate": (82, 98), "publish": (98, 100)}
+WEIGHTS = {
+    "data": (0, 5),
+    "model": (5, 8),
+    "probes": (8, 25),
+    "profile": (25, 60),
+    "activations": (60, 78),
+    "rank": (78, 82),
+    "validate": (82, 98),
+    "publish": (98, 100),
+}
 
 
 @dataclass
@@ -59,8 +67,9 @@ class JobContext:
     def check(self, where: str) -> None:
         check_cancel(self.should_cancel, f"cancelled during {where}")
 
-    def progress(self, stage: str, current: int, total: int, *, sub: tuple[int, int] | None = None,
-                 force: bool = False) -> None:
+    def progress(
+        self, stage: str, current: int, total: int, *, sub: tuple[int, int] | None = None, force: bool = False
+    ) -> None:
         """Stage progress; `sub` = (index, count) spreads a stage over several items (languages)."""
         lo, hi = WEIGHTS.get(stage, (0, 100))
         frac = (current / total) if total else 0.0

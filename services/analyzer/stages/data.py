@@ -41,11 +41,19 @@ def ensure_data(spec: AnalysisSpec, settings: AnalyzerSettings, ctx: JobContext 
     ctx.progress("data", 0, 1, force=True)
     if not settings.data_auto:
         langs, pairs = missing_data(settings.data_path, job_pairs(spec), job_languages(spec))
-        return {"skipped": "data_auto is off", "missing_pairs": [f"{s}-{t}" for s, t in pairs],
-                "missing_languages": langs}
+        return {
+            "skipped": "data_auto is off",
+            "missing_pairs": [f"{s}-{t}" for s, t in pairs],
+            "missing_languages": langs,
+        }
     try:
-        report = ensure(PrepareConfig(data_dir=settings.data_path), job_pairs(spec), job_languages(spec),
-                        log=log.info, progress=lambda cur, tot: ctx.progress("data", cur, tot))
+        report = ensure(
+            PrepareConfig(data_dir=settings.data_path),
+            job_pairs(spec),
+            job_languages(spec),
+            log=log.info,
+            progress=lambda cur, tot: ctx.progress("data", cur, tot),
+        )
     except PrepareError as e:
         raise AnalysisFailed(f"could not gather the data for {spec.source}-{spec.target}: {e}") from e
     ctx.progress("data", 1, 1, force=True)

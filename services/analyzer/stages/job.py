@@ -27,10 +27,10 @@ from services.common.bridges import BridgeStore, best_of
 log = logging.getLogger(__name__)
 
 
-def run_analysis(spec: AnalysisSpec, ctx: JobContext, *, redis: Redis | None = None,
-                 publish: bool = True) -> dict[str, Any]:
+def run_analysis(
+    spec: AnalysisSpec, ctx: JobContext, *, redis: Redis | None = None, publish: bool = True
+) -> dict[str, Any]:
     """The whole job on one process. Returns the small result stored in the job record."""
-
 
     settings = ctx.settings
     t_start = time.perf_counter()
@@ -61,33 +61,69 @@ def run_analysis(spec: AnalysisSpec, ctx: JobContext, *, redis: Redis | None = N
     ctx.check("publish")
     request = spec.as_dict()
     config = config_fingerprint(request)
-    provenance = {"model_id": lm.model_id, "weight_hash": lm.weight_hash, "loaded_revision": lm.revision,
-                  "probe_hash": ps.hash, "probe_size": len(ps), "gold_filtered": ps.gold_filtered,
-                  "probe_filter": ps.filter, "probe_tried": ps.tried, "probe_kept": ps.kept,
-                  "job_id": ctx.job_id, "request": request, "layers": layers, "config": config,
-                  "data": {k: data_report[k] for k in ("built", "reused", "seconds", "skipped") if k in data_report}}
-    ranking = {**ranking, "source": spec.source, "target": spec.target,
-               "provenance": {**(ranking.get("provenance") or {}), **provenance}}
+    provenance = {
+        "model_id": lm.model_id,
+        "weight_hash": lm.weight_hash,
+        "loaded_revision": lm.revision,
+        "probe_hash": ps.hash,
+        "probe_size": len(ps),
+        "gold_filtered": ps.gold_filtered,
+        "probe_filter": ps.filter,
+        "probe_tried": ps.tried,
+        "probe_kept": ps.kept,
+        "job_id": ctx.job_id,
+        "request": request,
+        "layers": layers,
+        "config": config,
+        "data": {k: data_report[k] for k in ("built", "reused", "seconds", "skipped") if k in data_report},
+    }
+    ranking = {
+        **ranking,
+        "source": spec.source,
+        "target": spec.target,
+        "provenance": {**(ranking.get("provenance") or {}), **provenance},
+    }
     folder = model_root(settings, lm) / "rankings" / f"{spec.source}-{spec.target}"
     rank_path = folder / f"ranking-{ps.hash}-{_short(request)}.json"
     atomic_write_text(rank_path, json.dumps(ranking, ensure_ascii=False, indent=1, default=str))
     key = None
     if publish and redis is not None:
         key = BridgeStore(redis).publish(
-            ranking, model=spec.model or settings.model, revision=spec.revision, config=config,
-            params=method_params(request), source=spec.source, target=spec.target, probe_hash=ps.hash,
-            method_version=spec.method_version or METHOD_VERSION)
+            ranking,
+            model=spec.model or settings.model,
+            revision=spec.revision,
+            config=config,
+            params=method_params(request),
+            source=spec.source,
+            target=spec.target,
+            probe_hash=ps.hash,
+            method_version=spec.method_version or METHOD_VERSION,
+        )
     ctx.progress("publish", 1, 1, force=True)
     ctx.timings["total"] = time.perf_counter() - t_start
     best, score = best_of(ranking)
-    summary = [{"code": c.get("code"), "score": c.get("score"), "rank": c.get("rank")}
-               for c in ranking.get("ranked", [])]
+    summary = [
+        {"code": c.get("code"), "score": c.get("score"), "rank": c.get("rank")} for c in ranking.get("ranked", [])
+    ]
     return {
-        "best": best, "score": score, "served": ranking["served"], "ranking": summary, "cache_key": key,
-        "config": config, "probe_hash": ps.hash, "probe_size": len(ps), "probe_filter": ps.filter,
-        "probe_counts": ranking.get("probe_counts"), "layers": layers, "data": provenance["data"],
+        "best": best,
+        "score": score,
+        "served": ranking["served"],
+        "ranking": summary,
+        "cache_key": key,
+        "config": config,
+        "probe_hash": ps.hash,
+        "probe_size": len(ps),
+        "probe_filter": ps.filter,
+        "probe_counts": ranking.get("probe_counts"),
+        "layers": layers,
+        "data": provenance["data"],
         "dev": (ranking.get("validation") or {}).get("scores"),
-        "artifacts": {"ranking": str(rank_path), "probes": str(ps_path), "activations": str(acts_path),
-                      "root": str(model_root(settings, lm))},
+        "artifacts": {
+            "ranking": str(rank_path),
+            "probes": str(ps_path),
+            "activations": str(acts_path),
+            "root": str(model_root(settings, lm)),
+        },
         "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
     }

@@ -29,8 +29,9 @@ def dictionary(settings: AnalyzerSettings, source: str, target: str) -> Dictiona
     try:
         return data_layout(settings).dictionary(source, target, "probe")
     except FileNotFoundError as e:
-        raise AnalysisFailed(f"no {source}-{target} probe dictionary: {e}" + (
-            "" if settings.data_auto else " (BRIDGEX_DATA_AUTO is off: set it to gather the data on first need)")
+        raise AnalysisFailed(
+            f"no {source}-{target} probe dictionary: {e}"
+            + ("" if settings.data_auto else " (BRIDGEX_DATA_AUTO is off: set it to gather the data on first need)")
         ) from e
 
 
@@ -39,36 +40,49 @@ def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str)
     dev validation would measure another model than the one profiled. Returns "verified", or "unverified"
     when the worker does not say which weights it serves (a vLLM server not started by our launcher)."""
 
-
     async def go() -> dict[str, Any] | None:
-        async with GenerationClient(settings.worker_url, timeout=10, retries=settings.worker_retries,
-                                    api_key=settings.worker_key) as c:
+        async with GenerationClient(
+            settings.worker_url, timeout=10, retries=settings.worker_retries, api_key=settings.worker_key
+        ) as c:
             return await c.identity()
 
     try:
         ident = asyncio.run(go())
     except GenerationError as e:
-        raise AnalysisFailed(f"the {what} cannot reach the generation worker at {settings.worker_url} "
-                             f"({type(e).__name__}: {e}); start the worker (`make run`)") from e
+        raise AnalysisFailed(
+            f"the {what} cannot reach the generation worker at {settings.worker_url} "
+            f"({type(e).__name__}: {e}); start the worker (`make run`)"
+        ) from e
     if ident is None:
-        log.warning("worker %s does not say which weights it serves; the %s cannot check them",
-                    settings.worker_url, what)
+        log.warning(
+            "worker %s does not say which weights it serves; the %s cannot check them", settings.worker_url, what
+        )
         return "unverified"
     theirs, ours = str(ident.get("weight_hash") or "unknown"), str(lm.weight_hash)
-    same = (theirs == ours) if "unknown" not in (theirs, ours) else (
-        ident.get("model_id") == lm.model_id and ident.get("revision") == lm.revision)
+    same = (
+        (theirs == ours)
+        if "unknown" not in (theirs, ours)
+        else (ident.get("model_id") == lm.model_id and ident.get("revision") == lm.revision)
+    )
     if not same:
         raise AnalysisFailed(
             f"the generation worker at {settings.worker_url} serves {ident.get('model_id')} "
             f"(revision {ident.get('revision')}, weights {theirs[:12]}), but this analysis loaded {lm.model_id} "
             f"(revision {lm.revision}, weights {ours[:12]}): the {what} would measure another model. Point "
             "BRIDGEX_MODEL (and BRIDGEX_MODEL_REVISION) of the worker and the analyzer at the same folder or "
-            "hub id + revision.")
+            "hub id + revision."
+        )
     return "verified"
 
 
-def probe_set(lm: LoadedModel, spec: AnalysisSpec, settings: AnalyzerSettings, ctx: JobContext | None = None, *,
-              force: bool = False) -> tuple[ProbeSet, Path]:
+def probe_set(
+    lm: LoadedModel,
+    spec: AnalysisSpec,
+    settings: AnalyzerSettings,
+    ctx: JobContext | None = None,
+    *,
+    force: bool = False,
+) -> tuple[ProbeSet, Path]:
     """Build (or reuse) the pair's probe set. The gold filter runs against settings.worker_url."""
 
     ctx = ctx or JobContext(settings=settings)
@@ -77,11 +91,15 @@ def probe_set(lm: LoadedModel, spec: AnalysisSpec, settings: AnalyzerSettings, c
     pairs = [(p.source, p.target) for p in d.pairs]
     k = int(spec.gold_filter_k or 0) if spec.gold_filter else 0
     demos = word_demos(str(settings.data_path), src, tgt, None, k, "")[1] if k else []
-    params = {"gold_filter": bool(spec.gold_filter), "probe_max": int(spec.probe_max),
-              "probe_min": int(spec.probe_min), "dictionary": sha256_json(sorted(pairs))[:16],
-              "filter_model": lm.weight_hash if spec.gold_filter else None,
-              "filter_demos": [[x.source_text, x.target_text] for x in demos],
-              "fallback": spec.probe_fallback}
+    params = {
+        "gold_filter": bool(spec.gold_filter),
+        "probe_max": int(spec.probe_max),
+        "probe_min": int(spec.probe_min),
+        "dictionary": sha256_json(sorted(pairs))[:16],
+        "filter_model": lm.weight_hash if spec.gold_filter else None,
+        "filter_demos": [[x.source_text, x.target_text] for x in demos],
+        "fallback": spec.probe_fallback,
+    }
     path = model_root(settings, lm) / "probes" / f"{src}-{tgt}" / f"probes-{_short(params)}.json"
     if path.exists() and not force:
         try:
@@ -94,11 +112,22 @@ def probe_set(lm: LoadedModel, spec: AnalysisSpec, settings: AnalyzerSettings, c
         check_worker_weights(settings, lm, "gold filter")
     try:
         ps = build_probe_set(
-            pairs, src, tgt, gold_filter=params["gold_filter"], worker_url=settings.worker_url,
-            model=settings.served_model_name, probe_max=params["probe_max"], probe_min=params["probe_min"],
-            demos=demos, fallback=params["fallback"], concurrency=settings.gold_filter_concurrency,
-            timeout=settings.gold_filter_timeout_s, retries=settings.worker_retries, api_key=settings.worker_key,
-            request_id=ctx.request_id, should_cancel=ctx.should_cancel,
+            pairs,
+            src,
+            tgt,
+            gold_filter=params["gold_filter"],
+            worker_url=settings.worker_url,
+            model=settings.served_model_name,
+            probe_max=params["probe_max"],
+            probe_min=params["probe_min"],
+            demos=demos,
+            fallback=params["fallback"],
+            concurrency=settings.gold_filter_concurrency,
+            timeout=settings.gold_filter_timeout_s,
+            retries=settings.worker_retries,
+            api_key=settings.worker_key,
+            request_id=ctx.request_id,
+            should_cancel=ctx.should_cancel,
             progress=lambda cur, tot: ctx.progress("probes", cur, tot),
         )
     except ProbeSetError as e:
@@ -111,7 +140,8 @@ def probe_set(lm: LoadedModel, spec: AnalysisSpec, settings: AnalyzerSettings, c
         if isinstance(e, GenerationError):
             raise AnalysisFailed(
                 f"the gold filter could not use the generation worker at {settings.worker_url} "
-                f"({type(e).__name__}: {e}); start the worker, or submit with gold_filter=false") from e
+                f"({type(e).__name__}: {e}); start the worker, or submit with gold_filter=false"
+            ) from e
         raise
     ps.params = {**ps.params, **params}
     ps.save(path)

@@ -23,14 +23,22 @@ def monolingual(settings: AnalyzerSettings, language: str) -> list[str]:
     except FileNotFoundError as e:
         raise AnalysisFailed(
             f"no monolingual text for {language!r} under {settings.data_path} ({e}); run "
-            f"`bridgex data prepare` or add the text file, or drop {language!r} from the candidates") from e
+            f"`bridgex data prepare` or add the text file, or drop {language!r} from the candidates"
+        ) from e
     if not any(t.strip() for t in texts):
         raise AnalysisFailed(f"the monolingual text of {language!r} under {settings.data_path} is empty")
     return texts
 
 
-def profile_language(lm: LoadedModel, language: str, settings: AnalyzerSettings, ctx: JobContext | None = None, *,
-                     sub: tuple[int, int] = (0, 1), force: bool = False) -> LanguageProfile:
+def profile_language(
+    lm: LoadedModel,
+    language: str,
+    settings: AnalyzerSettings,
+    ctx: JobContext | None = None,
+    *,
+    sub: tuple[int, int] = (0, 1),
+    force: bool = False,
+) -> LanguageProfile:
     """The LanguageProfile of `language` for `lm`: reused from disk when model weights, text and parameters
     match, else computed (cancel checked between batches) and written atomically."""
 
@@ -49,9 +57,16 @@ def profile_language(lm: LoadedModel, language: str, settings: AnalyzerSettings,
                 return prof
         except (FileNotFoundError, artifacts.ArtifactError, KeyError, ValueError):
             pass
-    pipeline.profile_language(lm, texts, language, settings, folder,
-                              progress=lambda cur, tot: ctx.progress("profile", cur, tot, sub=sub),
-                              should_cancel=ctx.should_cancel, name=name)
+    pipeline.profile_language(
+        lm,
+        texts,
+        language,
+        settings,
+        folder,
+        progress=lambda cur, tot: ctx.progress("profile", cur, tot, sub=sub),
+        should_cancel=ctx.should_cancel,
+        name=name,
+    )
     return artifacts.load_profile(folder, name)
 
 

@@ -18,31 +18,51 @@ class ApiSettings(ServiceSettings):
         default_factory=dict,
         description='JSON: {"key": ["translate", "analyze", "admin"]}. Never commit real keys.',
     )
-    auth_open: bool = Field(False, description="Explicit open mode (no keys, loopback bind only). `make run` "
-                            "uses it and says so. Refused together with api_keys.")
-    rate_limit_per_minute: int = Field(600, ge=1, description="Per key (per client in open mode); a batch "
-                                       "costs one per item.")
-    auth_fail_limit: int = Field(20, ge=1, description="Failed authentications per client and minute before "
-                                 "that client is locked out.")
+    auth_open: bool = Field(
+        False,
+        description="Explicit open mode (no keys, loopback bind only). `make run` "
+        "uses it and says so. Refused together with api_keys.",
+    )
+    rate_limit_per_minute: int = Field(
+        600, ge=1, description="Per key (per client in open mode); a batch costs one per item."
+    )
+    auth_fail_limit: int = Field(
+        20, ge=1, description="Failed authentications per client and minute before that client is locked out."
+    )
     auth_lockout_s: int = Field(300, ge=1, description="How long a client that guessed keys is refused.")
     max_text_chars: int = Field(2000, ge=1)
-    max_text_tokens: int = Field(512, ge=1, description="Text limit in the model's tokens (the cost of a "
-                                 "request; 2,000 emoji are ~8x the tokens of 2,000 letters).")
+    max_text_tokens: int = Field(
+        512,
+        ge=1,
+        description="Text limit in the model's tokens (the cost of a "
+        "request; 2,000 emoji are ~8x the tokens of 2,000 letters).",
+    )
     api_host: str = Field("127.0.0.1", description="Gateway bind address (`python -m services.api`).")
     api_port: int = Field(8000, ge=1, le=65535)
     api_max_concurrency: int = Field(256, ge=1, description="Connections+requests in flight; beyond, 503.")
     api_max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body; beyond, 413.")
-    api_header_timeout_s: float = Field(10.0, gt=0, description="A client must send its request head (and "
-                                        "each body chunk) within this; else the connection is closed / 408.")
+    api_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A client must send its request head (and "
+        "each body chunk) within this; else the connection is closed / 408.",
+    )
     api_keepalive_s: float = Field(5.0, gt=0, description="Idle keep-alive connections are closed after this.")
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="Proxies whose X-Forwarded-For is believed (IPs/CIDRs, comma-separated); none by default.")
-    batch_concurrency: int = Field(8, ge=1, description="Items of one /translate/batch in flight at once, so a "
-                                   "64-item batch interleaves with other callers instead of queueing ahead of them.")
+        (), description="Proxies whose X-Forwarded-For is believed (IPs/CIDRs, comma-separated); none by default."
+    )
+    batch_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Items of one /translate/batch in flight at once, so a "
+        "64-item batch interleaves with other callers instead of queueing ahead of them.",
+    )
     fallback_bridge: str | None = Field(None, description="Bridge served on a cache miss (overrides the policy).")
     fallback_policy: Literal["none", "typology"] = Field(
-        "none", description="Cache miss without fallback_bridge: translate directly (never worse than no bridge) "
-        "or use the typology-nearest candidate (unvalidated).")
+        "none",
+        description="Cache miss without fallback_bridge: translate directly (never worse than no bridge) "
+        "or use the typology-nearest candidate (unvalidated).",
+    )
     max_tokens_limit: int = Field(512, ge=1, description="Gateway: largest max_tokens a client may ask for.")
     data_wait_s: float = Field(20.0, ge=0, description="Gateway: wait this long for demo data being gathered.")
 

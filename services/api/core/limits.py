@@ -52,8 +52,9 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def _head_expired(self) -> None:
         self._head_timer = None
         if not self.transport.is_closing():
-            log.info("closing a connection from %s: no complete request head within %.0fs",
-                     self.client, self.head_timeout_s)
+            log.info(
+                "closing a connection from %s: no complete request head within %.0fs", self.client, self.head_timeout_s
+            )
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -65,12 +66,16 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             self.send_431()
 
     def send_431(self) -> None:
-        body = json.dumps({"error": "request_header_fields_too_large",
-                           "message": f"the request head is over {MAX_HEAD_BYTES} bytes; send fewer or "
-                                      "shorter headers"}).encode()
-        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-                             b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
-                             + body)
+        body = json.dumps(
+            {
+                "error": "request_header_fields_too_large",
+                "message": f"the request head is over {MAX_HEAD_BYTES} bytes; send fewer or shorter headers",
+            }
+        ).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
         self.transport.close()
 
     def on_message_begin(self) -> None:
@@ -103,11 +108,24 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
 async def over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
     """uvicorn's answer past `limit_concurrency`, in our error shape (its own is plain text)."""
-    body = json.dumps({"error": "over_capacity", "message": "the gateway is at its connection limit "
-                       "(BRIDGEX_API_MAX_CONCURRENCY); retry shortly", "request_id": None}).encode()
-    await send({"type": "http.response.start", "status": 503,
-                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
-                            (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        {
+            "error": "over_capacity",
+            "message": "the gateway is at its connection limit (BRIDGEX_API_MAX_CONCURRENCY); retry shortly",
+            "request_id": None,
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"retry-after", b"1"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -134,23 +152,37 @@ class BodyLimit:
             await self._refuse(scope, send, 413, "body_too_large", self._too_large(exc.size))
             return
         except BodyTimeout:
-            await self._refuse(scope, send, 408, "request_timeout",
-                               f"the request body did not arrive within {self.chunk_timeout_s:g}s; "
-                               "send the whole body promptly")
+            await self._refuse(
+                scope,
+                send,
+                408,
+                "request_timeout",
+                f"the request body did not arrive within {self.chunk_timeout_s:g}s; send the whole body promptly",
+            )
             return
         except Disconnected:
             return
         await self.app(scope, replay(body, receive), send)
 
     def _too_large(self, size: int) -> str:
-        return (f"the request body is {size} bytes or more; the limit is {self.max_bytes} "
-                "(BRIDGEX_API_MAX_BODY_BYTES): send shorter texts or fewer batch items")
+        return (
+            f"the request body is {size} bytes or more; the limit is {self.max_bytes} "
+            "(BRIDGEX_API_MAX_BODY_BYTES): send shorter texts or fewer batch items"
+        )
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send, status: int, error: str, message: str) -> None:
         state: dict[str, Any] = scope.get("state") or {}
         body = json.dumps({"error": error, "message": message, "request_id": state.get("request_id")}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"connection", b"close"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

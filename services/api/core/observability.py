@@ -34,25 +34,31 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("bridgex_api_requests", "HTTP requests", ["method", "route", "status"],
-                                registry=r)
+        self.requests = Counter("bridgex_api_requests", "HTTP requests", ["method", "route", "status"], registry=r)
         self.latency = Histogram(
-            "bridgex_api_request_seconds", "HTTP request latency", ["method", "route"], registry=r,
+            "bridgex_api_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
         self.in_flight = Gauge("bridgex_api_in_flight", "Requests being served", registry=r)
-        self.bridge_source = Counter("bridgex_api_bridge_source", "Where translate bridges came from",
-                                     ["source"], registry=r)
-        self.analysis_enqueued = Counter("bridgex_api_analysis_enqueued",
-                                         "Analysis jobs enqueued by auto-bridge misses", registry=r)
-        self.analysis_submits = Counter("bridgex_api_analysis_submits",
-                                        "Auto-bridge misses that won the single-flight lock and submitted",
-                                        registry=r)
-        self.redis_errors = Counter("bridgex_api_redis_errors", "Redis operations that failed", ["op"],
-                                    registry=r)
+        self.bridge_source = Counter(
+            "bridgex_api_bridge_source", "Where translate bridges came from", ["source"], registry=r
+        )
+        self.analysis_enqueued = Counter(
+            "bridgex_api_analysis_enqueued", "Analysis jobs enqueued by auto-bridge misses", registry=r
+        )
+        self.analysis_submits = Counter(
+            "bridgex_api_analysis_submits",
+            "Auto-bridge misses that won the single-flight lock and submitted",
+            registry=r,
+        )
+        self.redis_errors = Counter("bridgex_api_redis_errors", "Redis operations that failed", ["op"], registry=r)
         self.rate_limited = Counter("bridgex_api_rate_limited", "Requests refused with 429", registry=r)
-        self.generation_errors = Counter("bridgex_api_generation_errors", "Generation worker failures",
-                                         ["kind"], registry=r)
+        self.generation_errors = Counter(
+            "bridgex_api_generation_errors", "Generation worker failures", ["kind"], registry=r
+        )
 
 
 class RequestContextMiddleware:

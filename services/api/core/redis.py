@@ -32,15 +32,17 @@ class RedisUnavailable(RuntimeError):
 def async_client(url: str, timeout: float = SOCKET_TIMEOUT_S) -> aioredis.Redis:
     from redis.asyncio.retry import Retry
 
-    return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                   retry=Retry(NoBackoff(), 1), decode_responses=True)
+    return aioredis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1), decode_responses=True
+    )
 
 
 def sync_client(url: str, timeout: float = SOCKET_TIMEOUT_S) -> redis.Redis:
     from redis.retry import Retry
 
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                retry=Retry(NoBackoff(), 1))
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
+    )
 
 
 class RedisGate:

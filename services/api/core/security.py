@@ -57,15 +57,16 @@ class KeyRing:
 
     def __init__(self, api_keys: Mapping[str, list[str]] | None, open_mode: bool) -> None:
         if open_mode and api_keys:
-            raise ValueError("BRIDGEX_AUTH_OPEN=true together with BRIDGEX_API_KEYS is refused: a request "
-                             "without a key would get every scope. Unset one of them.")
+            raise ValueError(
+                "BRIDGEX_AUTH_OPEN=true together with BRIDGEX_API_KEYS is refused: a request "
+                "without a key would get every scope. Unset one of them."
+            )
         self.open_mode = open_mode
         self._keys: list[tuple[bytes, Principal]] = []
         for key, scopes in (api_keys or {}).items():
             unknown = set(scopes) - set(SCOPES)
             if unknown:
-                raise ValueError(f"BRIDGEX_API_KEYS: unknown scope(s) {sorted(unknown)}; "
-                                 f"known: {list(SCOPES)}")
+                raise ValueError(f"BRIDGEX_API_KEYS: unknown scope(s) {sorted(unknown)}; known: {list(SCOPES)}")
             d = _digest(key)
             self._keys.append((d, Principal(key_id=d.hex()[:12], scopes=frozenset(scopes))))
 
@@ -85,31 +86,48 @@ class KeyRing:
         if presented is None:
             if self.open_mode:
                 return Principal(key_id=f"open:{client}", scopes=frozenset(SCOPES), open_mode=True)
-            hint = ("no API keys are configured on this server: set BRIDGEX_API_KEYS (JSON) or "
-                    "BRIDGEX_AUTH_OPEN=true for local development"
-                    if not self._keys else "send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
-            raise ApiError(401, "unauthenticated", f"an API key is required; {hint}",
-                           headers={"WWW-Authenticate": "Bearer"})
+            hint = (
+                "no API keys are configured on this server: set BRIDGEX_API_KEYS (JSON) or "
+                "BRIDGEX_AUTH_OPEN=true for local development"
+                if not self._keys
+                else "send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+            )
+            raise ApiError(
+                401, "unauthenticated", f"an API key is required; {hint}", headers={"WWW-Authenticate": "Bearer"}
+            )
         digest = _digest(presented)
         found: Principal | None = None
         for known, principal in self._keys:
             if hmac.compare_digest(known, digest):
                 found = principal
         if found is None:
-            raise ApiError(401, "invalid_api_key", "the API key is not valid",
-                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise ApiError(
+                401,
+                "invalid_api_key",
+                "the API key is not valid",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         if not found.has(scope):
-            raise ApiError(403, "insufficient_scope",
-                           f"this API key lacks the '{scope}' scope "
-                           f"(it has: {', '.join(sorted(found.scopes))})")
+            raise ApiError(
+                403,
+                "insufficient_scope",
+                f"this API key lacks the '{scope}' scope (it has: {', '.join(sorted(found.scopes))})",
+            )
         return found
 
 
 class RateLimiter:
     """Fixed-window per-principal limit and the failed-auth lockout; fail open without Redis (module doc)."""
 
-    def __init__(self, client: aioredis.Redis, gate: RedisGate, metrics: Metrics, per_minute: int,
-                 auth_fail_limit: int = 20, lockout_s: int = 300) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        gate: RedisGate,
+        metrics: Metrics,
+        per_minute: int,
+        auth_fail_limit: int = 20,
+        lockout_s: int = 300,
+    ) -> None:
         self.client, self.gate, self.metrics, self.per_minute = client, gate, metrics, per_minute
         self.auth_fail_limit, self.lockout_s = auth_fail_limit, lockout_s
         self._warned_at = 0.0
@@ -122,9 +140,12 @@ class RateLimiter:
     def _locked_out(self, ttl: int) -> ApiError:
         self.metrics.rate_limited.inc()
         wait = max(1, ttl)
-        return ApiError(429, "locked_out",
-                        f"too many requests with invalid API keys from this client; retry after {wait}s",
-                        headers={"Retry-After": str(wait)})
+        return ApiError(
+            429,
+            "locked_out",
+            f"too many requests with invalid API keys from this client; retry after {wait}s",
+            headers={"Retry-After": str(wait)},
+        )
 
     async def check(self, principal: Principal, client: str, cost: int = 1) -> None:
         """Charge `cost` requests to the principal's window; 429 over the limit or while `client` is locked."""
@@ -151,10 +172,13 @@ class RateLimiter:
         if count > self.per_minute:
             self.metrics.rate_limited.inc()
             retry_after = max(1, int(60 - (now % 60)) + 1)
-            raise ApiError(429, "rate_limited",
-                           f"rate limit of {self.per_minute} requests per minute for this key exceeded"
-                           f"{f' (this request costs {cost})' if cost > 1 else ''}; retry after {retry_after}s",
-                           headers={"Retry-After": str(retry_after)})
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"rate limit of {self.per_minute} requests per minute for this key exceeded"
+                f"{f' (this request costs {cost})' if cost > 1 else ''}; retry after {retry_after}s",
+                headers={"Retry-After": str(retry_after)},
+            )
 
     async def auth_failed(self, client: str) -> ApiError | None:
         """Count a wrong key from `client`; the 429 to raise instead of the 401 once it is locked out."""

@@ -19,8 +19,9 @@ from ..services.bridging import failure_note, lock_key
 
 router = APIRouter(prefix="/bridges", tags=["bridges"])
 
-ConfigQuery = Annotated[str | None, Query(pattern=r"^[0-9a-f]{12}$",
-                                          description="Configuration fingerprint (default: the served one).")]
+ConfigQuery = Annotated[
+    str | None, Query(pattern=r"^[0-9a-f]{12}$", description="Configuration fingerprint (default: the served one).")
+]
 
 
 def _down(exc: RedisUnavailable) -> ApiError:
@@ -41,8 +42,9 @@ def _config(ctx: Ctx, src: str, tgt: str, config: str | None) -> str:
     try:
         return served_config(ctx.settings, src, tgt)
     except InvalidAnalysisRequest as exc:
-        raise bad_input(f"{src}->{tgt} has no served configuration: {exc}; pass ?config=<fingerprint>",
-                        field="config") from exc
+        raise bad_input(
+            f"{src}->{tgt} has no served configuration: {exc}; pass ?config=<fingerprint>", field="config"
+        ) from exc
 
 
 @router.get("", response_model=BridgeMatrix)
@@ -57,16 +59,18 @@ async def list_bridges(ctx: Ctx, _: TranslateScope, config: ConfigQuery = None) 
             return ctx.bridges.pairs(s.model, s.model_revision, config)
         out = []
         for fp in ctx.bridges.configs(s.model, s.model_revision):
-            out += [p for p in ctx.bridges.pairs(s.model, s.model_revision, fp)
-                    if _served(ctx, p["source"], p["target"]) == fp]
+            out += [
+                p
+                for p in ctx.bridges.pairs(s.model, s.model_revision, fp)
+                if _served(ctx, p["source"], p["target"]) == fp
+            ]
         return sorted(out, key=lambda p: (p["source"], p["target"]))
 
     try:
         found = await ctx.gate.run_sync("bridge_pairs", pairs)
     except RedisUnavailable as exc:
         raise _down(exc) from exc
-    return BridgeMatrix(model=s.model, revision=s.model_revision, config=config,
-                        pairs=[PairBest(**p) for p in found])
+    return BridgeMatrix(model=s.model, revision=s.model_revision, config=config, pairs=[PairBest(**p) for p in found])
 
 
 @router.get("/configs")
@@ -84,21 +88,28 @@ async def _why_missing(ctx: Ctx, src: str, tgt: str, config: str) -> dict[str, A
     """What is known about a pair without a ranking: a remembered failure, or the analysis in flight."""
     s = ctx.settings
     failure = await ctx.gate.run_sync(
-        "bridge_lookup", lambda: ctx.failures.get(s.model, s.model_revision, config, src, tgt))
+        "bridge_lookup", lambda: ctx.failures.get(s.model, s.model_revision, config, src, tgt)
+    )
     if failure is not None:
         return {"reason": failure_note(failure, src, tgt), "failure": failure}
     holder = await ctx.gate.run("auto_lock", lambda: ctx.redis.get(lock_key(ctx, src, tgt, config)))
     if holder and holder != "pending":
         rec = await ctx.gate.run_sync("job_get", lambda: ctx.jobs.get(holder))
         if rec is not None:
-            return {"reason": f"analysis job {rec.id} is {rec.state.value} ({rec.progress.stage}, "
-                              f"{rec.progress.percent:.0f}%)", "job": rec.id, "state": rec.state.value}
+            return {
+                "reason": f"analysis job {rec.id} is {rec.state.value} ({rec.progress.stage}, "
+                f"{rec.progress.percent:.0f}%)",
+                "job": rec.id,
+                "state": rec.state.value,
+            }
     return {"reason": "never analysed with this configuration"}
 
 
-@router.get("/{source}/{target}", response_model=Ranking,
-            responses={404: {"description": "Not analysed yet: the body says why (failure, job running) and how "
-                                            "to start"}})
+@router.get(
+    "/{source}/{target}",
+    response_model=Ranking,
+    responses={404: {"description": "Not analysed yet: the body says why (failure, job running) and how to start"}},
+)
 async def get_bridge(source: str, target: str, ctx: Ctx, _: TranslateScope, config: ConfigQuery = None) -> Response:
     """Ranked candidates with per-layer scores, set sizes, dev accuracies, the served choice and provenance."""
     src, tgt = validation.pair(source, target)
@@ -111,11 +122,15 @@ async def get_bridge(source: str, target: str, ctx: Ctx, _: TranslateScope, conf
         raise _down(exc) from exc
     if ranking is None:
         assert why is not None
-        raise ApiError(404, "bridge_not_analysed",
-                       f"no bridge recommendation for {src}->{tgt} on model {s.model!r} (config {fp}) yet: "
-                       f"{why['reason']}. Start one with POST /analyze "
-                       f'{{"source": "{src}", "target": "{tgt}"}} (analyze scope), or translate with bridge=auto, '
-                       "which enqueues it", details={"config": fp, **why})
+        raise ApiError(
+            404,
+            "bridge_not_analysed",
+            f"no bridge recommendation for {src}->{tgt} on model {s.model!r} (config {fp}) yet: "
+            f"{why['reason']}. Start one with POST /analyze "
+            f'{{"source": "{src}", "target": "{tgt}"}} (analyze scope), or translate with bridge=auto, '
+            "which enqueues it",
+            details={"config": fp, **why},
+        )
     return Response(ranking, media_type="application/json")  # stored bytes (BridgeStore.publish wrote them)
 
 
@@ -127,7 +142,8 @@ async def delete_bridge(source: str, target: str, ctx: Ctx, _: AdminScope, confi
     fp = _config(ctx, src, tgt, config)
     try:
         removed = await ctx.gate.run_sync(
-            "bridge_delete", lambda: ctx.bridges.delete(s.model, s.model_revision, fp, src, tgt))
+            "bridge_delete", lambda: ctx.bridges.delete(s.model, s.model_revision, fp, src, tgt)
+        )
         await ctx.gate.run("auto_lock", lambda: ctx.redis.delete(lock_key(ctx, src, tgt, fp)))
     except RedisUnavailable as exc:
         raise _down(exc) from exc

@@ -64,8 +64,10 @@ async def ready(ctx: Ctx) -> JSONResponse:
     """Readiness: Redis answers PING, the broker accepts a connection, the generation worker generates one
     token (vLLM's /health only says the engine process is alive)."""
     redis_c, broker_c, worker_c = await asyncio.gather(
-        _check(ctx.redis.ping), _check(lambda: _broker_ok(ctx)),
-        _check(lambda: ctx.generation.ready(timeout=GENERATE_TIMEOUT_S), GENERATE_TIMEOUT_S + 0.5))
+        _check(ctx.redis.ping),
+        _check(lambda: _broker_ok(ctx)),
+        _check(lambda: ctx.generation.ready(timeout=GENERATE_TIMEOUT_S), GENERATE_TIMEOUT_S + 0.5),
+    )
     checks = {"redis": redis_c, "broker": broker_c, "generation_worker": worker_c}
     ok = all(c["ok"] for c in checks.values())
     return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)

@@ -17,8 +17,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.get("", response_model=JobList)
-async def list_jobs(ctx: Ctx, principal: AnalyzeScope, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                    state: JobState | None = None) -> JobList:
+async def list_jobs(
+    ctx: Ctx, principal: AnalyzeScope, limit: Annotated[int, Query(ge=1, le=500)] = 50, state: JobState | None = None
+) -> JobList:
     """Newest first: the jobs this key submitted (an admin key sees every job, those `auto` enqueued too)."""
     return JobList(jobs=[jobs.job_response(r) for r in await jobs.list_jobs(ctx, limit, state, principal)])
 

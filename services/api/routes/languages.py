@@ -11,11 +11,19 @@ from ..schemas.bridges import LanguageList, LanguageOut
 router = APIRouter(tags=["languages"])
 
 _LANGS = LanguageList(
-    languages=[LanguageOut(code=lang.code, iso639_3=lang.iso639_3, name=lang.name, native=lang.native,
-                           family=lang.family, script=lang.script, flores=lang.flores)
-               for lang in PAPER_LANGUAGES.values()],
-    note="The 15 languages of the paper. Any other ISO 639 code or BCP-47 tag of a real language "
-         "is accepted.",
+    languages=[
+        LanguageOut(
+            code=lang.code,
+            iso639_3=lang.iso639_3,
+            name=lang.name,
+            native=lang.native,
+            family=lang.family,
+            script=lang.script,
+            flores=lang.flores,
+        )
+        for lang in PAPER_LANGUAGES.values()
+    ],
+    note="The 15 languages of the paper. Any other ISO 639 code or BCP-47 tag of a real language is accepted.",
 )
 
 

@@ -31,8 +31,9 @@ async def translate(req: TranslateRequest, ctx: Ctx, rid: RequestId, _: Translat
 
 
 @router.post("/translate/batch", response_model=BatchResponse)
-async def translate_batch(req: BatchRequest, request: Request, ctx: Ctx, rid: RequestId,
-                          principal: TranslateScope) -> BatchResponse:
+async def translate_batch(
+    req: BatchRequest, request: Request, ctx: Ctx, rid: RequestId, principal: TranslateScope
+) -> BatchResponse:
     """Many translations at once (at most BRIDGEX_BATCH_CONCURRENCY in flight, so other callers' requests
     interleave; the worker batches them). Each item gets its result or its own error, so one bad item or one
     transient failure never discards the others."""
@@ -46,13 +47,20 @@ async def translate_batch(req: BatchRequest, request: Request, ctx: Ctx, rid: Re
             async with gate:
                 return BatchItem(index=i, ok=True, result=await run(ctx, Plan(item, ctx), f"{rid}-{i}"))
         except ApiError as exc:
-            return BatchItem(index=i, ok=False, error=ItemError(status=exc.status, error=exc.error,
-                                                                message=printable(exc.message)))
+            return BatchItem(
+                index=i, ok=False, error=ItemError(status=exc.status, error=exc.error, message=printable(exc.message))
+            )
         except Exception as exc:  # a bug must not discard the other items either; logged with its trace
             log.exception("batch %s item %d failed", rid, i)
-            return BatchItem(index=i, ok=False, error=ItemError(
-                status=500, error="internal_error",
-                message=f"internal error ({type(exc).__name__}); the request id {rid}-{i} is in the server log"))
+            return BatchItem(
+                index=i,
+                ok=False,
+                error=ItemError(
+                    status=500,
+                    error="internal_error",
+                    message=f"internal error ({type(exc).__name__}); the request id {rid}-{i} is in the server log",
+                ),
+            )
 
     results = list(await asyncio.gather(*(one(i, item) for i, item in enumerate(req.items))))
     failed = sum(not r.ok for r in results)

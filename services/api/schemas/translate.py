@@ -12,12 +12,14 @@ BridgeSource = Literal["explicit", "cache", "fallback", "none"]
 class TranslateRequest(BaseModel):
     """One translation. `bridge`: "auto" (cached recommendation, else a labelled fallback), "none", a code."""
 
-    text: str = Field(..., min_length=1, description="A word (task=word) or a sentence (task=text).",
-                      examples=["water"])
+    text: str = Field(
+        ..., min_length=1, description="A word (task=word) or a sentence (task=text).", examples=["water"]
+    )
     source: str = Field(..., max_length=64, description="Source language code, e.g. 'en'.", examples=["en"])
     target: str = Field(..., max_length=64, description="Target language code, e.g. 'fr'.", examples=["fr"])
-    bridge: str = Field("auto", max_length=64, description='"auto", "none", or a bridge language code.',
-                        examples=["auto"])
+    bridge: str = Field(
+        "auto", max_length=64, description='"auto", "none", or a bridge language code.', examples=["auto"]
+    )
     task: Literal["word", "text"] = "word"
     k_shot: int | None = Field(None, ge=0, le=16, description="Demonstrations (default settings.k_shot).")
     max_tokens: int | None = Field(None, ge=1, description="Tokens per generation step (default 16 / 128).")
@@ -47,8 +49,9 @@ class TranslateResponse(BaseModel):
 
 
 class BatchRequest(BaseModel):
-    items: list[TranslateRequest] = Field(..., min_length=1, max_length=64,
-                                          description="Each item counts as one request against the rate limit.")
+    items: list[TranslateRequest] = Field(
+        ..., min_length=1, max_length=64, description="Each item counts as one request against the rate limit."
+    )
 
 
 class ItemError(BaseModel):

@@ -90,8 +90,10 @@ def lock_key(ctx: AppContext, source: str, target: str, config: str) -> str:
 def failure_note(failure: dict, source: str, target: str) -> str:
     """One sentence on a remembered failure: what went wrong and when `auto` tries again."""
     retry_at = datetime.fromtimestamp(float(failure.get("retry_at", 0)), UTC).isoformat(timespec="seconds")
-    return (f"the analysis of {source}->{target} failed {failure.get('attempts', 1)} time(s), last: "
-            f"{failure.get('error')}; auto retries after {retry_at} (POST /analyze retries now)")
+    return (
+        f"the analysis of {source}->{target} failed {failure.get('attempts', 1)} time(s), last: "
+        f"{failure.get('error')}; auto retries after {retry_at} (POST /analyze retries now)"
+    )
 
 
 async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: str) -> tuple[str | None, str | None]:
@@ -100,7 +102,8 @@ async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: st
     s = ctx.settings
     config = served_config(s, source, target)
     failure = await ctx.gate.run_sync(
-        "bridge_lookup", lambda: ctx.failures.get(s.model, s.model_revision, config, source, target))
+        "bridge_lookup", lambda: ctx.failures.get(s.model, s.model_revision, config, source, target)
+    )
     if failure is not None and float(failure.get("retry_at", 0)) > time.time():
         return failure.get("job_id"), failure_note(failure, source, target)
     key = lock_key(ctx, source, target, config)
@@ -112,13 +115,25 @@ async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: st
     def submit() -> tuple[JobRecord, bool]:
         ctx.metrics.analysis_submits.inc()
         req = AnalysisRequest(source=source, target=target)
-        rec, created = submit_analysis(req, settings=ctx.settings, redis=ctx.redis_sync,
-                                       celery_app=ctx.celery, request_id=request_id, owner=AUTO_OWNER)
+        rec, created = submit_analysis(
+            req,
+            settings=ctx.settings,
+            redis=ctx.redis_sync,
+            celery_app=ctx.celery,
+            request_id=request_id,
+            owner=AUTO_OWNER,
+        )
         if not created and rec.state == JobState.succeeded:
             # the job finished but its ranking is not in the cache (deleted or evicted): recompute it
-            rec, created = submit_analysis(req, settings=ctx.settings, redis=ctx.redis_sync,
-                                           celery_app=ctx.celery, request_id=request_id, force=True,
-                                           owner=AUTO_OWNER)
+            rec, created = submit_analysis(
+                req,
+                settings=ctx.settings,
+                redis=ctx.redis_sync,
+                celery_app=ctx.celery,
+                request_id=request_id,
+                force=True,
+                owner=AUTO_OWNER,
+            )
         return rec, created
 
     try:
@@ -129,13 +144,17 @@ async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: st
     if created:
         ctx.metrics.analysis_enqueued.inc()
     await ctx.gate.run("auto_lock", lambda: ctx.redis.set(key, rec.id, xx=True, keepttl=True))
-    note = None if failure is None else (
-        f"the last analysis of {source}->{target} failed ({failure.get('error')}); retrying it as job {rec.id}")
+    note = (
+        None
+        if failure is None
+        else (f"the last analysis of {source}->{target} failed ({failure.get('error')}); retrying it as job {rec.id}")
+    )
     return rec.id, note
 
 
-async def choose(ctx: AppContext, bridge: str, source: str, target: str, *, use_cache: bool,
-                 request_id: str) -> BridgeChoice:
+async def choose(
+    ctx: AppContext, bridge: str, source: str, target: str, *, use_cache: bool, request_id: str
+) -> BridgeChoice:
     """Resolve the request's bridge (already validated: "auto", "none" or a code)."""
     if bridge == NONE:
         return BridgeChoice(None, "none")
@@ -144,16 +163,18 @@ async def choose(ctx: AppContext, bridge: str, source: str, target: str, *, use_
     try:
         served_config(ctx.settings, source, target)
     except InvalidAnalysisRequest as exc:  # e.g. every candidate is a side of the pair: nothing to analyse
-        return BridgeChoice(None, "fallback", reason=f"no analysis is possible for {source}->{target} ({exc}); "
-                                                     "translated directly")
+        return BridgeChoice(
+            None, "fallback", reason=f"no analysis is possible for {source}->{target} ({exc}); translated directly"
+        )
     warnings: list[str] = []
     if use_cache:
         try:
             ranking = await bridge_cache.latest(ctx, source, target)
         except RedisUnavailable:
             ranking = None
-            warnings.append("bridge cache unavailable (Redis is down): using the fallback bridge; "
-                            "no analysis was enqueued")
+            warnings.append(
+                "bridge cache unavailable (Redis is down): using the fallback bridge; no analysis was enqueued"
+            )
             use_cache = False
         if ranking is not None:
             served, reason = served_of(ranking)
@@ -163,8 +184,9 @@ async def choose(ctx: AppContext, bridge: str, source: str, target: str, *, use_
     code, warn = await fallback_bridge(ctx, source, target)
     if warn:
         warnings.append(warn)
-    reason = (f"{source}->{target} is not analysed yet: " + (
-        f"fallback bridge {code}" if code else "translated directly until an analysis publishes a measured bridge"))
+    reason = f"{source}->{target} is not analysed yet: " + (
+        f"fallback bridge {code}" if code else "translated directly until an analysis publishes a measured bridge"
+    )
     choice = BridgeChoice(code, "fallback", warnings=warnings, reason=reason)
     if use_cache:  # a miss (not a bypass, not Redis down): start the analysis that fills the cache
         try:
@@ -175,6 +197,7 @@ async def choose(ctx: AppContext, bridge: str, source: str, target: str, *, use_
             warnings.append("Redis became unavailable: no analysis was enqueued")
         except Exception as exc:
             log.warning("could not enqueue analysis for %s-%s: %s", source, target, exc)
-            warnings.append(f"could not enqueue an analysis for this pair ({type(exc).__name__}); "
-                            "POST /analyze to start one")
+            warnings.append(
+                f"could not enqueue an analysis for this pair ({type(exc).__name__}); POST /analyze to start one"
+            )
     return choice

@@ -55,14 +55,16 @@ async def ensure(ctx: AppContext, pairs: list[tuple[str, str]], languages: list[
         await asyncio.wait_for(asyncio.shield(fut), ctx.settings.data_wait_s)
     except TimeoutError as exc:
         names = ", ".join(f"{s}-{t}" for s, t in missing) or ", ".join(langs)
-        raise DemoDataMissing(f"the data for {names} is being gathered (first use of the pair); retry in a "
-                              "minute") from exc
+        raise DemoDataMissing(
+            f"the data for {names} is being gathered (first use of the pair); retry in a minute"
+        ) from exc
     except Exception as exc:
         raise DemoDataMissing(f"the demonstration data could not be gathered: {exc}") from exc
 
 
-async def demos(ctx: AppContext, task: str, source: str, target: str, bridge: str | None, k: int,
-                text: str, *, explicit: bool) -> tuple[list[Demo], list[Demo], list[str]]:
+async def demos(
+    ctx: AppContext, task: str, source: str, target: str, bridge: str | None, k: int, text: str, *, explicit: bool
+) -> tuple[list[Demo], list[Demo], list[str]]:
     """(bridge-step demos, final-step demos, warnings)."""
     if k <= 0:
         return [], [], []
@@ -78,20 +80,28 @@ async def demos(ctx: AppContext, task: str, source: str, target: str, bridge: st
     except FileNotFoundError as missing:
         if not ctx.settings.data_auto:
             if explicit:
-                raise ApiError(422, "invalid_request",
-                               f"k_shot={k} needs demonstration data: {missing} (BRIDGEX_DATA_AUTO is off, so it is "
-                               "not gathered here). Or send k_shot=0.", details={"field": "k_shot"}) from missing
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    f"k_shot={k} needs demonstration data: {missing} (BRIDGEX_DATA_AUTO is off, so it is "
+                    "not gathered here). Or send k_shot=0.",
+                    details={"field": "k_shot"},
+                ) from missing
             return [], [], [f"zero-shot: the default k_shot={k} needs demonstration data ({missing})"]
         try:
             bridges = (bridge,) if bridge else ()
-            await ensure(ctx, lib.demo_pairs(source, target, bridges) if task == "word" else [],
-                         [source, target, *bridges])
+            await ensure(
+                ctx, lib.demo_pairs(source, target, bridges) if task == "word" else [], [source, target, *bridges]
+            )
             step1, step2 = await asyncio.to_thread(pick)
         except (DemoDataMissing, FileNotFoundError) as exc:
             if explicit:
-                raise ApiError(503, "demo_data_unavailable",
-                               f"k_shot={k} needs demonstration data: {exc}. Or send k_shot=0.",
-                               headers={"Retry-After": "30"}) from exc
+                raise ApiError(
+                    503,
+                    "demo_data_unavailable",
+                    f"k_shot={k} needs demonstration data: {exc}. Or send k_shot=0.",
+                    headers={"Retry-After": "30"},
+                ) from exc
             return [], [], [f"zero-shot: the default k_shot={k} needs demonstration data ({exc})"]
     short = min(len(step2), len(step1) if bridge else len(step2))
     warnings = [f"only {short} of k_shot={k} demonstrations available"] if short < k else []

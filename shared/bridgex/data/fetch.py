@@ -53,8 +53,9 @@ def needed_freedict(pairs: list[tuple[str, str]]) -> list[str]:
     return sorted(names)
 
 
-def ensure_freedict(freedict_dir: Path, names: list[str], log: Callable[[str], None], *,
-                    install: bool = True) -> list[str]:
+def ensure_freedict(
+    freedict_dir: Path, names: list[str], log: Callable[[str], None], *, install: bool = True
+) -> list[str]:
     """Install missing FreeDict packages when allowed; returns the names still missing."""
     missing = [n for n in names if not (freedict_dir / f"freedict-{n}.index").is_file()]
     if not missing:
@@ -66,10 +67,7 @@ def ensure_freedict(freedict_dir: Path, names: list[str], log: Callable[[str], N
         log(f"FreeDict files missing in {freedict_dir}: {', '.join(missing)} (continuing without them)")
         return missing
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        log(
-            f"FreeDict dictionaries missing; install them as root with:\n  sudo {command}\n"
-            "(continuing without them)"
-        )
+        log(f"FreeDict dictionaries missing; install them as root with:\n  sudo {command}\n(continuing without them)")
         return missing
     log(f"installing {len(packages)} FreeDict packages with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

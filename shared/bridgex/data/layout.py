@@ -34,8 +34,14 @@ from bridgex.dictionaries import Dictionary, read_tsv, split_parts
 from bridgex.languages import normalize_code
 
 __all__ = [
-    "DEFAULT_DEV_FRACTION", "DEFAULT_FREEDICT_DIR", "LOCK", "MANIFEST", "SPLIT_DEFAULTS", "DataLayout",
-    "DataNotPrepared", "Part",
+    "DEFAULT_DEV_FRACTION",
+    "DEFAULT_FREEDICT_DIR",
+    "LOCK",
+    "MANIFEST",
+    "SPLIT_DEFAULTS",
+    "DataLayout",
+    "DataNotPrepared",
+    "Part",
 ]
 
 MANIFEST = "manifest.json"

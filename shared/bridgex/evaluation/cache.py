@@ -15,8 +15,7 @@ from pathlib import Path
 __all__ = ["GenerationCache", "request_key"]
 
 
-def request_key(model: str, prompt: str, max_tokens: int, stop: tuple[str, ...],
-                temperature: float = 0.0) -> str:
+def request_key(model: str, prompt: str, max_tokens: int, stop: tuple[str, ...], temperature: float = 0.0) -> str:
     """Stable content hash of everything that determines a greedy generation."""
     payload = json.dumps([model, prompt, int(max_tokens), list(stop), float(temperature)], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -26,24 +26,25 @@ def _names(text: str) -> list[str]:
 
 
 def eval_command(
-    worker_url: str = typer.Option(None, "--worker-url", help="Generation worker base URL (OpenAI protocol); "
-                                   "default BRIDGEX_WORKER_URL."),
-    data_dir: Path = typer.Option(None, "--data-dir", help="Folder written by `bridgex data prepare` "
-                                  "(default BRIDGEX_DATA_DIR)."),
+    worker_url: str = typer.Option(
+        None, "--worker-url", help="Generation worker base URL (OpenAI protocol); default BRIDGEX_WORKER_URL."
+    ),
+    data_dir: Path = typer.Option(
+        None, "--data-dir", help="Folder written by `bridgex data prepare` (default BRIDGEX_DATA_DIR)."
+    ),
     pairs: str = typer.Option(..., "--pairs", help="Comma-separated SRC-TGT pairs, e.g. en-sw,id-tl."),
     tasks: str = typer.Option("bli", "--tasks", help="Comma-separated: bli, mt, mrc, cls."),
     k_shot: str = typer.Option("0", "--k-shot", help="Comma-separated demonstration counts, e.g. 0,3."),
     rankings: Path = typer.Option(None, "--rankings", help="Ranking JSON file or folder (analyzer output)."),
-    profiles: Path = typer.Option(None, "--profiles", help="Profile artifacts folder or overlap JSON "
-                                  "(for the overlap heatmap)."),
+    profiles: Path = typer.Option(
+        None, "--profiles", help="Profile artifacts folder or overlap JSON (for the overlap heatmap)."
+    ),
     belebele: Path = typer.Option(None, "--belebele", help="Folder of Belebele JSONL files (task mrc)."),
     sib: Path = typer.Option(None, "--sib", help="SIB-200 folder (<flores code>/test.tsv; task cls)."),
-    candidates: str = typer.Option(None, "--candidates",
-                                  help="Candidate bridges (default BRIDGEX_CANDIDATES)."),
+    candidates: str = typer.Option(None, "--candidates", help="Candidate bridges (default BRIDGEX_CANDIDATES)."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most N items per task and pair."),
     out: Path = typer.Option(Path("eval-out"), "--out", help="Output folder (results, cache, plots)."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1,
-                                    help="Requests in flight (the worker batches)."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight (the worker batches)."),
     model: str = typer.Option(None, "--model", help="Model name sent to the worker (default: its first)."),
     timeout: float = typer.Option(None, "--timeout", help="Per-request timeout in seconds."),
     mt_max_tokens: int = typer.Option(256, "--mt-max-tokens", min=8, help="Cap on generated tokens (MT)."),
@@ -66,8 +67,7 @@ def eval_command(
     task_list = _names(tasks)
     bad = [t for t in task_list if t not in TASKS]
     if bad or not task_list:
-        raise typer.BadParameter(f"unknown task(s) {bad}; choose from {', '.join(TASKS)}",
-                                 param_hint="--tasks")
+        raise typer.BadParameter(f"unknown task(s) {bad}; choose from {', '.join(TASKS)}", param_hint="--tasks")
     cfg = EvalConfig(
         worker_url=(worker_url or settings.worker_url).rstrip("/"),
         out_dir=out,
@@ -96,10 +96,16 @@ def eval_command(
     req = results["requests"]
     missing = sum(r.get("missing", 0) for r in results["by_bridge"])
     if missing:
-        typer.secho(f"incomplete: {req['failed']} requests failed, {missing} item scores missing; rerun the "
-                    "same command to finish (done work is cached)", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and {len(results['plots'])} plots "
-               f"({req['sent']} requests sent, {req['cached']} from cache, {results['elapsed_s']} s)")
+        typer.secho(
+            f"incomplete: {req['failed']} requests failed, {missing} item scores missing; rerun the "
+            "same command to finish (done work is cached)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    typer.echo(
+        f"wrote {out / 'results.json'}, {out / 'results.md'} and {len(results['plots'])} plots "
+        f"({req['sent']} requests sent, {req['cached']} from cache, {results['elapsed_s']} s)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -51,8 +51,7 @@ class RankingInfo:
 
     def rank_of(self) -> dict[str, int]:
         """HSIC rank of every candidate that could be scored (unscored ones carry no ranking information)."""
-        return {c["code"]: int(c.get("rank", i + 1)) for i, c in enumerate(self.ranked)
-                if c.get("score") is not None}
+        return {c["code"]: int(c.get("rank", i + 1)) for i, c in enumerate(self.ranked) if c.get("score") is not None}
 
 
 @dataclass
@@ -107,8 +106,9 @@ def _ranking_from(data: dict, path: Path) -> RankingInfo | None:
     ranked = sorted(ranked, key=lambda c: (c.get("rank") or 0, -(c.get("score") or float("-inf"))))
     best = data.get("best") if isinstance(data.get("best"), str) else None
     served = data.get("served") if isinstance(data.get("served"), dict) else None
-    return RankingInfo(normalize_code(str(src)), normalize_code(str(tgt)), f"{selection}/{bridge_set}",
-                       ranked, str(path), best, served)
+    return RankingInfo(
+        normalize_code(str(src)), normalize_code(str(tgt)), f"{selection}/{bridge_set}", ranked, str(path), best, served
+    )
 
 
 def load_rankings(path: Path | None) -> dict[tuple[str, str], PairRankings]:
@@ -140,8 +140,9 @@ def load_rankings(path: Path | None) -> dict[tuple[str, str], PairRankings]:
     return out
 
 
-def build_conditions(src: str, tgt: str, candidates: list[str], rankings: PairRankings | None,
-                     typology_bridge: str | None) -> list[Condition]:
+def build_conditions(
+    src: str, tgt: str, candidates: list[str], rankings: PairRankings | None, typology_bridge: str | None
+) -> list[Condition]:
     """Conditions for one pair, in report order. English only when it is neither side of the pair."""
     conds = [Condition("none", None)]
     if "en" not in (src, tgt):

@@ -35,15 +35,27 @@ class GenStats:
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"sent": self.sent, "cached": self.cached, "rejected": self.rejected, "failed": self.failed,
-                "errors": self.errors[:20]}
+        return {
+            "sent": self.sent,
+            "cached": self.cached,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "errors": self.errors[:20],
+        }
 
 
 class Generator:
     """Runs batches of `Request`s; results are raw completion texts keyed by request key."""
 
-    def __init__(self, client: GenerationClient, cache: GenerationCache, model: str, *, concurrency: int = 8,
-                 progress: bool = True) -> None:
+    def __init__(
+        self,
+        client: GenerationClient,
+        cache: GenerationCache,
+        model: str,
+        *,
+        concurrency: int = 8,
+        progress: bool = True,
+    ) -> None:
         self.client, self.cache, self.model = client, cache, model
         self.concurrency = max(1, concurrency)
         self.progress = progress
@@ -74,13 +86,13 @@ class Generator:
             async with sem:
                 self.stats.sent += 1
                 try:
-                    c = await self.client.complete(req.prompt, max_tokens=req.max_tokens, temperature=0.0,
-                                                   stop=("\n",))
+                    c = await self.client.complete(req.prompt, max_tokens=req.max_tokens, temperature=0.0, stop=("\n",))
                 except GenerationRejected as e:
                     self.stats.rejected += 1
                     self.stats.errors.append(f"rejected ({e.status}): {e.message}"[:300])
-                    self.cache.put(key, model=self.model, prompt=req.prompt, text="",
-                                   finish_reason=f"rejected:{e.status}")
+                    self.cache.put(
+                        key, model=self.model, prompt=req.prompt, text="", finish_reason=f"rejected:{e.status}"
+                    )
                     return
                 except WorkerUnavailable:
                     raise
@@ -88,8 +100,7 @@ class Generator:
                     self.stats.failed += 1
                     self.stats.errors.append(f"failed: {e}"[:300])
                     return
-                self.cache.put(key, model=self.model, prompt=req.prompt, text=c.text,
-                               finish_reason=c.finish_reason)
+                self.cache.put(key, model=self.model, prompt=req.prompt, text=c.text, finish_reason=c.finish_reason)
 
         bar = _bar(len(todo), desc, self.progress)
         tasks = [asyncio.create_task(one(k, r)) for k, r in todo.items()]

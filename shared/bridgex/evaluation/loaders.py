@@ -83,8 +83,15 @@ def load_belebele(path: Path) -> list[MrcItem]:
     if not path.is_file():
         raise EvalDataError(f"Belebele file not found: {path}")
     items: list[MrcItem] = []
-    required = ("flores_passage", "question", "mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4",
-                "correct_answer_num")
+    required = (
+        "flores_passage",
+        "question",
+        "mc_answer1",
+        "mc_answer2",
+        "mc_answer3",
+        "mc_answer4",
+        "correct_answer_num",
+    )
     for lineno, row in iter_jsonl(path, error=EvalDataError):
         missing = [k for k in required if not isinstance(row, dict) or k not in row]
         if missing:
@@ -96,11 +103,15 @@ def load_belebele(path: Path) -> list[MrcItem]:
         if not 1 <= num <= 4:
             raise EvalDataError(f"{path}:{lineno}: correct_answer_num must be 1-4, got {num}")
         item_id = f"{row.get('link', '')}#{row.get('question_number', lineno)}"
-        items.append(MrcItem(
-            id=item_id, passage=str(row["flores_passage"]), question=str(row["question"]),
-            choices=tuple(str(row[f"mc_answer{i}"]) for i in range(1, 5)),  # type: ignore[arg-type]
-            answer=CHOICES[num - 1],
-        ))
+        items.append(
+            MrcItem(
+                id=item_id,
+                passage=str(row["flores_passage"]),
+                question=str(row["question"]),
+                choices=tuple(str(row[f"mc_answer{i}"]) for i in range(1, 5)),  # type: ignore[arg-type]
+                answer=CHOICES[num - 1],
+            )
+        )
     if not items:
         raise EvalDataError(f"{path}: no items")
     return items
@@ -115,8 +126,7 @@ def load_sib200(path: Path) -> list[ClsItem]:
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         if reader.fieldnames is None or not {"index_id", "category", "text"} <= set(reader.fieldnames):
-            raise EvalDataError(f"{path}: expected a TSV header with index_id, category, text; got "
-                                f"{reader.fieldnames}")
+            raise EvalDataError(f"{path}: expected a TSV header with index_id, category, text; got {reader.fieldnames}")
         for row in reader:
             label = (row["category"] or "").strip()
             text = (row["text"] or "").strip()
@@ -135,5 +145,7 @@ def sib200_file(directory: Path, lang: str, split: str = "test") -> Path:
         p = directory / name / f"{split}.tsv"
         if p.is_file():
             return p
-    raise EvalDataError(f"no SIB-200 {split}.tsv for {lang!r} under {directory} (expected "
-                        f"{directory / _flores_code(lang) / (split + '.tsv')})")
+    raise EvalDataError(
+        f"no SIB-200 {split}.tsv for {lang!r} under {directory} (expected "
+        f"{directory / _flores_code(lang) / (split + '.tsv')})"
+    )

@@ -85,7 +85,11 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
 
 
 def bootstrap_ci(
-    n: int, statistic: Callable[[list[int]], float], *, resamples: int = 1000, seed: int = 0,
+    n: int,
+    statistic: Callable[[list[int]], float],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
     alpha: float = 0.05,
 ) -> tuple[float, float]:
     """Percentile bootstrap over item indices; seeded so a rerun reports the same interval."""

@@ -42,12 +42,15 @@ def markdown_report(results: dict[str, Any]) -> str:
     """Tables per task and k: pairs x conditions, value [95% CI] (bridge used); then Spearman."""
     lines = [f"# BridgeX evaluation: {results.get('model', '?')}", ""]
     cfg = results.get("config", {})
-    lines += [f"Worker: `{results.get('worker_url', '')}`; pairs {', '.join(cfg.get('pairs', []))}; "
-              f"tasks {', '.join(cfg.get('tasks', []))}; k-shot {cfg.get('k_shots')}; "
-              f"limit {cfg.get('limit')}.",
-              "Values: P@1 / accuracy (0-1, Wilson 95% CI) or chrF (0-100, bootstrap 95% CI); the bridge a "
-              "condition used is in parentheses. `oracle` = best single candidate, chosen after the fact "
-              "(an upper bound, not a method).", ""]
+    lines += [
+        f"Worker: `{results.get('worker_url', '')}`; pairs {', '.join(cfg.get('pairs', []))}; "
+        f"tasks {', '.join(cfg.get('tasks', []))}; k-shot {cfg.get('k_shots')}; "
+        f"limit {cfg.get('limit')}.",
+        "Values: P@1 / accuracy (0-1, Wilson 95% CI) or chrF (0-100, bootstrap 95% CI); the bridge a "
+        "condition used is in parentheses. `oracle` = best single candidate, chosen after the fact "
+        "(an upper bound, not a method).",
+        "",
+    ]
     conds = results.get("conditions", [])
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in conds:
@@ -75,43 +78,64 @@ def markdown_report(results: dict[str, Any]) -> str:
         cand_rows = [r for r in rows if r["condition"].startswith("cand:")]
         if cand_rows:
             cnames = sorted({r["bridge"] for r in cand_rows})
-            lines += ["Every candidate bridge:", "", "| pair | " + " | ".join(cnames) + " |",
-                      "|---|" + "---|" * len(cnames)]
+            lines += [
+                "Every candidate bridge:",
+                "",
+                "| pair | " + " | ".join(cnames) + " |",
+                "|---|" + "---|" * len(cnames),
+            ]
             for pair in pairs:
                 cells = {r["bridge"]: r for r in cand_rows if r["pair"] == pair}
-                lines.append(f"| {pair} | " + " | ".join(_fmt(cells[c]) if c in cells else "" for c in cnames)
-                             + " |")
+                lines.append(f"| {pair} | " + " | ".join(_fmt(cells[c]) if c in cells else "" for c in cnames) + " |")
             lines.append("")
     sp = results.get("spearman", [])
     if sp:
-        lines += ["## Spearman: HSIC rank vs per-bridge score", "",
-                  "rank 1 = HSIC's best, so a *negative* rho means HSIC's order agrees with the measured "
-                  "one.",
-                  "", "| task | k | pair | method | n | rho | p |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Spearman: HSIC rank vs per-bridge score",
+            "",
+            "rank 1 = HSIC's best, so a *negative* rho means HSIC's order agrees with the measured one.",
+            "",
+            "| task | k | pair | method | n | rho | p |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in sp:
-            lines.append(f"| {r['task']} | {r['k']} | {r['pair']} | {r['method']} | {r['n']} | "
-                         f"{_num(r['rho'])} | {_num(r['p'])} |")
+            lines.append(
+                f"| {r['task']} | {r['k']} | {r['pair']} | {r['method']} | {r['n']} | "
+                f"{_num(r['rho'])} | {_num(r['p'])} |"
+            )
         lines.append("")
         pooled = results.get("spearman_pooled", [])
         if pooled:
-            lines += ["Pooled over pairs (score centred per pair):", "",
-                      "| task | k | method | n | rho | p |",
-                      "|---|---|---|---|---|---|"]
+            lines += [
+                "Pooled over pairs (score centred per pair):",
+                "",
+                "| task | k | method | n | rho | p |",
+                "|---|---|---|---|---|---|",
+            ]
             for r in pooled:
-                lines.append(f"| {r['task']} | {r['k']} | {r['method']} | {r['n']} | {_num(r['rho'])} | "
-                             f"{_num(r['p'])} |")
+                lines.append(
+                    f"| {r['task']} | {r['k']} | {r['method']} | {r['n']} | {_num(r['rho'])} | {_num(r['p'])} |"
+                )
             lines.append("")
     if results.get("skipped"):
-        lines += ["## Skipped", ""] + [f"- {s['task']} {s['pair']} k={s['k']}: {s['reason']}"
-                                        for s in results["skipped"]] + [""]
+        lines += (
+            ["## Skipped", ""]
+            + [f"- {s['task']} {s['pair']} k={s['k']}: {s['reason']}" for s in results["skipped"]]
+            + [""]
+        )
     req = results.get("requests", {})
     incomplete = sum(r.get("missing", 0) for r in results.get("by_bridge", []))
     if incomplete:
-        lines += [f"**Incomplete run**: {incomplete} item scores are missing (transient generation failures; "
-                  "rows show n without them). Rerun the same command to finish from the cache.", ""]
-    lines.append(f"Requests: {req.get('sent', 0)} sent, {req.get('cached', 0)} from cache, "
-                 f"{req.get('rejected', 0)} rejected, {req.get('failed', 0)} failed; "
-                 f"{results.get('elapsed_s', 0)} s.")
+        lines += [
+            f"**Incomplete run**: {incomplete} item scores are missing (transient generation failures; "
+            "rows show n without them). Rerun the same command to finish from the cache.",
+            "",
+        ]
+    lines.append(
+        f"Requests: {req.get('sent', 0)} sent, {req.get('cached', 0)} from cache, "
+        f"{req.get('rejected', 0)} rejected, {req.get('failed', 0)} failed; "
+        f"{results.get('elapsed_s', 0)} s."
+    )
     if results.get("plots"):
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in results["plots"]]
     return "\n".join(lines) + "\n"
@@ -135,8 +159,7 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def write_outputs(results: dict[str, Any], out_dir: Path, *, profiles: Path | None = None,
-                  plots: bool = True) -> None:
+def write_outputs(results: dict[str, Any], out_dir: Path, *, profiles: Path | None = None, plots: bool = True) -> None:
     """results.json + results.md + PNGs under out_dir (plots listed, relative, in results['plots'])."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results["plots"] = []
@@ -144,8 +167,9 @@ def write_outputs(results: dict[str, Any], out_dir: Path, *, profiles: Path | No
         img = out_dir / "img"
         img.mkdir(exist_ok=True)
         results["plots"] = [str(p.relative_to(out_dir)) for p in _make_plots(results, img, profiles)]
-    (out_dir / "results.json").write_text(json.dumps(_jsonable(results), ensure_ascii=False, indent=1),
-                                          encoding="utf-8")
+    (out_dir / "results.json").write_text(
+        json.dumps(_jsonable(results), ensure_ascii=False, indent=1), encoding="utf-8"
+    )
     (out_dir / "results.md").write_text(markdown_report(results), encoding="utf-8")
 
 
@@ -169,8 +193,11 @@ def _make_plots(results: dict[str, Any], img: Path, profiles: Path | None) -> li
     for pair, methods in results.get("rankings", {}).items():
         for method, ranked in methods.items():
             if any(c.get("per_layer") for c in ranked):
-                paths.append(_plot_layers(ranked, img / _safe(f"hsic_layers_{pair}_{method}.png"),
-                                          f"HSIC per layer, {pair} ({method})"))
+                paths.append(
+                    _plot_layers(
+                        ranked, img / _safe(f"hsic_layers_{pair}_{method}.png"), f"HSIC per layer, {pair} ({method})"
+                    )
+                )
     if profiles is not None:
         try:
             codes, matrix = load_overlap(profiles)

@@ -32,7 +32,6 @@ __all__ = ["EvalConfig", "HarnessError", "Unit", "evaluate", "parse_pairs"]
 log = logging.getLogger(__name__)
 
 
-
 class HarnessError(RuntimeError):
     """The run cannot proceed (worker down, no usable data); the message says what to do."""
 
@@ -141,8 +140,14 @@ async def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         task = TASKS[task_name](cfg.data, mt_max_tokens=cfg.mt_max_tokens)
         for src, tgt in cfg.pairs:
             pr = rankings.get((src, tgt))
-            cands = list(dict.fromkeys([*cfg.candidates, *(
-                c["code"] for info in (pr.by_method.values() if pr else []) for c in info.ranked)]))
+            cands = list(
+                dict.fromkeys(
+                    [
+                        *cfg.candidates,
+                        *(c["code"] for info in (pr.by_method.values() if pr else []) for c in info.ranked),
+                    ]
+                )
+            )
             cands = [c for c in cands if c not in (src, tgt)]
             key = f"{src}-{tgt}"
             if key not in typology:
@@ -162,16 +167,23 @@ async def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     cache = GenerationCache(cfg.cache_path or cfg.out_dir / "generations.jsonl")
     try:
-        async with GenerationClient(cfg.worker_url, model=cfg.model, timeout=cfg.timeout_s,
-                                    concurrency=cfg.concurrency, api_key=cfg.api_key,
-                                    transport=cfg.transport) as client:
+        async with GenerationClient(
+            cfg.worker_url,
+            model=cfg.model,
+            timeout=cfg.timeout_s,
+            concurrency=cfg.concurrency,
+            api_key=cfg.api_key,
+            transport=cfg.transport,
+        ) as client:
             try:
                 healthy = await client.health()
             except Exception:
                 healthy = False
             if not healthy:
-                raise HarnessError(f"generation worker at {cfg.worker_url} is not healthy (is it running? "
-                                   "`python -m services.worker`, or `make run`)")
+                raise HarnessError(
+                    f"generation worker at {cfg.worker_url} is not healthy (is it running? "
+                    "`python -m services.worker`, or `make run`)"
+                )
             model = cfg.model or next(iter(await client.models()), "unknown")
             gen = Generator(client, cache, model, concurrency=cfg.concurrency, progress=cfg.progress)
             try:
@@ -179,29 +191,51 @@ async def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 await _stage_bridge(units, gen)
                 await _stage_final(units, gen)
             except WorkerUnavailable as e:
-                raise HarnessError(f"worker at {cfg.worker_url} went away: {e}. Finished generations are "
-                                   f"cached in {cache.path}; rerun the same command to resume.") from e
+                raise HarnessError(
+                    f"worker at {cfg.worker_url} went away: {e}. Finished generations are "
+                    f"cached in {cache.path}; rerun the same command to resume."
+                ) from e
     finally:
         cache.close()
 
     results = _score(units, gen, cfg.out_dir)
-    results.update({
-        "model": model,
-        "worker_url": cfg.worker_url,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "config": {"pairs": [f"{s}-{t}" for s, t in cfg.pairs], "tasks": cfg.tasks, "k_shots": cfg.k_shots,
-                   "limit": cfg.limit, "candidates": cfg.candidates, "concurrency": cfg.concurrency,
-                   "rankings": str(cfg.rankings) if cfg.rankings else None,
-                   "data_dir": str(cfg.data.data_dir) if cfg.data.data_dir else None},
-        "typology": typology,
-        "rankings": {f"{s}-{t}": {v: [{"code": c["code"], "rank": c.get("rank"), "score": c.get("score"),
-                                       "per_layer": c.get("per_layer", {})} for c in info.ranked]
-                                  for v, info in pr.by_method.items()}
-                     for (s, t), pr in rankings.items() if (s, t) in set(cfg.pairs)},
-        "skipped": skipped,
-        "requests": gen.stats.as_dict(),
-        "elapsed_s": round(time.monotonic() - t0, 2),
-    })
+    results.update(
+        {
+            "model": model,
+            "worker_url": cfg.worker_url,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": {
+                "pairs": [f"{s}-{t}" for s, t in cfg.pairs],
+                "tasks": cfg.tasks,
+                "k_shots": cfg.k_shots,
+                "limit": cfg.limit,
+                "candidates": cfg.candidates,
+                "concurrency": cfg.concurrency,
+                "rankings": str(cfg.rankings) if cfg.rankings else None,
+                "data_dir": str(cfg.data.data_dir) if cfg.data.data_dir else None,
+            },
+            "typology": typology,
+            "rankings": {
+                f"{s}-{t}": {
+                    v: [
+                        {
+                            "code": c["code"],
+                            "rank": c.get("rank"),
+                            "score": c.get("score"),
+                            "per_layer": c.get("per_layer", {}),
+                        }
+                        for c in info.ranked
+                    ]
+                    for v, info in pr.by_method.items()
+                }
+                for (s, t), pr in rankings.items()
+                if (s, t) in set(cfg.pairs)
+            },
+            "skipped": skipped,
+            "requests": gen.stats.as_dict(),
+            "elapsed_s": round(time.monotonic() - t0, 2),
+        }
+    )
     write_outputs(results, cfg.out_dir, profiles=cfg.profiles, plots=cfg.plots)
     return results
 
@@ -235,8 +269,9 @@ async def _stage_bridge(units: list[Unit], gen: Generator) -> None:
     for u in units:
         for b in u.bridges:
             # None marks an item whose step 1 failed transiently: its step 2 waits for a rerun
-            u.bridge_text[b] = [u.task.parse_bridge(gen.text(r)) if gen.done(r) else None
-                                for r in _bridge_requests(u, b)]
+            u.bridge_text[b] = [
+                u.task.parse_bridge(gen.text(r)) if gen.done(r) else None for r in _bridge_requests(u, b)
+            ]
 
 
 def _final_requests(u: Unit, b: str | None) -> list[Request | None]:
@@ -246,8 +281,11 @@ def _final_requests(u: Unit, b: str | None) -> list[Request | None]:
         if b and (texts is None or texts[i] is None):
             out.append(None)
             continue
-        out.append(u.task.final_request(it, u.src, u.tgt, b, texts[i] if texts else None, u.demos,
-                                        u.demo_bridge.get(b) if b else None))
+        out.append(
+            u.task.final_request(
+                it, u.src, u.tgt, b, texts[i] if texts else None, u.demos, u.demo_bridge.get(b) if b else None
+            )
+        )
     return out
 
 
@@ -267,40 +305,94 @@ def _score(units: list[Unit], gen: Generator, out_dir: Path) -> dict[str, Any]:
             missing: dict[str | None, int] = {}
             for b in [None, *u.bridges]:
                 # items whose generations failed transiently are left out (and counted), not scored as wrong
-                done = [(i, it, r) for i, (it, r) in enumerate(zip(u.items, _final_requests(u, b), strict=True))
-                        if r is not None and gen.done(r)]
+                done = [
+                    (i, it, r)
+                    for i, (it, r) in enumerate(zip(u.items, _final_requests(u, b), strict=True))
+                    if r is not None and gen.done(r)
+                ]
                 missing[b] = len(u.items) - len(done)
                 raws = [gen.text(r) for _, _, r in done]
                 items = [it for _, it, _ in done]
                 preds = [u.task.parse(t, it) for t, it in zip(raws, items, strict=True)]
                 est[b] = u.task.estimate(preds, items)
-                by_bridge.append({"task": u.task.name, "pair": u.pair, "k": u.k, "bridge": b or "none",
-                                  "metric": u.task.metric, "missing": missing[b], **est[b].as_dict()})
+                by_bridge.append(
+                    {
+                        "task": u.task.name,
+                        "pair": u.pair,
+                        "k": u.k,
+                        "bridge": b or "none",
+                        "metric": u.task.metric,
+                        "missing": missing[b],
+                        **est[b].as_dict(),
+                    }
+                )
                 for (i, it, _), raw, p in zip(done, raws, preds, strict=True):
-                    pf.write(json.dumps({
-                        "task": u.task.name, "pair": u.pair, "k": u.k, "bridge": b or "none", "id": it.id,
-                        "bridge_text": u.bridge_text[b][i] if b else None, "output": raw,
-                        "prediction": p, "gold": it.gold, "score": u.task.item_score(p, it),
-                    }, ensure_ascii=False) + "\n")
+                    pf.write(
+                        json.dumps(
+                            {
+                                "task": u.task.name,
+                                "pair": u.pair,
+                                "k": u.k,
+                                "bridge": b or "none",
+                                "id": it.id,
+                                "bridge_text": u.bridge_text[b][i] if b else None,
+                                "output": raw,
+                                "prediction": p,
+                                "gold": it.gold,
+                                "score": u.task.item_score(p, it),
+                            },
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    )
             base = {"task": u.task.name, "pair": u.pair, "k": u.k, "metric": u.task.metric}
             for c in u.conditions:
-                conditions.append({**base, "condition": c.name, "bridge": c.bridge or "none",
-                                   "missing": missing[c.bridge], **est[c.bridge].as_dict()})
+                conditions.append(
+                    {
+                        **base,
+                        "condition": c.name,
+                        "bridge": c.bridge or "none",
+                        "missing": missing[c.bridge],
+                        **est[c.bridge].as_dict(),
+                    }
+                )
             cands = [c for c in u.conditions if c.name.startswith("cand:") and est[c.bridge].n > 0]
             if cands:
                 best = max(cands, key=lambda c: est[c.bridge].value)
-                conditions.append({**base, "condition": "oracle", "bridge": best.bridge,
-                                   "missing": missing[best.bridge], **est[best.bridge].as_dict()})
+                conditions.append(
+                    {
+                        **base,
+                        "condition": "oracle",
+                        "bridge": best.bridge,
+                        "missing": missing[best.bridge],
+                        **est[best.bridge].as_dict(),
+                    }
+                )
             if u.ranking:
                 for method, info in sorted(u.ranking.by_method.items()):
                     ranks = info.rank_of()
                     pts = [(ranks[b], est[b].value) for b in u.bridges if b in ranks and est[b].n > 0]
                     rho, p = metrics.spearman([r for r, _ in pts], [v for _, v in pts])
-                    spearman_rows.append({**base, "method": method, "n": len(pts), "rho": rho, "p": p,
-                                          "points": [{"bridge": b, "rank": ranks[b], "value": est[b].value}
-                                                     for b in u.bridges if b in ranks and est[b].n > 0]})
-    return {"by_bridge": by_bridge, "conditions": conditions,
-            "spearman": spearman_rows, "spearman_pooled": _pooled_spearman(spearman_rows)}
+                    spearman_rows.append(
+                        {
+                            **base,
+                            "method": method,
+                            "n": len(pts),
+                            "rho": rho,
+                            "p": p,
+                            "points": [
+                                {"bridge": b, "rank": ranks[b], "value": est[b].value}
+                                for b in u.bridges
+                                if b in ranks and est[b].n > 0
+                            ],
+                        }
+                    )
+    return {
+        "by_bridge": by_bridge,
+        "conditions": conditions,
+        "spearman": spearman_rows,
+        "spearman_pooled": _pooled_spearman(spearman_rows),
+    }
 
 
 def _pooled_spearman(rows: list[dict]) -> list[dict]:
@@ -313,7 +405,8 @@ def _pooled_spearman(rows: list[dict]) -> list[dict]:
             continue
         mean = statistics.fmean(vals)
         groups.setdefault((r["task"], r["k"], r["method"]), []).extend(
-            (p["rank"], p["value"] - mean) for p in r["points"])
+            (p["rank"], p["value"] - mean) for p in r["points"]
+        )
     out = []
     for (task, k, method), pts in sorted(groups.items()):
         rho, p = metrics.spearman([a for a, _ in pts], [b for _, b in pts])

@@ -29,8 +29,15 @@ class ChainResult:
     target_step_ms: float = 0.0
 
 
-def chain_prompt(task: Task, text: str, source: str, target: str, bridge: str | None = None,
-                 bridge_text: str | None = None, demos: Sequence[Demo] = ()) -> str:
+def chain_prompt(
+    task: Task,
+    text: str,
+    source: str,
+    target: str,
+    bridge: str | None = None,
+    bridge_text: str | None = None,
+    demos: Sequence[Demo] = (),
+) -> str:
     if task == "word":
         return word_prompt(text, source, target, bridge=bridge, bridge_word=bridge_text, demos=demos)
     return sentence_prompt(text, source, target, bridge=bridge, bridge_text=bridge_text, demos=demos)
@@ -40,24 +47,42 @@ def parse(task: Task, output: str) -> str:
     return parse_word(output) if task == "word" else parse_sentence(output)
 
 
-async def translate_chain(complete: Complete, task: Task, text: str, source: str, target: str,
-                          bridge: str | None, *, max_tokens: int, demos_bridge: Sequence[Demo] = (),
-                          demos_target: Sequence[Demo] = ()) -> ChainResult:
+async def translate_chain(
+    complete: Complete,
+    task: Task,
+    text: str,
+    source: str,
+    target: str,
+    bridge: str | None,
+    *,
+    max_tokens: int,
+    demos_bridge: Sequence[Demo] = (),
+    demos_target: Sequence[Demo] = (),
+) -> ChainResult:
     """Translate `text` source -> target, through `bridge` when given. `demos_bridge` are the s->b
     demonstrations of step 1; `demos_target` the final step's (with bridge_text when bridged)."""
     warnings: list[str] = []
     bridge_text: str | None = None
     t0 = time.perf_counter()
     if bridge is not None:
-        bridge_text = parse(task, await complete(
-            chain_prompt(task, text, source, bridge, demos=demos_bridge), max_tokens)) or None
+        bridge_text = (
+            parse(task, await complete(chain_prompt(task, text, source, bridge, demos=demos_bridge), max_tokens))
+            or None
+        )
         if bridge_text is None:
             warnings.append(f"the bridge step ({bridge}) produced no text; translated directly")
             bridge = None
             demos_target = [Demo(d.source_text, d.target_text) for d in demos_target]
     t1 = time.perf_counter()
-    answer = parse(task, await complete(
-        chain_prompt(task, text, source, target, bridge, bridge_text, demos_target), max_tokens))
+    answer = parse(
+        task, await complete(chain_prompt(task, text, source, target, bridge, bridge_text, demos_target), max_tokens)
+    )
     t2 = time.perf_counter()
-    return ChainResult(answer=answer, bridge=bridge, bridge_text=bridge_text, warnings=warnings,
-                       bridge_step_ms=round((t1 - t0) * 1e3, 3), target_step_ms=round((t2 - t1) * 1e3, 3))
+    return ChainResult(
+        answer=answer,
+        bridge=bridge,
+        bridge_text=bridge_text,
+        warnings=warnings,
+        bridge_step_ms=round((t1 - t0) * 1e3, 3),
+        target_step_ms=round((t2 - t1) * 1e3, 3),
+    )

@@ -100,9 +100,18 @@ def _parse_usage(u: Any) -> Usage:
 class GenerationClient:
     """Async client; use as `async with GenerationClient(url) as c: await c.complete("...")`."""
 
-    def __init__(self, base_url: str, model: str | None = None, timeout: float = 60, retries: int = 2,
-                 backoff: float = 0.5, *, concurrency: int = 16, api_key: str | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        timeout: float = 60,
+        retries: int = 2,
+        backoff: float = 0.5,
+        *,
+        concurrency: int = 16,
+        api_key: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model, self.timeout, self.retries, self.backoff = model, timeout, retries, backoff
@@ -126,15 +135,18 @@ class GenerationClient:
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                base_url=self.base_url, transport=self._transport, headers=self._auth,
+                base_url=self.base_url,
+                transport=self._transport,
+                headers=self._auth,
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
                 limits=httpx.Limits(max_connections=max(self.concurrency, 1) * 2),
             )
         return self._http
 
     # ---------------------------------------------------------------------------------------- transport
-    async def _request(self, method: str, path: str, *, json: Any = None, request_id: str | None = None
-                       ) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, *, json: Any = None, request_id: str | None = None
+    ) -> httpx.Response:
         """One logical request with the retry policy; returns a 2xx response or raises a GenerationError."""
         headers = {"X-Request-Id": request_id} if request_id else {}
         last = ""
@@ -142,12 +154,19 @@ class GenerationClient:
             delay = self.backoff * (2**attempt) * (1 + 0.1 * random.random())
             try:
                 resp = await self._client().request(method, path, json=json, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
-                    httpx.WriteError, httpx.PoolTimeout) as e:
+            except (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.RemoteProtocolError,
+                httpx.ReadError,
+                httpx.WriteError,
+                httpx.PoolTimeout,
+            ) as e:
                 last = f"cannot reach the generation worker at {self.base_url}: {type(e).__name__}: {e}"
             except httpx.TimeoutException as e:  # read timeout: the worker is up but too slow; no retry
-                raise GenerationFailed(f"{method} {path} timed out after {self.timeout:g}s "
-                                       f"(worker {self.base_url})") from e
+                raise GenerationFailed(
+                    f"{method} {path} timed out after {self.timeout:g}s (worker {self.base_url})"
+                ) from e
             else:
                 if resp.is_success:
                     return resp
@@ -188,9 +207,15 @@ class GenerationClient:
         Never raises; no retries (a readiness probe must answer fast)."""
         try:
             resp = await self._client().post(
-                "/v1/completions", timeout=timeout,
-                json={"model": await asyncio.wait_for(self._model_name(), timeout), "prompt": "Hello",
-                      "max_tokens": 1, "temperature": 0.0})
+                "/v1/completions",
+                timeout=timeout,
+                json={
+                    "model": await asyncio.wait_for(self._model_name(), timeout),
+                    "prompt": "Hello",
+                    "max_tokens": 1,
+                    "temperature": 0.0,
+                },
+            )
         except (httpx.HTTPError, GenerationError, TimeoutError):
             return False
         return resp.is_success
@@ -229,12 +254,27 @@ class GenerationClient:
                     self.model = names[0]
         return self.model
 
-    async def complete(self, prompt: str, *, max_tokens: int = 16, temperature: float = 0.0,
-                       stop: Sequence[str] | None = ("\n",), request_id: str | None = None,
-                       top_p: float = 1.0, seed: int | None = None) -> Completion:
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 16,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = ("\n",),
+        request_id: str | None = None,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> Completion:
         """One completion (greedy and stopping at a newline by default, as the method's prompts expect)."""
-        body: dict[str, Any] = {"model": await self._model_name(), "prompt": prompt, "max_tokens": max_tokens,
-                                "temperature": temperature, "top_p": top_p, "n": 1, "stream": False}
+        body: dict[str, Any] = {
+            "model": await self._model_name(),
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "n": 1,
+            "stream": False,
+        }
         if stop:
             body["stop"] = list(stop)
         if seed is not None:
@@ -247,14 +287,26 @@ class GenerationClient:
             text = choice.get("text") or ""
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise GenerationFailed(f"malformed completion from {self.base_url}: {resp.text[:300]}") from e
-        return Completion(text=text, finish_reason=choice.get("finish_reason"),
-                          usage=_parse_usage(data.get("usage")),
-                          model=data.get("model"), request_id=resp.headers.get("x-request-id", rid),
-                          stop_reason=choice.get("stop_reason"))
+        return Completion(
+            text=text,
+            finish_reason=choice.get("finish_reason"),
+            usage=_parse_usage(data.get("usage")),
+            model=data.get("model"),
+            request_id=resp.headers.get("x-request-id", rid),
+            stop_reason=choice.get("stop_reason"),
+        )
 
-    async def complete_many(self, prompts: Sequence[str], *, max_tokens: int = 16, temperature: float = 0.0,
-                            stop: Sequence[str] | None = ("\n",), request_id: str | None = None,
-                            top_p: float = 1.0, seed: int | None = None) -> list[Completion]:
+    async def complete_many(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_tokens: int = 16,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = ("\n",),
+        request_id: str | None = None,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[Completion]:
         """Completions for many prompts, sent concurrently (at most `concurrency` in flight) so the worker
         batches them; results in input order. Request ids are `{request_id}-{i}` when one is given."""
         sem = asyncio.Semaphore(self.concurrency)
@@ -262,8 +314,9 @@ class GenerationClient:
         async def one(i: int, p: str) -> Completion:
             async with sem:
                 rid = f"{request_id}-{i}" if request_id else None
-                return await self.complete(p, max_tokens=max_tokens, temperature=temperature, stop=stop,
-                                           request_id=rid, top_p=top_p, seed=seed)
+                return await self.complete(
+                    p, max_tokens=max_tokens, temperature=temperature, stop=stop, request_id=rid, top_p=top_p, seed=seed
+                )
 
         await self._model_name()
         return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts))))
@@ -272,8 +325,15 @@ class GenerationClient:
 class SyncGenerationClient:
     """Blocking wrapper for scripts and notebooks (each call runs its own event loop)."""
 
-    def __init__(self, base_url: str, model: str | None = None, timeout: float = 60, retries: int = 2,
-                 backoff: float = 0.5, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        timeout: float = 60,
+        retries: int = 2,
+        backoff: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
         self._args = (base_url, model, timeout, retries, backoff)
         self._kwargs = kwargs
 
@@ -310,6 +370,12 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 
 __all__ = [
-    "Completion", "GenerationClient", "GenerationError", "GenerationFailed", "GenerationRejected",
-    "SyncGenerationClient", "Usage", "WorkerUnavailable",
+    "Completion",
+    "GenerationClient",
+    "GenerationError",
+    "GenerationFailed",
+    "GenerationRejected",
+    "SyncGenerationClient",
+    "Usage",
+    "WorkerUnavailable",
 ]

@@ -25,16 +25,27 @@ class GoldFilterFailed(ProbeSetError):
     """Too many gold-filter requests failed for the filter's verdict to mean anything."""
 
 
-async def _filter_window(client: Any, batch: list[tuple[str, list[str]]], source: str, target: str,
-                         demos: Sequence[Demo], sem: asyncio.Semaphore,
-                         request_id: str | None) -> list[tuple[str | None, str | None]]:
+async def _filter_window(
+    client: Any,
+    batch: list[tuple[str, list[str]]],
+    source: str,
+    target: str,
+    demos: Sequence[Demo],
+    sem: asyncio.Semaphore,
+    request_id: str | None,
+) -> list[tuple[str | None, str | None]]:
     """(parsed answer, error) per word; each request has the client's own timeout and retries."""
+
     async def one(i: int, w: str) -> tuple[str | None, str | None]:
         async with sem:
             try:
-                out = await client.complete(word_prompt(w, source, target, demos=demos), max_tokens=16,
-                                            temperature=0.0, stop=("\n",),
-                                            request_id=f"{request_id}-gf{i}" if request_id else None)
+                out = await client.complete(
+                    word_prompt(w, source, target, demos=demos),
+                    max_tokens=16,
+                    temperature=0.0,
+                    stop=("\n",),
+                    request_id=f"{request_id}-gf{i}" if request_id else None,
+                )
             except WorkerUnavailable:
                 raise
             except GenerationError as e:
@@ -45,13 +56,29 @@ async def _filter_window(client: Any, batch: list[tuple[str, list[str]]], source
 
 
 async def abuild_probe_set(
-    pairs: Iterable[Any], source: str, target: str, *,
-    gold_filter: bool = True, client: Any = None, worker_url: str | None = None, model: str | None = None,
-    probe_max: int = 500, probe_min: int = 32, max_examined: int | None = None, concurrency: int = 4,
-    demos: Sequence[Demo] = (), fallback: str = "unfiltered", max_error_rate: float = 0.1,
-    seed: int = 0, skip_identical: bool = True, word_order: str = "frequency",
-    timeout: float = 120.0, retries: int = 2, api_key: str | None = None,
-    request_id: str | None = None, progress: Progress | None = None,
+    pairs: Iterable[Any],
+    source: str,
+    target: str,
+    *,
+    gold_filter: bool = True,
+    client: Any = None,
+    worker_url: str | None = None,
+    model: str | None = None,
+    probe_max: int = 500,
+    probe_min: int = 32,
+    max_examined: int | None = None,
+    concurrency: int = 4,
+    demos: Sequence[Demo] = (),
+    fallback: str = "unfiltered",
+    max_error_rate: float = 0.1,
+    seed: int = 0,
+    skip_identical: bool = True,
+    word_order: str = "frequency",
+    timeout: float = 120.0,
+    retries: int = 2,
+    api_key: str | None = None,
+    request_id: str | None = None,
+    progress: Progress | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> ProbeSet:
     """Build the probe set of a pair.
@@ -70,12 +97,24 @@ async def abuild_probe_set(
     if fallback not in ("unfiltered", "fail"):
         raise ProbeSetError(f"fallback must be 'unfiltered' or 'fail', not {fallback!r}")
     demo_words = {d.source_text for d in demos}
-    words = [(w, g) for w, g in candidate_words(pairs, skip_identical=skip_identical, seed=seed, source=source,
-                                                target=target, word_order=word_order) if w not in demo_words]
+    words = [
+        (w, g)
+        for w, g in candidate_words(
+            pairs, skip_identical=skip_identical, seed=seed, source=source, target=target, word_order=word_order
+        )
+        if w not in demo_words
+    ]
     available = len(words)
-    params = {"gold_filter": gold_filter, "probe_max": probe_max, "probe_min": probe_min, "seed": seed,
-              "skip_identical": skip_identical, "word_order": word_order, "filter_k": len(demos),
-              "fallback": fallback}
+    params = {
+        "gold_filter": gold_filter,
+        "probe_max": probe_max,
+        "probe_min": probe_min,
+        "seed": seed,
+        "skip_identical": skip_identical,
+        "word_order": word_order,
+        "filter_k": len(demos),
+        "fallback": fallback,
+    }
     if available < probe_min:
         raise ProbeSetTooSmall(
             f"the {source}-{target} dictionary has only {available} usable source words (single words, not "
@@ -90,38 +129,41 @@ async def abuild_probe_set(
         items = unfiltered()
         if progress is not None:
             progress(len(items), len(items))
-        return finish_probe_set(source, target, items, "off", tried=0, kept=0, errors=0, available=available,
-                                params=params)
+        return finish_probe_set(
+            source, target, items, "off", tried=0, kept=0, errors=0, available=available, params=params
+        )
     items: list[ProbeItem] = []
     tried = errors = 0
     limit = min(available, max_examined if max_examined is not None else 4 * probe_max)
     own_client = client is None
     if own_client:
         if not worker_url:
-            raise ProbeSetError("the gold filter needs a generation worker: set BRIDGEX_WORKER_URL "
-                                "or turn gold_filter off")
-        client = GenerationClient(worker_url, model=model, timeout=timeout, retries=retries,
-                                  concurrency=concurrency, api_key=api_key)
+            raise ProbeSetError(
+                "the gold filter needs a generation worker: set BRIDGEX_WORKER_URL or turn gold_filter off"
+            )
+        client = GenerationClient(
+            worker_url, model=model, timeout=timeout, retries=retries, concurrency=concurrency, api_key=api_key
+        )
         await client.__aenter__()
     sem = asyncio.Semaphore(max(1, concurrency))
     window = max(1, concurrency) * 4
     try:
         while tried < limit and len(items) < probe_max:
             check_cancel(should_cancel, f"gold filter cancelled after {tried} words")
-            batch = words[tried: min(limit, tried + window)]
+            batch = words[tried : min(limit, tried + window)]
             results = await _filter_window(client, batch, source, target, demos, sem, request_id)
             for (w, golds), (answer, err) in zip(batch, results, strict=True):
                 if err is not None:
                     errors += 1
                 elif matches_gold(answer or "", golds) and len(items) < probe_max:
-                    items.append(ProbeItem(word=w, gold=golds, prompt=word_prompt(w, source, target),
-                                           answer=answer))
+                    items.append(ProbeItem(word=w, gold=golds, prompt=word_prompt(w, source, target), answer=answer))
             tried += len(batch)
             if errors >= 5 and errors > max_error_rate * tried:
                 raise GoldFilterFailed(
                     f"{errors} of {tried} gold-filter requests to the generation worker failed (last window: "
                     f"{next((e for _, e in results if e), '')}); check the worker, or submit with "
-                    "gold_filter=false")
+                    "gold_filter=false"
+                )
             if progress is not None:
                 progress(tried, limit)
             if len(items) + (limit - tried) < probe_min:
@@ -133,8 +175,9 @@ async def abuild_probe_set(
             await client.__aexit__(None, None, None)
     kept = len(items)
     if kept >= probe_min:
-        return finish_probe_set(source, target, items, "gold", tried=tried, kept=kept, errors=errors,
-                                available=available, params=params)
+        return finish_probe_set(
+            source, target, items, "gold", tried=tried, kept=kept, errors=errors, available=available, params=params
+        )
     if fallback == "fail":
         model = getattr(client, "model", None) or model
         raise ProbeSetTooSmall(
@@ -143,8 +186,17 @@ async def abuild_probe_set(
             f"translate enough of these words correctly: use a stronger model, more demonstrations "
             f"(gold_filter_k), lower probe_min, set probe_fallback=unfiltered, or gold_filter=false."
         )
-    return finish_probe_set(source, target, unfiltered(), "unfiltered", tried=tried, kept=kept, errors=errors,
-                            available=available, params=params)
+    return finish_probe_set(
+        source,
+        target,
+        unfiltered(),
+        "unfiltered",
+        tried=tried,
+        kept=kept,
+        errors=errors,
+        available=available,
+        params=params,
+    )
 
 
 def build_probe_set(pairs: Iterable[Any], source: str, target: str, **kwargs: Any) -> ProbeSet:
