@@ -41,7 +41,7 @@ def test_pipeline_uses_the_configured_backend(tiny_model_dir: Path, tmp_path: Pa
     texts = ["hello world, a small text", "another line of text here"]
     settings = SimpleNamespace(capture_backend="recording", batch_size=2, chunk_tokens=16, profile_max_tokens=None)
     path = pipeline.profile_language(lm, texts, "en", settings, tmp_path)
-    pipeline.probe_language_pair(lm, ["a:\"b\"→c:"], [0, 1], "mean", tmp_path, "acts", backend="recording")
+    pipeline.probe_language_pair(lm, ['a:"b"→c:'], [0, 1], "mean", tmp_path, "acts", backend="recording")
     assert rec.calls == ["profile", "probe"]
     saved = load_profile(path.parent, "en")
     direct = profile_texts(lm, texts, language="en", batch_size=2, chunk_tokens=16)
@@ -55,8 +55,9 @@ def test_hf_backend_returns_tensors_without_graph_under_grad_mode(tiny_model_dir
     lm = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
     backend = get_backend("hf")
     with torch.enable_grad():
-        prof = backend.profile(lm, ["hello world, a small text"] * 4, language="en", batch_size=2, chunk_tokens=16,
-                               max_tokens=None)
-        acts = backend.probe(lm, ["a:\"b\"→c:", "x"], layers=[1, 0], reduce="mean", batch_size=2)
+        prof = backend.profile(
+            lm, ["hello world, a small text"] * 4, language="en", batch_size=2, chunk_tokens=16, max_tokens=None
+        )
+        acts = backend.probe(lm, ['a:"b"→c:', "x"], layers=[1, 0], reduce="mean", batch_size=2)
     for t in (prof.count, prof.sum, prof.prob, acts):
         assert not t.requires_grad and t.grad_fn is None and not torch.is_inference(t)

@@ -31,13 +31,30 @@ class CaptureBackend(Protocol):
 
     name: str
 
-    def profile(self, lm: Any, texts: Sequence[str], *, language: str, batch_size: int, chunk_tokens: int,
-                max_tokens: int | None, progress: Progress | None = None,
-                should_cancel: ShouldCancel | None = None) -> LanguageProfile: ...
+    def profile(
+        self,
+        lm: Any,
+        texts: Sequence[str],
+        *,
+        language: str,
+        batch_size: int,
+        chunk_tokens: int,
+        max_tokens: int | None,
+        progress: Progress | None = None,
+        should_cancel: ShouldCancel | None = None,
+    ) -> LanguageProfile: ...
 
-    def probe(self, lm: Any, prompts: Sequence[str], *, layers: list[int], reduce: Literal["mean", "last"],
-              batch_size: int, progress: Progress | None = None,
-              should_cancel: ShouldCancel | None = None) -> Tensor: ...
+    def probe(
+        self,
+        lm: Any,
+        prompts: Sequence[str],
+        *,
+        layers: list[int],
+        reduce: Literal["mean", "last"],
+        batch_size: int,
+        progress: Progress | None = None,
+        should_cancel: ShouldCancel | None = None,
+    ) -> Tensor: ...
 
 
 class HFHookBackend:
@@ -45,17 +62,49 @@ class HFHookBackend:
 
     name = "hf"
 
-    def profile(self, lm: Any, texts: Sequence[str], *, language: str, batch_size: int, chunk_tokens: int,
-                max_tokens: int | None, progress: Progress | None = None,
-                should_cancel: ShouldCancel | None = None) -> LanguageProfile:
-        return profile_texts(lm, list(texts), language=language, batch_size=batch_size, chunk_tokens=chunk_tokens,
-                             max_tokens=max_tokens, progress=progress, should_cancel=should_cancel)
+    def profile(
+        self,
+        lm: Any,
+        texts: Sequence[str],
+        *,
+        language: str,
+        batch_size: int,
+        chunk_tokens: int,
+        max_tokens: int | None,
+        progress: Progress | None = None,
+        should_cancel: ShouldCancel | None = None,
+    ) -> LanguageProfile:
+        return profile_texts(
+            lm,
+            list(texts),
+            language=language,
+            batch_size=batch_size,
+            chunk_tokens=chunk_tokens,
+            max_tokens=max_tokens,
+            progress=progress,
+            should_cancel=should_cancel,
+        )
 
-    def probe(self, lm: Any, prompts: Sequence[str], *, layers: list[int], reduce: Literal["mean", "last"],
-              batch_size: int, progress: Progress | None = None,
-              should_cancel: ShouldCancel | None = None) -> Tensor:
-        return probe_activations(lm, list(prompts), layers=layers, reduce=reduce, batch_size=batch_size,
-                                 progress=progress, should_cancel=should_cancel)
+    def probe(
+        self,
+        lm: Any,
+        prompts: Sequence[str],
+        *,
+        layers: list[int],
+        reduce: Literal["mean", "last"],
+        batch_size: int,
+        progress: Progress | None = None,
+        should_cancel: ShouldCancel | None = None,
+    ) -> Tensor:
+        return probe_activations(
+            lm,
+            list(prompts),
+            layers=layers,
+            reduce=reduce,
+            batch_size=batch_size,
+            progress=progress,
+            should_cancel=should_cancel,
+        )
 
 
 BACKEND_NAMES = ("hf", "vllm")
@@ -75,5 +124,6 @@ def get_backend(name: str = "hf") -> CaptureBackend:
     try:
         return _BACKENDS[name]
     except KeyError:
-        raise ValueError(f"unknown capture backend {name!r}; available: {sorted({*_BACKENDS, *BACKEND_NAMES})}"
-                         ) from None
+        raise ValueError(
+            f"unknown capture backend {name!r}; available: {sorted({*_BACKENDS, *BACKEND_NAMES})}"
+        ) from None

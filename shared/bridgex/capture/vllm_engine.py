@@ -41,8 +41,15 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, *, tensor_parallel_size: int = 1, max_model_len: int = 4096, kv_cache_gib: int = 1,
-                 gpu_memory_utilization: float = 0.5, cpu_bind: str = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        tensor_parallel_size: int = 1,
+        max_model_len: int = 4096,
+        kv_cache_gib: int = 1,
+        gpu_memory_utilization: float = 0.5,
+        cpu_bind: str = "auto",
+    ) -> None:
         self.tensor_parallel_size = tensor_parallel_size
         self.max_model_len = max_model_len
         self.kv_cache_gib = kv_cache_gib
@@ -82,14 +89,26 @@ class VLLMBackend:
         # vLLM refuses a context longer than the model's own
         self._max_len = min(self.max_model_len, max_positions(getattr(lm, "path", None)) or self.max_model_len)
         log.info("starting vLLM capture engine for %s (%s, tp=%d)", source, key[1], self.tensor_parallel_size)
-        self._llm = LLM(model=source, dtype=key[1], enforce_eager=True, enable_prefix_caching=False,
-                        worker_extension_cls=EXTENSION, tensor_parallel_size=self.tensor_parallel_size,
-                        max_model_len=self._max_len, seed=0, generation_config="vllm", **kwargs)
+        self._llm = LLM(
+            model=source,
+            dtype=key[1],
+            enforce_eager=True,
+            enable_prefix_caching=False,
+            worker_extension_cls=EXTENSION,
+            tensor_parallel_size=self.tensor_parallel_size,
+            max_model_len=self._max_len,
+            seed=0,
+            generation_config="vllm",
+            **kwargs,
+        )
         self._key = key
         infos = self._llm.collective_rpc("bridgex_capture_info")
         sched = self._llm.llm_engine.vllm_config.scheduler_config
-        self._info = {"ranks": infos, "max_num_batched_tokens": int(sched.max_num_batched_tokens),
-                      "max_num_seqs": int(sched.max_num_seqs)}
+        self._info = {
+            "ranks": infos,
+            "max_num_batched_tokens": int(sched.max_num_batched_tokens),
+            "max_num_seqs": int(sched.max_num_seqs),
+        }
         return self._llm
 
     def close(self) -> None:
@@ -107,8 +126,9 @@ class VLLMBackend:
 
         too_long = [len(s) for s in seqs if len(s) > self._max_len]
         if too_long:
-            raise ValueError(f"a sequence of {max(too_long)} tokens exceeds the capture engine's max_model_len "
-                             f"{self._max_len}")
+            raise ValueError(
+                f"a sequence of {max(too_long)} tokens exceeds the capture engine's max_model_len {self._max_len}"
+            )
         params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
         llm.generate([TokensPrompt(prompt_token_ids=list(s)) for s in seqs], params, use_tqdm=False)
 
@@ -117,9 +137,18 @@ class VLLMBackend:
         return sorted(parts, key=lambda p: p["tp_rank"])
 
     # --- step 1 -----------------------------------------------------------------------------------
-    def profile(self, lm: Any, texts: Sequence[str], *, language: str, batch_size: int, chunk_tokens: int,
-                max_tokens: int | None, progress: Progress | None = None,
-                should_cancel: ShouldCancel | None = None) -> LanguageProfile:
+    def profile(
+        self,
+        lm: Any,
+        texts: Sequence[str],
+        *,
+        language: str,
+        batch_size: int,
+        chunk_tokens: int,
+        max_tokens: int | None,
+        progress: Progress | None = None,
+        should_cancel: ShouldCancel | None = None,
+    ) -> LanguageProfile:
         chunks, _ = chunk_texts(lm.tokenizer, texts, chunk_tokens=chunk_tokens, max_tokens=max_tokens)
         if not chunks:
             raise ValueError(f"no text to profile for language {language!r} (empty input)")
@@ -144,16 +173,30 @@ class VLLMBackend:
         finally:
             llm.collective_rpc("bridgex_capture_stop")
         if n_tokens != target:
-            raise RuntimeError(f"vLLM capture counted {n_tokens} tokens, expected {target} (padding or decode "
-                               "tokens leaked into the statistics)")
-        return LanguageProfile(language=language, count=count, sum=total, n_tokens=n_tokens,
-                               meta={"chunks": len(chunks), "chunk_tokens": chunk_tokens, "include_bos": False,
-                                     "max_tokens": max_tokens})
+            raise RuntimeError(
+                f"vLLM capture counted {n_tokens} tokens, expected {target} (padding or decode "
+                "tokens leaked into the statistics)"
+            )
+        return LanguageProfile(
+            language=language,
+            count=count,
+            sum=total,
+            n_tokens=n_tokens,
+            meta={"chunks": len(chunks), "chunk_tokens": chunk_tokens, "include_bos": False, "max_tokens": max_tokens},
+        )
 
     # --- step 3 -----------------------------------------------------------------------------------
-    def probe(self, lm: Any, prompts: Sequence[str], *, layers: list[int], reduce: Literal["mean", "last"],
-              batch_size: int, progress: Progress | None = None,
-              should_cancel: ShouldCancel | None = None) -> Tensor:
+    def probe(
+        self,
+        lm: Any,
+        prompts: Sequence[str],
+        *,
+        layers: list[int],
+        reduce: Literal["mean", "last"],
+        batch_size: int,
+        progress: Progress | None = None,
+        should_cancel: ShouldCancel | None = None,
+    ) -> Tensor:
         if reduce not in ("mean", "last"):
             raise ValueError(f"reduce must be 'mean' or 'last', not {reduce!r}")
         if not prompts:

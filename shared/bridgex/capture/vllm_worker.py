@@ -122,8 +122,11 @@ class _Capture:
         pos = pos.reshape(-1)[:n_real]
         self.calls = dict.fromkeys(self.layers, 0)
         counted = pos > 0 if not self.include_bos else torch.ones_like(pos, dtype=torch.bool)
-        step: dict[str, Any] = {"n_real": n_real, "counted_idx": counted.nonzero().squeeze(1),
-                                "n_counted": int(counted.sum())}
+        step: dict[str, Any] = {
+            "n_real": n_real,
+            "counted_idx": counted.nonzero().squeeze(1),
+            "n_counted": int(counted.sum()),
+        }
         if self.mode == "probe":
             pos_l = pos.tolist()
             ids_l = ids.reshape(-1)[:n_real].tolist()
@@ -136,10 +139,13 @@ class _Capture:
                 seg[s:e] = k
             lengths = torch.tensor([e - s for s, e in zip(starts, ends, strict=True)])
             n = (lengths - (0 if self.include_bos else 1)).clamp(min=1)
-            step |= {"keys": [tuple(ids_l[s:e]) for s, e in zip(starts, ends, strict=True)],
-                     "seg": seg.to(self.device), "n": n.to(self.device, torch.float32).unsqueeze(1),
-                     "last": torch.tensor([e - 1 for e in ends], device=self.device),
-                     "vals": torch.zeros((len(self.layers), len(starts), self.inter_local), device=self.device)}
+            step |= {
+                "keys": [tuple(ids_l[s:e]) for s, e in zip(starts, ends, strict=True)],
+                "seg": seg.to(self.device),
+                "n": n.to(self.device, torch.float32).unsqueeze(1),
+                "last": torch.tensor([e - 1 for e in ends], device=self.device),
+                "vals": torch.zeros((len(self.layers), len(starts), self.inter_local), device=self.device),
+            }
         self.step = step
 
     def _make_hook(self, r: int) -> Callable[..., None]:
@@ -191,8 +197,12 @@ class CaptureExtension:
     def bridgex_capture_info(self) -> dict[str, Any]:
         _, layers = find_layers(self._bridgex_model())
         rank, size = _tp()
-        return {"num_layers": len(layers), "intermediate_local": _local_intermediate(layers[0].mlp.gate_up_proj),
-                "tp_rank": rank, "tp_size": size}
+        return {
+            "num_layers": len(layers),
+            "intermediate_local": _local_intermediate(layers[0].mlp.gate_up_proj),
+            "tp_rank": rank,
+            "tp_size": size,
+        }
 
     def bridgex_capture_start(self, spec: dict[str, Any]) -> None:
         self.bridgex_capture_stop()
@@ -209,8 +219,11 @@ class CaptureExtension:
         out: dict[str, Any] = {"tp_rank": rank, "tp_size": size, "forwards": cap.forwards}
         if cap.mode == "profile":
             # copies: .cpu() of a CPU tensor is the tensor itself, and it is zeroed next
-            out |= {"count": cap.count.to("cpu", copy=True), "sum": cap.sum.to("cpu", copy=True),
-                    "n_tokens": cap.n_tokens}
+            out |= {
+                "count": cap.count.to("cpu", copy=True),
+                "sum": cap.sum.to("cpu", copy=True),
+                "n_tokens": cap.n_tokens,
+            }
             cap.count.zero_()
             cap.sum.zero_()
             cap.n_tokens = 0
