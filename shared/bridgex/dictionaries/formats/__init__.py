@@ -1,1 +1,0 @@
-"""One reader per dictionary format (MUSE, the data directory's TSV, FreeDict dictd, CC-CEDICT, CLDR)."""
