@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from bridgex.atomic import atomic_write_text
+from bridgex.dictionaries import group_by_source
 from bridgex.frequency import frequency_order
 from bridgex.prompts import normalize_word
 
@@ -99,15 +100,7 @@ def candidate_words(
     `pairs`: objects with `.source` / `.target` (bridgex.dictionaries.WordPair) or (source, target) tuples.
     skip_identical drops words whose gold equals the word itself: an echo would pass the filter.
     """
-    gold: dict[str, list[str]] = {}
-    for p in pairs:
-        s, t = (p.source, p.target) if hasattr(p, "source") else (p[0], p[1])
-        s, t = s.strip(), t.strip()
-        if not s or not t:
-            continue
-        gold.setdefault(s, [])
-        if t not in gold[s]:
-            gold[s].append(t)
+    gold = group_by_source(pairs, strip=True)
     items = []
     for w, golds in gold.items():
         if skip_identical and normalize_word(w) in {normalize_word(g) for g in golds}:

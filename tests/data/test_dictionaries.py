@@ -11,6 +11,7 @@ from bridgex.dictionaries import (
     cldr_dictionary,
     compose,
     decode_dictd_number,
+    group_by_source,
     is_single_word,
     merge,
     read_cedict,
@@ -98,6 +99,18 @@ def test_cedict_entries_filtering() -> None:
         },
     ]
     assert pairs(read_cedict(entries=entries)) == [("吃", "eat"), ("吃", "consume"), ("猫", "cat")]
+
+
+def test_group_by_source_keeps_first_seen_order_and_distinct_targets() -> None:
+    d = Dictionary("en", "fr", [WordPair("dog", "chien"), WordPair("cat", "chat"), WordPair("dog", "chien"),
+                                WordPair("dog", "clebs")])
+    assert group_by_source(d.pairs) == {"dog": ["chien", "clebs"], "cat": ["chat"]}
+    assert list(group_by_source(d.pairs)) == ["dog", "cat"]
+    assert d.translations() == group_by_source(d.pairs)
+    # (source, target) tuples too; strip=True trims and skips pairs with an empty side
+    raw = [(" dog ", "chien"), ("cat", " "), ("", "x"), ("dog", "chien ")]
+    assert group_by_source(raw) == {" dog ": ["chien"], "cat": [" "], "": ["x"], "dog": ["chien "]}
+    assert group_by_source(raw, strip=True) == {"dog": ["chien"]}
 
 
 def test_cedict_real_package() -> None:

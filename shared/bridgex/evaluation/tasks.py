@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bridgex import prompts
+from bridgex.dictionaries import group_by_source
 from bridgex.evaluation import metrics
 from bridgex.evaluation.generate import Request
 from bridgex.evaluation.loaders import (
@@ -79,13 +80,7 @@ def _translations(d: Any) -> dict[str, list[str]]:
         return d.translations()
     if isinstance(d, dict):
         return {k: list(v) if isinstance(v, list | tuple) else [v] for k, v in d.items()}
-    out: dict[str, list[str]] = {}
-    for p in d:
-        s, t = (p.source, p.target) if hasattr(p, "source") else (p[0], p[1])
-        out.setdefault(s, [])
-        if t not in out[s]:
-            out[s].append(t)
-    return out
+    return group_by_source(d)
 
 
 def _segments(articles: Any) -> dict[str, str]:
