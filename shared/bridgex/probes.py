@@ -47,8 +47,10 @@ class ProbeSet(BaseModel):
     items: list[ProbeItem]
     gold_filtered: bool
     filter: Literal["gold", "unfiltered", "off"] = Field(
-        "off", description="gold: words the model translated right; unfiltered: the filter kept fewer than "
-        "probe_min, so these are the first words unfiltered (probe_fallback); off: no filter asked.")
+        "off",
+        description="gold: words the model translated right; unfiltered: the filter kept fewer than "
+        "probe_min, so these are the first words unfiltered (probe_fallback); off: no filter asked.",
+    )
     examined: int = Field(0, description="Unique source words examined (before the cap / filter).")
     tried: int = Field(0, description="Words sent through the gold filter.")
     kept: int = Field(0, description="Words the gold filter kept (before any fallback).")
@@ -85,14 +87,18 @@ class ProbeSet(BaseModel):
 
 def probe_hash(source: str, target: str, items: Iterable[ProbeItem]) -> str:
     """Content hash: pair + words + gold + prompts (what the activations and the ranking depend on)."""
-    payload = {"source": source, "target": target,
-               "items": [[it.word, sorted(it.gold), it.prompt] for it in items]}
+    payload = {"source": source, "target": target, "items": [[it.word, sorted(it.gold), it.prompt] for it in items]}
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def candidate_words(
-    pairs: Iterable[Any], *, skip_identical: bool = True, seed: int = 0,
-    source: str | None = None, target: str | None = None, word_order: str = "frequency",
+    pairs: Iterable[Any],
+    *,
+    skip_identical: bool = True,
+    seed: int = 0,
+    source: str | None = None,
+    target: str | None = None,
+    word_order: str = "frequency",
 ) -> list[tuple[str, list[str]]]:
     """Unique source words with all their gold targets, in a stable order: most frequent first
     (`word_order="frequency"`, needs `source`; see bridgex.frequency) or seeded shuffled (`"random"`).
@@ -121,9 +127,30 @@ def matches_gold(answer: str, gold: Iterable[str]) -> bool:
     return bool(a) and a in {normalize_word(g) for g in gold}
 
 
-def finish_probe_set(source: str, target: str, items: list[ProbeItem], filter_: str, *, tried: int, kept: int,
-            errors: int, available: int, params: dict[str, Any]) -> ProbeSet:
-    ps = ProbeSet(source=source, target=target, items=items, gold_filtered=filter_ == "gold", filter=filter_,
-                  examined=tried, tried=tried, kept=kept, errors=errors, available=available, params=params)
+def finish_probe_set(
+    source: str,
+    target: str,
+    items: list[ProbeItem],
+    filter_: str,
+    *,
+    tried: int,
+    kept: int,
+    errors: int,
+    available: int,
+    params: dict[str, Any],
+) -> ProbeSet:
+    ps = ProbeSet(
+        source=source,
+        target=target,
+        items=items,
+        gold_filtered=filter_ == "gold",
+        filter=filter_,
+        examined=tried,
+        tried=tried,
+        kept=kept,
+        errors=errors,
+        available=available,
+        params=params,
+    )
     ps.hash = ps.content_hash()
     return ps

@@ -32,9 +32,7 @@ def pairs(d: Dictionary) -> list[tuple[str, str]]:
 
 def test_muse_space_and_tab_dedup_and_single_words(tmp_path: Path) -> None:
     f = tmp_path / "en-fr.txt"
-    f.write_text(
-        "cat chat\ndog\tchien\ncat chat\nice cream glace\n\nhouse maison\nR2D2 robot\n", encoding="utf-8"
-    )
+    f.write_text("cat chat\ndog\tchien\ncat chat\nice cream glace\n\nhouse maison\nR2D2 robot\n", encoding="utf-8")
     d = read_muse(f, "en", "fr")
     assert (d.source_lang, d.target_lang) == ("en", "fr")
     assert pairs(d) == [("cat", "chat"), ("dog", "chien"), ("house", "maison")]
@@ -57,8 +55,7 @@ def test_freedict_dictd_reader(tmp_path: Path) -> None:
     entries = [
         "cat /kæt/ <n>\nchat, matou\n",
         "ice cream /aɪs kɹiːm/ <n>\nglace\n",  # multi-word headword: dropped
-        "run /ɹʌn/ <v>\n1. courir\nto move quickly on foot\n"
-        "2. [comp.] exécuter, faire tourner\n see: {runner}\n",
+        "run /ɹʌn/ <v>\n1. courir\nto move quickly on foot\n2. [comp.] exécuter, faire tourner\n see: {runner}\n",
         "house <n>\n(noun (common))\nmaison\n",  # grammar-only line first, translation follows
         "dog /dɒɡ/\nchien\n   Synonyms: {toutou}\n",
     ]
@@ -102,8 +99,11 @@ def test_cedict_entries_filtering() -> None:
 
 
 def test_group_by_source_keeps_first_seen_order_and_distinct_targets() -> None:
-    d = Dictionary("en", "fr", [WordPair("dog", "chien"), WordPair("cat", "chat"), WordPair("dog", "chien"),
-                                WordPair("dog", "clebs")])
+    d = Dictionary(
+        "en",
+        "fr",
+        [WordPair("dog", "chien"), WordPair("cat", "chat"), WordPair("dog", "chien"), WordPair("dog", "clebs")],
+    )
     assert group_by_source(d.pairs) == {"dog": ["chien", "clebs"], "cat": ["chat"]}
     assert list(group_by_source(d.pairs)) == ["dog", "cat"]
     assert d.translations() == group_by_source(d.pairs)

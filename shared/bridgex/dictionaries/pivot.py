@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 from bridgex.dictionaries.model import Dictionary, WordPair
-from bridgex.prompts import normalize_word
 
 
 def compose(a_b: Dictionary, b_c: Dictionary, *, max_targets: int = 3, origin: str | None = None) -> Dictionary:
@@ -13,20 +12,19 @@ def compose(a_b: Dictionary, b_c: Dictionary, *, max_targets: int = 3, origin: s
 
     Polysemy makes pivoting noisy, so each source keeps at most `max_targets` targets, preferring those
     reached through more distinct pivot words (ties broken by the target string: deterministic).
-    Pivot words match by word identity, `bridgex.prompts.normalize_word` (case-insensitive, as the
-    identical-word check).
+    Pivot words match case-insensitively (casefold).
     """
     if a_b.target_lang != b_c.source_lang:
         raise ValueError(f"cannot compose {a_b.source_lang}-{a_b.target_lang} with {b_c.source_lang}-{b_c.target_lang}")
     tag = origin or f"pivot-{a_b.target_lang}"
     via: dict[str, list[str]] = defaultdict(list)
     for p in b_c.pairs:
-        via[normalize_word(p.source)].append(p.target)
+        via[p.source.casefold()].append(p.target)
     support: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     order: dict[str, int] = {}
     for p in a_b.pairs:
         order.setdefault(p.source, len(order))
-        pivot = normalize_word(p.target)
+        pivot = p.target.casefold()
         for c in via.get(pivot, ()):
             support[p.source][c].add(pivot)
     out: list[WordPair] = []

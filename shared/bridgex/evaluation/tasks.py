@@ -121,14 +121,23 @@ class BaseTask:
     # -- prompts ---------------------------------------------------------------------------------------
     def bridge_request(self, item: EvalItem, src: str, bridge: str, demos: Sequence[prompts.Demo]) -> Request:
         """Step 1: the item's source text into the bridge (sentence chain; BLI overrides with words)."""
-        return Request(prompts.sentence_prompt(item.source, src, bridge, demos=demos),
-                       _mt_budget(item.source, self.mt_max_tokens))
+        return Request(
+            prompts.sentence_prompt(item.source, src, bridge, demos=demos), _mt_budget(item.source, self.mt_max_tokens)
+        )
 
     def parse_bridge(self, text: str) -> str:
         return prompts.parse_sentence(text)
 
-    def final_request(self, item: EvalItem, src: str, tgt: str, bridge: str | None, bridge_text: str | None,
-                      demos: Sequence[EvalItem], demo_bridge: dict[str, str] | None = None) -> Request:
+    def final_request(
+        self,
+        item: EvalItem,
+        src: str,
+        tgt: str,
+        bridge: str | None,
+        bridge_text: str | None,
+        demos: Sequence[EvalItem],
+        demo_bridge: dict[str, str] | None = None,
+    ) -> Request:
         """Step 2 (or the only step without a bridge)."""
         raise NotImplementedError
 
@@ -204,12 +213,22 @@ class BLITask(BaseTask):
     def parse_bridge(self, text: str) -> str:
         return prompts.parse_word(text)
 
-    def final_request(self, item: EvalItem, src: str, tgt: str, bridge: str | None, bridge_text: str | None,
-                      demos: Sequence[EvalItem], demo_bridge: dict[str, str] | None = None) -> Request:
+    def final_request(
+        self,
+        item: EvalItem,
+        src: str,
+        tgt: str,
+        bridge: str | None,
+        bridge_text: str | None,
+        demos: Sequence[EvalItem],
+        demo_bridge: dict[str, str] | None = None,
+    ) -> Request:
         db = (demo_bridge or {}) if bridge else {}
         ds = [prompts.Demo(d.source, d.gold[0], db.get(d.id)) for d in demos]
-        return Request(prompts.word_prompt(item.source, src, tgt, bridge=bridge, bridge_word=bridge_text,
-                                           demos=ds), self.final_max_tokens)
+        return Request(
+            prompts.word_prompt(item.source, src, tgt, bridge=bridge, bridge_word=bridge_text, demos=ds),
+            self.final_max_tokens,
+        )
 
     def parse(self, text: str, item: EvalItem) -> str:
         return prompts.parse_word(text)
@@ -248,12 +267,22 @@ class MTTask(BaseTask):
             return {}
         return {d.id: seg_b[d.id] for d in demos if d.id in seg_b}
 
-    def final_request(self, item: EvalItem, src: str, tgt: str, bridge: str | None, bridge_text: str | None,
-                      demos: Sequence[EvalItem], demo_bridge: dict[str, str] | None = None) -> Request:
+    def final_request(
+        self,
+        item: EvalItem,
+        src: str,
+        tgt: str,
+        bridge: str | None,
+        bridge_text: str | None,
+        demos: Sequence[EvalItem],
+        demo_bridge: dict[str, str] | None = None,
+    ) -> Request:
         db = (demo_bridge or {}) if bridge else {}
         ds = [prompts.Demo(d.source, d.gold, db.get(d.id)) for d in demos]
-        return Request(prompts.sentence_prompt(item.source, src, tgt, bridge=bridge, bridge_text=bridge_text,
-                                               demos=ds), _mt_budget(item.source, self.mt_max_tokens))
+        return Request(
+            prompts.sentence_prompt(item.source, src, tgt, bridge=bridge, bridge_text=bridge_text, demos=ds),
+            _mt_budget(item.source, self.mt_max_tokens),
+        )
 
     def parse(self, text: str, item: EvalItem) -> str:
         return prompts.parse_sentence(text)
@@ -293,12 +322,25 @@ class MRCTask(BaseTask):
 
         return [item(i) for i in order], [item(i) for i in demo_ids[:k]]
 
-    def final_request(self, item: EvalItem, src: str, tgt: str, bridge: str | None, bridge_text: str | None,
-                      demos: Sequence[EvalItem], demo_bridge: dict[str, str] | None = None) -> Request:
+    def final_request(
+        self,
+        item: EvalItem,
+        src: str,
+        tgt: str,
+        bridge: str | None,
+        bridge_text: str | None,
+        demos: Sequence[EvalItem],
+        demo_bridge: dict[str, str] | None = None,
+    ) -> Request:
         ds = [prompts.MRCDemo(d.source, d.question or "", tuple(d.options or ()), d.gold) for d in demos]
-        p = prompts.mrc_prompt(item.source, item.question or "", list(item.options or ()),
-                               bridge=bridge if bridge_text is not None else None, bridge_passage=bridge_text,
-                               demos=ds)
+        p = prompts.mrc_prompt(
+            item.source,
+            item.question or "",
+            list(item.options or ()),
+            bridge=bridge if bridge_text is not None else None,
+            bridge_passage=bridge_text,
+            demos=ds,
+        )
         return Request(p, self.final_max_tokens)
 
     def parse(self, text: str, item: EvalItem) -> str | None:
@@ -331,11 +373,20 @@ class ClsTask(BaseTask):
             demos = [EvalItem(i, tr[i].text, tr[i].label) for i in hash_order(tr, f"cls-demo:{src}")[:k]]
         return items, demos
 
-    def final_request(self, item: EvalItem, src: str, tgt: str, bridge: str | None, bridge_text: str | None,
-                      demos: Sequence[EvalItem], demo_bridge: dict[str, str] | None = None) -> Request:
+    def final_request(
+        self,
+        item: EvalItem,
+        src: str,
+        tgt: str,
+        bridge: str | None,
+        bridge_text: str | None,
+        demos: Sequence[EvalItem],
+        demo_bridge: dict[str, str] | None = None,
+    ) -> Request:
         ds = [prompts.ClsDemo(d.source, d.gold) for d in demos]
-        p = prompts.cls_prompt(item.source, bridge=bridge if bridge_text is not None else None,
-                               bridge_text=bridge_text, demos=ds)
+        p = prompts.cls_prompt(
+            item.source, bridge=bridge if bridge_text is not None else None, bridge_text=bridge_text, demos=ds
+        )
         return Request(p, self.final_max_tokens)
 
     def parse(self, text: str, item: EvalItem) -> str | None:
