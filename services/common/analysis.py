@@ -296,6 +296,7 @@ def submit_analysis(
     celery_app: Any,
     request_id: str | None = None,
     force: bool = False,
+    rerun_succeeded: bool = False,
     owner: str | None = None,
 ) -> tuple[JobRecord, bool]:
     """Create the job record and enqueue `bridgex.analyze_pair` once per job id. Returns (record, enqueued).
@@ -303,6 +304,8 @@ def submit_analysis(
     `owner` (the submitting principal) is added to the job's owners, whoever created it.
     Queued/running/succeeded jobs are returned as they are; failed/cancelled ones (or any finished one with
     `force`) are reset and enqueued again. A queued or running job is never enqueued twice, even with force.
+    `rerun_succeeded` (the gateway's auto path, whose cached ranking is gone) reruns a succeeded job with
+    force, and leaves other states to the rules above.
     """
     norm = req.normalized(settings)
     dh = data_hash(settings, [norm["source"], norm["target"], *norm["candidates"]])
@@ -317,6 +320,7 @@ def submit_analysis(
     if owner:
         rec = store.add_owner(jid, owner) or rec
     if not created:
+        force = force or (rerun_succeeded and rec.state == JobState.succeeded)
         allowed = RERUNNABLE | ({JobState.succeeded} if force else frozenset())
         if rec.state not in allowed:
             return rec, False

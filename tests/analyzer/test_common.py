@@ -338,3 +338,29 @@ def test_submit_once_per_job_id(r: redis.Redis, tmp_path: Path) -> None:
     (tmp_path / "text" / "fi.txt").write_text("vesi\n", encoding="utf-8")  # re-prepared after it finished
     rec7, new7 = submit_analysis(req, settings=s, redis=r, celery_app=app)
     assert new7 and rec7.id != rec3.id and len(app.sent) == 3
+
+
+def test_rerun_succeeded_reruns_only_a_finished_job_with_force(r: redis.Redis, tmp_path: Path) -> None:
+    """The gateway's auto path (ranking gone from the cache) in one call: succeeded -> rerun with force."""
+    s = ServiceSettings(data_dir=tmp_path, model="tiny")
+    app = _FakeCelery()
+    req = AnalysisRequest(source="sw", target="fi")
+    rec, new = submit_analysis(req, settings=s, redis=r, celery_app=app, rerun_succeeded=True)
+    assert new and app.sent[-1]["kwargs"]["force"] is False
+    # queued: never enqueued twice
+    _, again = submit_analysis(req, settings=s, redis=r, celery_app=app, rerun_succeeded=True)
+    assert not again and len(app.sent) == 1
+    store = JobStore(r)
+    store.start(rec.id)
+    store.fail(rec.id, "x")
+    # failed: rerun as any failed job is, without force
+    _, new2 = submit_analysis(req, settings=s, redis=r, celery_app=app, rerun_succeeded=True)
+    assert new2 and app.sent[-1]["kwargs"]["force"] is False
+    store.start(rec.id)
+    store.succeed(rec.id, {})
+    # succeeded: returned as it is without the flag, rerun with force with it
+    same, new3 = submit_analysis(req, settings=s, redis=r, celery_app=app)
+    assert not new3 and same.state == JobState.succeeded and len(app.sent) == 2
+    rerun, new4 = submit_analysis(req, settings=s, redis=r, celery_app=app, rerun_succeeded=True)
+    assert new4 and rerun.id == rec.id and rerun.state == JobState.queued
+    assert app.sent[-1]["kwargs"]["force"] is True and len(app.sent) == 3

@@ -18,7 +18,7 @@ from functools import lru_cache
 from services.common import redis_keys
 from services.common.analysis import AnalysisRequest, InvalidAnalysisRequest, served_config, submit_analysis
 from services.common.bridges import served_of
-from services.common.jobs import AUTO_OWNER, JobRecord, JobState
+from services.common.jobs import AUTO_OWNER, JobRecord
 
 from ..core.config import ApiSettings
 from ..core.redis import RedisUnavailable
@@ -115,26 +115,16 @@ async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: st
     def submit() -> tuple[JobRecord, bool]:
         ctx.metrics.analysis_submits.inc()
         req = AnalysisRequest(source=source, target=target)
-        rec, created = submit_analysis(
+        # rerun_succeeded: a finished job whose ranking is not in the cache (deleted or evicted) is recomputed
+        return submit_analysis(
             req,
             settings=ctx.settings,
             redis=ctx.redis_sync,
             celery_app=ctx.celery,
             request_id=request_id,
+            rerun_succeeded=True,
             owner=AUTO_OWNER,
         )
-        if not created and rec.state == JobState.succeeded:
-            # the job finished but its ranking is not in the cache (deleted or evicted): recompute it
-            rec, created = submit_analysis(
-                req,
-                settings=ctx.settings,
-                redis=ctx.redis_sync,
-                celery_app=ctx.celery,
-                request_id=request_id,
-                force=True,
-                owner=AUTO_OWNER,
-            )
-        return rec, created
 
     try:
         rec, created = await asyncio.wait_for(ctx.gate.run_sync("submit", submit), SUBMIT_TIMEOUT_S)
