@@ -325,16 +325,10 @@ class GenerationClient:
 class SyncGenerationClient:
     """Blocking wrapper for scripts and notebooks (each call runs its own event loop)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        model: str | None = None,
-        timeout: float = 60,
-        retries: int = 2,
-        backoff: float = 0.5,
-        **kwargs: Any,
-    ) -> None:
-        self._args = (base_url, model, timeout, retries, backoff)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The arguments of GenerationClient, passed through unchanged for each call."""
+        GenerationClient(*args, **kwargs)  # a wrong argument fails here, not at the first call
+        self._args = args
         self._kwargs = kwargs
 
     def _run(self, fn: str, *args: Any, **kwargs: Any) -> Any:
