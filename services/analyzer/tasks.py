@@ -203,8 +203,8 @@ def probe_activations(request: dict[str, Any], force: bool = False) -> dict:
     return stages.activations_only(AnalysisSpec.from_request(request), get_settings(), force=force)
 
 
-@app.task(name="bridgex.rank_bridges", acks_late=True, reject_on_worker_lost=True)
-def rank_bridges(request: dict[str, Any]) -> dict:
-    """The whole ranking from existing (or new) artifacts, without a job record and without publishing."""
+@app.task(name="bridgex.preview_analysis", acks_late=True, reject_on_worker_lost=True)
+def preview_analysis(request: dict[str, Any]) -> dict:
+    """The whole analysis (reusing artifacts), without a job record and without publishing the ranking."""
     ctx = stages.JobContext(settings=get_settings())
     return stages.run_analysis(AnalysisSpec.from_request(request), ctx, publish=False)
