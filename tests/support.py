@@ -1,4 +1,5 @@
-"""Helpers that start real processes for tests: redis-server on a free port, generic subprocess services."""
+"""Helpers that start real processes for tests: redis-server on a free port, generic subprocess services, and
+the gateway stack (Celery + gateway on a private Redis) that several packages share."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -220,3 +223,36 @@ def start_api(log_dir: Path, **env: str) -> tuple[Service, str]:
         http_ok(f"{url}/health"),
     ).start()
     return svc, url
+
+
+@dataclass
+class Stack:
+    """A running gateway stack: its Redis, a Celery analyzer and the gateway, in front of a generation worker."""
+
+    api: str
+    worker: str
+    redis: RedisServer
+    env: dict[str, str]
+    log_dir: Path
+    celery: Service
+    api_svc: Service
+    worker_svc: Service
+    timeout: float = 30.0
+
+    def client(self, **kw: object) -> httpx.Client:
+        return httpx.Client(base_url=self.api, timeout=self.timeout, **kw)  # type: ignore[arg-type]
+
+
+@contextmanager
+def running_stack(
+    redis: RedisServer, env: dict[str, str], log_dir: Path, worker: tuple[Service, str], *, timeout: float = 30.0
+) -> Iterator[Stack]:
+    """Celery and the gateway on the started `redis` with `env`. On exit (or a failed start) stops them and
+    `redis`, in reverse order; the worker belongs to the caller."""
+    with ExitStack() as started:
+        started.callback(redis.stop)
+        celery = start_celery(log_dir, redis.url, **env)
+        started.callback(celery.stop)
+        api_svc, api = start_api(log_dir, **env)
+        started.callback(api_svc.stop)
+        yield Stack(api, worker[1], redis, env, log_dir, celery, api_svc, worker[0], timeout)

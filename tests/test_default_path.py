@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import RedisServer, start_api, start_celery
+from tests.support import RedisServer, Service, Stack, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,9 @@ A = {"Authorization": "Bearer k-an"}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, gen_worker) -> Iterator[dict[str, Any]]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, gen_worker: tuple[Service, str]
+) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("default-path")
     data = tmp / "data"  # does not exist yet
     redis = RedisServer().start()
@@ -54,14 +56,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, gen_wo
         "BRIDGEX_PROFILE_MAX_TOKENS": "3000",
         "BRIDGEX_DATA_WAIT_S": "120",
     }
-    celery = start_celery(tmp, redis.url, **env)
-    api_svc, api = start_api(tmp, **env)
-    try:
-        yield {"api": api, "data": data, "celery": celery, "env": env}
-    finally:
-        api_svc.stop()
-        celery.stop()
-        redis.stop()
+    with running_stack(redis, env, tmp, gen_worker, timeout=60) as s:
+        yield s
 
 
 def _wait(c: httpx.Client, job_id: str, timeout: float = 400) -> tuple[dict[str, Any], set[str]]:
@@ -76,9 +72,10 @@ def _wait(c: httpx.Client, job_id: str, timeout: float = 400) -> tuple[dict[str,
     raise AssertionError(f"job {job_id} not finished in {timeout}s: {rec}")
 
 
-def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> None:
-    assert not stack["data"].exists()
-    with httpx.Client(base_url=stack["api"], timeout=60) as c:
+def test_fresh_data_dir_analyze_then_auto_from_cache(stack: Stack) -> None:
+    data = Path(stack.env["BRIDGEX_DATA_DIR"])
+    assert not data.exists()
+    with stack.client() as c:
         # zero-shot, so the gateway gathers nothing itself: the job's data stage must
         miss = c.post(
             "/translate", headers=A, json={"text": "מים", "source": "he", "target": "zh", "bridge": "auto", "k_shot": 0}
@@ -87,7 +84,7 @@ def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> N
         first = miss.json()
         assert first["bridge_source"] == "fallback" and first["bridge"] is None and first["analysis_job"]
         rec, _ = _wait(c, first["analysis_job"])
-        assert rec["state"] == "succeeded", (rec, stack["celery"].log.read_text()[-3000:])
+        assert rec["state"] == "succeeded", (rec, stack.celery.log.read_text()[-3000:])
         assert rec["progress"]["percent"] == 100
         res = rec["result"]
         assert sorted(res["data"]["built"]["pairs"]) == ["he-en", "he-tl", "he-zh"], res["data"]
@@ -97,8 +94,8 @@ def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> N
         assert res["probe_counts"]["kept"] == 0 and res["probe_counts"]["tried"] >= 9
         # only the data this pair needs was gathered
         # (he-en: the dev validation always measures English, with the served k_shot demonstrations)
-        assert sorted(p.name for p in (stack["data"] / "dict").iterdir()) == ["he-en", "he-tl", "he-zh"]
-        assert sorted(p.name for p in (stack["data"] / "text").glob("*.txt")) == [
+        assert sorted(p.name for p in (data / "dict").iterdir()) == ["he-en", "he-tl", "he-zh"]
+        assert sorted(p.name for p in (data / "text").glob("*.txt")) == [
             "en.txt",
             "he.txt",
             "tl.txt",
@@ -138,4 +135,4 @@ def test_fresh_data_dir_analyze_then_auto_from_cache(stack: dict[str, Any]) -> N
             json={"text": "mundo", "source": "tl", "target": "zh", "bridge": "none", "k_shot": 2},
         )
         assert r.status_code == 200, r.text
-        assert r.json()["k_shot"] == 2 and (stack["data"] / "dict" / "tl-zh" / "all.tsv").is_file()
+        assert r.json()["k_shot"] == 2 and (data / "dict" / "tl-zh" / "all.tsv").is_file()

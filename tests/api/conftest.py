@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support import RedisServer, Service, start_api, start_celery
+from tests.support import RedisServer, Service, Stack, running_stack
 
 KEYS = {"k-translate": ["translate"], "k-analyze": ["translate", "analyze"], "k-admin": ["admin"]}
 T = {"Authorization": "Bearer k-translate"}
@@ -94,21 +92,6 @@ def write_data_dir(root: Path, langs: tuple[str, ...] = LANGS, pairs: tuple[tupl
     return root
 
 
-@dataclass
-class Stack:
-    api: str
-    worker: str
-    redis: RedisServer
-    env: dict[str, str]
-    log_dir: Path
-    celery: Service
-    api_svc: Service
-    worker_svc: Service
-
-    def client(self, **kw: object) -> httpx.Client:
-        return httpx.Client(base_url=self.api, timeout=30, **kw)  # type: ignore[arg-type]
-
-
 def stack_env(model: Path, redis_url: str, worker_url: str, home: Path) -> dict[str, str]:
     data = write_data_dir(home / "data", pairs=(("en", "fr"), ("en", "fi"), ("en", "de"), ("en", "it"), ("fr", "de")))
     return {
@@ -148,11 +131,5 @@ def stack(
 ) -> Iterator[Stack]:
     redis = RedisServer().start()
     env = stack_env(tiny_model_dir, redis.url, gen_worker[1], tmp_path_factory.mktemp("api-home"))
-    celery = start_celery(log_dir, redis.url, **env)
-    api_svc, api = start_api(log_dir, **env)
-    try:
-        yield Stack(api, gen_worker[1], redis, env, log_dir, celery, api_svc, gen_worker[0])
-    finally:
-        api_svc.stop()
-        celery.stop()
-        redis.stop()
+    with running_stack(redis, env, log_dir, gen_worker) as s:
+        yield s

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.api.conftest import KEYS, stack_env
-from tests.support import RedisServer, Service, start_api, start_celery, start_worker
+from tests.support import RedisServer, Service, Stack, running_stack, start_worker
 
 WORKER_KEY = "worker-test-key"
 WH = {"Authorization": f"Bearer {WORKER_KEY}"}
@@ -27,19 +25,7 @@ A2 = {"X-API-Key": A2_KEY}
 RKEYS = {**KEYS, A2_KEY: ["translate", "analyze"]}
 
 
-@dataclass
-class RStack:
-    api: str
-    worker: str
-    redis: RedisServer
-    env: dict[str, str]
-    log_dir: Path
-    api_svc: Service
-    celery: Service
-    worker_svc: Service
-
-    def client(self, **kw: object) -> httpx.Client:
-        return httpx.Client(base_url=self.api, timeout=60, **kw)  # type: ignore[arg-type]
+RStack = Stack  # the reliability package's stack: the same type, a longer client timeout
 
 
 @pytest.fixture(scope="package")
@@ -79,11 +65,5 @@ def rstack(
 ) -> Iterator[RStack]:
     redis = RedisServer(persist=True).start()
     env = reliability_env(tiny_model_dir, redis.url, keyed_worker[1], tmp_path_factory.mktemp("rel-home"))
-    celery = start_celery(rlog_dir, redis.url, **env)
-    api_svc, api = start_api(rlog_dir, **env)
-    try:
-        yield RStack(api, keyed_worker[1], redis, env, rlog_dir, api_svc, celery, keyed_worker[0])
-    finally:
-        api_svc.stop()
-        celery.stop()
-        redis.stop()
+    with running_stack(redis, env, rlog_dir, keyed_worker, timeout=60) as s:
+        yield s

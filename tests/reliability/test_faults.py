@@ -15,15 +15,13 @@ import httpx
 import pytest
 
 from tests.reliability.conftest import ADMIN, WORKER_KEY, A, T, reliability_env
-from tests.support import RedisServer, start_api, start_celery, start_worker, wait_until
+from tests.support import RedisServer, Stack, running_stack, start_worker, wait_until
 
 CLIENT_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def fault_stack(
-    tiny_model_dir: Path, rlog_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Any]]:
+def fault_stack(tiny_model_dir: Path, rlog_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Its own worker (this module kills it), a persistent Redis (it is restarted), Celery and a gateway."""
     worker, wurl = start_worker(tiny_model_dir, rlog_dir, BRIDGEX_WORKER_API_KEY=WORKER_KEY)
     server = RedisServer(persist=True).start()
@@ -35,15 +33,11 @@ def fault_stack(
         BRIDGEX_WORKER_TIMEOUT_S="5",
         BRIDGEX_WORKER_RETRIES="1",
     )
-    celery = start_celery(rlog_dir, server.url, **env)
-    api_svc, api = start_api(rlog_dir, **env)
     try:
-        yield {"api": api, "redis": server, "worker": worker, "worker_url": wurl, "celery": celery}
+        with running_stack(server, env, rlog_dir, (worker, wurl), timeout=CLIENT_TIMEOUT_S) as s:
+            yield s
     finally:
-        api_svc.stop()
-        celery.stop()
         worker.stop()
-        server.stop()
 
 
 def _wait_job(c: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any]:
@@ -56,8 +50,8 @@ def _wait_job(c: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, A
     raise AssertionError(f"job {job_id} did not finish: {rec}")
 
 
-def test_redis_killed_and_restarted_under_load(fault_stack: dict[str, Any]) -> None:
-    api, server = fault_stack["api"], fault_stack["redis"]
+def test_redis_killed_and_restarted_under_load(fault_stack: Stack) -> None:
+    api, server = fault_stack.api, fault_stack.redis
     auto = {"text": "water", "source": "en", "target": "fr", "bridge": "auto"}
     with httpx.Client(base_url=api, timeout=CLIENT_TIMEOUT_S) as c:
         job = c.post("/analyze", headers=A, json={"source": "en", "target": "fr"}).json()
@@ -123,8 +117,8 @@ def _completed(url: str) -> float:
     return sum(float(m.group(1)) for m in re.finditer(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
 
-def test_worker_killed_mid_batch_keeps_finished_items(fault_stack: dict[str, Any]) -> None:
-    api, wurl, worker = fault_stack["api"], fault_stack["worker_url"], fault_stack["worker"]
+def test_worker_killed_mid_batch_keeps_finished_items(fault_stack: Stack) -> None:
+    api, wurl, worker = fault_stack.api, fault_stack.worker, fault_stack.worker_svc
     items = [
         {
             "text": f"All human beings are born free, number {i}.",
