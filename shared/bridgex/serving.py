@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from bridgex.intervals import wilson_interval
+
 Policy = Literal["validated", "hsic"]
 NONE = "none"
 
@@ -37,8 +39,6 @@ class ServedChoice(BaseModel):
 
 
 def dev_score(hits: int, n: int) -> DevScore:
-    from bridgex.evaluation.metrics import wilson_interval
-
     return DevScore(hits=hits, n=n, p_at_1=hits / n if n else 0.0, ci=wilson_interval(hits, n))
 
 

@@ -29,6 +29,8 @@ METHOD = (
     "corpora",
     "probes",
     "typology",
+    "serving",
+    "intervals",
 )
 FORBIDDEN = (
     "httpx",

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 from sacrebleu.metrics import CHRF
 
+from bridgex.intervals import Z95, wilson_interval
+
 __all__ = [
+    "Z95",
     "Estimate",
     "bootstrap_ci",
     "chrf",
@@ -24,8 +27,6 @@ __all__ = [
     "wilson_interval",
     "word_correct",
 ]
-
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -40,20 +41,6 @@ class Estimate:
 
     def as_dict(self) -> dict:
         return {"value": self.value, "low": self.low, "high": self.high, "n": self.n, "ci": self.method}
-
-
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval: unlike the normal one it stays inside [0, 1] and is sane at 0/n and n/n."""
-    if n <= 0:
-        return (0.0, 1.0)
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes={successes} outside [0, {n}]")
-    p = successes / n
-    z2 = z * z
-    denom = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def proportion_estimate(hits: Sequence[bool | int]) -> Estimate:
