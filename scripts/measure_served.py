@@ -102,10 +102,28 @@ def cmd_kshot(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+async def _gold_filter(worker: str, pairs: list, source: str, target: str, words: int, demos: list) -> Any:
+    """The analyzer's gold filter over the first `words` words, against the worker at `worker`."""
+    from bridgex.generation.client import GenerationClient
+    from bridgex.generation.gold_filter import abuild_probe_set
+
+    async with GenerationClient(worker, timeout=120, concurrency=8) as client:
+        return await abuild_probe_set(
+            pairs,
+            source,
+            target,
+            client=client,
+            probe_max=words,
+            probe_min=1,
+            max_examined=words,
+            demos=demos,
+            concurrency=8,
+        )
+
+
 def cmd_goldfilter(args: argparse.Namespace) -> dict[str, Any]:
     """DECISION gold_filter_k: words kept by the gold filter with 0 and 3 demonstrations (same words)."""
     from bridgex.demos import word_demos
-    from bridgex.generation.gold_filter import abuild_probe_set
 
     settings = get_settings()
     out: dict[str, Any] = {}
@@ -118,19 +136,7 @@ def cmd_goldfilter(args: argparse.Namespace) -> dict[str, Any]:
         row = {}
         for k in (0, 3):
             t0 = time.monotonic()
-            ps = asyncio.run(
-                abuild_probe_set(
-                    pairs,
-                    s,
-                    t,
-                    worker_url=args.worker,
-                    probe_max=args.words,
-                    probe_min=1,
-                    max_examined=args.words,
-                    demos=demos if k else [],
-                    concurrency=8,
-                )
-            )
+            ps = asyncio.run(_gold_filter(args.worker, pairs, s, t, args.words, demos if k else []))
             row[f"k{k}"] = {"tried": ps.tried, "kept": ps.kept, "seconds": round(time.monotonic() - t0, 1)}
         out[pair] = row
         print(pair, row, flush=True)

@@ -102,13 +102,7 @@ class AppContext:
                 auth_fail_limit=settings.auth_fail_limit,
                 lockout_s=settings.auth_lockout_s,
             ),
-            generation=GenerationClient(
-                settings.worker_url,
-                model=settings.served_model_name,
-                timeout=settings.worker_timeout_s,
-                retries=settings.worker_retries,
-                api_key=settings.worker_key,
-            ),
+            generation=GenerationClient.from_settings(settings),
             _celery=cls.make_celery(settings),
         )
 

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from bridgex.artifacts import sha256_json
-from bridgex.cancel import Cancelled
 from bridgex.demos import word_demos
 from bridgex.dictionaries import Dictionary
 from bridgex.generation.client import GenerationClient, GenerationError
-from bridgex.generation.gold_filter import build_probe_set
+from bridgex.generation.gold_filter import abuild_probe_set
 from bridgex.models import LoadedModel
 from bridgex.probes import ProbeSet, ProbeSetError
 
@@ -41,9 +40,7 @@ def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str)
     when the worker does not say which weights it serves (a vLLM server not started by our launcher)."""
 
     async def go() -> dict[str, Any] | None:
-        async with GenerationClient(
-            settings.worker_url, timeout=10, retries=settings.worker_retries, api_key=settings.worker_key
-        ) as c:
+        async with GenerationClient.from_settings(settings, timeout=10) as c:
             return await c.identity()
 
     try:
@@ -110,39 +107,36 @@ def probe_set(
             log.warning("rebuilding unreadable probe set %s: %s", path, e)
     if params["gold_filter"]:
         check_worker_weights(settings, lm, "gold filter")
+
+    async def build() -> ProbeSet:
+        async with GenerationClient.from_settings(
+            settings, timeout=settings.gold_filter_timeout_s, concurrency=settings.gold_filter_concurrency
+        ) as client:
+            return await abuild_probe_set(
+                pairs,
+                src,
+                tgt,
+                gold_filter=params["gold_filter"],
+                client=client,
+                probe_max=params["probe_max"],
+                probe_min=params["probe_min"],
+                demos=demos,
+                fallback=params["fallback"],
+                concurrency=settings.gold_filter_concurrency,
+                request_id=ctx.request_id,
+                should_cancel=ctx.should_cancel,
+                progress=lambda cur, tot: ctx.progress("probes", cur, tot),
+            )
+
     try:
-        ps = build_probe_set(
-            pairs,
-            src,
-            tgt,
-            gold_filter=params["gold_filter"],
-            worker_url=settings.worker_url,
-            model=settings.served_model_name,
-            probe_max=params["probe_max"],
-            probe_min=params["probe_min"],
-            demos=demos,
-            fallback=params["fallback"],
-            concurrency=settings.gold_filter_concurrency,
-            timeout=settings.gold_filter_timeout_s,
-            retries=settings.worker_retries,
-            api_key=settings.worker_key,
-            request_id=ctx.request_id,
-            should_cancel=ctx.should_cancel,
-            progress=lambda cur, tot: ctx.progress("probes", cur, tot),
-        )
+        ps = asyncio.run(build())
     except ProbeSetError as e:
         raise AnalysisFailed(str(e)) from e
-    except Cancelled:
-        raise
-    except Exception as e:
-        from bridgex.generation.client import GenerationError
-
-        if isinstance(e, GenerationError):
-            raise AnalysisFailed(
-                f"the gold filter could not use the generation worker at {settings.worker_url} "
-                f"({type(e).__name__}: {e}); start the worker, or submit with gold_filter=false"
-            ) from e
-        raise
+    except GenerationError as e:
+        raise AnalysisFailed(
+            f"the gold filter could not use the generation worker at {settings.worker_url} "
+            f"({type(e).__name__}: {e}); start the worker, or submit with gold_filter=false"
+        ) from e
     ps.params = {**ps.params, **params}
     ps.save(path)
     return ps, path

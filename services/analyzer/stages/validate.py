@@ -53,13 +53,8 @@ def validate(
                 info["worker_weights"] = check_worker_weights(settings, lm, "dev validation")
 
             async def go() -> Any:
-                async with GenerationClient(
-                    settings.worker_url,
-                    model=settings.served_model_name,
-                    timeout=settings.gold_filter_timeout_s,
-                    retries=settings.worker_retries,
-                    concurrency=settings.gold_filter_concurrency,
-                    api_key=settings.worker_key,
+                async with GenerationClient.from_settings(
+                    settings, timeout=settings.gold_filter_timeout_s, concurrency=settings.gold_filter_concurrency
                 ) as client:
                     return await measure(
                         client,

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from bridgex.settings import CoreSettings
+
 T = TypeVar("T")
 IDENTITY_PATH = "/bridgex/identity"
 """Where our worker launcher's middleware says which weights it serves (services.worker.identity)."""
@@ -119,6 +121,21 @@ class GenerationClient:
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
         self._model_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: CoreSettings, *, timeout: float | None = None, concurrency: int = 16
+    ) -> GenerationClient:
+        """The worker the settings name (URL, served model, retries, API key); `timeout` defaults to
+        `worker_timeout_s`. The one place a service builds its client from settings."""
+        return cls(
+            settings.worker_url,
+            model=settings.served_model_name,
+            timeout=settings.worker_timeout_s if timeout is None else timeout,
+            retries=settings.worker_retries,
+            concurrency=concurrency,
+            api_key=settings.worker_key,
+        )
 
     async def __aenter__(self) -> GenerationClient:
         self._client()

@@ -61,9 +61,7 @@ async def abuild_probe_set(
     target: str,
     *,
     gold_filter: bool = True,
-    client: Any = None,
-    worker_url: str | None = None,
-    model: str | None = None,
+    client: GenerationClient | None = None,
     probe_max: int = 500,
     probe_min: int = 32,
     max_examined: int | None = None,
@@ -74,23 +72,21 @@ async def abuild_probe_set(
     seed: int = 0,
     skip_identical: bool = True,
     word_order: str = "frequency",
-    timeout: float = 120.0,
-    retries: int = 2,
-    api_key: str | None = None,
     request_id: str | None = None,
     progress: Progress | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> ProbeSet:
     """Build the probe set of a pair.
 
-    With the gold filter, words are sent `concurrency` at a time (each request with its own `timeout`, so a
-    busy worker slows the filter down instead of failing it) until `probe_max` pass or `max_examined` (default
-    4 x probe_max) have been tried, or the pass rate after 4 x probe_min words says the minimum is out of reach
-    (a model that cannot do the pair costs ~128 generations, not 2,000). The filter prompt carries `demos` (k
-    demonstrations in the chain format, DECISION gold_filter_k; their words are never probes); the probe prompt
-    itself stays zero-shot, the activations are those of `S:"w"→T:`. Below `probe_min` kept words, `fallback`
-    decides (DECISION): "unfiltered" ranks on the first probe_max words unfiltered and labels the set
-    `filter="unfiltered"` with the counts; "fail" raises ProbeSetTooSmall with a message saying what to change.
+    With the gold filter, words are sent to `client` (the caller's, open; its timeout applies to each
+    request, so a busy worker slows the filter down instead of failing it) `concurrency` at a time until
+    `probe_max` pass or `max_examined` (default 4 x probe_max) have been tried, or the pass rate after
+    4 x probe_min words says the minimum is out of reach (a model that cannot do the pair costs ~128
+    generations, not 2,000). The filter prompt carries `demos` (k demonstrations in the chain format,
+    DECISION gold_filter_k; their words are never probes); the probe prompt itself stays zero-shot, the
+    activations are those of `S:"w"→T:`. Below `probe_min` kept words, `fallback` decides (DECISION):
+    "unfiltered" ranks on the first probe_max words unfiltered and labels the set `filter="unfiltered"` with
+    the counts; "fail" raises ProbeSetTooSmall with a message saying what to change.
     """
     if probe_min < 1 or probe_max < probe_min:
         raise ProbeSetError(f"need 1 <= probe_min <= probe_max (got {probe_min}, {probe_max})")
@@ -135,51 +131,39 @@ async def abuild_probe_set(
     items: list[ProbeItem] = []
     tried = errors = 0
     limit = min(available, max_examined if max_examined is not None else 4 * probe_max)
-    own_client = client is None
-    if own_client:
-        if not worker_url:
-            raise ProbeSetError(
-                "the gold filter needs a generation worker: set BRIDGEX_WORKER_URL or turn gold_filter off"
-            )
-        client = GenerationClient(
-            worker_url, model=model, timeout=timeout, retries=retries, concurrency=concurrency, api_key=api_key
-        )
-        await client.__aenter__()
+    if client is None:
+        raise ProbeSetError("the gold filter needs a generation worker client: pass one or turn gold_filter off")
     sem = asyncio.Semaphore(max(1, concurrency))
     window = max(1, concurrency) * 4
-    try:
-        while tried < limit and len(items) < probe_max:
-            check_cancel(should_cancel, f"gold filter cancelled after {tried} words")
-            batch = words[tried : min(limit, tried + window)]
-            results = await _filter_window(client, batch, source, target, demos, sem, request_id)
-            for (w, golds), (answer, err) in zip(batch, results, strict=True):
-                if err is not None:
-                    errors += 1
-                elif matches_gold(answer or "", golds) and len(items) < probe_max:
-                    items.append(ProbeItem(word=w, gold=golds, prompt=word_prompt(w, source, target), answer=answer))
-            tried += len(batch)
-            if errors >= 5 and errors > max_error_rate * tried:
-                raise GoldFilterFailed(
-                    f"{errors} of {tried} gold-filter requests to the generation worker failed (last window: "
-                    f"{next((e for _, e in results if e), '')}); check the worker, or submit with "
-                    "gold_filter=false"
-                )
-            if progress is not None:
-                progress(tried, limit)
-            if len(items) + (limit - tried) < probe_min:
-                break  # cannot reach the minimum any more
-            if tried >= 4 * probe_min and 2 * len(items) * limit < probe_min * tried:
-                break  # hopeless: even twice the pass rate seen so far would not reach the minimum
-    finally:
-        if own_client:
-            await client.__aexit__(None, None, None)
+    while tried < limit and len(items) < probe_max:
+        check_cancel(should_cancel, f"gold filter cancelled after {tried} words")
+        batch = words[tried : min(limit, tried + window)]
+        results = await _filter_window(client, batch, source, target, demos, sem, request_id)
+        for (w, golds), (answer, err) in zip(batch, results, strict=True):
+            if err is not None:
+                errors += 1
+            elif matches_gold(answer or "", golds) and len(items) < probe_max:
+                items.append(ProbeItem(word=w, gold=golds, prompt=word_prompt(w, source, target), answer=answer))
+        tried += len(batch)
+        if errors >= 5 and errors > max_error_rate * tried:
+            raise GoldFilterFailed(
+                f"{errors} of {tried} gold-filter requests to the generation worker failed (last window: "
+                f"{next((e for _, e in results if e), '')}); check the worker, or submit with "
+                "gold_filter=false"
+            )
+        if progress is not None:
+            progress(tried, limit)
+        if len(items) + (limit - tried) < probe_min:
+            break  # cannot reach the minimum any more
+        if tried >= 4 * probe_min and 2 * len(items) * limit < probe_min * tried:
+            break  # hopeless: even twice the pass rate seen so far would not reach the minimum
     kept = len(items)
     if kept >= probe_min:
         return finish_probe_set(
             source, target, items, "gold", tried=tried, kept=kept, errors=errors, available=available, params=params
         )
     if fallback == "fail":
-        model = getattr(client, "model", None) or model
+        model = getattr(client, "model", None)
         raise ProbeSetTooSmall(
             f"gold filter kept {kept} of {tried} {source}->{target} words (model {model or '?'}, "
             f"{len(demos)} demonstrations); at least probe_min={probe_min} are needed. The model does not "
@@ -197,8 +181,3 @@ async def abuild_probe_set(
         available=available,
         params=params,
     )
-
-
-def build_probe_set(pairs: Iterable[Any], source: str, target: str, **kwargs: Any) -> ProbeSet:
-    """Synchronous wrapper of `abuild_probe_set` (Celery tasks, CLI). Must not be called inside a loop."""
-    return asyncio.run(abuild_probe_set(pairs, source, target, **kwargs))
