@@ -23,8 +23,7 @@ import httpx
 from bridgex.generation.client import GenerationClient
 from bridgex.prompts import word_prompt
 
-from benchmarks.fixtures import gateway_env, pct, publish_fixture
-from tests.support import RedisServer, start_api, start_worker
+from benchmarks.fixtures import gateway_stack, pct
 
 KEY = "bench-key"
 H = {"Authorization": f"Bearer {KEY}"}
@@ -168,20 +167,8 @@ def main() -> dict:
     conc = int(os.environ.get("BENCH_API_CONC", "8"))
     tmp = Path(tempfile.mkdtemp(prefix="bridgex-bench-api-"))
     model = str(tiny_random_llama(tmp / "tiny"))
-    rs = RedisServer().start()
-    services = []
-    try:
-        wsvc, worker = start_worker(model, tmp)
-        services.append(wsvc)
-        env = gateway_env(model, rs.url, worker, tmp, KEY)
-        asvc, api = start_api(tmp, **env)
-        services.append(asvc)
-        publish_fixture(rs.url, env, "en", "fr")
-        return asyncio.run(run(api, worker, model, n, conc))
-    finally:
-        for svc in reversed(services):
-            svc.stop()
-        rs.stop()
+    with gateway_stack(model, tmp, KEY) as st:
+        return asyncio.run(run(st.api, st.worker, model, n, conc))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ from typing import Any
 import httpx
 import psutil
 
-from benchmarks.fixtures import gateway_env, pct, publish_fixture
-from tests.support import RedisServer, start_api, start_worker
+from benchmarks.fixtures import gateway_stack, pct
 
 KEY = "bench-load-key"
 H = {"Authorization": f"Bearer {KEY}"}
@@ -161,32 +160,20 @@ def main() -> dict[str, Any]:
         from bridgex.models import tiny_random_llama
 
         model = str(tiny_random_llama(tmp / "tiny"))
-    rs = RedisServer().start()
-    services = []
     worker_timeout, retries = 60.0, 2
-    try:
-        wsvc, worker = start_worker(model, tmp, BRIDGEX_MAX_MODEL_LEN="2048")
-        services.append(wsvc)
-        env = gateway_env(
-            model,
-            rs.url,
-            worker,
-            tmp,
-            KEY,
-            BRIDGEX_K_SHOT="0",
-            BRIDGEX_DATA_AUTO="false",
-            BRIDGEX_WORKER_TIMEOUT_S=str(worker_timeout),
-            BRIDGEX_WORKER_RETRIES=str(retries),
-        )
-        asvc, api = start_api(tmp, **env)
-        services.append(asvc)
-        publish_fixture(rs.url, env, "en", "fr")
+    with gateway_stack(
+        model,
+        tmp,
+        KEY,
+        worker_env={"BRIDGEX_MAX_MODEL_LEN": "2048"},
+        BRIDGEX_K_SHOT="0",
+        BRIDGEX_DATA_AUTO="false",
+        BRIDGEX_WORKER_TIMEOUT_S=str(worker_timeout),
+        BRIDGEX_WORKER_RETRIES=str(retries),
+    ) as st:
         print(f"model {Path(model).name}, {clients} clients per endpoint, {seconds:.0f} s per phase", flush=True)
-        return asyncio.run(run(api, clients, seconds, worker_timeout * (retries + 1) + 1, asvc.proc.pid))
-    finally:
-        for svc in reversed(services):
-            svc.stop()
-        rs.stop()
+        pid = st.api_svc.proc.pid if st.api_svc.proc else 0
+        return asyncio.run(run(st.api, clients, seconds, worker_timeout * (retries + 1) + 1, pid))
 
 
 if __name__ == "__main__":

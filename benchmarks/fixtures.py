@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -11,6 +14,7 @@ import redis
 from services.api.core.config import ApiSettings
 from services.common.analysis import AnalysisRequest, served_config
 from services.common.bridges import BridgeStore
+from tests.support import RedisServer, Service, start_api, start_worker
 
 
 def gateway_env(model: str, redis_url: str, worker_url: str, home: Path, key: str, **extra: str) -> dict[str, str]:
@@ -58,3 +62,29 @@ def publish_fixture(redis_url: str, env: dict[str, str], source: str, target: st
         config=served_config(settings, source, target),
         params=norm,
     )
+
+
+@dataclass
+class GatewayStack:
+    api: str
+    worker: str
+    env: dict[str, str]
+    api_svc: Service
+
+
+@contextmanager
+def gateway_stack(
+    model: str, tmp: Path, key: str, *, worker_env: dict[str, str] | None = None, **gateway_extra: str
+) -> Iterator[GatewayStack]:
+    """A private Redis, the generation worker and the gateway, with an en->fr ranking published (a cache hit);
+    all stopped on exit, in reverse order."""
+    with ExitStack() as started:
+        rs = RedisServer().start()
+        started.callback(rs.stop)
+        wsvc, worker = start_worker(model, tmp, **(worker_env or {}))
+        started.callback(wsvc.stop)
+        env = gateway_env(model, rs.url, worker, tmp, key, **gateway_extra)
+        asvc, api = start_api(tmp, **env)
+        started.callback(asvc.stop)
+        publish_fixture(rs.url, env, "en", "fr")
+        yield GatewayStack(api, worker, env, asvc)
