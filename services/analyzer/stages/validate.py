@@ -8,7 +8,7 @@ from typing import Any
 
 from bridgex.generation.client import GenerationClient, GenerationError
 from bridgex.models import LoadedModel
-from bridgex.serving import choose, validation_conditions
+from bridgex.serving import DevScore, choose, validation_conditions
 
 from services.analyzer.config import AnalyzerSettings
 from services.analyzer.stages.context import AnalysisFailed, JobContext
@@ -52,7 +52,7 @@ def validate(
             if lm is not None:
                 info["worker_weights"] = check_worker_weights(settings, lm, "dev validation")
 
-            async def go() -> Any:
+            async def go() -> tuple[dict[str, DevScore], dict[str, Any]]:
                 async with GenerationClient.from_settings(
                     settings, timeout=settings.gold_filter_timeout_s, concurrency=settings.gold_filter_concurrency
                 ) as client:

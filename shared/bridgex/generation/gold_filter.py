@@ -26,7 +26,7 @@ class GoldFilterFailed(ProbeSetError):
 
 
 async def _filter_window(
-    client: Any,
+    client: GenerationClient,
     batch: list[tuple[str, list[str]]],
     source: str,
     target: str,
