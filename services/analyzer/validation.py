@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from bridgex.data.layout import DataLayout
 from bridgex.demos import word_demos
 from bridgex.frequency import frequency_order
 from bridgex.generation.chain import translate_chain
@@ -27,8 +28,6 @@ class ValidationFailed(RuntimeError):
 
 def dev_words(data_root: str, source: str, target: str, size: int) -> list[tuple[str, list[str]]]:
     """The first `size` dev words (most common first) with their gold targets; echo-able words skipped."""
-    from bridgex.data.layout import DataLayout
-
     tr = DataLayout(data_root).dictionary(source, target, "dev").translations()
     tr = {w: g for w, g in tr.items() if g and normalize_word(w) not in {normalize_word(x) for x in g}}
     return [(w, tr[w]) for w in frequency_order(tr, source, target, salt="dev")[:size]]

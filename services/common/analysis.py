@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal
 
 import redis
 from bridgex import METHOD_VERSION
+from bridgex.data.layout import DataLayout
 from bridgex.fingerprint import canonical_json, config_fingerprint, job_id
+from bridgex.languages import PAPER_LANGUAGES, UnknownLanguageError, normalize_code
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from .config import ServiceSettings
@@ -76,8 +78,6 @@ class AnalysisRequest(BaseModel):
     def normalized(self, settings: ServiceSettings) -> dict[str, Any]:
         """The canonical request: codes normalised, defaults filled from settings. Raises
         InvalidAnalysisRequest (a ValueError) with a message a person can act on."""
-        from bridgex.languages import UnknownLanguageError, normalize_code
-
         try:
             source = normalize_code(self.source)
             target = normalize_code(self.target)
@@ -216,9 +216,6 @@ class AnalysisSpec:
 
 def _text_available(settings: ServiceSettings, code: str) -> bool:
     """A language the data stage can gather text for (a paper language), or whose text is already there."""
-    from bridgex.data.layout import DataLayout
-    from bridgex.languages import PAPER_LANGUAGES
-
     return code in PAPER_LANGUAGES or DataLayout(settings.data_path).text_path(code).is_file()
 
 
@@ -242,8 +239,6 @@ def served_config(settings: ServiceSettings, source: str, target: str) -> str:
 def _data_files(settings: ServiceSettings, languages: list[str]) -> list[Path]:
     """The files a job reads, per bridgex.data.layout.DataLayout: monolingual text of every language, the
     pair's dictionary (either direction, since a reversed pair is derived) and the manifest (split seed)."""
-    from bridgex.data.layout import DataLayout
-
     layout = DataLayout(settings.data_path)
     src, tgt = languages[0], languages[1]
     files = [layout.manifest_path, *(layout.text_path(c) for c in languages)]

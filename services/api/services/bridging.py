@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from bridgex.languages import normalize_code
+from bridgex.typology import nearest_candidate
+
 from services.common import redis_keys
 from services.common.analysis import AnalysisRequest, InvalidAnalysisRequest, served_config, submit_analysis
 from services.common.bridges import served_of
@@ -44,8 +47,6 @@ class BridgeChoice:
 
 @lru_cache(maxsize=4096)
 def _nearest(source: str, target: str, candidates: tuple[str, ...]) -> str | None:
-    from bridgex.typology import nearest_candidate
-
     return nearest_candidate(source, target, list(candidates))
 
 
@@ -62,8 +63,6 @@ def warm_typology(settings: ApiSettings) -> None:
 async def fallback_bridge(ctx: AppContext, source: str, target: str) -> tuple[str | None, str | None]:
     """(code, warning): the configured fallback bridge, else direct translation (policy "none", the default:
     an unvalidated bridge may be worse than none), else the typology-nearest candidate."""
-    from bridgex.languages import normalize_code
-
     s = ctx.settings
     if s.fallback_bridge:
         fb = normalize_code(s.fallback_bridge)

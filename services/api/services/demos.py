@@ -14,6 +14,8 @@ import asyncio
 import logging
 
 from bridgex import demos as lib
+from bridgex.data.ensure import ensure_data, missing_data
+from bridgex.data.prepare import PrepareConfig
 from bridgex.prompts import Demo
 
 from ..core.errors import ApiError
@@ -29,9 +31,6 @@ class DemoDataMissing(Exception):
 
 
 def _gather(root: str, pairs: tuple[tuple[str, str], ...], languages: tuple[str, ...]) -> None:
-    from bridgex.data.ensure import ensure_data
-    from bridgex.data.prepare import PrepareConfig
-
     ensure_data(PrepareConfig(data_dir=root), list(pairs), list(languages), log=log.info)
     lib.clear_cache()
 
@@ -39,8 +38,6 @@ def _gather(root: str, pairs: tuple[tuple[str, str], ...], languages: tuple[str,
 async def ensure(ctx: AppContext, pairs: list[tuple[str, str]], languages: list[str] = ()) -> None:
     """Wait (at most data_wait_s) for the data of `pairs` / `languages`, starting its gathering once per
     process. Raises DemoDataMissing when it is not there in time or cannot be gathered."""
-    from bridgex.data.ensure import missing_data
-
     root = str(ctx.settings.data_path)
     langs, missing = await asyncio.to_thread(missing_data, ctx.settings.data_path, pairs, languages)
     if not langs and not missing:
