@@ -19,6 +19,9 @@ def test_wilson_matches_hand_computation() -> None:
     assert metrics.wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
     lo, hi = metrics.wilson_interval(10, 10)
     assert hi == pytest.approx(1.0) and lo == pytest.approx(0.7225, abs=1e-4)
+    # exactly 0 and 1 at the edges for any n (the formula alone leaves rounding residue: 3.5e-18 at 0/100)
+    for n in range(1, 500):
+        assert metrics.wilson_interval(0, n)[0] == 0.0 and metrics.wilson_interval(n, n)[1] == 1.0, n
     with pytest.raises(ValueError):
         metrics.wilson_interval(11, 10)
 
