@@ -1,4 +1,5 @@
-"""Where a model's artifacts live, the model loaded for a job, and the data directory's layout."""
+"""Where a model's artifacts live, the model loaded for a job, the data directory's layout, and the client of
+the analyzer's own generation requests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from bridgex.artifacts import sha256_json
 from bridgex.data.layout import DataLayout
+from bridgex.generation.client import GenerationClient
 from bridgex.models import LoadedModel
 
 from services.analyzer.config import AnalyzerSettings
@@ -32,7 +34,6 @@ def model_root(settings: AnalyzerSettings, lm: LoadedModel) -> Path:
 
 
 def _short(obj: Any) -> str:
-
     return sha256_json(obj)[:12]
 
 
@@ -51,3 +52,11 @@ def load_lm(settings: AnalyzerSettings, model: str | None = None, revision: str 
 def data_layout(settings: AnalyzerSettings) -> DataLayout:
 
     return DataLayout(settings.data_path)
+
+
+def measuring_client(settings: AnalyzerSettings) -> GenerationClient:
+    """The worker client of the gold filter and the dev validation: their per-request timeout and concurrency
+    (a busy worker slows them down instead of failing them)."""
+    return GenerationClient.from_settings(
+        settings, timeout=settings.gold_filter_timeout_s, concurrency=settings.gold_filter_concurrency
+    )

@@ -16,7 +16,7 @@ from bridgex.models import LoadedModel
 from bridgex.probes import ProbeSet, ProbeSetError
 
 from services.analyzer.config import AnalyzerSettings
-from services.analyzer.stages.common import _short, data_layout, load_lm, model_root
+from services.analyzer.stages.common import _short, data_layout, load_lm, measuring_client, model_root
 from services.analyzer.stages.context import AnalysisFailed, JobContext
 from services.common.analysis import AnalysisSpec
 
@@ -109,9 +109,7 @@ def probe_set(
         check_worker_weights(settings, lm, "gold filter")
 
     async def build() -> ProbeSet:
-        async with GenerationClient.from_settings(
-            settings, timeout=settings.gold_filter_timeout_s, concurrency=settings.gold_filter_concurrency
-        ) as client:
+        async with measuring_client(settings) as client:
             return await abuild_probe_set(
                 pairs,
                 src,

@@ -6,11 +6,12 @@ import asyncio
 import logging
 from typing import Any
 
-from bridgex.generation.client import GenerationClient, GenerationError
+from bridgex.generation.client import GenerationError
 from bridgex.models import LoadedModel
 from bridgex.serving import DevScore, choose, validation_conditions
 
 from services.analyzer.config import AnalyzerSettings
+from services.analyzer.stages.common import measuring_client
 from services.analyzer.stages.context import AnalysisFailed, JobContext
 from services.analyzer.stages.probes import check_worker_weights
 from services.analyzer.validation import ValidationFailed, dev_words, measure
@@ -53,9 +54,7 @@ def validate(
                 info["worker_weights"] = check_worker_weights(settings, lm, "dev validation")
 
             async def go() -> tuple[dict[str, DevScore], dict[str, Any]]:
-                async with GenerationClient.from_settings(
-                    settings, timeout=settings.gold_filter_timeout_s, concurrency=settings.gold_filter_concurrency
-                ) as client:
+                async with measuring_client(settings) as client:
                     return await measure(
                         client,
                         words,
