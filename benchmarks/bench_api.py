@@ -129,12 +129,15 @@ async def run(api: str, worker: str, model: str, n: int, conc: int) -> dict:
                 await gen.complete(prompt, max_tokens=8)
 
             async def via(bridge: str) -> None:
-                body = {"text": "water", "source": "en", "target": "fr", "bridge": bridge, "max_tokens": 8}
+                # k_shot 0: the same zero-shot prompts as the direct calls (k-shot demos would lengthen them, and
+                # the first k-shot request of a pair gathers its data)
+                body = {"text": "water", "source": "en", "target": "fr", "bridge": bridge, "max_tokens": 8, "k_shot": 0}
                 r = await c.post("/translate", headers=H, json=body)
                 r.raise_for_status()
 
             await direct()
             await via("none")
+            await via("de")
             d1, g1, d2, g2 = [], [], [], []
             for _ in range(2):
                 d1 += await latencies(direct, m // 2)
