@@ -79,7 +79,7 @@ def build_model(shape: dict[str, int], device: torch.device, dtype: torch.dtype)
 
 
 def make_texts(n_texts: int, words_per_text: int, seed: int = 0) -> list[str]:
-    from bridgex.models import _TINY_CORPUS
+    from bridgex.models.tiny import _TINY_CORPUS
 
     vocab = sorted({w for w in _TINY_CORPUS.replace("\n", " ").split(" ") if w})
     rng = random.Random(seed)
