@@ -9,15 +9,20 @@ import gc
 import logging
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported at first load, in the process that uses it
+    from bridgex.models import LoadedModel
+
+    from services.analyzer.config import AnalyzerSettings
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_cache: OrderedDict[tuple[str, str | None, str, str], Any] = OrderedDict()
+_cache: OrderedDict[tuple[str, str | None, str, str], LoadedModel] = OrderedDict()
 
 
-def get_model(name: str, *, revision: str | None, device: str, dtype: str, keep: int) -> Any:
+def get_model(name: str, *, revision: str | None, device: str, dtype: str, keep: int) -> LoadedModel:
     """The LoadedModel for (name, revision, device, dtype); least recently used ones beyond `keep` dropped."""
     key = (name, revision, device, dtype)
     with _lock:
@@ -36,7 +41,7 @@ def get_model(name: str, *, revision: str | None, device: str, dtype: str, keep:
         return lm
 
 
-def configure_capture(settings: Any) -> None:
+def configure_capture(settings: AnalyzerSettings) -> None:
     """Register the vLLM capture engine with this process's settings (once; "hf" needs nothing)."""
     if settings.capture_backend != "vllm":
         return

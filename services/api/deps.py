@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import redis
 import redis.asyncio as aioredis
 from bridgex.generation.client import GenerationClient
+from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -40,7 +41,7 @@ class AppContext:
     keys: KeyRing
     limiter: RateLimiter
     generation: GenerationClient
-    _celery: Any = field(default=None, repr=False)
+    _celery: Celery | None = field(default=None, repr=False)
     scripts: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -53,14 +54,14 @@ class AppContext:
         return self.settings.served_model_name or self.settings.model
 
     @property
-    def celery(self) -> Any:
+    def celery(self) -> Celery:
         """The analyzer's Celery app (made at build; the broker is only touched when sending)."""
         if self._celery is None:
             self._celery = self.make_celery(self.settings)
         return self._celery
 
     @staticmethod
-    def make_celery(settings: ApiSettings) -> Any:
+    def make_celery(settings: ApiSettings) -> Celery:
         from services.analyzer.celery_app import make_app
 
         app = make_app(settings)

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import redis
 from bridgex import METHOD_VERSION
@@ -21,6 +21,9 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from .config import ServiceSettings
 from .jobs import JobRecord, JobState, JobStore
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 TASK_NAME = "bridgex.analyze_pair"
 RERUNNABLE = frozenset({JobState.failed, JobState.cancelled})
@@ -288,7 +291,7 @@ def submit_analysis(
     *,
     settings: ServiceSettings,
     redis: redis.Redis,
-    celery_app: Any,
+    celery_app: Celery,
     request_id: str | None = None,
     force: bool = False,
     rerun_succeeded: bool = False,
@@ -334,7 +337,7 @@ def submit_analysis(
 
 
 def _enqueue(
-    celery_app: Any,
+    celery_app: Celery,
     settings: ServiceSettings,
     jid: str,
     request: dict[str, Any],
