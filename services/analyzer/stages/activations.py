@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 
 def window_layers(lm: LoadedModel, window: list[float] | tuple[float, float]) -> list[int]:
-
     return list(wl(lm.num_layers, (float(window[0]), float(window[1]))))
 
 

@@ -38,7 +38,6 @@ def _short(obj: Any) -> str:
 
 
 def load_lm(settings: AnalyzerSettings, model: str | None = None, revision: str | None = None) -> LoadedModel:
-
     configure_capture(settings)
     return get_model(
         model or settings.model,
@@ -50,7 +49,6 @@ def load_lm(settings: AnalyzerSettings, model: str | None = None, revision: str 
 
 
 def data_layout(settings: AnalyzerSettings) -> DataLayout:
-
     return DataLayout(settings.data_path)
 
 
