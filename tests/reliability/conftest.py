@@ -25,9 +25,6 @@ A2 = {"X-API-Key": A2_KEY}
 RKEYS = {**KEYS, A2_KEY: ["translate", "analyze"]}
 
 
-RStack = Stack  # the reliability package's stack: the same type, a longer client timeout
-
-
 @pytest.fixture(scope="package")
 def rlog_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("reliability-logs")
@@ -62,7 +59,7 @@ def reliability_env(model: Path, redis_url: str, worker_url: str, home: Path, **
 @pytest.fixture(scope="package")
 def rstack(
     tiny_model_dir: Path, keyed_worker: tuple[Service, str], rlog_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RStack]:
+) -> Iterator[Stack]:
     redis = RedisServer(persist=True).start()
     env = reliability_env(tiny_model_dir, redis.url, keyed_worker[1], tmp_path_factory.mktemp("rel-home"))
     with running_stack(redis, env, rlog_dir, keyed_worker, timeout=60) as s:

@@ -31,8 +31,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.reliability.conftest import ADMIN, WH, RStack
-from tests.support import Service
+from tests.reliability.conftest import ADMIN, WH
+from tests.support import Service, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +136,7 @@ def _undo_analyses(api: str, jobs_before: set[str], pairs_before: set[tuple[str,
 
 
 @pytest.fixture(scope="module")
-def gateway_schema(rstack: RStack) -> Iterator[schemathesis.BaseSchema]:
+def gateway_schema(rstack: Stack) -> Iterator[schemathesis.BaseSchema]:
     config = schemathesis.Config.from_dict(
         {
             # the key is sent with every call (admin: every scope); generating security parameters would send
@@ -200,7 +200,7 @@ def _wait_done(c: httpx.Client, job_id: str, timeout: float = 420) -> dict[str, 
 
 @pytest.mark.timeout(600)
 def test_gateway_real_resources_match_the_document(
-    gateway_schema: schemathesis.BaseSchema, rstack: RStack, fuzz_tally: dict[str, Tally]
+    gateway_schema: schemathesis.BaseSchema, rstack: Stack, fuzz_tally: dict[str, Tally]
 ) -> None:
     """The fuzz names a real pair or job only by chance (random path values answer 404/422), so the documented
     200 bodies of real rankings and jobs are checked here, with the same checks, on an analysed pair."""
