@@ -24,6 +24,7 @@ from .core.errors import ApiError
 from .core.observability import Metrics
 from .core.redis import RedisGate, async_client, sync_client
 from .core.security import KeyRing, Principal, RateLimiter
+from .services.weights import ServedWeights
 
 
 @dataclass
@@ -41,6 +42,7 @@ class AppContext:
     keys: KeyRing
     limiter: RateLimiter
     generation: GenerationClient
+    weights: ServedWeights
     _celery: Celery | None = field(default=None, repr=False)
     scripts: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -103,7 +105,8 @@ class AppContext:
                 auth_fail_limit=settings.auth_fail_limit,
                 lockout_s=settings.auth_lockout_s,
             ),
-            generation=GenerationClient.from_settings(settings),
+            generation=(generation := GenerationClient.from_settings(settings)),
+            weights=ServedWeights(generation),
             _celery=cls.make_celery(settings),
         )
 

@@ -90,6 +90,9 @@ def worker_env(tmp: Path, model: Path, data: Path, **extra: str) -> dict[str, st
         # gathered on first need, gold filter, dev validation) has its own end-to-end test (test_default_path)
         "BRIDGEX_DATA_AUTO": "false",
         "BRIDGEX_SERVE_POLICY": "hsic",
+        # no generation worker: the check before publishing finds the port closed (never a worker that a
+        # developer's `make run` serves on the default port, with other weights)
+        "BRIDGEX_WORKER_URL": "http://127.0.0.1:9",
         "BRIDGEX_PROBE_MIN": "8",
         "BRIDGEX_PROBE_MAX": "32",
         "BRIDGEX_TOP_RATE": "0.1",

@@ -77,6 +77,13 @@ def test_gold_filter_refuses_a_worker_with_other_weights(tmp_path: Path, tiny_mo
     assert f"serves {tiny_model_dir}" in msg and f"loaded {other}" in msg and "same folder" in msg, msg
     assert lm.weight_hash[:12] in msg
     assert not list((tmp_path / "artifacts").glob("*/probes/*/*.json"))
+    # nor may it publish a ranking that `auto` would serve beside these weights, even without the worker's help
+    with pytest.raises(stages.AnalysisFailed, match="restart the analyzer"):
+        stages.check_worker_weights(settings, lm, "published ranking", needs_worker=False)
+    down = settings.model_copy(update={"worker_url": "http://127.0.0.1:9"})
+    assert stages.check_worker_weights(down, lm, "published ranking", needs_worker=False) == "unreachable"
+    with pytest.raises(stages.AnalysisFailed, match="cannot reach"):
+        stages.check_worker_weights(down, lm, "gold filter")
     # the same weights pass the check
     assert (
         stages.check_worker_weights(

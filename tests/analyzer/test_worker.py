@@ -90,6 +90,9 @@ def test_analyze_pair_end_to_end(setup: dict) -> None:
     assert pub is not None and pub["cache_key"] == res["cache_key"] and pub["best"] == res["best"]
     assert [c["code"] for c in pub["ranked"]] == [c["code"] for c in res["ranking"]]
     assert pub["provenance"]["probe_hash"] == res["probe_hash"]
+    # no worker here (hsic policy, no gold filter): published, saying its weights were not checked
+    assert pub["provenance"]["worker_weights"] == "unreachable"
+    assert pub["provenance"]["weight_hash"] == manifest["weight_hash"]
     assert done.request_id == "test-rid"
     assert f"job {rec.id} received (request_id=test-rid" in celery.log.read_text()
 

@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import re
 import time
 from typing import Any
 
 import httpx
 import pytest
+import redis
 from bridgex.generation.client import SyncGenerationClient
 from bridgex.prompts import parse_sentence, parse_word, sentence_prompt, word_prompt
 
@@ -300,6 +302,36 @@ def test_auto_single_flight_then_cache(stack: Stack) -> None:
         assert again["bridge_source"] == "fallback" and again["analysis_job"] == jobs[0]["id"]
         assert wait_job(c, jobs[0]["id"])["state"] == "succeeded"
         assert c.post("/translate", json=body, headers=T).json()["bridge_source"] == "cache"
+
+
+def test_auto_serves_a_ranking_only_for_the_weights_the_worker_serves(stack: Stack) -> None:
+    """A ranking measured on other weights (the model behind the same name was replaced) is not served: auto
+    translates directly, says why, and re-analyses the pair; the new ranking, on the served weights, is."""
+    body = {"text": "water", "source": "en", "target": "it", "bridge": "auto"}
+    with stack.client() as c:
+        job = c.post("/analyze", json={"source": "en", "target": "it"}, headers=A).json()
+        assert wait_job(c, job["id"])["state"] == "succeeded"
+        ranking = c.get("/bridges/en/it", headers=T).json()
+        served = ranking["provenance"]["weight_hash"]
+        assert ranking["provenance"]["worker_weights"] == "verified" and len(served) == 64
+        assert c.post("/translate", json=body, headers=T).json()["bridge_source"] == "cache"
+
+        # the published ranking now claims other weights, as one made before a redeploy would
+        old = "0" * 64
+        r = redis.Redis.from_url(stack.redis.url)
+        stored = json.loads(r.get(ranking["cache_key"]))
+        stored["provenance"]["weight_hash"] = old
+        r.set(ranking["cache_key"], json.dumps(stored))
+        out = c.post("/translate", json=body, headers=T).json()
+        assert out["bridge_source"] == "fallback" and out["bridge"] is None, out
+        assert "for the weights the worker serves" in out["bridge_reason"]
+        assert any(old[:12] in w and served[:12] in w for w in out["warnings"]), out["warnings"]
+        assert out["analysis_job"] == job["id"]  # the same request, run again for these weights
+        assert wait_job(c, job["id"])["state"] == "succeeded"
+        again = c.post("/translate", json=body, headers=T).json()
+        assert again["bridge_source"] == "cache" and not again["warnings"], again
+        assert c.get("/bridges/en/it", headers=T).json()["provenance"]["weight_hash"] == served
+        r.close()
 
 
 def test_analyze_lifecycle(stack: Stack) -> None:

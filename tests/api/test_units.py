@@ -156,3 +156,54 @@ def test_demonstrations_from_data_dir(tmp_path: Path) -> None:
     assert len(s1) == len(s2) == 2 and "in de" in s2[0].bridge_text
     with pytest.raises(FileNotFoundError, match="en-sw"):  # the gateway gathers it, or answers 503 / zero-shot
         word_demos(root, "en", "sw", None, 2, "x")
+
+
+# ------------------------------------------------------------------------------------- served weights
+class _Identity:
+    """Stands in for the generation client: answers `identity()` from a script of values or exceptions."""
+
+    def __init__(self, *answers: object) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    async def identity(self) -> object:
+        self.calls += 1
+        a = self.answers.pop(0)
+        if isinstance(a, BaseException):
+            raise a
+        return a
+
+
+def test_served_weights_cached_kept_on_errors_and_unknown_is_none() -> None:
+    from bridgex.generation.client import WorkerUnavailable
+
+    from services.api.services.weights import ServedWeights
+
+    async def go() -> None:
+        fake = _Identity({"weight_hash": "A" * 64}, WorkerUnavailable("down"), {"weight_hash": "unknown"}, None)
+        w = ServedWeights(fake, ttl_s=0.2)  # type: ignore[arg-type]
+        assert await w.current() == "a" * 64
+        assert await asyncio.gather(*(w.current() for _ in range(5))) == ["a" * 64] * 5 and fake.calls == 1
+        await asyncio.sleep(0.25)
+        assert await w.current() == "a" * 64 and fake.calls == 2  # worker down: the last known hash stays
+        w._expires = 0.0  # the retry after an error, without waiting for it
+        assert await w.current() is None  # "unknown": nothing to check against
+        w._expires = 0.0
+        assert await w.current() is None and fake.calls == 4  # a server without the identity endpoint
+
+    asyncio.run(go())
+
+
+def test_stale_note_only_for_known_different_weights() -> None:
+    from services.api.services.weights import same_weights, stale_note
+
+    full, other = "ab" * 32, "cd" * 32
+    ranking = {"provenance": {"weight_hash": full}}
+    assert stale_note(ranking, full, "en", "fr") is None
+    assert stale_note(ranking, full[:12], "en", "fr") is None  # an abbreviated hash of the same weights
+    assert stale_note(ranking, None, "en", "fr") is None  # the worker does not say
+    assert stale_note({"provenance": {"weight_hash": "unknown"}}, other, "en", "fr") is None
+    assert stale_note({}, other, "en", "fr") is None  # a ranking that does not say
+    note = stale_note(ranking, other, "en", "fr")
+    assert note is not None and full[:12] in note and other[:12] in note and "en->fr" in note
+    assert not same_weights(full[:11], full)  # too short a prefix proves nothing

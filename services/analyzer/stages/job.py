@@ -17,7 +17,7 @@ from services.analyzer.stages.activations import probe_acts, window_layers
 from services.analyzer.stages.common import _short, load_lm, model_root
 from services.analyzer.stages.context import AnalysisFailed, JobContext
 from services.analyzer.stages.data import ensure_data, job_languages
-from services.analyzer.stages.probes import probe_set
+from services.analyzer.stages.probes import check_worker_weights, probe_set
 from services.analyzer.stages.profiles import profile_language
 from services.analyzer.stages.rank import rank
 from services.analyzer.stages.validate import validate
@@ -59,11 +59,17 @@ def run_analysis(
     with ctx.timed("validate"):
         ranking.update(validate(ranking, spec, settings, ctx, lm))
     ctx.check("publish")
+    # auto serves a ranking only while the worker serves the weights it was made on (services.api.services.
+    # weights): a ranking of other weights would be re-analysed, and published stale, again and again
+    worker_weights = (ranking.get("validation") or {}).get("worker_weights") or check_worker_weights(
+        settings, lm, "published ranking", needs_worker=False
+    )
     request = spec.as_dict()
     config = config_fingerprint(request)
     provenance = {
         "model_id": lm.model_id,
         "weight_hash": lm.weight_hash,
+        "worker_weights": worker_weights,
         "loaded_revision": lm.revision,
         "probe_hash": ps.hash,
         "probe_size": len(ps),

@@ -34,18 +34,26 @@ def dictionary(settings: AnalyzerSettings, source: str, target: str) -> Dictiona
         ) from e
 
 
-def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str) -> str:
+def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str, *, needs_worker: bool = True) -> str:
     """Refuse a generation worker that serves other weights than the analysis loaded: the gold filter and the
-    dev validation would measure another model than the one profiled. Returns "verified", or "unverified"
-    when the worker does not say which weights it serves (a vLLM server not started by our launcher)."""
+    dev validation would measure another model than the one profiled, and `auto` would serve the ranking of
+    another model. Returns "verified", "unverified" when the worker does not say which weights it serves (a
+    vLLM server not started by our launcher), or "unreachable" when it cannot be reached and `needs_worker`
+    is off (a ranking made without the worker)."""
 
     async def go() -> dict[str, Any] | None:
-        async with GenerationClient.from_settings(settings, timeout=10) as c:
+        client = GenerationClient.from_settings(settings, timeout=10 if needs_worker else 3)
+        if not needs_worker:
+            client.retries = 0  # a question in passing: a down worker must not hold the job up
+        async with client as c:
             return await c.identity()
 
     try:
         ident = asyncio.run(go())
     except GenerationError as e:
+        if not needs_worker:
+            log.info("worker %s unreachable; the %s is published unverified: %s", settings.worker_url, what, e)
+            return "unreachable"
         raise AnalysisFailed(
             f"the {what} cannot reach the generation worker at {settings.worker_url} "
             f"({type(e).__name__}: {e}); start the worker (`make run`)"
@@ -67,7 +75,7 @@ def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str)
             f"(revision {ident.get('revision')}, weights {theirs[:12]}), but this analysis loaded {lm.model_id} "
             f"(revision {lm.revision}, weights {ours[:12]}): the {what} would measure another model. Point "
             "BRIDGEX_MODEL (and BRIDGEX_MODEL_REVISION) of the worker and the analyzer at the same folder or "
-            "hub id + revision."
+            "hub id + revision, or restart the analyzer if the weights in that folder changed since it loaded them."
         )
     return "verified"
 

@@ -28,6 +28,7 @@ from ..core.redis import RedisUnavailable
 from ..deps import AppContext
 from . import bridge_cache
 from .validation import AUTO, NONE
+from .weights import stale_note
 
 log = logging.getLogger("bridgex.api")
 
@@ -156,6 +157,7 @@ async def choose(
             None, "fallback", reason=f"no analysis is possible for {source}->{target} ({exc}); translated directly"
         )
     warnings: list[str] = []
+    stale: str | None = None
     if use_cache:
         try:
             ranking = await bridge_cache.latest(ctx, source, target)
@@ -165,7 +167,10 @@ async def choose(
                 "bridge cache unavailable (Redis is down): using the fallback bridge; no analysis was enqueued"
             )
             use_cache = False
-        if ranking is not None:
+        stale = None if ranking is None else stale_note(ranking, await ctx.weights.current(), source, target)
+        if stale:  # measured on other weights: treated as a miss (the analysis below is for these weights)
+            warnings.append(stale)
+        elif ranking is not None:
             served, reason = served_of(ranking)
             if served in (source, target):  # a ranking can never serve a side of the pair; be safe anyway
                 served, reason = None, f"the published bridge {served!r} is a side of the pair"
@@ -173,9 +178,11 @@ async def choose(
     code, warn = await fallback_bridge(ctx, source, target)
     if warn:
         warnings.append(warn)
-    reason = f"{source}->{target} is not analysed yet: " + (
+    meanwhile = (
         f"fallback bridge {code}" if code else "translated directly until an analysis publishes a measured bridge"
     )
+    when = "for the weights the worker serves" if stale else "yet"
+    reason = f"{source}->{target} is not analysed {when}: {meanwhile}"
     choice = BridgeChoice(code, "fallback", warnings=warnings, reason=reason)
     if use_cache:  # a miss (not a bypass, not Redis down): start the analysis that fills the cache
         try:
