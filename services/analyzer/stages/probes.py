@@ -42,10 +42,9 @@ def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str,
     is off (a ranking made without the worker)."""
 
     async def go() -> dict[str, Any] | None:
-        client = GenerationClient.from_settings(settings, timeout=10 if needs_worker else 3)
-        if not needs_worker:
-            client.retries = 0  # a question in passing: a down worker must not hold the job up
-        async with client as c:
+        # without needs_worker it is a question in passing: a down worker must not hold the job up
+        timeout, retries = (10.0, None) if needs_worker else (3.0, 0)
+        async with GenerationClient.from_settings(settings, timeout=timeout, retries=retries) as c:
             return await c.identity()
 
     try:

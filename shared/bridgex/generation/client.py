@@ -124,15 +124,20 @@ class GenerationClient:
 
     @classmethod
     def from_settings(
-        cls, settings: CoreSettings, *, timeout: float | None = None, concurrency: int = 16
+        cls,
+        settings: CoreSettings,
+        *,
+        timeout: float | None = None,
+        concurrency: int = 16,
+        retries: int | None = None,
     ) -> GenerationClient:
-        """The worker the settings name (URL, served model, retries, API key); `timeout` defaults to
-        `worker_timeout_s`. The one place a service builds its client from settings."""
+        """The worker the settings name (URL, served model, retries, API key); `timeout` and `retries` default
+        to `worker_timeout_s` and `worker_retries`. The one place a service builds its client from settings."""
         return cls(
             settings.worker_url,
             model=settings.served_model_name,
             timeout=settings.worker_timeout_s if timeout is None else timeout,
-            retries=settings.worker_retries,
+            retries=settings.worker_retries if retries is None else retries,
             concurrency=concurrency,
             api_key=settings.worker_key,
         )
