@@ -13,7 +13,7 @@ from bridgex.vllm_env import cpu_bind, cpu_env
 
 from services.worker.config import WorkerSettings
 from services.worker.identity import IDENTITY_ENV
-from services.worker.launch import CPU_MAX_MODEL_LEN, SERVER_MODULE, plan
+from services.worker.launch import CPU_MAX_MODEL_LEN, SERVER_MODULE, block_size, plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,6 +39,8 @@ def test_cpu_plan_from_settings(tiny_model_dir: Path) -> None:
     # the tiny model's own context (2048) is shorter than the CPU default: vLLM would refuse 4096
     assert int(_flag(p.argv, "--max-model-len") or 0) == 2048 < CPU_MAX_MODEL_LEN
     assert _flag(p.argv, "--max-num-seqs") == "8"
+    # 32-token KV blocks: the gold filter's shared demonstrations hit the prefix cache (128 never does)
+    assert _flag(p.argv, "--block-size") == "32" and "--enable-prefix-caching" in p.argv
     assert _flag(p.argv, "--port") == "8123" and _flag(p.argv, "--generation-config") == "vllm"
     assert _flag(p.argv, "--middleware") == "services.worker.identity.identity_middleware"
     assert p.argv[-2:] == ["--max-num-batched-tokens", "512"] and "--revision" not in p.argv
@@ -68,6 +70,23 @@ def test_gpu_plan_and_overrides(tiny_model_dir: Path) -> None:
     auto = plan(WorkerSettings(_env_file=None, model=str(tiny_model_dir)), platform="cuda")
     assert _flag(auto.argv, "--dtype") == "bfloat16" and "--no-enforce-eager" in auto.argv
     assert "--max-model-len" not in auto.argv  # the model's own context on a GPU
+    assert "--block-size" not in auto.argv  # vLLM's GPU default unless set
+    set_gpu = plan(WorkerSettings(_env_file=None, model=str(tiny_model_dir), worker_block_size=16), platform="cuda")
+    assert _flag(set_gpu.argv, "--block-size") == "16" and "--enable-prefix-caching" in set_gpu.argv
+
+
+def test_block_size_setting(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU: multiples of 32 (vLLM's CPU attention kernels), others rounded up; None: vLLM's default."""
+    model = str(tiny_model_dir)
+    for given, want in ((16, 32), (32, 32), (33, 64), (128, 128)):
+        assert block_size(WorkerSettings(_env_file=None, model=model, worker_block_size=given), "cpu") == want
+    monkeypatch.setenv("BRIDGEX_WORKER_BLOCK_SIZE", "none")
+    off = WorkerSettings(_env_file=None, model=model)
+    assert off.worker_block_size is None and block_size(off, "cpu") is None
+    p = plan(off, platform="cpu")
+    assert "--block-size" not in p.argv and "--enable-prefix-caching" not in p.argv
+    monkeypatch.setenv("BRIDGEX_WORKER_BLOCK_SIZE", "64")
+    assert _flag(plan(WorkerSettings(_env_file=None, model=model), platform="cuda").argv, "--block-size") == "64"
 
 
 def test_hub_id_passes_its_revision() -> None:
@@ -99,4 +118,4 @@ def test_print_shows_the_command(tiny_model_dir: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert f"-m {SERVER_MODULE} --model {tiny_model_dir}" in out.stdout and "--port 8765" in out.stdout
-    assert "VLLM_CPU_KVCACHE_SPACE=1" in out.stdout
+    assert "VLLM_CPU_KVCACHE_SPACE=1" in out.stdout and "--block-size 32 --enable-prefix-caching" in out.stdout
