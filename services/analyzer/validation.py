@@ -1,25 +1,31 @@
-"""Dev-split validation of a ranking (method.md step 9): P@1 of direct translation, the top-m HSIC candidates and
-English on the pair's dev words, through the generation worker, with the served k_shot demonstrations.
+"""Dev-split validation of a ranking (method.md step 9): paired per-word outcomes of the incumbent, direct
+translation, the top-m HSIC candidates and English on the pair's dev words, through the generation worker with
+the served k_shot demonstrations, decided by bridgex.serving's sequential test.
 
 It runs `bridgex.generation.chain.translate_chain` with `bridgex.demos` demonstrations, the same code the gateway
-serves, so the measured accuracy is that of the served prompts. Dev words (bridgex.data.layout part "dev") share no
-source word with the probes or the evaluation split; the most common come first (bridgex.frequency).
+serves, so the measured accuracy is that of the served prompts. Every condition gets the same demonstration
+words (aligned across the bridges measured; recorded, and served from the record). Dev words
+(bridgex.data.layout part "dev") share no source word with the probes or the evaluation split; the most common
+come first (bridgex.frequency). A failed generation is retried; one that still fails is excluded from the
+paired test (not counted as a miss) and counted per condition.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridgex.data.layout import DataLayout
 from bridgex.demos import word_demos
 from bridgex.frequency import frequency_order
 from bridgex.generation.chain import translate_chain
-from bridgex.generation.client import GenerationClient, GenerationError, WorkerUnavailable
+from bridgex.generation.client import GenerationClient, GenerationError, GenerationRejected, WorkerUnavailable
 from bridgex.probes import matches_gold
-from bridgex.prompts import normalize_word
-from bridgex.serving import NONE, DevScore, dev_score
+from bridgex.prompts import Demo, normalize_word
+from bridgex.serving import NONE, Decision, DevScore, SequentialDesign, SequentialTest, dev_score
 
 
 class ValidationFailed(RuntimeError):
@@ -33,63 +39,215 @@ def dev_words(data_root: str, source: str, target: str, size: int) -> list[tuple
     return [(w, tr[w]) for w in frequency_order(tr, source, target, salt="dev")[:size]]
 
 
-async def measure(
-    client: GenerationClient,
-    words: list[tuple[str, list[str]]],
-    source: str,
-    target: str,
-    conditions: list[str],
-    *,
-    data_root: str,
-    k_shot: int,
-    concurrency: int = 4,
-    progress: Callable[[int, int], None] | None = None,
-    check: Callable[[], None] | None = None,
-    max_error_rate: float = 0.1,
-) -> tuple[dict[str, DevScore], dict[str, Any]]:
-    """(condition -> DevScore, notes). Conditions are "none" or bridge codes; `check()` raises to cancel."""
-    sem = asyncio.Semaphore(max(1, concurrency))
-    total = len(words) * len(conditions)
-    done = errors = 0
-    notes: dict[str, Any] = {}
+class CompletionMemo:
+    """Greedy completions by (worker identity, prompt, max_tokens): a bridge step `S:"w"→B:` with the same
+    demonstrations is the same prompt in every pair with that source and bridge (id-ja and id-tl through en),
+    and temperature 0 makes the answer a function of the prompt. Bounded LRU; process-wide in the analyzer."""
 
-    async def complete(prompt: str, max_tokens: int) -> str:
-        async with sem:
-            return (await client.complete(prompt, max_tokens=max_tokens, temperature=0.0, stop=("\n",))).text
+    def __init__(self, size: int = 200_000) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, str, int], str] = OrderedDict()
+        self.hits = self.misses = 0
 
-    async def one(word: str, golds: list[str], bridge: str | None, k: int) -> bool | None:
-        nonlocal done, errors
+    def get(self, key: tuple[str, str, int]) -> str | None:
+        out = self._items.get(key)
+        if out is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return out
+
+    def put(self, key: tuple[str, str, int], text: str) -> None:
+        self._items[key] = text
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+MEMO = CompletionMemo()
+
+
+@dataclass
+class DevMeasurer:
+    """Measures conditions on dev words: per word True (right), False (wrong) or None (failed after retries)."""
+
+    client: GenerationClient
+    source: str
+    target: str
+    demo_words: list[str]
+    k_shot: int
+    data_root: str
+    concurrency: int = 16
+    retries: int = 2
+    memo_key: str = ""
+    memo: CompletionMemo = field(default_factory=lambda: MEMO)
+    errors: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
+    generations: int = 0
+    done: int = 0
+    progress: Callable[[int], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._sem = asyncio.Semaphore(max(1, self.concurrency))
+
+    async def _complete(self, prompt: str, max_tokens: int) -> str:
+        key = (self.memo_key, prompt, max_tokens)
+        if self.memo_key and (hit := self.memo.get(key)) is not None:
+            return hit
+        last: GenerationError | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                async with self._sem:
+                    self.generations += 1
+                    text = (await self.client.complete(prompt, max_tokens=max_tokens, temperature=0.0)).text
+            except WorkerUnavailable:
+                raise
+            except GenerationRejected:
+                raise  # the worker refused this prompt: asking again gets the same answer
+            except GenerationError as e:
+                last = e
+                if attempt < self.retries:
+                    self.retried += 1
+                continue
+            if self.memo_key:
+                self.memo.put(key, text)
+            return text
+        assert last is not None
+        raise last
+
+    def demos(self, bridge: str | None, word: str) -> tuple[list[Demo], list[Demo]]:
+        if not self.k_shot:
+            return [], []
+        return word_demos(self.data_root, self.source, self.target, bridge, self.k_shot, word, words=self.demo_words)
+
+    async def one(self, condition: str, word: str, golds: list[str]) -> bool | None:
+        bridge = None if condition == NONE else condition
+        d1, d2 = self.demos(bridge, word)
         try:
-            d1, d2 = word_demos(data_root, source, target, bridge, k, word) if k else ([], [])
             out = await translate_chain(
-                complete, "word", word, source, target, bridge, max_tokens=16, demos_bridge=d1, demos_target=d2
+                self._complete,
+                "word",
+                word,
+                self.source,
+                self.target,
+                bridge,
+                max_tokens=16,
+                demos_bridge=d1,
+                demos_target=d2,
             )
             return matches_gold(out.answer, golds)
         except WorkerUnavailable:
             raise
         except GenerationError:
-            errors += 1
+            self.errors[condition] = self.errors.get(condition, 0) + 1
             return None
         finally:
-            done += 1
-            if progress is not None:
-                progress(done, total)
+            self.done += 1
+            if self.progress is not None:
+                self.progress(self.done)
 
-    scores: dict[str, DevScore] = {}
-    for cond in conditions:
-        if check is not None:
-            check()  # raises to cancel, between conditions
-        bridge = None if cond == NONE else cond
-        k = k_shot
-        if k:
+    async def outcomes(
+        self, conditions: Sequence[str], words: Sequence[tuple[str, list[str]]]
+    ) -> dict[str, list[bool | None]]:
+        """Every (condition, word) at once: up to `concurrency` generations in flight fill the worker's batch."""
+        jobs = [self.one(c, w, g) for c in conditions for w, g in words]
+        flat = await asyncio.gather(*jobs)
+        n = len(words)
+        return {c: list(flat[i * n : (i + 1) * n]) for i, c in enumerate(conditions)}
+
+
+def aligned_demo_words(data_root: str, source: str, target: str, conditions: Sequence[str], k: int) -> list[str]:
+    """The demonstration source words every condition gets (k plus spares for a query that is one of them)."""
+    bridges = [c for c in conditions if c != NONE]
+    _, step2 = word_demos(data_root, source, target, None, k + 2, "", align=bridges)
+    return [d.source_text for d in step2]
+
+
+@dataclass
+class DevValidation:
+    decision: Decision
+    scores: dict[str, DevScore]
+    notes: dict[str, Any]
+    demo_words: list[str]
+
+
+async def validate_on_dev(
+    client: GenerationClient,
+    words: list[tuple[str, list[str]]],
+    source: str,
+    target: str,
+    conditions: list[str],
+    incumbent: str,
+    design: SequentialDesign,
+    *,
+    data_root: str,
+    k_shot: int,
+    hsic_order: Sequence[str] = (),
+    concurrency: int = 16,
+    retries: int = 2,
+    memo_key: str = "",
+    progress: Callable[[int, int], None] | None = None,
+    check: Callable[[], None] | None = None,
+    max_error_rate: float = 0.1,
+) -> DevValidation:
+    """Run the sequential test (bridgex.serving.SequentialTest) on `words`, measuring each look's new words for
+    the conditions still open. `check()` raises to cancel, between looks. Conditions whose demonstration data
+    is missing are left out (and noted): they could not be served with the measured prompts."""
+    notes: dict[str, Any] = {}
+    demo_words: list[str] = []
+    if k_shot:
+        usable = []
+        for c in conditions:
             try:
-                word_demos(data_root, source, target, bridge, k, "")
+                word_demos(data_root, source, target, None if c == NONE else c, 1, "")
+                usable.append(c)
             except FileNotFoundError as e:
-                notes[cond] = f"zero-shot: no demonstration data ({e})"
-                k = 0
-        hits = await asyncio.gather(*(one(w, g, bridge, k) for w, g in words))
-        if errors >= 5 and errors > max_error_rate * done:
-            raise ValidationFailed(f"{errors} of {done} dev generations failed; check the generation worker")
-        scores[cond] = dev_score(sum(1 for h in hits if h), len(words))
-    notes["errors"] = errors
-    return scores, notes
+                notes.setdefault("left_out", {})[c] = f"no demonstration data ({e})"
+        if incumbent not in usable:
+            raise ValidationFailed(f"the incumbent {incumbent} has no demonstration data: {notes['left_out']}")
+        conditions = usable
+        demo_words = aligned_demo_words(data_root, source, target, conditions, k_shot)
+        if len(demo_words) < k_shot + 2:
+            notes["demo_shortfall"] = (
+                f"only {len(demo_words)} words are in every measured condition's dictionaries (k_shot={k_shot})"
+            )
+    test = SequentialTest(conditions, incumbent, design, hsic_order)
+    memo_hits = MEMO.hits
+    planned = design.looks[-1] * len(conditions)
+    m = DevMeasurer(
+        client,
+        source,
+        target,
+        demo_words,
+        k_shot,
+        data_root,
+        concurrency=concurrency,
+        retries=retries,
+        memo_key=memo_key,
+        progress=(lambda done: progress(done, planned)) if progress is not None else None,
+    )
+    while (ask := test.next()) is not None:
+        if check is not None:
+            check()
+        conds, a, b = ask
+        test.record(await m.outcomes(conds, words[a:b]))
+        failed = sum(m.errors.values())
+        if failed >= 5 and failed > max_error_rate * m.done:
+            raise ValidationFailed(f"{failed} of {m.done} dev generations failed; check the generation worker")
+    decision = test.decision
+    assert decision is not None
+    scores = {}
+    for c, seq in test.outcomes.items():
+        measured = [x for x in seq if x is not None]
+        scores[c] = dev_score(sum(measured), len(measured))
+    notes.update(
+        {
+            "errors": dict(m.errors),
+            "retried": m.retried,
+            "generations": m.generations,
+            "memo_hits": m.memo.hits - memo_hits,
+            "demo_words": demo_words[:k_shot],
+        }
+    )
+    return DevValidation(decision=decision, scores=scores, notes=notes, demo_words=demo_words)

@@ -149,8 +149,10 @@ class AnalysisRequest(BaseModel):
             "full_fraction": settings.full_fraction,
             "serve_policy": self.serve_policy or settings.serve_policy,
             "validate_top_m": settings.validate_top_m,
-            "serve_margin": settings.serve_margin,
+            "serve_incumbent": settings.serve_incumbent,
+            "serve_alpha": settings.serve_alpha,
             "dev_size": self.dev_size if self.dev_size is not None else settings.dev_size,
+            "dev_max": settings.dev_max,
             "dev_min": settings.dev_min,
             "k_shot": settings.k_shot,
             "method_version": METHOD_VERSION,
@@ -188,8 +190,10 @@ class AnalysisSpec:
     full_fraction: float | None = None
     serve_policy: Literal["validated", "hsic"] = "validated"
     validate_top_m: int = 2
-    serve_margin: int = 1
+    serve_incumbent: Literal["none", "en"] = "none"
+    serve_alpha: float = 0.05
     dev_size: int | None = None
+    dev_max: int | None = None
     dev_min: int | None = None
     k_shot: int = 0
     method_version: str | None = None

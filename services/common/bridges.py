@@ -80,6 +80,13 @@ def served_of(ranking: dict[str, Any]) -> tuple[str | None, str]:
     return code, "HSIC argmax (ranking without a serving decision)"
 
 
+def served_demo_words(ranking: dict[str, Any]) -> list[str] | None:
+    """The demonstration source words the dev validation measured (None: a ranking from before they were kept)."""
+    served = ranking.get("served")
+    words = served.get("demo_words") if isinstance(served, dict) else None
+    return [str(w) for w in words] if isinstance(words, list) else None
+
+
 class BridgeStore:
     def __init__(self, redis: redis.Redis) -> None:
         self.redis = redis

@@ -9,6 +9,7 @@ dictionary too. Sentences come from UDHR articles, parallel by number. Missing d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 from bridgex.frequency import frequency_order
@@ -40,18 +41,33 @@ def clear_cache() -> None:
 
 
 def word_demos(
-    root: str, source: str, target: str, bridge: str | None, k: int, query: str
+    root: str,
+    source: str,
+    target: str,
+    bridge: str | None,
+    k: int,
+    query: str,
+    *,
+    align: Sequence[str] = (),
+    words: Sequence[str] | None = None,
 ) -> tuple[list[Demo], list[Demo]]:
-    """(demos for the bridge step s->b, demos for the final step), each at most k, never the query word."""
+    """(demos for the bridge step s->b, demos for the final step), each at most k, never the query word.
+
+    Both steps use the same source words. `align`: other bridges whose s->b dictionaries must hold the words too,
+    so that every condition of a paired comparison (none, each bridge) gets the same demonstration words.
+    `words`: take the source words in this order (the words a validation measured, so what is served is what
+    was measured); words no longer in the dictionaries are skipped."""
     if k <= 0:
         return [], []
-    st = [(w, t) for w, t in demo_words(root, source, target) if w != query]
-    if bridge is None:
-        return [], [Demo(w, t) for w, t in st[:k]]
-    sb = dict(demo_words(root, source, bridge))
-    step1 = [Demo(w, b) for w, b in sb.items() if w != query][:k]
-    step2 = [Demo(w, t, bridge_text=sb[w]) for w, t in st if w in sb][:k]
-    return step1, step2
+    st = dict(demo_words(root, source, target))
+    need = [b for b in dict.fromkeys([*([bridge] if bridge else []), *align]) if b not in (source, target)]
+    sbs = {b: dict(demo_words(root, source, b)) for b in need}
+    order = list(words) if words is not None else list(st)
+    chosen = [w for w in order if w != query and w in st and all(w in sb for sb in sbs.values())][:k]
+    if bridge is None or bridge in (source, target):
+        return [], [Demo(w, st[w]) for w in chosen]
+    sb = sbs[bridge]
+    return [Demo(w, sb[w]) for w in chosen], [Demo(w, st[w], bridge_text=sb[w]) for w in chosen]
 
 
 def text_demos(root: str, source: str, target: str, bridge: str | None, k: int) -> tuple[list[Demo], list[Demo]]:

@@ -86,7 +86,9 @@ class CoreSettings(BaseSettings):
     probe_max: int = 500
     probe_min: int = 32
     gold_filter_k: int = Field(3, ge=0, le=16, description="Demonstrations in gold-filter prompts (DECISION).")
-    gold_filter_concurrency: int = Field(4, ge=1, description="Gold-filter requests in flight at once.")
+    gold_filter_concurrency: int = Field(
+        16, ge=1, description="Gold-filter and dev-validation requests in flight at once (the worker's batch size)."
+    )
     gold_filter_timeout_s: float = Field(120.0, gt=0, description="Timeout of one gold-filter request.")
     probe_fallback: Literal["unfiltered", "fail"] = Field(
         "unfiltered", description="Below probe_min kept words: rank on unfiltered probes (labelled) or fail."
@@ -101,8 +103,16 @@ class CoreSettings(BaseSettings):
         "validated", description="What auto serves: the measured best on dev words (or none), or HSIC argmax."
     )
     validate_top_m: int = Field(2, ge=1, description="HSIC candidates measured on the dev split (plus en).")
-    serve_margin: int = Field(1, ge=1, description="Dev words a bridge must win over direct translation (DECISION).")
-    dev_size: int = Field(100, ge=1, description="Dev words measured per condition (common words first).")
+    serve_incumbent: Literal["none", "en"] = Field(
+        "en",
+        description="What auto serves unless a challenger beats it on the dev words (DECISION): 'none' (direct), "
+        "or 'en' (English as the bridge, for pairs without English; pairs with English always start from none).",
+    )
+    serve_alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="Family-wise error rate of the serving test (one-sided sign tests, Holm)."
+    )
+    dev_size: int = Field(100, ge=1, description="Dev words of the first look of the sequential test.")
+    dev_max: int = Field(400, ge=1, description="Most dev words measured while the decision is open (later looks).")
     dev_min: int = Field(20, ge=1, description="Fewer dev words than this: no validation, auto serves none.")
     data_auto: bool = Field(True, description="Gather a pair's missing data (dictionaries, text) on first need.")
     hsic_variant: Literal["reference", "cka"] = "reference"

@@ -8,13 +8,13 @@ from typing import Any
 
 from bridgex.generation.client import GenerationError
 from bridgex.models import LoadedModel
-from bridgex.serving import DevScore, choose, validation_conditions
+from bridgex.serving import SequentialDesign, choose, incumbent_for, validation_conditions
 
 from services.analyzer.config import AnalyzerSettings
 from services.analyzer.stages.common import measuring_client
 from services.analyzer.stages.context import AnalysisFailed, JobContext
 from services.analyzer.stages.probes import check_worker_weights
-from services.analyzer.validation import ValidationFailed, dev_words, measure
+from services.analyzer.validation import DevValidation, ValidationFailed, dev_words, validate_on_dev
 from services.common.analysis import AnalysisSpec
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,9 @@ def validate(
 ) -> dict[str, Any]:
     """Measure the dev split and decide what `auto` serves (bridgex.serving). Returns {"served", "validation"}.
 
-    Only the "validated" policy measures; "hsic" serves the argmax as the paper. Too few dev words: nothing is
-    measured and "validated" serves none (it cannot show a bridge is not worse than no bridge)."""
+    Only the "validated" policy measures (bridgex.serving's sequential paired test against the incumbent, on up
+    to dev_max dev words); "hsic" serves the argmax as the paper. Too few dev words: nothing is measured and
+    "validated" serves none (it cannot show a bridge is not worse than no bridge)."""
 
     src, tgt, policy = spec.source, spec.target, spec.serve_policy
     order = [
@@ -39,37 +40,47 @@ def validate(
         if c.get("score") is not None
     ]
     info: dict[str, Any] = {"policy": policy, "k_shot": int(spec.k_shot or 0)}
-    dev = None
+    result = None
     if policy == "validated":
+        dev_max = max(int(spec.dev_max or settings.dev_max), int(spec.dev_size or settings.dev_size))
         try:
-            words = dev_words(str(settings.data_path), src, tgt, int(spec.dev_size or settings.dev_size))
+            words = dev_words(str(settings.data_path), src, tgt, dev_max)
         except FileNotFoundError:
             words = []
         info["dev_words"] = len(words)
         if len(words) < int(spec.dev_min or settings.dev_min):
             info["skipped"] = f"only {len(words)} dev words (dev_min {spec.dev_min})"
         else:
-            conditions = validation_conditions(order, int(spec.validate_top_m or 2), src, tgt)
+            incumbent = incumbent_for(src, tgt, spec.serve_incumbent)
+            conditions = validation_conditions(order, int(spec.validate_top_m or 2), src, tgt, spec.serve_incumbent)
+            design = SequentialDesign.doubling(
+                int(spec.dev_size or settings.dev_size), dev_max, len(words), alpha=float(spec.serve_alpha)
+            )
             if lm is not None:
                 info["worker_weights"] = check_worker_weights(settings, lm, "dev validation")
+            memo_key = f"{settings.worker_url}|{lm.weight_hash if lm is not None else spec.model}"
 
-            async def go() -> tuple[dict[str, DevScore], dict[str, Any]]:
+            async def go() -> DevValidation:
                 async with measuring_client(settings) as client:
-                    return await measure(
+                    return await validate_on_dev(
                         client,
                         words,
                         src,
                         tgt,
                         conditions,
+                        incumbent,
+                        design,
                         data_root=str(settings.data_path),
                         k_shot=info["k_shot"],
+                        hsic_order=order,
                         concurrency=settings.gold_filter_concurrency,
+                        memo_key=memo_key,
                         progress=lambda cur, tot: ctx.progress("validate", cur, tot),
                         check=lambda: ctx.check("validation"),
                     )
 
             try:
-                dev, notes = asyncio.run(go())
+                result = asyncio.run(go())
             except (GenerationError, ValidationFailed) as e:
                 raise AnalysisFailed(
                     f"the dev validation could not use the generation worker at {settings.worker_url} "
@@ -78,10 +89,17 @@ def validate(
             info.update(
                 {
                     "conditions": conditions,
-                    "notes": notes,
-                    "scores": {c: v.model_dump(mode="json") for c, v in dev.items()},
+                    "incumbent": incumbent,
+                    "notes": result.notes,
+                    "scores": {c: v.model_dump(mode="json") for c, v in result.scores.items()},
+                    "decision": result.decision.model_dump(mode="json"),
                 }
             )
     ctx.progress("validate", 1, 1, force=True)
-    served = choose(policy, order, dev, margin=int(spec.serve_margin or 1))
+    served = choose(
+        policy,
+        order,
+        result.decision if result is not None else None,
+        demo_words=result.demo_words if result is not None else None,
+    )
     return {"served": served.model_dump(mode="json"), "validation": info}

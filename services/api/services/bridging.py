@@ -20,7 +20,7 @@ from bridgex.typology import nearest_candidate
 
 from services.common import redis_keys
 from services.common.analysis import AnalysisRequest, InvalidAnalysisRequest, served_config, submit_analysis
-from services.common.bridges import served_of
+from services.common.bridges import served_demo_words, served_of
 from services.common.jobs import AUTO_OWNER, JobRecord
 
 from ..core.config import ApiSettings
@@ -44,6 +44,7 @@ class BridgeChoice:
     analysis_job: str | None = None
     warnings: list[str] = field(default_factory=list)
     reason: str | None = None
+    demo_words: list[str] | None = None  # the demonstration words the analysis measured, served the same
 
 
 @lru_cache(maxsize=4096)
@@ -174,7 +175,8 @@ async def choose(
             served, reason = served_of(ranking)
             if served in (source, target):  # a ranking can never serve a side of the pair; be safe anyway
                 served, reason = None, f"the published bridge {served!r} is a side of the pair"
-            return BridgeChoice(served, "cache", cache_key=ranking.get("cache_key"), reason=reason)
+            key, words = ranking.get("cache_key"), served_demo_words(ranking)
+            return BridgeChoice(served, "cache", cache_key=key, reason=reason, demo_words=words)
     code, warn = await fallback_bridge(ctx, source, target)
     if warn:
         warnings.append(warn)

@@ -60,16 +60,26 @@ async def ensure(ctx: AppContext, pairs: list[tuple[str, str]], languages: list[
 
 
 async def demos(
-    ctx: AppContext, task: str, source: str, target: str, bridge: str | None, k: int, text: str, *, explicit: bool
+    ctx: AppContext,
+    task: str,
+    source: str,
+    target: str,
+    bridge: str | None,
+    k: int,
+    text: str,
+    *,
+    explicit: bool,
+    words: list[str] | None = None,
 ) -> tuple[list[Demo], list[Demo], list[str]]:
-    """(bridge-step demos, final-step demos, warnings)."""
+    """(bridge-step demos, final-step demos, warnings). `words`: the demonstration words an analysis measured
+    for the pair (served as measured); None picks the pair's most common ones."""
     if k <= 0:
         return [], [], []
     root = str(ctx.settings.data_path)
 
     def pick() -> tuple[list[Demo], list[Demo]]:
         if task == "word":
-            return lib.word_demos(root, source, target, bridge, k, text)
+            return lib.word_demos(root, source, target, bridge, k, text, words=words)
         return lib.text_demos(root, source, target, bridge, k)
 
     try:

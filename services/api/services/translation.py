@@ -74,7 +74,15 @@ async def run(ctx: AppContext, plan: Plan, request_id: str) -> TranslateResponse
     t1 = time.perf_counter()
     warnings = list(choice.warnings)
     demos1, demos2, demo_warnings = await demos.demos(
-        ctx, plan.task, plan.source, plan.target, choice.code, plan.k_shot, plan.text, explicit=plan.k_shot_explicit
+        ctx,
+        plan.task,
+        plan.source,
+        plan.target,
+        choice.code,
+        plan.k_shot,
+        plan.text,
+        explicit=plan.k_shot_explicit,
+        words=choice.demo_words,
     )
     warnings += demo_warnings
 
