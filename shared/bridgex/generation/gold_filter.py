@@ -1,11 +1,12 @@
 """The gold filter (method.md step 2): keep the dictionary words the served model already translates right,
-asking the generation worker in bounded concurrent windows. The probe set itself is built by bridgex.probes."""
+asking the generation worker with `concurrency` requests in flight (a continuous pipeline: a finished request
+starts the next word at once). The probe set itself is built by bridgex.probes."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from bridgex.cancel import Progress, ShouldCancel, check_cancel
 from bridgex.generation.client import GenerationClient, GenerationError, WorkerUnavailable
@@ -20,39 +21,23 @@ from bridgex.probes import (
 )
 from bridgex.prompts import Demo, parse_word, word_prompt
 
+Stopped = Literal["kept_enough", "exhausted", "unreachable", "hopeless"]
+
 
 class GoldFilterFailed(ProbeSetError):
     """Too many gold-filter requests failed for the filter's verdict to mean anything."""
 
 
-async def _filter_window(
-    client: GenerationClient,
-    batch: list[tuple[str, list[str]]],
-    source: str,
-    target: str,
-    demos: Sequence[Demo],
-    sem: asyncio.Semaphore,
-    request_id: str | None,
-) -> list[tuple[str | None, str | None]]:
-    """(parsed answer, error) per word; each request has the client's own timeout and retries."""
-
-    async def one(i: int, w: str) -> tuple[str | None, str | None]:
-        async with sem:
-            try:
-                out = await client.complete(
-                    word_prompt(w, source, target, demos=demos),
-                    max_tokens=16,
-                    temperature=0.0,
-                    stop=("\n",),
-                    request_id=f"{request_id}-gf{i}" if request_id else None,
-                )
-            except WorkerUnavailable:
-                raise
-            except GenerationError as e:
-                return None, f"{type(e).__name__}: {e}"
-            return parse_word(out.text), None
-
-    return list(await asyncio.gather(*(one(i, w) for i, (w, _) in enumerate(batch))))
+async def _ask(client: GenerationClient, prompt: str, request_id: str | None) -> tuple[str | None, str | None]:
+    """(parsed answer, error) of one word; the request has the client's own timeout and retries. A worker that
+    cannot be reached at all (WorkerUnavailable) fails the filter instead of counting as an error."""
+    try:
+        out = await client.complete(prompt, max_tokens=16, temperature=0.0, stop=("\n",), request_id=request_id)
+    except WorkerUnavailable:
+        raise
+    except GenerationError as e:
+        return None, f"{type(e).__name__}: {e}"
+    return parse_word(out.text), None
 
 
 async def abuild_probe_set(
@@ -79,14 +64,24 @@ async def abuild_probe_set(
     """Build the probe set of a pair.
 
     With the gold filter, words are sent to `client` (the caller's, open; its timeout applies to each
-    request, so a busy worker slows the filter down instead of failing it) `concurrency` at a time until
-    `probe_max` pass or `max_examined` (default 4 x probe_max) have been tried, or the pass rate after
-    4 x probe_min words says the minimum is out of reach (a model that cannot do the pair costs ~128
-    generations, not 2,000). The filter prompt carries `demos` (k demonstrations in the chain format,
-    DECISION gold_filter_k; their words are never probes); the probe prompt itself stays zero-shot, the
-    activations are those of `S:"w"→T:`. Below `probe_min` kept words, `fallback` decides (DECISION):
-    "unfiltered" ranks on the first probe_max words unfiltered and labels the set `filter="unfiltered"` with
-    the counts; "fail" raises ProbeSetTooSmall with a message saying what to change.
+    request, so a busy worker slows the filter down instead of failing it) with `concurrency` requests in
+    flight, in dictionary order. Verdicts are taken in that order whatever order the answers arrive in, so the
+    kept words, `tried` and the stop reason do not depend on `concurrency` or timing. The filter stops at the
+    first of (`params["stopped"]`):
+    - "kept_enough": `probe_max` words passed; cost ~ probe_max / pass rate words;
+    - "exhausted": `max_examined` words (default 4 x probe_max, at most the dictionary) were tried;
+    - "unreachable": even if every word left within that budget passed, fewer than `probe_min` would be kept;
+    - "hopeless": at every multiple of 4 x probe_min words tried, twice the pass rate seen so far would not
+      reach `probe_min` within the budget: a model that cannot do the pair costs 4 x probe_min words (128 with
+      the defaults), not 4 x probe_max (2,000).
+    `tried` counts the words whose verdict counted; `params["requests"]` the requests sent, a few more when
+    answers in flight at the stop were not needed. No word past a point where the hopeless rule may still stop
+    is sent until that point is decided, and never more words than could still be kept. The filter prompt
+    carries `demos` (k demonstrations in the chain format, DECISION gold_filter_k; their words are never
+    probes); the probe prompt itself stays zero-shot, the activations are those of `S:"w"→T:`. Below
+    `probe_min` kept words, `fallback` decides (DECISION): "unfiltered" ranks on the first probe_max words
+    unfiltered and labels the set `filter="unfiltered"` with the counts; "fail" raises ProbeSetTooSmall with a
+    message saying what to change.
     """
     if probe_min < 1 or probe_max < probe_min:
         raise ProbeSetError(f"need 1 <= probe_min <= probe_max (got {probe_min}, {probe_max})")
@@ -128,35 +123,24 @@ async def abuild_probe_set(
         return finish_probe_set(
             source, target, items, "off", tried=0, kept=0, errors=0, available=available, params=params
         )
-    items: list[ProbeItem] = []
-    tried = errors = 0
-    limit = min(available, max_examined if max_examined is not None else 4 * probe_max)
     if client is None:
         raise ProbeSetError("the gold filter needs a generation worker client: pass one or turn gold_filter off")
-    sem = asyncio.Semaphore(max(1, concurrency))
-    window = max(1, concurrency) * 4
-    while tried < limit and len(items) < probe_max:
-        check_cancel(should_cancel, f"gold filter cancelled after {tried} words")
-        batch = words[tried : min(limit, tried + window)]
-        results = await _filter_window(client, batch, source, target, demos, sem, request_id)
-        for (w, golds), (answer, err) in zip(batch, results, strict=True):
-            if err is not None:
-                errors += 1
-            elif matches_gold(answer or "", golds) and len(items) < probe_max:
-                items.append(ProbeItem(word=w, gold=golds, prompt=word_prompt(w, source, target), answer=answer))
-        tried += len(batch)
-        if errors >= 5 and errors > max_error_rate * tried:
-            raise GoldFilterFailed(
-                f"{errors} of {tried} gold-filter requests to the generation worker failed (last window: "
-                f"{next((e for _, e in results if e), '')}); check the worker, or submit with "
-                "gold_filter=false"
-            )
-        if progress is not None:
-            progress(tried, limit)
-        if len(items) + (limit - tried) < probe_min:
-            break  # cannot reach the minimum any more
-        if tried >= 4 * probe_min and 2 * len(items) * limit < probe_min * tried:
-            break  # hopeless: even twice the pass rate seen so far would not reach the minimum
+    limit = min(available, max_examined if max_examined is not None else 4 * probe_max)
+    items, tried, errors, sent, stopped = await _filter(
+        client,
+        words[:limit],
+        source,
+        target,
+        demos,
+        probe_max=probe_max,
+        probe_min=probe_min,
+        concurrency=max(1, concurrency),
+        max_error_rate=max_error_rate,
+        request_id=request_id,
+        progress=progress,
+        should_cancel=should_cancel,
+    )
+    params |= {"stopped": stopped, "limit": limit, "requests": sent}
     kept = len(items)
     if kept >= probe_min:
         return finish_probe_set(
@@ -168,7 +152,8 @@ async def abuild_probe_set(
             f"gold filter kept {kept} of {tried} {source}->{target} words (model {model or '?'}, "
             f"{len(demos)} demonstrations); at least probe_min={probe_min} are needed. The model does not "
             f"translate enough of these words correctly: use a stronger model, more demonstrations "
-            f"(gold_filter_k), lower probe_min, set probe_fallback=unfiltered, or gold_filter=false."
+            f"(gold_filter_k), lower probe_min, set probe_fallback=unfiltered, or gold_filter=false "
+            f"(stopped: {stopped})."
         )
     return finish_probe_set(
         source,
@@ -181,3 +166,86 @@ async def abuild_probe_set(
         available=available,
         params=params,
     )
+
+
+async def _filter(
+    client: GenerationClient,
+    words: list[tuple[str, list[str]]],
+    source: str,
+    target: str,
+    demos: Sequence[Demo],
+    *,
+    probe_max: int,
+    probe_min: int,
+    concurrency: int,
+    max_error_rate: float,
+    request_id: str | None,
+    progress: Progress | None,
+    should_cancel: ShouldCancel | None,
+) -> tuple[list[ProbeItem], int, int, int, Stopped]:
+    """The pipeline over `words` (already cut to the budget): (kept items, tried, errors, requests sent, why it
+    stopped). Answers are buffered until every earlier word has its verdict; the stop rules see the words in
+    dictionary order only."""
+    limit, every = len(words), 4 * probe_min
+    items: list[ProbeItem] = []
+    answers: dict[int, tuple[str | None, str | None]] = {}
+    running: dict[asyncio.Task, int] = {}
+    tried = errors = sent = 0
+    stopped: Stopped | None = None
+    last_error = ""
+
+    def may_send() -> bool:
+        if sent >= limit or len(running) >= concurrency:
+            return False
+        if len(items) + (sent - tried) >= probe_max:
+            return False  # the words without a verdict could already fill the set
+        point = (tried // every + 1) * every  # the next point where the hopeless rule is checked
+        return not (sent >= point and point < limit and 2 * len(items) * limit < probe_min * point)
+
+    def verdict() -> Stopped | None:
+        if len(items) >= probe_max:
+            return "kept_enough"
+        if tried >= limit:
+            return "exhausted"
+        if len(items) + (limit - tried) < probe_min:
+            return "unreachable"
+        if tried % every == 0 and 2 * len(items) * limit < probe_min * tried:
+            return "hopeless"  # even twice the pass rate seen so far would not reach the minimum
+        return None
+
+    try:
+        while stopped is None:
+            check_cancel(should_cancel, f"gold filter cancelled after {tried} words")
+            while may_send():
+                w = words[sent][0]
+                rid = f"{request_id}-gf{sent}" if request_id else None
+                task = asyncio.ensure_future(_ask(client, word_prompt(w, source, target, demos=demos), rid))
+                running[task] = sent
+                sent += 1
+            if not running:  # cannot happen: a word without a verdict is always running or answered
+                raise RuntimeError(f"gold filter stalled after {tried} of {limit} words")
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                answers[running.pop(task)] = task.result()  # WorkerUnavailable propagates
+            while stopped is None and tried in answers:
+                answer, err = answers.pop(tried)
+                w, golds = words[tried]
+                tried += 1
+                if err is not None:
+                    errors, last_error = errors + 1, err
+                    if errors >= 5 and errors > max_error_rate * tried:
+                        raise GoldFilterFailed(
+                            f"{errors} of {tried} gold-filter requests to the generation worker failed (last: "
+                            f"{last_error}); check the worker, or submit with gold_filter=false"
+                        )
+                elif matches_gold(answer or "", golds):
+                    items.append(ProbeItem(word=w, gold=golds, prompt=word_prompt(w, source, target), answer=answer))
+                stopped = verdict()
+            if progress is not None:
+                progress(tried, limit)
+    finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    return items, tried, errors, sent, stopped
