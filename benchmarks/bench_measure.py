@@ -1,0 +1,295 @@
+"""The gold filter's cost on the real worker (issue 21): BEFORE (vLLM's CPU default KV block of 128 tokens,
+4 requests in flight, the old windows of 4 x concurrency) against AFTER (`--block-size 32`, 16 in flight, the
+continuous pipeline), on the default model (Gemma-3-270M, fp32, CPU) and one pair's real dictionary with its
+3 demonstrations, in one process: the worker is started twice, once per block size, one server at a time.
+
+Per run: words judged, prompts/s, the prefix cache's hit rate and the prompt tokens computed per word (vLLM's
+/metrics counters before and after the run: (prompt tokens - prefix cache hits) / words), and each server's
+peak RSS (process tree). With the AFTER server, also the "teacher forcing" alternative: one request per word
+whose prompt is the filter prompt + the gold answer, `prompt_logprobs=1`, `max_tokens=1`, against greedy
+decoding of the same filter prompts (measured only; the filter does not use it).
+
+`python -m benchmarks measure`. Environment: BENCH_MEASURE_PAIR (default id-ja; its data comes from
+`bridgex data ensure --pairs id-ja`), BENCH_MEASURE_WORDS (128), BENCH_MEASURE_MODEL (gemma-3-270m),
+BENCH_MEASURE_TF (1: measure teacher forcing), BENCH_MEASURE_JSON (write the rows there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from bridgex.data.layout import DataLayout
+from bridgex.demos import word_demos
+from bridgex.generation.client import GenerationClient
+from bridgex.generation.gold_filter import abuild_probe_set
+from bridgex.prompts import Demo, word_prompt
+from bridgex.settings import CoreSettings
+
+from benchmarks.bench_worker import TreeRSS
+
+ROOT = Path(__file__).resolve().parents[1]
+COUNTERS = {
+    "queries": "vllm:prefix_cache_queries_total",
+    "hits": "vllm:prefix_cache_hits_total",
+    "prompt": "vllm:prompt_tokens_total",
+    "generated": "vllm:generation_tokens_total",
+}
+# (label, worker block size ("none": vLLM's default), [(mode, concurrency), ...]); the first run is the headline
+CONFIGS = [
+    ("before", "none", [("windowed", 4), ("pipeline", 4), ("pipeline", 16)]),
+    ("after", "32", [("pipeline", 16), ("pipeline", 4), ("windowed", 4)]),
+]
+
+
+def metrics(url: str) -> dict[str, float]:
+    """The summed counters of vLLM's Prometheus /metrics."""
+    out = dict.fromkeys(COUNTERS, 0.0)
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        for key, name in COUNTERS.items():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                out[key] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def start(block: str, model: str, log: Path) -> tuple[subprocess.Popen, str, TreeRSS, float]:
+    from tests.support import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "BRIDGEX_MODEL": model, "BRIDGEX_WORKER_PORT": str(port), "BRIDGEX_WORKER_BLOCK_SIZE": block}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    rss = TreeRSS(proc.pid)
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited; log {log}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    asyncio.run(GenerationClient(url, timeout=600).complete("Hello", max_tokens=1))  # warm-up (not the prefix)
+    return proc, url, rss, time.perf_counter() - t0
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, 15)
+        proc.wait(60)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait(10)
+
+
+async def pipeline(url: str, pairs: list, src: str, tgt: str, demos: list[Demo], n: int, conc: int) -> dict:
+    """The gold filter itself, over the first n candidate words (probe_min=1: no early stop unless nothing
+    passes at all)."""
+    async with GenerationClient(url, timeout=600, concurrency=max(16, conc)) as c:
+        t0 = time.perf_counter()
+        ps = await abuild_probe_set(
+            pairs, src, tgt, client=c, demos=demos, probe_max=n, probe_min=1, max_examined=n, concurrency=conc
+        )
+        wall = time.perf_counter() - t0
+    return {
+        "words": ps.tried,
+        "requests": ps.params["requests"],
+        "kept": ps.kept,
+        "stopped": ps.params["stopped"],
+        "wall_s": wall,
+    }
+
+
+async def windowed(url: str, prompts: list[str], conc: int) -> dict:
+    """The filter's previous scheduling: windows of 4 x concurrency words, each awaited whole before the next
+    (the same requests as the filter's)."""
+    async with GenerationClient(url, timeout=600, concurrency=max(16, conc)) as c:
+        sem = asyncio.Semaphore(conc)
+
+        async def one(p: str) -> None:
+            async with sem:
+                await c.complete(p, max_tokens=16, temperature=0.0, stop=("\n",))
+
+        t0 = time.perf_counter()
+        for i in range(0, len(prompts), 4 * conc):
+            await asyncio.gather(*(one(p) for p in prompts[i : i + 4 * conc]))
+        wall = time.perf_counter() - t0
+    return {"words": len(prompts), "requests": len(prompts), "kept": None, "stopped": "-", "wall_s": wall}
+
+
+async def raw(url: str, model: str, bodies: list[dict], conc: int) -> float:
+    """Seconds to send these /v1/completions bodies, conc in flight (the same HTTP path for both arms)."""
+    sem = asyncio.Semaphore(conc)
+    async with httpx.AsyncClient(timeout=600) as http:
+
+        async def one(b: dict) -> None:
+            async with sem:
+                r = await http.post(f"{url}/v1/completions", json={"model": model, **b})
+                r.raise_for_status()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(b) for b in bodies))
+        return time.perf_counter() - t0
+
+
+def teacher_forcing(url: str, model: str, prompts: list[str], golds: list[str], conc: int) -> list[dict]:
+    """Greedy decode of the filter prompts against one scoring pass over prompt + gold (prompt_logprobs)."""
+    greedy = [{"prompt": p, "max_tokens": 16, "temperature": 0.0, "stop": ["\n"]} for p in prompts]
+    forced = [
+        {"prompt": f'{p}"{g}"', "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 1}
+        for p, g in zip(prompts, golds, strict=True)
+    ]
+    rows = []
+    for name, bodies in (("greedy decode (16 max)", greedy), ("teacher forcing (prompt_logprobs)", forced)):
+        before = metrics(url)
+        wall = asyncio.run(raw(url, model, bodies, conc))
+        rows.append(_row(f"after: {name}, c{conc}", {"words": len(bodies), "wall_s": wall}, before, metrics(url)))
+    return rows
+
+
+def _row(name: str, run: dict, before: dict, after: dict) -> dict:
+    d = {k: after[k] - before[k] for k in COUNTERS}
+    words = run["words"]
+    return {
+        "run": name,
+        **run,
+        "prompts_per_s": words / run["wall_s"],
+        "hit_rate": d["hits"] / d["queries"] if d["queries"] else 0.0,
+        "prompt_tokens_per_word": d["prompt"] / words,
+        "computed_tokens_per_word": (d["prompt"] - d["hits"]) / words,
+        "generated_per_word": d["generated"] / words,
+    }
+
+
+def main() -> dict:
+    pair = os.environ.get("BENCH_MEASURE_PAIR", "id-ja")
+    n = int(os.environ.get("BENCH_MEASURE_WORDS", "128"))
+    model = os.environ.get("BENCH_MEASURE_MODEL", "gemma-3-270m")
+    tf = os.environ.get("BENCH_MEASURE_TF", "1") == "1"
+    src, tgt = pair.split("-")
+    data = CoreSettings().data_path
+    d = DataLayout(data).dictionary(src, tgt, "probe")
+    pairs = [(p.source, p.target) for p in d.pairs]
+    demos = word_demos(str(data), src, tgt, None, 3, "")[1]
+    print(f"{pair}: {len(pairs)} dictionary pairs, demos {[(x.source_text, x.target_text) for x in demos]}")
+
+    rows: list[dict] = []
+    servers: list[dict] = []
+    words = _filter_words(pairs, src, tgt, demos, n)  # what the filter judges first (the windowed runs too)
+    with tempfile.TemporaryDirectory(prefix="bench-measure-") as tmp:
+        for label, block, runs in CONFIGS:
+            proc, url, rss, ready = start(block, model, Path(tmp) / f"{label}.log")
+            try:
+                print(f"{label}: worker (block {block}) ready in {ready:.0f}s", flush=True)
+                for mode, conc in runs:
+                    before = metrics(url)
+                    if mode == "pipeline":
+                        run = asyncio.run(pipeline(url, pairs, src, tgt, demos, n, conc))
+                    else:
+                        prompts = [word_prompt(w, src, tgt, demos=demos) for w in words]
+                        run = asyncio.run(windowed(url, prompts, conc))
+                    rows.append(_row(f"{label}: {mode}, c{conc}", run, before, metrics(url)))
+                    r = rows[-1]
+                    print(
+                        f"  {r['run']}: {r['words']} words, {r['prompts_per_s']:.2f} prompts/s, "
+                        f"hits {r['hit_rate']:.0%}, {r['computed_tokens_per_word']:.1f} computed tokens/word",
+                        flush=True,
+                    )
+                if tf and label == "after":
+                    golds = _golds(pairs, words)
+                    prompts = [word_prompt(w, src, tgt, demos=demos) for w in words]
+                    served = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
+                    rows += teacher_forcing(url, served, prompts, golds, 16)
+                    for r in rows[-2:]:
+                        print(f"  {r['run']}: {r['prompts_per_s']:.2f} prompts/s, hits {r['hit_rate']:.0%}")
+                idle = rss.now()
+            finally:
+                peak = rss.stop()
+                stop(proc)
+            servers.append(
+                {
+                    "config": label,
+                    "block": block,
+                    "ready_s": ready,
+                    "peak_rss_gb": peak / 1e9,
+                    "rss_after_gb": idle / 1e9,
+                }
+            )
+    _report(rows, servers, pair, model, n)
+    out = os.environ.get("BENCH_MEASURE_JSON")
+    if out:
+        Path(out).write_text(json.dumps({"rows": rows, "servers": servers}, indent=2))
+    return {"rows": rows, "servers": servers}
+
+
+def _candidates(pairs: list, src: str, tgt: str, demos: list[Demo]) -> list[tuple[str, list[str]]]:
+    from bridgex.probes import candidate_words
+
+    skip = {x.source_text for x in demos}
+    return [(w, g) for w, g in candidate_words(pairs, source=src, target=tgt) if w not in skip]
+
+
+def _filter_words(pairs: list, src: str, tgt: str, demos: list[Demo], n: int) -> list[str]:
+    """The words the filter judged: its candidate order, demonstration words left out."""
+    return [w for w, _ in _candidates(pairs, src, tgt, demos)[:n]]
+
+
+def _golds(pairs: list, words: list[str]) -> list[str]:
+    first: dict[str, str] = {}
+    for s, t in pairs:
+        first.setdefault(s, t)
+    return [first[w] for w in words]
+
+
+def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int) -> None:
+    print(f"\nmodel={model} pair={pair} words={n} fp32, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{'run':<44}{'words':>6}{'req':>6}{'kept':>6}{'p/s':>7}{'x before':>9}{'hits':>6}{'prompt/w':>9}"
+        f"{'computed/w':>11}"
+    )
+    base = rows[0]["prompts_per_s"]
+    for r in rows:
+        kept = "-" if r.get("kept") is None else r["kept"]
+        print(
+            f"{r['run']:<44}{r['words']:>6}{r.get('requests', r['words']):>6}{kept!s:>6}{r['prompts_per_s']:>7.2f}"
+            f"{r['prompts_per_s'] / base:>9.2f}{r['hit_rate']:>6.0%}{r['prompt_tokens_per_word']:>9.1f}"
+            f"{r['computed_tokens_per_word']:>11.1f}"
+        )
+    head = {r["run"].split(":")[0]: r for r in rows if r["run"] in ("before: windowed, c4", "after: pipeline, c16")}
+    if len(head) == 2:
+        b, a = head["before"], head["after"]
+        print(
+            f"\nAFTER / BEFORE: {a['prompts_per_s'] / b['prompts_per_s']:.2f}x prompts/s "
+            f"({b['prompts_per_s']:.2f} -> {a['prompts_per_s']:.2f}); computed prompt tokens per word "
+            f"{b['computed_tokens_per_word']:.1f} -> {a['computed_tokens_per_word']:.1f}; hit rate "
+            f"{b['hit_rate']:.0%} -> {a['hit_rate']:.0%}"
+        )
+    tf = [r for r in rows if "teacher forcing" in r["run"] or "greedy decode" in r["run"]]
+    if len(tf) == 2:
+        print(f"teacher forcing / greedy decode: {tf[1]['prompts_per_s'] / tf[0]['prompts_per_s']:.2f}x prompts/s")
+    for s in servers:
+        print(
+            f"worker {s['config']} (block {s['block']}): ready {s['ready_s']:.0f}s, "
+            f"peak RSS {s['peak_rss_gb']:.2f} GB, after the runs {s['rss_after_gb']:.2f} GB"
+        )
+
+
+if __name__ == "__main__":
+    main()
