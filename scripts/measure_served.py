@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from bridgex.frequency import frequency_order
 from bridgex.probes import matches_gold
 from bridgex.prompts import normalize_word
 from bridgex.settings import get_settings
+from scipy.stats import binomtest
 
 
 def eval_words(s: str, t: str, n: int) -> list[tuple[str, list[str]]]:
@@ -38,12 +38,16 @@ def eval_words(s: str, t: str, n: int) -> list[tuple[str, list[str]]]:
 
 
 def sign_test(b: int, c: int) -> float:
-    """Exact two-sided sign test p for b wins against c losses."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    """Exact two-sided sign test p for b wins against c losses (scipy.stats.binomtest)."""
+    return 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
+
+
+def paired(x: list[bool], y: list[bool]) -> dict[str, Any]:
+    """x against y on the same words: words only x gets, only y gets, two-sided and one-sided (x worse) p."""
+    b = sum(1 for p, q in zip(x, y, strict=True) if p and not q)
+    c = sum(1 for p, q in zip(x, y, strict=True) if q and not p)
+    worse = 1.0 if b + c == 0 else float(binomtest(c, b + c, 0.5, alternative="greater").pvalue)
+    return {"only_this": b, "only_other": c, "p": round(sign_test(b, c), 4), "p_worse": round(worse, 4)}
 
 
 async def translate_all(api: str, items: list[dict[str, Any]], concurrency: int = 12) -> list[dict[str, Any]]:
@@ -198,16 +202,38 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 row["auto_bridge"] = sorted({str(r["bridge"]) for r in res})
                 row["auto_source"] = sorted({r["bridge_source"] for r in res})
             pooled.setdefault(name, []).extend(hits[name])
+        en = hits.get("en", hits["none"])  # always-English is direct translation where en is a side
+        hits["always_en"] = en
         for name in conds:
             if name != "none":
-                b = sum(1 for x, y in zip(hits[name], hits["none"], strict=True) if x and not y)
-                c = sum(1 for x, y in zip(hits[name], hits["none"], strict=True) if y and not x)
-                row[name]["vs_none"] = {"only_this": b, "only_none": c, "p": round(sign_test(b, c), 4)}
+                row[name]["vs_none"] = paired(hits[name], hits["none"])
+            if name not in ("en",):
+                row[name]["vs_always_en"] = paired(hits[name], en)
+        pooled.setdefault("always_en", []).extend(en)
+        row["always_en"] = score(en)
+        decision = ((analysis.get(pair, {}).get("served") or {}).get("decision")) or {}
+        row["decision"] = {
+            "incumbent": decision.get("incumbent"),
+            "served": decision.get("served"),
+            "closed_by": decision.get("closed_by"),
+            "words": decision.get("words"),
+            "tests": [
+                {k: t.get(k) for k in ("condition", "wins", "losses", "p_value", "significant", "dropped")}
+                for t in decision.get("tests") or []
+            ],
+        }
         out["pairs"][pair] = row
         print(pair, json.dumps(row), flush=True)
     for name, h in pooled.items():
         out["pooled"][name] = score(h)
-    # paired pooled tests need the same words under both: none and auto exist for every pair
+    # every pooled list has one entry per evaluation word of every pair, in the same order
+    out["pooled"]["auto_vs_none"] = paired(pooled["auto"], pooled["none"])
+    out["pooled"]["auto_vs_always_en"] = paired(pooled["auto"], pooled["always_en"])
+    if "hsic" in pooled and len(pooled["hsic"]) == len(pooled["none"]):
+        out["pooled"]["hsic_vs_none"] = paired(pooled["hsic"], pooled["none"])
+    tops = [(analysis.get(p, {}).get("hsic_top"), (analysis.get(p, {}).get("served") or {})) for p in args.pairs]
+    bridged = [(top, sv.get("bridge")) for top, sv in tops if sv.get("bridge")]
+    out["hsic_top_is_served"] = {"pairs_with_a_served_bridge": len(bridged), "equal": sum(a == b for a, b in bridged)}
     return out
 
 
