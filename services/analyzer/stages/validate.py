@@ -89,7 +89,7 @@ def validate(
             info.update(
                 {
                     "conditions": conditions,
-                    "incumbent": incumbent,
+                    "incumbent": result.decision.incumbent,
                     "notes": result.notes,
                     "scores": {c: v.model_dump(mode="json") for c, v in result.scores.items()},
                     "decision": result.decision.model_dump(mode="json"),
