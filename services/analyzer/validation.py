@@ -81,6 +81,7 @@ class DevMeasurer:
     concurrency: int = 16
     retries: int = 2
     memo_key: str = ""
+    demo_choice: str = "frequent"
     memo: CompletionMemo = field(default_factory=lambda: MEMO)
     errors: dict[str, int] = field(default_factory=dict)
     retried: int = 0
@@ -119,7 +120,16 @@ class DevMeasurer:
     def demos(self, bridge: str | None, word: str) -> tuple[list[Demo], list[Demo]]:
         if not self.k_shot:
             return [], []
-        return word_demos(self.data_root, self.source, self.target, bridge, self.k_shot, word, words=self.demo_words)
+        return word_demos(
+            self.data_root,
+            self.source,
+            self.target,
+            bridge,
+            self.k_shot,
+            word,
+            words=self.demo_words,
+            choice=self.demo_choice,
+        )
 
     async def one(self, condition: str, word: str, golds: list[str]) -> bool | None:
         bridge = None if condition == NONE else condition
@@ -157,10 +167,19 @@ class DevMeasurer:
         return {c: list(flat[i * n : (i + 1) * n]) for i, c in enumerate(conditions)}
 
 
-def aligned_demo_words(data_root: str, source: str, target: str, conditions: Sequence[str], k: int) -> list[str]:
-    """The demonstration source words every condition gets (k plus spares for a query that is one of them)."""
+def aligned_demo_words(
+    data_root: str,
+    source: str,
+    target: str,
+    conditions: Sequence[str],
+    k: int,
+    order: Sequence[str] | None = None,
+    choice: str = "frequent",
+) -> list[str]:
+    """The demonstration source words every condition gets (k plus spares for a query that is one of them),
+    taken in `order` (bridgex.demos.ordered_words, DECISION demo_choice)."""
     bridges = [c for c in conditions if c != NONE]
-    _, step2 = word_demos(data_root, source, target, None, k + 2, "", align=bridges)
+    _, step2 = word_demos(data_root, source, target, None, k + 2, "", align=bridges, words=order, choice=choice)
     return [d.source_text for d in step2]
 
 
@@ -183,6 +202,8 @@ async def validate_on_dev(
     *,
     data_root: str,
     k_shot: int,
+    demo_order: Sequence[str] | None = None,
+    demo_choice: str = "frequent",
     hsic_order: Sequence[str] = (),
     concurrency: int = 16,
     retries: int = 2,
@@ -208,7 +229,7 @@ async def validate_on_dev(
             notes["incumbent_unavailable"] = incumbent
             incumbent = NONE
         conditions = usable
-        demo_words = aligned_demo_words(data_root, source, target, conditions, k_shot)
+        demo_words = aligned_demo_words(data_root, source, target, conditions, k_shot, demo_order, demo_choice)
         if len(demo_words) < k_shot + 2:
             notes["demo_shortfall"] = (
                 f"only {len(demo_words)} words are in every measured condition's dictionaries (k_shot={k_shot})"
@@ -226,6 +247,7 @@ async def validate_on_dev(
         concurrency=concurrency,
         retries=retries,
         memo_key=memo_key,
+        demo_choice=demo_choice,
         progress=(lambda done: progress(done, planned)) if progress is not None else None,
     )
     while (ask := test.next()) is not None:

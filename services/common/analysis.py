@@ -153,6 +153,7 @@ class AnalysisRequest(BaseModel):
             "serve_alpha": settings.serve_alpha,
             "dev_size": self.dev_size if self.dev_size is not None else settings.dev_size,
             "dev_max": settings.dev_max,
+            "demo_choice": settings.demo_choice,
             "dev_min": settings.dev_min,
             "k_shot": settings.k_shot,
             "method_version": METHOD_VERSION,
@@ -194,6 +195,7 @@ class AnalysisSpec:
     serve_alpha: float = 0.05
     dev_size: int | None = None
     dev_max: int | None = None
+    demo_choice: Literal["frequent", "direct", "kept"] = "frequent"
     dev_min: int | None = None
     k_shot: int = 0
     method_version: str | None = None

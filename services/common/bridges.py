@@ -80,11 +80,13 @@ def served_of(ranking: dict[str, Any]) -> tuple[str | None, str]:
     return code, "HSIC argmax (ranking without a serving decision)"
 
 
-def served_demo_words(ranking: dict[str, Any]) -> list[str] | None:
-    """The demonstration source words the dev validation measured (None: a ranking from before they were kept)."""
+def served_demos(ranking: dict[str, Any]) -> tuple[list[str] | None, str]:
+    """(demonstration source words the dev validation measured, how they were chosen); (None, "frequent") for
+    a ranking from before they were recorded."""
     served = ranking.get("served")
-    words = served.get("demo_words") if isinstance(served, dict) else None
-    return [str(w) for w in words] if isinstance(words, list) else None
+    served = served if isinstance(served, dict) else {}
+    words = served.get("demo_words")
+    return ([str(w) for w in words] if isinstance(words, list) else None), str(served.get("demo_choice") or "frequent")
 
 
 class BridgeStore:

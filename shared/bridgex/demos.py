@@ -11,19 +11,48 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Literal
 
 from bridgex.frequency import frequency_order
 from bridgex.prompts import Demo
 
+DemoChoice = Literal["frequent", "direct", "kept"]
+"""DECISION `demo_choice`, which dictionary words teach the format: "frequent" (the most common words),
+"direct" (the most common words with an entry not composed through a pivot language: pivot composition brings
+function words and wrong senses, e.g. id-ja `"air"→"おしっこ"`), "kept" (the words the gold filter kept: the model
+already translates them right; the analyzer records them, the gateway serves the record)."""
+
 
 @lru_cache(maxsize=256)
-def demo_words(root: str, source: str, target: str) -> tuple[tuple[str, str], ...]:
-    """(source word, its first translation) of the probe part, most common first."""
+def demo_words(root: str, source: str, target: str, choice: str = "frequent") -> tuple[tuple[str, str], ...]:
+    """(source word, its translation) of the probe part, most common first. "direct" puts the words with an
+    entry that is not pivot-composed first, with that entry's translation ("kept" orders like "frequent": the
+    kept words come from the probe set, see `ordered_words`)."""
     from bridgex.data.layout import DataLayout
 
     d = DataLayout(root).dictionary(source, target, "probe")
     tr = {w: ts for w, ts in d.translations().items() if ts}
-    return tuple((w, tr[w][0]) for w in frequency_order(tr, source, target, salt="demos"))
+    order = frequency_order(tr, source, target, salt="demos")
+    if choice != "direct":
+        return tuple((w, tr[w][0]) for w in order)
+    direct: dict[str, str] = {}
+    for p in d.pairs:
+        if not (p.origin or d.origin or "").startswith("pivot") and p.source not in direct:
+            direct[p.source] = p.target
+    first = [(w, direct[w]) for w in order if w in direct]
+    return tuple(first + [(w, tr[w][0]) for w in order if w not in direct])
+
+
+def ordered_words(root: str, source: str, target: str, choice: str = "frequent", kept: Sequence[str] = ()) -> list[str]:
+    """Candidate demonstration source words in the order `choice` prefers (`kept`: the gold filter's words)."""
+    if choice not in ("frequent", "direct", "kept"):
+        raise ValueError(f"demo_choice must be 'frequent', 'direct' or 'kept', not {choice!r}")
+    base = [w for w, _ in demo_words(root, source, target, "direct" if choice == "direct" else "frequent")]
+    if choice != "kept":
+        return base
+    known = set(base)
+    first = [w for w in dict.fromkeys(kept) if w in known]
+    return first + [w for w in base if w not in set(first)]
 
 
 @lru_cache(maxsize=256)
@@ -50,18 +79,20 @@ def word_demos(
     *,
     align: Sequence[str] = (),
     words: Sequence[str] | None = None,
+    choice: str = "frequent",
 ) -> tuple[list[Demo], list[Demo]]:
     """(demos for the bridge step s->b, demos for the final step), each at most k, never the query word.
 
     Both steps use the same source words. `align`: other bridges whose s->b dictionaries must hold the words too,
     so that every condition of a paired comparison (none, each bridge) gets the same demonstration words.
     `words`: take the source words in this order (the words a validation measured, so what is served is what
-    was measured); words no longer in the dictionaries are skipped."""
+    was measured); words no longer in the dictionaries are skipped. `choice` (DECISION demo_choice): "direct"
+    prefers entries that are not pivot-composed, for the order and for the translations shown."""
     if k <= 0:
         return [], []
-    st = dict(demo_words(root, source, target))
+    st = dict(demo_words(root, source, target, "direct" if choice == "direct" else "frequent"))
     need = [b for b in dict.fromkeys([*([bridge] if bridge else []), *align]) if b not in (source, target)]
-    sbs = {b: dict(demo_words(root, source, b)) for b in need}
+    sbs = {b: dict(demo_words(root, source, b, "direct" if choice == "direct" else "frequent")) for b in need}
     order = list(words) if words is not None else list(st)
     chosen = [w for w in order if w != query and w in st and all(w in sb for sb in sbs.values())][:k]
     if bridge is None or bridge in (source, target):

@@ -84,6 +84,7 @@ class ServedChoice(BaseModel):
     demo_words: list[str] | None = Field(
         None, description="Source words of the demonstrations measured (and served) for this pair."
     )
+    demo_choice: str | None = Field(None, description="How they were chosen (DECISION demo_choice).")
 
 
 def dev_score(hits: int, n: int) -> DevScore:
@@ -282,6 +283,7 @@ def choose(
     decision: Decision | None,
     *,
     demo_words: Sequence[str] | None = None,
+    demo_choice: str | None = None,
 ) -> ServedChoice:
     """The served bridge. `hsic_order`: scored candidates, best first; `decision`: the sequential test's record
     (None: nothing could be measured)."""
@@ -290,7 +292,11 @@ def choose(
         if not hsic_order:
             return ServedChoice(bridge=None, policy=policy, reason="no candidate could be scored")
         return ServedChoice(
-            bridge=hsic_order[0], policy=policy, reason="HSIC argmax (the paper's choice)", demo_words=demos
+            bridge=hsic_order[0],
+            policy=policy,
+            reason="HSIC argmax (the paper's choice)",
+            demo_words=demos,
+            demo_choice=demo_choice,
         )
     if policy != "validated":
         raise ValueError(f"serve_policy must be 'validated' or 'hsic', not {policy!r}")
@@ -310,5 +316,10 @@ def choose(
     else:
         why = f"no challenger beat the incumbent {decision.incumbent} at alpha={decision.alpha} ({decision.closed_by})"
     return ServedChoice(
-        bridge=served, policy=policy, reason=f"{why}; {_summary(decision)}", decision=decision, demo_words=demos
+        bridge=served,
+        policy=policy,
+        reason=f"{why}; {_summary(decision)}",
+        decision=decision,
+        demo_words=demos,
+        demo_choice=demo_choice,
     )

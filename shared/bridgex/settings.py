@@ -111,6 +111,11 @@ class CoreSettings(BaseSettings):
     serve_alpha: float = Field(
         0.05, gt=0, lt=0.5, description="Family-wise error rate of the serving test (one-sided sign tests, Holm)."
     )
+    demo_choice: Literal["frequent", "direct", "kept"] = Field(
+        "frequent",
+        description="Demonstration words the analysis measures and auto serves (DECISION, bridgex.demos): "
+        "most common, not pivot-composed first, or the gold filter's kept words first.",
+    )
     dev_size: int = Field(100, ge=1, description="Dev words of the first look of the sequential test.")
     dev_max: int = Field(400, ge=1, description="Most dev words measured while the decision is open (later looks).")
     dev_min: int = Field(20, ge=1, description="Fewer dev words than this: no validation, auto serves none.")

@@ -57,7 +57,8 @@ def run_analysis(
     with ctx.timed("rank"):
         ranking = rank(lm, profiles, acts, layers, ps, spec, ctx)
     with ctx.timed("validate"):
-        ranking.update(validate(ranking, spec, settings, ctx, lm))
+        kept = ps.words if ps.filter == "gold" else []
+        ranking.update(validate(ranking, spec, settings, ctx, lm, kept=kept))
     ctx.check("publish")
     # auto serves a ranking only while the worker serves the weights it was made on (services.api.services.
     # weights): a ranking of other weights would be re-analysed, and published stale, again and again

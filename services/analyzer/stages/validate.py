@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+from bridgex.demos import ordered_words
 from bridgex.generation.client import GenerationError
 from bridgex.models import LoadedModel
 from bridgex.serving import SequentialDesign, choose, incumbent_for, validation_conditions
@@ -26,6 +27,7 @@ def validate(
     settings: AnalyzerSettings,
     ctx: JobContext,
     lm: LoadedModel | None = None,
+    kept: list[str] | None = None,
 ) -> dict[str, Any]:
     """Measure the dev split and decide what `auto` serves (bridgex.serving). Returns {"served", "validation"}.
 
@@ -72,6 +74,8 @@ def validate(
                         design,
                         data_root=str(settings.data_path),
                         k_shot=info["k_shot"],
+                        demo_order=ordered_words(str(settings.data_path), src, tgt, spec.demo_choice, kept or ()),
+                        demo_choice=spec.demo_choice,
                         hsic_order=order,
                         concurrency=settings.gold_filter_concurrency,
                         memo_key=memo_key,
@@ -101,5 +105,6 @@ def validate(
         order,
         result.decision if result is not None else None,
         demo_words=result.demo_words if result is not None else None,
+        demo_choice=spec.demo_choice if result is not None else None,
     )
     return {"served": served.model_dump(mode="json"), "validation": info}

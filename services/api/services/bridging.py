@@ -20,7 +20,7 @@ from bridgex.typology import nearest_candidate
 
 from services.common import redis_keys
 from services.common.analysis import AnalysisRequest, InvalidAnalysisRequest, served_config, submit_analysis
-from services.common.bridges import served_demo_words, served_of
+from services.common.bridges import served_demos, served_of
 from services.common.jobs import AUTO_OWNER, JobRecord
 
 from ..core.config import ApiSettings
@@ -45,6 +45,7 @@ class BridgeChoice:
     warnings: list[str] = field(default_factory=list)
     reason: str | None = None
     demo_words: list[str] | None = None  # the demonstration words the analysis measured, served the same
+    demo_choice: str = "frequent"  # how they were chosen (DECISION demo_choice)
 
 
 @lru_cache(maxsize=4096)
@@ -175,8 +176,9 @@ async def choose(
             served, reason = served_of(ranking)
             if served in (source, target):  # a ranking can never serve a side of the pair; be safe anyway
                 served, reason = None, f"the published bridge {served!r} is a side of the pair"
-            key, words = ranking.get("cache_key"), served_demo_words(ranking)
-            return BridgeChoice(served, "cache", cache_key=key, reason=reason, demo_words=words)
+            words, how = served_demos(ranking)
+            key = ranking.get("cache_key")
+            return BridgeChoice(served, "cache", cache_key=key, reason=reason, demo_words=words, demo_choice=how)
     code, warn = await fallback_bridge(ctx, source, target)
     if warn:
         warnings.append(warn)

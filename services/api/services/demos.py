@@ -70,6 +70,7 @@ async def demos(
     *,
     explicit: bool,
     words: list[str] | None = None,
+    choice: str = "frequent",
 ) -> tuple[list[Demo], list[Demo], list[str]]:
     """(bridge-step demos, final-step demos, warnings). `words`: the demonstration words an analysis measured
     for the pair (served as measured); None picks the pair's most common ones."""
@@ -79,7 +80,7 @@ async def demos(
 
     def pick() -> tuple[list[Demo], list[Demo]]:
         if task == "word":
-            return lib.word_demos(root, source, target, bridge, k, text, words=words)
+            return lib.word_demos(root, source, target, bridge, k, text, words=words, choice=choice)
         return lib.text_demos(root, source, target, bridge, k)
 
     try:

@@ -83,6 +83,7 @@ async def run(ctx: AppContext, plan: Plan, request_id: str) -> TranslateResponse
         plan.text,
         explicit=plan.k_shot_explicit,
         words=choice.demo_words,
+        choice=choice.demo_choice,
     )
     warnings += demo_warnings
 

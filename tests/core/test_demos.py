@@ -1,0 +1,62 @@
+"""bridgex.demos: the DECISION demo_choice orders, the same words for every condition, served as recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bridgex.demos import clear_cache, ordered_words, word_demos
+
+
+def _data(root: Path) -> str:
+    rows = {
+        ("id", "ja"): [
+            "yang\t彼の地\tpivot-en",
+            "air\tおしっこ\tpivot-en",
+            "air\t水\tcldr:test",
+            "rumah\t家\tfreedict:x",
+        ],
+        ("id", "en"): ["yang\tthat\tfreedict:y", "air\twater\tfreedict:y", "rumah\thouse\tfreedict:y"],
+        ("id", "de"): ["air\tWasser\tpivot-en", "rumah\tHaus\tpivot-en"],
+    }
+    for (s, t), lines in rows.items():
+        d = root / "dict" / f"{s}-{t}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "all.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (d / "probe.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (d / "eval.tsv").write_text("", encoding="utf-8")
+    (root / "manifest.json").write_text(json.dumps({"params": {"seed": 0, "eval_fraction": 0.5, "dev_fraction": 0}}))
+    clear_cache()
+    return str(root)
+
+
+def test_direct_prefers_entries_that_are_not_pivot_composed(tmp_path: Path) -> None:
+    root = _data(tmp_path)
+    direct = ordered_words(root, "id", "ja", "direct")
+    assert set(direct[:2]) == {"air", "rumah"} and direct[2] == "yang"  # yang has only a pivot entry
+    _, demos = word_demos(root, "id", "ja", None, 3, "", words=direct, choice="direct")
+    assert {d.source_text: d.target_text for d in demos}["air"] == "水"  # the CLDR entry, not the pivot one
+    _, demos = word_demos(root, "id", "ja", None, 3, "", choice="frequent")
+    assert {d.source_text: d.target_text for d in demos}["air"] == "おしっこ"
+
+
+def test_kept_words_come_first_and_unknown_ones_are_ignored(tmp_path: Path) -> None:
+    root = _data(tmp_path)
+    got = ordered_words(root, "id", "ja", "kept", kept=["rumah", "nope"])
+    assert got[0] == "rumah" and "nope" not in got and sorted(got) == ["air", "rumah", "yang"]
+    with pytest.raises(ValueError, match="demo_choice"):
+        ordered_words(root, "id", "ja", "best")
+
+
+def test_every_condition_gets_the_same_words(tmp_path: Path) -> None:
+    root = _data(tmp_path)
+    # de lacks "yang": aligned on de, no condition shows it, direct included
+    _, direct = word_demos(root, "id", "ja", None, 3, "", align=["en", "de"])
+    s1, via_en = word_demos(root, "id", "ja", "en", 3, "", align=["en", "de"])
+    assert [d.source_text for d in direct] == [d.source_text for d in via_en] == [d.source_text for d in s1]
+    assert "yang" not in {d.source_text for d in direct} and len(direct) == 2
+    assert all(d.bridge_text for d in via_en)
+    # the query word is never a demonstration; recorded words are served in their order
+    _, rec = word_demos(root, "id", "ja", "en", 3, "air", words=["rumah", "air", "yang"])
+    assert [d.source_text for d in rec] == ["rumah", "yang"]
