@@ -3,6 +3,7 @@
     .venv/bin/python scripts/measure_served.py kshot en-ja en-zh ... --words 100 --out kshot.json
     .venv/bin/python scripts/measure_served.py analyze en-ja ... --out analysis.json
     .venv/bin/python scripts/measure_served.py evaluate en-ja ... --analysis analysis.json --out eval.json
+    .venv/bin/python scripts/measure_served.py demos en-ja ... --analysis analysis.json --out demos.json
 
 `kshot`: P@1 of direct translation (bridge none) at k_shot 0 and 3 on the evaluation split's most common words.
 `analyze`: POST /analyze with the defaults per pair, waits, records probes tried/kept, the HSIC top, the dev
@@ -147,6 +148,68 @@ def cmd_goldfilter(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+async def _direct_p_at_1(worker: str, s: str, t: str, words: list, demo_order: list[str], choice: str) -> list[bool]:
+    """Direct translation (no bridge, k=3) of `words` through the worker with demonstrations in `demo_order`."""
+    from bridgex.demos import word_demos
+    from bridgex.generation.client import GenerationClient
+    from bridgex.prompts import parse_word, word_prompt
+
+    root = str(get_settings().data_path)
+    async with GenerationClient(worker, timeout=120, concurrency=16) as client:
+
+        async def one(w: str, golds: list[str]) -> bool:
+            _, demos = word_demos(root, s, t, None, 3, w, words=demo_order, choice=choice)
+            out = await client.complete(word_prompt(w, s, t, demos=demos), max_tokens=16)
+            return matches_gold(parse_word(out.text), golds)
+
+        return list(await asyncio.gather(*(one(w, g) for w, g in words)))
+
+
+def cmd_demos(args: argparse.Namespace) -> dict[str, Any]:
+    """DECISION demo_choice: P@1 of direct translation on the evaluation words with the demonstrations each
+    choice picks (the same words, paired); "kept" reads the pair's gold-filtered probe set from --analysis."""
+    from bridgex.demos import ordered_words
+    from bridgex.probes import ProbeSet
+
+    analysis = json.loads(Path(args.analysis).read_text()) if Path(args.analysis).exists() else {}
+    root = str(get_settings().data_path)
+    out: dict[str, Any] = {"pairs": {}, "pooled": {}}
+    pooled: dict[str, list[bool]] = {}
+    for pair in args.pairs:
+        s, t = pair.split("-")
+        words = eval_words(s, t, args.words)
+        probes = ((analysis.get(pair) or {}).get("artifacts") or {}).get("probes")
+        kept: list[str] = []
+        if probes and Path(probes).exists():
+            ps = ProbeSet.load(Path(probes))
+            kept = ps.words if ps.filter == "gold" else []
+        row: dict[str, Any] = {"n": len(words), "kept_words": len(kept)}
+        hits: dict[str, list[bool]] = {}
+        for choice in ("frequent", "direct", "kept"):
+            if choice == "kept" and not kept:
+                continue
+            order = ordered_words(root, s, t, choice, kept)
+            hits[choice] = asyncio.run(_direct_p_at_1(args.worker, s, t, words, order, choice))
+            row[choice] = score(hits[choice]) | {"demos": order[:3]}
+            if choice != "frequent":
+                row[choice]["vs_frequent"] = paired(hits[choice], hits["frequent"])
+            pooled.setdefault(choice, [])
+        for choice in ("frequent", "direct", "kept"):  # pooled over the pairs where every choice ran
+            if "kept" in hits:
+                pooled[choice].extend(hits[choice])
+        for choice in ("frequent", "direct"):
+            pooled.setdefault(f"{choice}_all", []).extend(hits[choice])
+        out["pairs"][pair] = row
+        print(pair, json.dumps(row, ensure_ascii=False), flush=True)
+    for name, h in pooled.items():
+        out["pooled"][name] = score(h)
+    if pooled.get("direct_all"):
+        out["pooled"]["direct_vs_frequent"] = paired(pooled["direct_all"], pooled["frequent_all"])
+    if pooled.get("kept"):
+        out["pooled"]["kept_vs_frequent"] = paired(pooled["kept"], pooled["frequent"])
+    return out
+
+
 def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with httpx.Client(base_url=args.api, timeout=60) as c:
@@ -172,6 +235,7 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
                 "served": res.get("served"),
                 "timings_s": res.get("timings_s"),
                 "cache_key": res.get("cache_key"),
+                "artifacts": res.get("artifacts"),
             }
             print(pair, json.dumps(out[pair], ensure_ascii=False), flush=True)
     return out
@@ -239,7 +303,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["kshot", "goldfilter", "analyze", "evaluate"])
+    p.add_argument("command", choices=["kshot", "goldfilter", "analyze", "evaluate", "demos"])
     p.add_argument("pairs", nargs="+")
     p.add_argument("--api", default="http://127.0.0.1:8000")
     p.add_argument("--worker", default="http://127.0.0.1:8001")
@@ -247,7 +311,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--analysis", default="analysis.json")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    commands = {"kshot": cmd_kshot, "goldfilter": cmd_goldfilter, "analyze": cmd_analyze, "evaluate": cmd_evaluate}
+    commands = {
+        "kshot": cmd_kshot,
+        "goldfilter": cmd_goldfilter,
+        "analyze": cmd_analyze,
+        "evaluate": cmd_evaluate,
+        "demos": cmd_demos,
+    }
     result = commands[args.command](args)
     Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1))
     return 0
