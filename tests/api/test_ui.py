@@ -137,6 +137,139 @@ def test_matrix_then_pair_page(page, stack: Stack, published: list[str]) -> None
         assert c.get("/bridges/en/fr", headers=A).status_code == 200  # nothing was deleted
 
 
+def _p(text: str) -> float:
+    return float(text.replace("–", "nan"))
+
+
+def _assert_decision_shown(page, d: dict, notes: dict) -> None:
+    """The pair page's "Serving decision" section shows decision `d` and the notes' failed generations, cell by
+    cell."""
+    keys = page.locator("#decision-summary th").all_inner_texts()
+    summary = dict(zip(keys, page.locator("#decision-summary td").all_inner_texts(), strict=True))
+    assert summary["incumbent"] == d["incumbent"] and summary["served"] == d["served"]
+    assert float(summary["alpha"]) == d["alpha"] and summary["design"] == d["design"]
+    assert summary["closed by"].startswith(d["closed_by"].replace("_", " ") + ":")
+    assert f"look {d['look'] + 1} of {len(d['looks'])}, {d['words']} dev words" in summary["closed by"]
+    errors = {c: n for c, n in notes["errors"].items() if n}
+    excluded = summary["failed generations excluded"]
+    per_condition = ", ".join(f"{c}: {n}" for c, n in errors.items())
+    assert excluded == (f"{sum(errors.values())} ({per_condition})" if errors else "none")
+    assert summary["retried"] == str(notes["retried"])
+
+    looks = page.locator("#looks tbody tr")
+    assert looks.count() == len(d["looks"])
+    for i, (words, level) in enumerate(zip(d["looks"], d["levels"], strict=True)):
+        cells = looks.nth(i).locator("td").all_inner_texts()
+        assert cells[:2] == [str(i + 1), str(words)]
+        assert _p(cells[2]) == pytest.approx(level, rel=1e-3)
+        assert ("closed here" in cells[3]) == (i == d["look"])
+
+    rows = page.locator("#challengers tbody tr")
+    assert rows.count() == len(d["tests"]) >= 1
+    for i, t in enumerate(d["tests"]):
+        cells = rows.nth(i).locator("td").all_inner_texts()
+        assert cells[:4] == [t["condition"], str(t["n"]), str(t["wins"]), str(t["losses"])], (cells, t)
+        assert _p(cells[4]) == pytest.approx(t["p_value"], rel=1e-3)
+        if t["holm_level"] is None:
+            assert cells[5] == "–"
+        else:
+            assert _p(cells[5]) == pytest.approx(t["holm_level"], rel=1e-3)
+        assert cells[6:] == ["yes" if t["significant"] else "no", "yes" if t["dropped"] else "no"]
+
+
+def test_pair_page_shows_the_serving_decision_and_demonstrations(page, stack: Stack, published: list[str]) -> None:
+    with stack.client() as c:
+        ranking = c.get("/bridges/en/de", headers=A).json()
+    served, validation = ranking["served"], ranking["validation"]
+    d = served["decision"]
+    assert d is not None and validation["policy"] == "validated"  # dev words >= dev_min: the paired test ran
+    assert d == validation["decision"]
+    _login(page, stack)
+    page.goto(f"{stack.api}/ui/#/pair/en/de")
+    page.wait_for_selector("#decision #challengers")
+
+    _assert_decision_shown(page, d, validation["notes"])
+    assert page.locator("#dev tbody tr").count() == len(validation["scores"])  # the dev accuracies stay
+
+    words = served.get("demo_words")
+    if words:
+        assert page.locator("#demos #demo-words li").all_inner_texts() == words
+    else:  # the test stack runs zero-shot (BRIDGEX_K_SHOT=0): nothing to show, and the page says so
+        assert page.locator("#demos #demo-words").count() == 0
+        assert page.inner_text("#demos #no-demos").startswith("no demonstrations")
+    page.screenshot(path=str(_shots(stack) / "pair-decision.png"), full_page=True)
+
+
+def test_pair_page_older_ranking_and_demonstration_words(page, stack: Stack, published: list[str]) -> None:
+    """The branches the zero-shot test stack does not publish: the gateway's real /bridges/en/de response, edited
+    in flight into a ranking from before the paired test (no decision, no demo words), then into one that
+    carries demonstration words."""
+    edit: dict[str, object] = {}
+
+    def handler(route) -> None:
+        resp = route.fetch()
+        body = resp.json()
+        for part, fields in edit.items():
+            for k, v in fields.items():
+                if v is None:
+                    body[part].pop(k, None)
+                else:
+                    body[part][k] = v
+        route.fulfill(response=resp, json=body)
+
+    page.route("**/bridges/en/de", handler)
+    _login(page, stack)
+    edit.update(served={"decision": None, "demo_words": None}, validation={"decision": None})
+    page.goto(f"{stack.api}/ui/#/pair/en/de")
+    page.wait_for_selector("#decision #no-decision")
+    assert page.inner_text("#no-decision").startswith("no paired test recorded")
+    assert page.locator("#challengers").count() == 0
+    assert page.inner_text("#demos #no-demos") == "no demonstrations (this ranking does not record them)"
+
+    words = ["waterEN", "house<b>", "dog"]
+    edit.update(served={"demo_words": words}, validation={"k_shot": 2})
+    page.goto(f"{stack.api}/ui/#/matrix")
+    page.wait_for_selector("#matrix")
+    page.goto(f"{stack.api}/ui/#/pair/en/de")
+    page.wait_for_selector("#demos #demo-words")
+    assert page.locator("#demo-words li").all_inner_texts() == words  # escaped: shown as text, not markup
+    assert page.locator("#demo-words li.first-k").count() == 2
+    assert "first 2 of them" in page.inner_text("#demos")
+
+    # a decision with more to show than the tiny model's (all-wrong) answers give: two looks, efficacy at the
+    # second, a challenger stopped for futility, a p-value small enough for exponent notation, failed generations
+    decision = {
+        "incumbent": "none",
+        "served": "it",
+        "alpha": 0.05,
+        "design": "Haybittle-Peto looks, union bound over looks, Holm over challengers, non-binding futility",
+        "looks": [100, 200],
+        "levels": [0.001, 0.049],
+        "look": 1,
+        "words": 200,
+        "closed_by": "efficacy",
+        "tests": [
+            {"condition": "it", "n": 197, "wins": 17, "losses": 1, "p_value": 7.25e-05, "holm_level": 0.0245,
+             "significant": True, "dropped": False},
+            {"condition": "en", "n": 98, "wins": 2, "losses": 5, "p_value": 1.0, "holm_level": 0.049,
+             "significant": False, "dropped": True},
+            {"condition": "fr", "n": 199, "wins": 6, "losses": 4, "p_value": 0.377, "holm_level": None,
+             "significant": False, "dropped": False},
+        ],
+    }  # fmt: skip
+    notes = {"errors": {"it": 2, "none": 1, "en": 0}, "retried": 5, "generations": 700, "memo_hits": 0}
+    edit.update(served={"decision": decision}, validation={"decision": decision, "notes": notes})
+    page.goto(f"{stack.api}/ui/#/matrix")
+    page.wait_for_selector("#matrix")
+    page.goto(f"{stack.api}/ui/#/pair/en/de")
+    page.wait_for_selector("#decision #challengers")
+    _assert_decision_shown(page, decision, notes)
+    assert page.locator("#challengers tbody tr").nth(0).locator("td").nth(4).inner_text() == "7.25e-5"
+    assert page.inner_text("#decision-summary td[data-key='failed generations excluded']") == "3 (it: 2, none: 1)"
+    assert page.locator("#challengers tr.served").get_attribute("data-condition") == "it"
+    page.screenshot(path=str(_shots(stack) / "pair-decision-edited.png"), full_page=True)
+
+
 def test_jobs_page_shows_progress_to_100_without_reload(page, stack: Stack) -> None:
     _login(page, stack)
     page.goto(f"{stack.api}/ui/#/jobs")

@@ -153,6 +153,74 @@ function heatmap(lo) {
   return `${out}</svg><details><summary>as a table (overlap, similarity)</summary><table id="overlap"><thead><tr><th></th>${lo.codes.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody>${rows}</tbody></table></details>`;
 }
 
+function pval(x) {
+  if (x === null || x === undefined) return "–";
+  const v = Number(x);
+  return v !== 0 && v < 0.001 ? v.toExponential(2) : v.toFixed(4);
+}
+
+const CLOSED_BY = {
+  efficacy: "efficacy: a challenger beat the incumbent",
+  futility: "futility: no challenger still showed an advantage at an interim look",
+  final_look: "final look: no challenger beat the incumbent",
+  no_challenger: "no challenger: only the incumbent was measured",
+};
+
+// The serving decision: the sequential paired test against the incumbent (bridgex.serving.Decision).
+function decisionSection(r) {
+  const served = r.served || {};
+  const val = r.validation || {};
+  const d = served.decision || val.decision;
+  const notes = val.notes || {};
+  if (!d) {
+    const why = val.policy || served.policy ? ` (policy ${esc(served.policy || val.policy)})` : "";
+    return `<p class="muted" id="no-decision">no paired test recorded${why}</p>`;
+  }
+  const looks = (d.looks || []).map((w, i) => {
+    const state = i === d.look ? `<b>closed here</b> (${esc(d.words)} words measured)` : i < d.look ? "passed" : "not reached";
+    return `<tr${i === d.look ? ` class="closing"` : ""}><td>${i + 1}</td><td>${esc(w)}</td><td>${pval((d.levels || [])[i])}</td><td>${state}</td></tr>`;
+  }).join("");
+  const yn = (b) => (b ? "yes" : "no");
+  const tests = (d.tests || []).map((t) => `<tr data-condition="${esc(t.condition)}"${t.condition === d.served ? ` class="served"` : ""}>`
+    + `<td>${t.condition === d.served ? `<b>${esc(t.condition)}</b>` : esc(t.condition)}</td><td>${esc(t.n)}</td><td>${esc(t.wins)}</td><td>${esc(t.losses)}</td>`
+    + `<td>${pval(t.p_value)}</td><td>${pval(t.holm_level)}</td><td>${yn(t.significant)}</td><td>${yn(t.dropped)}</td></tr>`).join("");
+  const errors = Object.entries(notes.errors || {}).filter(([, n]) => n);
+  const failed = errors.reduce((a, [, n]) => a + Number(n), 0);
+  const summary = {
+    incumbent: d.incumbent,
+    served: d.served,
+    alpha: d.alpha,
+    design: d.design,
+    "closed by": `${CLOSED_BY[d.closed_by] || d.closed_by} (look ${Number(d.look) + 1} of ${(d.looks || []).length}, ${d.words} dev words)`,
+    "failed generations excluded": failed ? `${failed} (${errors.map(([c, n]) => `${c}: ${n}`).join(", ")})` : "none",
+    retried: notes.retried ?? "–",
+  };
+  if (notes.left_out) summary["left out"] = Object.entries(notes.left_out).map(([c, why]) => `${c}: ${why}`).join("; ");
+  if (notes.demo_shortfall) summary["demonstrations"] = notes.demo_shortfall;
+  return `<table id="decision-summary" class="kv"><tbody>${Object.entries(summary).map(([k, v]) => `<tr><th scope="row">${esc(k)}</th><td data-key="${esc(k)}">${esc(v)}</td></tr>`).join("")}</tbody></table>
+    <h4>Looks (planned dev words, level of each look)</h4>
+    <table id="looks"><thead><tr><th scope="col">look</th><th scope="col">planned words</th><th scope="col">level</th><th scope="col">state</th></tr></thead><tbody>${looks}</tbody></table>
+    <h4>Challengers against ${esc(d.incumbent)}</h4>
+    ${tests ? `<table id="challengers"><thead><tr><th scope="col">condition</th><th scope="col">paired words n</th>
+      <th scope="col"><abbr title="words only the challenger got right">wins +</abbr></th><th scope="col"><abbr title="words only the incumbent got right">losses −</abbr></th>
+      <th scope="col">p (one-sided sign test)</th><th scope="col">Holm level</th><th scope="col">significant</th><th scope="col">stopped for futility</th></tr></thead><tbody>${tests}</tbody></table>`
+    : `<p class="muted">no challenger</p>`}`;
+}
+
+// The demonstrations measured and served (their source words; the first k_shot, never the query word, are used).
+function demosSection(r) {
+  const served = r.served || {};
+  const val = r.validation || {};
+  const words = served.demo_words;
+  if (!Array.isArray(words) || !words.length) {
+    const why = Array.isArray(words) ? `zero-shot: k_shot ${esc(val.k_shot ?? 0)}` : "this ranking does not record them";
+    return `<p class="muted" id="no-demos">no demonstrations (${why})</p>`;
+  }
+  const k = Number(val.k_shot ?? words.length);
+  return `<p class="muted">Source words, in order; a translation uses the first ${esc(k)} of them that are not the word asked.</p>
+    <ol id="demo-words">${words.map((w, i) => `<li${i < k ? ` class="first-k"` : ""}>${esc(w)}</li>`).join("")}</ol>`;
+}
+
 async function pairPage(main, source, target, params) {
   const config = params.get("config") || "";
   const r = await api(`/bridges/${source}/${target}${config ? `?config=${encodeURIComponent(config)}` : ""}`);
@@ -178,6 +246,8 @@ async function pairPage(main, source, target, params) {
       <section><h3>S<sub>l</sub>(b) per layer</h3>${lineChart(ranked, layers, order)}</section>
       <section><h3>Set sizes per layer</h3><table id="sizes"><thead><tr><th>layer</th><th>X (pair)</th>${order.map((c) => `<th>Y<sub>${esc(c)}</sub></th>`).join("")}</tr></thead><tbody>${sizes}</tbody></table></section>
       <section><h3>Dev accuracy (P@1, Wilson 95%)</h3>${dev ? `<table id="dev"><thead><tr><th>condition</th><th>hits</th><th>P@1</th><th>interval</th></tr></thead><tbody>${dev}</tbody></table>` : `<p class="muted">no validation ran</p>`}</section>
+      <section class="wide" id="decision" aria-labelledby="decision-h"><h3 id="decision-h">Serving decision</h3>${decisionSection(r)}</section>
+      <section id="demos" aria-labelledby="demos-h"><h3 id="demos-h">Demonstrations</h3>${demosSection(r)}</section>
       <section><h3>Language overlap (method step 1)</h3>${heatmap(r.language_overlap)}</section>
       <section><h3>Provenance</h3><table id="provenance"><tbody>${Object.entries(prov).map(([k, v]) => `<tr><th>${esc(k)}</th><td style="text-align:left">${esc(v ?? "–")}</td></tr>`).join("")}</tbody></table></section>
     </div>`;
