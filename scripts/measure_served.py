@@ -119,7 +119,7 @@ async def _gold_filter(worker: str, pairs: list, source: str, target: str, words
             target,
             client=client,
             probe_max=words,
-            probe_min=1,
+            probe_min=words // 4,  # the hopeless rule then looks only after all words (comparable arms)
             max_examined=words,
             demos=demos,
             concurrency=8,
