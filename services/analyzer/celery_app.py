@@ -8,6 +8,8 @@ loaded here: models are loaded lazily inside the worker process by the tasks.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 
 from services.analyzer.config import get_settings
@@ -45,4 +47,7 @@ def make_app(settings: ServiceSettings | None = None) -> Celery:
     return app
 
 
+# a job sends thousands of generation requests (gold filter, dev validation): one INFO line each from httpx
+# floods the log and costs CPU; failures still surface through the job's own messages
+logging.getLogger("httpx").setLevel(logging.WARNING)
 app = make_app()
