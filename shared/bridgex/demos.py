@@ -86,14 +86,14 @@ def word_demos(
     Both steps use the same source words. `align`: other bridges whose s->b dictionaries must hold the words too,
     so that every condition of a paired comparison (none, each bridge) gets the same demonstration words.
     `words`: take the source words in this order (the words a validation measured, so what is served is what
-    was measured); words no longer in the dictionaries are skipped. `choice` (DECISION demo_choice): "direct"
+    was measured), then the usual order for a larger k; words no longer in the dictionaries are skipped. `choice` (DECISION demo_choice): "direct"
     prefers entries that are not pivot-composed, for the order and for the translations shown."""
     if k <= 0:
         return [], []
     st = dict(demo_words(root, source, target, "direct" if choice == "direct" else "frequent"))
     need = [b for b in dict.fromkeys([*([bridge] if bridge else []), *align]) if b not in (source, target)]
     sbs = {b: dict(demo_words(root, source, b, "direct" if choice == "direct" else "frequent")) for b in need}
-    order = list(words) if words is not None else list(st)
+    order = list(dict.fromkeys([*words, *st])) if words is not None else list(st)  # recorded first, then the rest
     chosen = [w for w in order if w != query and w in st and all(w in sb for sb in sbs.values())][:k]
     if bridge is None or bridge in (source, target):
         return [], [Demo(w, st[w]) for w in chosen]

@@ -60,3 +60,12 @@ def test_every_condition_gets_the_same_words(tmp_path: Path) -> None:
     # the query word is never a demonstration; recorded words are served in their order
     _, rec = word_demos(root, "id", "ja", "en", 3, "air", words=["rumah", "air", "yang"])
     assert [d.source_text for d in rec] == ["rumah", "yang"]
+
+
+def test_recorded_words_first_then_the_usual_order_for_a_larger_k(tmp_path: Path) -> None:
+    root = _data(tmp_path)
+    usual = [d.source_text for d in word_demos(root, "id", "ja", None, 3, "")[1]]
+    _, got = word_demos(root, "id", "ja", None, 3, "", words=["yang"])
+    assert [d.source_text for d in got] == ["yang", *[w for w in usual if w != "yang"]][:3]
+    _, none_recorded = word_demos(root, "id", "ja", None, 2, "", words=[])  # an analysis at k_shot 0
+    assert len(none_recorded) == 2
