@@ -86,8 +86,9 @@ def word_demos(
     Both steps use the same source words. `align`: other bridges whose s->b dictionaries must hold the words too,
     so that every condition of a paired comparison (none, each bridge) gets the same demonstration words.
     `words`: take the source words in this order (the words a validation measured, so what is served is what
-    was measured), then the usual order for a larger k; words no longer in the dictionaries are skipped. `choice` (DECISION demo_choice): "direct"
-    prefers entries that are not pivot-composed, for the order and for the translations shown."""
+    was measured), then the usual order for a larger k; words no longer in the dictionaries are skipped.
+    `choice` (DECISION demo_choice): "direct" prefers entries that are not pivot-composed, for the order and for
+    the translations shown."""
     if k <= 0:
         return [], []
     st = dict(demo_words(root, source, target, "direct" if choice == "direct" else "frequent"))
