@@ -10,6 +10,10 @@ server's peak RSS (process tree). With the AFTER server, also the "teacher forci
 whose prompt is the filter prompt + the gold answer, `prompt_logprobs=1`, `max_tokens=1`, against greedy
 decoding of the same filter prompts (measured only; the filter does not use it).
 
+The dev validation too (issue 21's goal is gold filter + validation): the same dev words (BENCH_MEASURE_DEV_WORDS,
+48) for none and two bridges (en, fr), BEFORE as it was scheduled (one condition at a time, 4 in flight) and AFTER
+(every condition and word at once, 16 in flight), printed as chains/s and summed with the filter.
+
 `python -m benchmarks measure`. Environment: BENCH_MEASURE_PAIR (default id-ja; its data comes from
 `bridgex data ensure --pairs id-ja`), BENCH_MEASURE_WORDS (128), BENCH_MEASURE_MODEL (gemma-3-270m),
 BENCH_MEASURE_TF (1: measure teacher forcing), BENCH_MEASURE_JSON (write the rows there).
@@ -45,8 +49,8 @@ COUNTERS = {
 }
 # (label, worker block size ("none": vLLM's default), [(mode, concurrency), ...]); the first run is the headline
 CONFIGS = [
-    ("before", "none", [("windowed", 4), ("pipeline", 4), ("pipeline", 16)]),
-    ("after", "32", [("pipeline", 16), ("pipeline", 4), ("windowed", 4)]),
+    ("before", "none", [("windowed", 4), ("pipeline", 4), ("pipeline", 16), ("validation-old", 4)]),
+    ("after", "32", [("pipeline", 16), ("pipeline", 4), ("windowed", 4), ("validation", 16)]),
 ]
 
 
@@ -184,6 +188,42 @@ def teacher_forcing(url: str, model: str, prompts: list[str], golds: list[str], 
     return rows
 
 
+async def validation(url: str, src: str, tgt: str, words: list, conditions: list[str], conc: int, old: bool) -> dict:
+    """The dev validation over `words` for `conditions` (one look, so every condition measures every word).
+    old=True schedules as before issue 21: one condition at a time, `conc` in flight, no bridge-step memo."""
+    from bridgex.serving import SequentialDesign
+
+    from services.analyzer.validation import DevMeasurer, aligned_demo_words, validate_on_dev
+
+    data = str(CoreSettings().data_path)
+    async with GenerationClient(url, timeout=600, concurrency=max(16, conc)) as c:
+        t0 = time.perf_counter()
+        if old:
+            demo_words = aligned_demo_words(data, src, tgt, conditions, 3)
+            m = DevMeasurer(c, src, tgt, demo_words, 3, data, concurrency=conc)
+            hits = 0
+            for cond in conditions:
+                hits += sum(1 for x in (await m.outcomes([cond], words))[cond] if x)
+            gens = m.generations
+        else:
+            got = await validate_on_dev(
+                c,
+                words,
+                src,
+                tgt,
+                conditions,
+                conditions[0],
+                SequentialDesign(looks=(len(words),)),
+                data_root=data,
+                k_shot=3,
+                concurrency=conc,
+            )
+            hits = sum(v.hits for v in got.scores.values())
+            gens = got.notes["generations"]
+        wall = time.perf_counter() - t0
+    return {"words": len(words) * len(conditions), "requests": gens, "kept": hits, "stopped": "-", "wall_s": wall}
+
+
 def _row(name: str, run: dict, before: dict, after: dict) -> dict:
     d = {k: after[k] - before[k] for k in COUNTERS}
     words = run["words"]
@@ -213,6 +253,11 @@ def main() -> dict:
     rows: list[dict] = []
     servers: list[dict] = []
     words = _filter_words(pairs, src, tgt, demos, n)  # what the filter judges first (the windowed runs too)
+    from services.analyzer.validation import dev_words
+
+    n_dev = int(os.environ.get("BENCH_MEASURE_DEV_WORDS", "48"))
+    dev = dev_words(str(data), src, tgt, n_dev)
+    conditions = ["none", *(b for b in ("en", "fr") if b not in (src, tgt))]  # none + two bridges, as a pair measures
     with tempfile.TemporaryDirectory(prefix="bench-measure-") as tmp:
         for label, block, runs in CONFIGS:
             proc, url, rss, ready = start(block, model, Path(tmp) / f"{label}.log")
@@ -220,7 +265,10 @@ def main() -> dict:
                 print(f"{label}: worker (block {block}) ready in {ready:.0f}s", flush=True)
                 for mode, conc in runs:
                     before = metrics(url)
-                    if mode == "pipeline":
+                    if mode.startswith("validation"):
+                        old = mode == "validation-old"
+                        run = asyncio.run(validation(url, src, tgt, dev, conditions, conc, old))
+                    elif mode == "pipeline":
                         run = asyncio.run(pipeline(url, pairs, src, tgt, demos, n, conc))
                     else:
                         prompts = [word_prompt(w, src, tgt, demos=demos) for w in words]
@@ -293,6 +341,18 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
             f"{r['computed_tokens_per_word']:>11.1f}"
         )
     head = {r["run"].split(":")[0]: r for r in rows if r["run"] in ("before: windowed, c4", "after: pipeline, c16")}
+    val = {r["run"].split(":")[0]: r for r in rows if r["run"].split(": ")[1].startswith("validation")}
+    if len(val) == 2:
+        b, a = val["before"], val["after"]
+        print(
+            f"validation AFTER / BEFORE: {a['prompts_per_s'] / b['prompts_per_s']:.2f}x chains/s "
+            f"({b['prompts_per_s']:.2f} -> {a['prompts_per_s']:.2f}), same words and conditions, same hits "
+            f"({b['kept']} / {a['kept']})"
+        )
+    if len(head) == 2 and len(val) == 2:
+        t_b = head["before"]["wall_s"] + val["before"]["wall_s"]
+        t_a = head["after"]["wall_s"] + val["after"]["wall_s"]
+        print(f"gold filter + validation: {t_b:.1f} s -> {t_a:.1f} s, {t_b / t_a:.2f}x faster")
     if len(head) == 2:
         b, a = head["before"], head["after"]
         print(
