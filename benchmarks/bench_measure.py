@@ -137,6 +137,7 @@ async def pipeline(url: str, pairs: list, src: str, tgt: str, demos: list[Demo],
         "requests": ps.params["requests"],
         "kept": sum(passed),
         "stopped": ps.params["stopped"],
+        "answers": {it.word: it.answer for it in ps.items},
         "wall_s": wall,
     }
 
@@ -353,6 +354,14 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
         t_b = head["before"]["wall_s"] + val["before"]["wall_s"]
         t_a = head["after"]["wall_s"] + val["after"]["wall_s"]
         print(f"gold filter + validation: {t_b:.1f} s -> {t_a:.1f} s, {t_b / t_a:.2f}x faster")
+    same = [r for r in rows if r["run"] in ("before: pipeline, c16", "after: pipeline, c16")]
+    if len(same) == 2 and same[0].get("answers") and same[1].get("answers"):
+        x, y = same[0]["answers"], same[1]["answers"]
+        diff = [(w, x[w], y.get(w)) for w in x if x[w] != y.get(w)]
+        print(
+            f"greedy answers, block 128 without cache hits against block 32 with them (16 in flight both): "
+            f"{len(x) - len(diff)} of {len(x)} identical; differing: {diff[:10]}"
+        )
     if len(head) == 2:
         b, a = head["before"], head["after"]
         print(
