@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import redis
 from bridgex import METHOD_VERSION
 from bridgex.data.layout import DataLayout
+from bridgex.demos import demo_pairs
 from bridgex.fingerprint import canonical_json, config_fingerprint, job_id
 from bridgex.languages import PAPER_LANGUAGES, UnknownLanguageError, normalize_code
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -27,6 +28,92 @@ if TYPE_CHECKING:
 
 TASK_NAME = "bridgex.analyze_pair"
 RERUNNABLE = frozenset({JobState.failed, JobState.cancelled})
+
+
+SPEC_SETTINGS: dict[str, str] = {
+    "model": "model",
+    "revision": "model_revision",
+    "candidates": "candidates",
+    "selection": "selection",
+    "bridge_set": "bridge_set",
+    "k": "bridge_k",
+    "window": "window",
+    "top_rate": "top_rate",
+    "reduce": "probe_reduce",
+    "gold_filter": "gold_filter",
+    "probe_max": "probe_max",
+    "probe_min": "probe_min",
+    "hsic_variant": "hsic_variant",
+    "gold_filter_k": "gold_filter_k",
+    "probe_fallback": "probe_fallback",
+    "lape_languages": "lape_languages",
+    "lape_ratio": "lape_ratio",
+    "lape_quantile": "lape_quantile",
+    "full_fraction": "full_fraction",
+    "serve_policy": "serve_policy",
+    "validate_top_m": "validate_top_m",
+    "serve_incumbent": "serve_incumbent",
+    "serve_alpha": "serve_alpha",
+    "dev_size": "dev_size",
+    "dev_max": "dev_max",
+    "demo_choice": "demo_choice",
+    "dev_min": "dev_min",
+    "k_shot": "k_shot",
+    "capture_backend": "capture_backend",
+    "batch_size": "batch_size",
+    "chunk_tokens": "chunk_tokens",
+    "profile_max_tokens": "profile_max_tokens",
+}
+"""The method parameters among the settings: AnalysisSpec field -> the settings field it defaults to (a request
+field of the same name overrides it). `normalized()` is built from this, so every one of them is in the job id,
+and all but the key fields (bridgex.fingerprint.NOT_METHOD_PARAMS) in the configuration fingerprint. The spec's
+other fields: `source` and `target` (the request's), `method_version` (the code's)."""
+
+NOT_METHOD_SETTINGS: dict[str, str] = {
+    # where things are, and how processes talk: no effect on what an analysis computes
+    "log_level": "logging only",
+    "home": "where caches live (artifacts are reused by content, not by place)",
+    "cache_dir": "where caches live",
+    "artifacts_dir": "where artifacts are written",
+    "data_dir": "where the data is: the data hash covers the files the analysis reads (path included)",
+    "data_auto": "whether missing data is gathered: the data hash covers what was there",
+    "worker_url": "where the generation worker is (its weights are checked against the analysis' own)",
+    "worker_api_key": "a credential",
+    "worker_timeout_s": "a timeout",
+    "worker_retries": "retries of failed requests",
+    "served_model_name": "the worker's name for the model",
+    "redis_url": "Redis",
+    "broker_url": "Redis",
+    "result_backend": "Redis",
+    "redis_password": "a credential",
+    "analyze_queue": "the Celery queue",
+    "visibility_timeout_s": "redelivery of lost jobs",
+    "job_ttl_s": "how long job records live",
+    "analyze_max_candidates": "a bound checked at submission (a request over it is refused, not changed)",
+    "analysis_retry_base_s": "when auto retries a failed analysis",
+    "analysis_retry_max_s": "when auto retries a failed analysis",
+    "models_kept": "models kept loaded in memory",
+    "job_lease_s": "the lease that keeps one worker per job",
+    # how fast, not what: same requests, same results
+    "gold_filter_concurrency": "requests in flight; the gold filter judges in dictionary order whatever the "
+    "concurrency, and the dev validation measures the same words",
+    "gold_filter_timeout_s": "a timeout",
+    "capture_tensor_parallel": "vLLM capture: the same model split over GPUs",
+    "worker_kv_cache_gib": "vLLM memory (KV cache); probe prompts are short",
+    "worker_cpu_bind": "vLLM CPU threads",
+    "max_model_len": "vLLM's longest sequence; a longer chunk or prompt fails instead of being cut",
+    # known gap: precision. 'auto' resolves on the analyzer's hardware (float32 on CPU, bfloat16 on CUDA), which
+    # the gateway cannot see, so it is not fingerprinted; one deployment runs one device and dtype
+    "device": "the analyzer's hardware (known gap: 'auto' dtype follows it; one deployment, one device)",
+    "dtype": "the loaded model's precision (known gap: 'auto' follows the device; one deployment, one dtype)",
+}
+"""Settings fields declared as not changing any artifact (with why). tests/analyzer/test_common.py fails on any
+settings field the analyzer reads that is in neither SPEC_SETTINGS nor here."""
+
+
+def spec_fields() -> list[str]:
+    """The fields of AnalysisSpec (the normalised request's keys), in order."""
+    return [f.name for f in fields(AnalysisSpec) if f.name != "extra"]
 
 
 class InvalidAnalysisRequest(ValueError):
@@ -79,8 +166,9 @@ class AnalysisRequest(BaseModel):
         return self
 
     def normalized(self, settings: ServiceSettings) -> dict[str, Any]:
-        """The canonical request: codes normalised, defaults filled from settings. Raises
-        InvalidAnalysisRequest (a ValueError) with a message a person can act on."""
+        """The canonical request: one key per AnalysisSpec field, codes normalised, each method parameter the
+        request's or else its setting's (SPEC_SETTINGS). Raises InvalidAnalysisRequest (a ValueError) with a
+        message a person can act on."""
         try:
             source = normalize_code(self.source)
             target = normalize_code(self.target)
@@ -120,44 +208,22 @@ class AnalysisRequest(BaseModel):
                 f"this analyzer serves {settings.model!r} at {served}; requested revision {self.revision!r}. "
                 "Omit `revision` (one model and revision per deployment)"
             )
-        probe_max = self.probe_max if self.probe_max is not None else settings.probe_max
-        probe_min = self.probe_min if self.probe_min is not None else settings.probe_min
-        if probe_min > probe_max:
-            raise InvalidAnalysisRequest(f"probe_min ({probe_min}) must not exceed probe_max ({probe_max})")
-        window = self.window or settings.window
-        return {
-            "model": model,
-            "revision": self.revision if self.revision is not None else settings.model_revision,
-            "source": source,
-            "target": target,
-            "candidates": cands,
-            "selection": self.selection or settings.selection,
-            "bridge_set": self.bridge_set or settings.bridge_set,
-            "k": self.k if self.k is not None else settings.bridge_k,
-            "window": [float(window[0]), float(window[1])],
-            "top_rate": self.top_rate if self.top_rate is not None else settings.top_rate,
-            "reduce": self.reduce or settings.probe_reduce,
-            "gold_filter": self.gold_filter if self.gold_filter is not None else settings.gold_filter,
-            "probe_max": probe_max,
-            "probe_min": probe_min,
-            "hsic_variant": self.hsic_variant or settings.hsic_variant,
-            "gold_filter_k": self.gold_filter_k if self.gold_filter_k is not None else settings.gold_filter_k,
-            "probe_fallback": self.probe_fallback or settings.probe_fallback,
-            "lape_languages": [normalize_code(c) for c in settings.lape_languages],
-            "lape_ratio": settings.lape_ratio,
-            "lape_quantile": settings.lape_quantile,
-            "full_fraction": settings.full_fraction,
-            "serve_policy": self.serve_policy or settings.serve_policy,
-            "validate_top_m": settings.validate_top_m,
-            "serve_incumbent": settings.serve_incumbent,
-            "serve_alpha": settings.serve_alpha,
-            "dev_size": self.dev_size if self.dev_size is not None else settings.dev_size,
-            "dev_max": settings.dev_max,
-            "demo_choice": settings.demo_choice,
-            "dev_min": settings.dev_min,
-            "k_shot": settings.k_shot,
-            "method_version": METHOD_VERSION,
-        }
+        given = {k: v for k, v in self.model_dump().items() if v is not None}
+        values = {name: given.get(name, getattr(settings, setting)) for name, setting in SPEC_SETTINGS.items()}
+        if values["probe_min"] > values["probe_max"]:
+            raise InvalidAnalysisRequest(
+                f"probe_min ({values['probe_min']}) must not exceed probe_max ({values['probe_max']})"
+            )
+        values.update(
+            model=model,
+            source=source,
+            target=target,
+            candidates=cands,
+            window=[float(values["window"][0]), float(values["window"][1])],
+            lape_languages=[normalize_code(c) for c in values["lape_languages"]],
+            method_version=METHOD_VERSION,
+        )
+        return {name: values[name] for name in spec_fields()}
 
 
 @dataclass(frozen=True)
@@ -198,6 +264,10 @@ class AnalysisSpec:
     demo_choice: Literal["frequent", "direct", "kept"] = "frequent"
     dev_min: int | None = None
     k_shot: int = 0
+    capture_backend: Literal["hf", "vllm"] | None = None
+    batch_size: int | None = None
+    chunk_tokens: int | None = None
+    profile_max_tokens: int | None = None
     method_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Keys of the request this version does not know (kept, so the fingerprint is the submitter's)."""
@@ -216,11 +286,36 @@ class AnalysisSpec:
                 known.pop(key, None)
         return cls(**known, extra={k: v for k, v in request.items() if k not in names})
 
+    def languages(self) -> list[str]:
+        """Languages whose profiles the ranking needs: the pair, the candidates, and for LAPE its fixed set."""
+        return analysis_languages(self.as_dict())
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Dictionaries the analysis reads: the pair (probes, dev words) and source->bridge for every bridge the
+        dev validation may measure with demonstrations (the candidates, and English, which it always measures)."""
+        return analysis_pairs(self.as_dict())
+
     def as_dict(self) -> dict[str, Any]:
         """The wire form (lists, not tuples), equal to the normalised request it was built from."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         out.update(candidates=list(self.candidates), lape_languages=list(self.lape_languages), window=list(self.window))
         return {**out, **self.extra}
+
+
+def analysis_languages(request: Mapping[str, Any]) -> list[str]:
+    """AnalysisSpec.languages of a normalised request (also an older one that lacks some fields)."""
+    source, target = request["source"], request["target"]
+    langs = [source, target, *(request.get("candidates") or ())]
+    if request.get("selection") == "lape":
+        langs += list(request.get("lape_languages") or ())
+    return list(dict.fromkeys(langs))
+
+
+def analysis_pairs(request: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """AnalysisSpec.pairs of a normalised request (also an older one that lacks some fields)."""
+    source, target = request["source"], request["target"]
+    bridges = [*(request.get("candidates") or ()), *(["en"] if "en" not in (source, target) else [])]
+    return demo_pairs(source, target, list(dict.fromkeys(bridges)))
 
 
 def _text_available(settings: ServiceSettings, code: str) -> bool:
@@ -245,25 +340,55 @@ def served_config(settings: ServiceSettings, source: str, target: str) -> str:
     return fp
 
 
-def _data_files(settings: ServiceSettings, languages: list[str]) -> list[Path]:
-    """The files a job reads, per bridgex.data.layout.DataLayout: monolingual text of every language, the
-    pair's dictionary (either direction, since a reversed pair is derived) and the manifest (split seed)."""
-    layout = DataLayout(settings.data_path)
-    src, tgt = languages[0], languages[1]
-    files = [layout.manifest_path, *(layout.text_path(c) for c in languages)]
-    files += [layout.dictionary_path(src, tgt, part) for part in ("probe", "all")]
-    files.append(layout.dictionary_path(tgt, src, "all"))
+def _data_files(layout: DataLayout, request: Mapping[str, Any]) -> list[Path]:
+    """The files the pair's analysis reads (DataLayout's readers): the text of every language it profiles, and for
+    every dictionary it reads (the pair, source->bridge for demonstrations) the pair's all.tsv and probe.tsv, or
+    the reverse's all.tsv it is derived from when the pair has none. Not the manifest: other pairs' gathering
+    rewrites it; its split parameters are hashed by content (`_split_params`)."""
+    files = [layout.text_path(c) for c in analysis_languages(request)]
+    for s, t in analysis_pairs(request):
+        if layout.dictionary_path(s, t, "all").is_file():
+            files += [layout.dictionary_path(s, t, "all"), layout.dictionary_path(s, t, "probe")]
+        else:
+            files.append(layout.dictionary_path(t, s, "all"))
     return files
 
 
-def data_hash(settings: ServiceSettings, languages: list[str]) -> str:
-    """Cheap fingerprint (path, size, mtime) of the data files a job reads; `languages` = [src, tgt, *cands].
+_SPLITS: dict[Path, tuple[tuple[int, int], tuple[float, float, int]]] = {}
 
-    Part of the job id: when `bridgex data prepare` rewrites a dictionary or a text, the same request is a
-    new job. Computed on every submit, so it stats a handful of files and reads none.
+
+def _split_params(layout: DataLayout) -> tuple[float, float, int] | None:
+    """The manifest's split parameters (eval, dev fraction, seed): read again only when the manifest changed."""
+    try:
+        st = os.stat(layout.manifest_path)
+    except OSError:
+        return None
+    stamp = (st.st_size, st.st_mtime_ns)
+    hit = _SPLITS.get(layout.manifest_path)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    try:
+        params = layout.split_params()
+    except (OSError, ValueError):
+        return None
+    if len(_SPLITS) > 64:
+        _SPLITS.clear()
+    _SPLITS[layout.manifest_path] = (stamp, params)
+    return params
+
+
+def data_hash(settings: ServiceSettings, request: AnalysisSpec | Mapping[str, Any]) -> str:
+    """Cheap fingerprint (path, size, mtime) of the data files a normalised request's analysis reads, and of the
+    data directory's split parameters.
+
+    Part of the job id: when `bridgex data prepare` rewrites a dictionary or a text this analysis reads, the same
+    request is a new job; gathering another pair's data is not. Computed on every submit, so it stats a handful
+    of files and reads none (the manifest only when it changed).
     """
-    entries: list[str] = [str(settings.data_path)]
-    for f in _data_files(settings, languages):
+    norm = request.as_dict() if isinstance(request, AnalysisSpec) else request
+    layout = DataLayout(settings.data_path)
+    entries: list[str] = [str(settings.data_path), f"splits:{_split_params(layout)}"]
+    for f in _data_files(layout, norm):
         try:
             st = os.stat(f)
             entries.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
@@ -284,7 +409,7 @@ def alias_after_data(store: JobStore, settings: ServiceSettings, job_id: str, re
     norm = {k: v for k, v in request.items() if k != "data_hash"}
     if not norm.get("source"):
         return None
-    dh = data_hash(settings, [norm["source"], norm["target"], *norm["candidates"]])
+    dh = data_hash(settings, norm)
     alias = job_id_for(norm, settings, dh)
     if alias == job_id:
         return None
@@ -312,7 +437,7 @@ def submit_analysis(
     force, and leaves other states to the rules above.
     """
     norm = req.normalized(settings)
-    dh = data_hash(settings, [norm["source"], norm["target"], *norm["candidates"]])
+    dh = data_hash(settings, norm)
     store = JobStore(redis, ttl_s=settings.job_ttl_s)
     plain = job_id({"request": norm})  # the request without its data: one job in flight per request
     flying = store.in_flight(plain)

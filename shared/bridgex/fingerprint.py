@@ -3,7 +3,8 @@ Pure functions: the Redis keys built from them are in services.common.redis_keys
 
 A published ranking belongs to one *configuration*: the fingerprint of every method parameter of the
 normalised analysis request (selection, bridge set, k, window, candidates, top_rate, HSIC variant, gold filter
-settings, validation and serving policy, method version). The "latest" pointer and the pairs index are per
+settings, validation and serving policy, profile and capture parameters, method version): every field of
+services.common.analysis.AnalysisSpec except the key fields below. The "latest" pointer and the pairs index are per
 configuration, so an analysis with other parameters is stored and readable but never changes what `auto`
 serves under the configured one.
 """

@@ -282,18 +282,19 @@ def test_request_normalisation(tmp_path: Path) -> None:
 
 def test_data_hash_tracks_relevant_files(tmp_path: Path) -> None:
     s = ServiceSettings(data_dir=tmp_path)
+    norm = AnalysisRequest(source="sw", target="fi", candidates=["en"]).normalized(s)
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "sw.txt").write_text("habari")
     (tmp_path / "text" / "de.txt").write_text("hallo")
-    h1 = data_hash(s, ["sw", "fi", "en"])
+    h1 = data_hash(s, norm)
     (tmp_path / "text" / "de.txt").write_text("hallo welt")
-    assert data_hash(s, ["sw", "fi", "en"]) == h1
+    assert data_hash(s, norm) == h1
     (tmp_path / "text" / "sw.txt").write_text("habari dunia")
-    h2 = data_hash(s, ["sw", "fi", "en"])
+    h2 = data_hash(s, norm)
     assert h2 != h1
     (tmp_path / "dict" / "fi-sw").mkdir(parents=True)
     (tmp_path / "dict" / "fi-sw" / "all.tsv").write_text("kissa\tpaka\tx\n")
-    assert data_hash(s, ["sw", "fi", "en"]) != h2
+    assert data_hash(s, norm) != h2
 
 
 class _FakeCelery:

@@ -13,7 +13,7 @@ from bridgex.ranking import window_layers as wl
 from torch import Tensor
 
 from services.analyzer.config import AnalyzerSettings
-from services.analyzer.stages.common import _short, load_lm, model_root
+from services.analyzer.stages.common import _short, for_job, load_lm, model_root
 from services.analyzer.stages.context import JobContext
 from services.analyzer.stages.probes import probe_set
 from services.common.analysis import AnalysisSpec
@@ -67,6 +67,7 @@ def probe_acts(
 
 
 def activations_only(spec: AnalysisSpec, settings: AnalyzerSettings, *, force: bool = False) -> dict[str, Any]:
+    spec, settings = for_job(spec, settings)
     lm = load_lm(settings, spec.model, spec.revision)
     ps, _ = probe_set(lm, spec, settings)
     layers = window_layers(lm, spec.window)

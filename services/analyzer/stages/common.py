@@ -3,6 +3,7 @@ the analyzer's own generation requests."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -15,6 +16,8 @@ from bridgex.models import LoadedModel
 
 from services.analyzer.config import AnalyzerSettings
 from services.analyzer.models import configure_capture, get_model
+from services.analyzer.stages.context import AnalysisFailed
+from services.common.analysis import AnalysisSpec
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,27 @@ def model_root(settings: AnalyzerSettings, lm: LoadedModel) -> Path:
 
 def _short(obj: Any) -> str:
     return sha256_json(obj)[:12]
+
+
+ENGINE_PARAMS = ("batch_size", "chunk_tokens", "profile_max_tokens")
+"""Method parameters of the spec that the method modules read from settings (bridgex.pipeline)."""
+
+
+def for_job(spec: AnalysisSpec, settings: AnalyzerSettings) -> tuple[AnalysisSpec, AnalyzerSettings]:
+    """The job's spec with what an older queued job left out taken from this analyzer's settings (so what is
+    published says what was run), and the settings with the spec's parameters (so what runs is what the
+    fingerprint says). The capture backend is this process's engine: a job that asks for another one fails."""
+    if spec.capture_backend not in (None, settings.capture_backend):
+        raise AnalysisFailed(
+            f"the job asks for capture backend {spec.capture_backend!r}; this analyzer captures with "
+            f"{settings.capture_backend!r} (BRIDGEX_CAPTURE_BACKEND): the gateway and the analyzer disagree"
+        )
+    filled = {
+        name: getattr(settings, name) for name in ("capture_backend", *ENGINE_PARAMS) if getattr(spec, name) is None
+    }
+    spec = dataclasses.replace(spec, **filled) if filled else spec
+    update = {name: getattr(spec, name) for name in ENGINE_PARAMS if getattr(spec, name) != getattr(settings, name)}
+    return spec, (settings.model_copy(update=update) if update else settings)
 
 
 def load_lm(settings: AnalyzerSettings, model: str | None = None, revision: str | None = None) -> LoadedModel:

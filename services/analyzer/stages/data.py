@@ -8,7 +8,6 @@ from typing import Any
 from bridgex.data.ensure import ensure_data as ensure
 from bridgex.data.ensure import missing_data
 from bridgex.data.prepare import PrepareConfig, PrepareError
-from bridgex.demos import demo_pairs
 
 from services.analyzer.config import AnalyzerSettings
 from services.analyzer.stages.context import AnalysisFailed, JobContext
@@ -18,19 +17,13 @@ log = logging.getLogger(__name__)
 
 
 def job_languages(spec: AnalysisSpec) -> list[str]:
-    """Languages whose profiles the ranking needs: the pair, the candidates, and for LAPE its fixed set."""
-    langs = [spec.source, spec.target, *spec.candidates]
-    if spec.selection == "lape":
-        langs += list(spec.lape_languages or ())
-    return list(dict.fromkeys(langs))
+    """Languages whose profiles the ranking needs (AnalysisSpec.languages; the data hash covers their text)."""
+    return spec.languages()
 
 
 def job_pairs(spec: AnalysisSpec) -> list[tuple[str, str]]:
-    """Dictionaries the job reads: the pair (probes, dev words) and source->bridge for every bridge the dev
-    validation may measure with demonstrations (the candidates, and English, which it always measures)."""
-
-    bridges = [*spec.candidates, *(["en"] if "en" not in (spec.source, spec.target) else [])]
-    return demo_pairs(spec.source, spec.target, list(dict.fromkeys(bridges)))
+    """Dictionaries the job reads (AnalysisSpec.pairs; the data hash covers them)."""
+    return spec.pairs()
 
 
 def ensure_data(spec: AnalysisSpec, settings: AnalyzerSettings, ctx: JobContext | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from bridgex.profiling import LanguageProfile
 from redis import Redis
 
 from services.analyzer.stages.activations import probe_acts, window_layers
-from services.analyzer.stages.common import _short, load_lm, model_root
+from services.analyzer.stages.common import _short, for_job, load_lm, model_root
 from services.analyzer.stages.context import AnalysisFailed, JobContext
 from services.analyzer.stages.data import ensure_data, job_languages
 from services.analyzer.stages.probes import check_worker_weights, probe_set
@@ -32,7 +32,7 @@ def run_analysis(
 ) -> dict[str, Any]:
     """The whole job on one process. Returns the small result stored in the job record."""
 
-    settings = ctx.settings
+    spec, settings = for_job(spec, ctx.settings)
     t_start = time.perf_counter()
     with ctx.timed("data"):
         data_report = ensure_data(spec, settings, ctx)
