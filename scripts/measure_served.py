@@ -57,10 +57,13 @@ async def translate_all(api: str, items: list[dict[str, Any]], concurrency: int 
 
         async def one(body: dict[str, Any]) -> dict[str, Any]:
             async with sem:
-                for attempt in range(30):
+                for attempt in range(100):
                     r = await c.post("/translate", json=body)
-                    if r.status_code == 503 and attempt < 29:  # data being gathered, or a busy worker
+                    if r.status_code == 503 and attempt < 99:  # data being gathered, or a busy worker
                         await asyncio.sleep(10)
+                        continue
+                    if r.status_code == 429 and attempt < 99:  # the gateway's per-client rate limit
+                        await asyncio.sleep(float(r.headers.get("retry-after") or 5))
                         continue
                     r.raise_for_status()
                     return r.json()
