@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 from bridgex.data.layout import DataLayout
-from bridgex.demos import word_demos
+from bridgex.demos import ordered_words, word_demos
 from bridgex.generation.client import GenerationClient
 from bridgex.generation.gold_filter import abuild_probe_set
 from bridgex.prompts import Demo, word_prompt
@@ -194,13 +194,13 @@ async def validation(url: str, src: str, tgt: str, words: list, conditions: list
     old=True schedules as before issue 21: one condition at a time, `conc` in flight, no bridge-step memo."""
     from bridgex.serving import SequentialDesign
 
-    from services.analyzer.validation import DevMeasurer, aligned_demo_words, validate_on_dev
+    from services.analyzer.validation import DEMO_ORDER_KEPT, DevMeasurer, validate_on_dev
 
     data = str(CoreSettings().data_path)
     async with GenerationClient(url, timeout=600, concurrency=max(16, conc)) as c:
         t0 = time.perf_counter()
         if old:
-            demo_words = aligned_demo_words(data, src, tgt, conditions, 3)
+            demo_words = ordered_words(data, src, tgt)[:DEMO_ORDER_KEPT]
             m = DevMeasurer(c, src, tgt, demo_words, 3, data, concurrency=conc)
             hits = 0
             for cond in conditions:

@@ -3,8 +3,11 @@ translation, the top-m HSIC candidates and English on the pair's dev words, thro
 the served k_shot demonstrations, decided by bridgex.serving's sequential test.
 
 It runs `bridgex.generation.chain.translate_chain` with `bridgex.demos` demonstrations, the same code the gateway
-serves, so the measured accuracy is that of the served prompts. Every condition gets the same demonstration
-words (aligned across the bridges measured; recorded, and served from the record). Dev words
+serves, so the measured accuracy is that of the served prompts: each condition gets the demonstrations an
+explicit request for it gets (bridgex.demos in the order of DECISION demo_choice, recorded and served from the
+record). A bridged condition shows the direct condition's words where its s->b dictionary has them; where it
+has not, other words take their place, and the difference is recorded per condition. (Forcing one word set on
+every condition was measured in run 6 and made `auto` differ from, and lose to, the explicit requests.) Dev words
 (bridgex.data.layout part "dev") share no source word with the probes or the evaluation split; the most common
 come first (bridgex.frequency). A failed generation is retried; one that still fails is excluded from the
 paired test (not counted as a miss) and counted per condition.
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridgex.data.layout import DataLayout
-from bridgex.demos import word_demos
+from bridgex.demos import ordered_words, word_demos
 from bridgex.frequency import frequency_order
 from bridgex.generation.chain import translate_chain
 from bridgex.generation.client import GenerationClient, GenerationError, GenerationRejected, WorkerUnavailable
@@ -167,20 +170,20 @@ class DevMeasurer:
         return {c: list(flat[i * n : (i + 1) * n]) for i, c in enumerate(conditions)}
 
 
-def aligned_demo_words(
-    data_root: str,
-    source: str,
-    target: str,
-    conditions: Sequence[str],
-    k: int,
-    order: Sequence[str] | None = None,
-    choice: str = "frequent",
-) -> list[str]:
-    """The demonstration source words every condition gets (k plus spares for a query that is one of them),
-    taken in `order` (bridgex.demos.ordered_words, DECISION demo_choice)."""
-    bridges = [c for c in conditions if c != NONE]
-    _, step2 = word_demos(data_root, source, target, None, k + 2, "", align=bridges, words=order, choice=choice)
-    return [d.source_text for d in step2]
+DEMO_ORDER_KEPT = 32
+"""Words of the demonstration order recorded with a ranking (k per condition, spares for a query that is one of
+them or a word a bridge's dictionary lacks; beyond it the usual order continues)."""
+
+
+def condition_demos(
+    data_root: str, source: str, target: str, conditions: Sequence[str], k: int, order: Sequence[str], choice: str
+) -> dict[str, list[str]]:
+    """The demonstration source words each condition's prompts show (for a query that is none of them)."""
+    out = {}
+    for c in conditions:
+        _, step2 = word_demos(data_root, source, target, None if c == NONE else c, k, "", words=order, choice=choice)
+        out[c] = [d.source_text for d in step2]
+    return out
 
 
 @dataclass
@@ -229,11 +232,16 @@ async def validate_on_dev(
             notes["incumbent_unavailable"] = incumbent
             incumbent = NONE
         conditions = usable
-        demo_words = aligned_demo_words(data_root, source, target, conditions, k_shot, demo_order, demo_choice)
-        if len(demo_words) < k_shot + 2:
-            notes["demo_shortfall"] = (
-                f"only {len(demo_words)} words are in every measured condition's dictionaries (k_shot={k_shot})"
-            )
+        order = demo_order if demo_order is not None else ordered_words(data_root, source, target, demo_choice)
+        demo_words = list(order)[:DEMO_ORDER_KEPT]
+        shown = condition_demos(data_root, source, target, conditions, k_shot, demo_words, demo_choice)
+        base = set(shown[incumbent])
+        notes["demos"] = shown
+        notes["demo_differences"] = {
+            c: {"not_in_incumbent": [w for w in ws if w not in base], "count": len(ws)}
+            for c, ws in shown.items()
+            if set(ws) != base or len(ws) < k_shot
+        }
     test = SequentialTest(conditions, incumbent, design, hsic_order)
     memo_hits = MEMO.hits
     planned = design.looks[-1] * len(conditions)
@@ -270,7 +278,6 @@ async def validate_on_dev(
             "retried": m.retried,
             "generations": m.generations,
             "memo_hits": m.memo.hits - memo_hits,
-            "demo_words": demo_words[:k_shot],
         }
     )
     return DevValidation(decision=decision, scores=scores, notes=notes, demo_words=demo_words)

@@ -77,14 +77,12 @@ def word_demos(
     k: int,
     query: str,
     *,
-    align: Sequence[str] = (),
     words: Sequence[str] | None = None,
     choice: str = "frequent",
 ) -> tuple[list[Demo], list[Demo]]:
     """(demos for the bridge step s->b, demos for the final step), each at most k, never the query word.
 
-    Both steps use the same source words. `align`: other bridges whose s->b dictionaries must hold the words too,
-    so that every condition of a paired comparison (none, each bridge) gets the same demonstration words.
+    Both steps use the same source words: the direct condition's, where the s->b dictionary has them.
     `words`: take the source words in this order (the words a validation measured, so what is served is what
     was measured), then the usual order for a larger k; words no longer in the dictionaries are skipped.
     `choice` (DECISION demo_choice): "direct" prefers entries that are not pivot-composed, for the order and for
@@ -92,13 +90,11 @@ def word_demos(
     if k <= 0:
         return [], []
     st = dict(demo_words(root, source, target, "direct" if choice == "direct" else "frequent"))
-    need = [b for b in dict.fromkeys([*([bridge] if bridge else []), *align]) if b not in (source, target)]
-    sbs = {b: dict(demo_words(root, source, b, "direct" if choice == "direct" else "frequent")) for b in need}
     order = list(dict.fromkeys([*words, *st])) if words is not None else list(st)  # recorded first, then the rest
-    chosen = [w for w in order if w != query and w in st and all(w in sb for sb in sbs.values())][:k]
     if bridge is None or bridge in (source, target):
-        return [], [Demo(w, st[w]) for w in chosen]
-    sb = sbs[bridge]
+        return [], [Demo(w, st[w]) for w in order if w != query and w in st][:k]
+    sb = dict(demo_words(root, source, bridge, "direct" if choice == "direct" else "frequent"))
+    chosen = [w for w in order if w != query and w in st and w in sb][:k]
     return [Demo(w, sb[w]) for w in chosen], [Demo(w, st[w], bridge_text=sb[w]) for w in chosen]
 
 

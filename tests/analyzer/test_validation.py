@@ -106,13 +106,15 @@ def test_hits_are_counted_per_condition_and_paired(tmp_path: Path) -> None:
     assert (tests["en"].wins, tests["en"].losses) == (len(right_en) - len(right_direct), 0)
     assert (tests["de"].wins, tests["de"].losses) == (0, len(right_direct))
     assert got.decision.served == "en" and got.decision.closed_by == "efficacy"
-    # every condition's prompts carry the same demonstration words, which are recorded
-    demo_words = got.notes["demo_words"]
-    assert len(demo_words) == 3
+    # every condition's prompts carry the demonstration words recorded for it (here the dictionaries share every
+    # word, so they are the same words), and the order served for the pair is recorded
+    shown_by = got.notes["demos"]
+    assert all(ws == shown_by[NONE] and len(ws) == 3 for ws in shown_by.values())
+    assert got.demo_words[:3] == shown_by[NONE] and not got.notes["demo_differences"]
     finals = [p for p in worker.prompts if p.rstrip().endswith(f"→{native_name(TGT)}:")]
     for p in finals:
         shown = re.findall(r'^[^"\n]*"(w\d{4})"', p, flags=re.M)[:-1]
-        assert shown == demo_words, p
+        assert shown == shown_by[NONE], p
 
 
 def test_failures_are_retried_then_excluded_and_counted(tmp_path: Path) -> None:
@@ -169,3 +171,19 @@ def test_the_bridge_step_is_reused_across_pairs(tmp_path: Path) -> None:
         v.MEMO = old
     assert len(w1.prompts) == 30 * 3 and len(w2.prompts) == 0  # everything was asked before
     assert got.notes["memo_hits"] == 90
+
+
+def test_demonstration_differences_are_recorded(tmp_path: Path) -> None:
+    root = _data(tmp_path)
+    words = dev_words(root, SRC, TGT, 20)
+    from bridgex.demos import ordered_words
+
+    first = ordered_words(root, SRC, TGT)[0]
+    de = tmp_path / "dict" / f"{SRC}-de" / "probe.tsv"
+    de.write_text("".join(r for r in de.read_text().splitlines(keepends=True) if not r.startswith(first + "\t")))
+    clear_cache()
+    worker = ScriptedWorker(lambda i: False, {"en": lambda i: False, "de": lambda i: False})
+    got = _run(worker, root, words, SequentialDesign(looks=(20,)))
+    diff = got.notes["demo_differences"]
+    assert set(diff) == {"de"} and first not in got.notes["demos"]["de"] and first in got.notes["demos"][NONE]
+    assert len(diff["de"]["not_in_incumbent"]) == 1 and diff["de"]["count"] == 3

@@ -49,17 +49,19 @@ def test_kept_words_come_first_and_unknown_ones_are_ignored(tmp_path: Path) -> N
         ordered_words(root, "id", "ja", "best")
 
 
-def test_every_condition_gets_the_same_words(tmp_path: Path) -> None:
+def test_a_bridged_chain_shows_the_direct_words_its_dictionary_has(tmp_path: Path) -> None:
     root = _data(tmp_path)
-    # de lacks "yang": aligned on de, no condition shows it, direct included
-    _, direct = word_demos(root, "id", "ja", None, 3, "", align=["en", "de"])
-    s1, via_en = word_demos(root, "id", "ja", "en", 3, "", align=["en", "de"])
-    assert [d.source_text for d in direct] == [d.source_text for d in via_en] == [d.source_text for d in s1]
-    assert "yang" not in {d.source_text for d in direct} and len(direct) == 2
-    assert all(d.bridge_text for d in via_en)
+    _, direct = word_demos(root, "id", "ja", None, 3, "")
+    s1, via_de = word_demos(root, "id", "ja", "de", 3, "")
+    assert len(direct) == 3 and "yang" in {d.source_text for d in direct}
+    # de lacks "yang": the chain shows the others, both steps the same words, with the bridge text
+    assert [d.source_text for d in via_de] == [d.source_text for d in direct if d.source_text != "yang"]
+    assert [d.source_text for d in s1] == [d.source_text for d in via_de] and all(d.bridge_text for d in via_de)
     # the query word is never a demonstration; recorded words are served in their order
     _, rec = word_demos(root, "id", "ja", "en", 3, "air", words=["rumah", "air", "yang"])
     assert [d.source_text for d in rec] == ["rumah", "yang"]
+    _, gone = word_demos(root, "id", "ja", None, 3, "", words=["vanished", "rumah"])
+    assert gone[0].source_text == "rumah"  # a recorded word no longer in the dictionary is skipped
 
 
 def test_recorded_words_first_then_the_usual_order_for_a_larger_k(tmp_path: Path) -> None:
