@@ -1,25 +1,21 @@
 """Confidence intervals the method itself needs (the dev validation's accuracies), kept apart from the
-evaluation harness so that serving decisions do not depend on it."""
+evaluation harness so that serving decisions do not depend on it. scipy computes them."""
 
 from __future__ import annotations
 
-import math
+from scipy.stats import binomtest, norm
 
 Z95 = 1.959963984540054
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval: unlike the normal one it stays inside [0, 1] and is sane at 0/n and n/n."""
+    """Wilson score interval (scipy.stats.binomtest's): unlike the normal one it stays inside [0, 1] and is sane
+    at 0/n and n/n (exactly 0 and 1 there). `z`: the normal quantile of the two-sided level (1.96: 95%)."""
     if n <= 0:
         return (0.0, 1.0)
     if not 0 <= successes <= n:
         raise ValueError(f"successes={successes} outside [0, {n}]")
-    p = successes / n
-    z2 = z * z
-    denom = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    # exact at the edges: centre - half at 0/n is a rounding error away from 0 (3e-18 for 0/100), not above it
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
+    ci = binomtest(successes, n).proportion_ci(confidence_level=float(2 * norm.cdf(z) - 1), method="wilson")
+    low = 0.0 if successes == 0 else float(ci.low)
+    high = 1.0 if successes == n else float(ci.high)
     return (low, high)
