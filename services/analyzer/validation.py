@@ -47,7 +47,7 @@ class CompletionMemo:
     demonstrations is the same prompt in every pair with that source and bridge (id-ja and id-tl through en),
     and temperature 0 makes the answer a function of the prompt. Bounded LRU; process-wide in the analyzer."""
 
-    def __init__(self, size: int = 200_000) -> None:
+    def __init__(self, size: int = 50_000) -> None:
         self.size = size
         self._items: OrderedDict[tuple[str, str, int], str] = OrderedDict()
         self.hits = self.misses = 0

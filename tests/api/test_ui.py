@@ -227,7 +227,8 @@ def test_pair_page_older_ranking_and_demonstration_words(page, stack: Stack, pub
     assert page.inner_text("#demos #no-demos") == "no demonstrations (this ranking does not record them)"
 
     words = ["waterEN", "house<b>", "dog"]
-    edit.update(served={"demo_words": words}, validation={"k_shot": 2})
+    shown = {"none": ["waterEN", "house<b>"], "fr": ["waterEN", "dog"]}
+    edit.update(served={"demo_words": words}, validation={"k_shot": 2, "notes": {"demos": shown}})
     page.goto(f"{stack.api}/ui/#/matrix")
     page.wait_for_selector("#matrix")
     page.goto(f"{stack.api}/ui/#/pair/en/de")
@@ -235,6 +236,8 @@ def test_pair_page_older_ranking_and_demonstration_words(page, stack: Stack, pub
     assert page.locator("#demo-words li").all_inner_texts() == words  # escaped: shown as text, not markup
     assert page.locator("#demo-words li.first-k").count() == 2
     assert "first 2 of them" in page.inner_text("#demos")
+    rows = page.locator("#demos-by-condition tbody tr").all_inner_texts()
+    assert [r.split("\t") for r in rows] == [[c, ", ".join(ws)] for c, ws in shown.items()]
 
     # a decision with more to show than the tiny model's (all-wrong) answers give: two looks, efficacy at the
     # second, a challenger stopped for futility, a p-value small enough for exponent notation, failed generations

@@ -196,7 +196,8 @@ function decisionSection(r) {
     retried: notes.retried ?? "–",
   };
   if (notes.left_out) summary["left out"] = Object.entries(notes.left_out).map(([c, why]) => `${c}: ${why}`).join("; ");
-  if (notes.demo_shortfall) summary["demonstrations"] = notes.demo_shortfall;
+  const diffs = Object.entries(notes.demo_differences || {});
+  if (diffs.length) summary["demonstrations differing from the incumbent's"] = diffs.map(([c, v]) => `${c}: ${(v.not_in_incumbent || []).join(", ") || "–"} (${v.count} shown)`).join("; ");
   return `<table id="decision-summary" class="kv"><tbody>${Object.entries(summary).map(([k, v]) => `<tr><th scope="row">${esc(k)}</th><td data-key="${esc(k)}">${esc(v)}</td></tr>`).join("")}</tbody></table>
     <h4>Looks (planned dev words, level of each look)</h4>
     <table id="looks"><thead><tr><th scope="col">look</th><th scope="col">planned words</th><th scope="col">level</th><th scope="col">state</th></tr></thead><tbody>${looks}</tbody></table>
@@ -217,8 +218,14 @@ function demosSection(r) {
     return `<p class="muted" id="no-demos">no demonstrations (${why})</p>`;
   }
   const k = Number(val.k_shot ?? words.length);
+  const shown = Object.entries((val.notes && val.notes.demos) || {});
+  const byCondition = shown.length
+    ? `<h4>Shown per condition (a bridged chain shows the words its s→b dictionary has)</h4>
+    <table id="demos-by-condition"><thead><tr><th scope="col">condition</th><th scope="col">demonstration words</th></tr></thead>
+    <tbody>${shown.map(([c, ws]) => `<tr><th scope="row">${esc(c)}</th><td style="text-align:left">${esc((ws || []).join(", "))}</td></tr>`).join("")}</tbody></table>`
+    : "";
   return `<p class="muted">Source words, in order; a translation uses the first ${esc(k)} of them that are not the word asked.</p>
-    <ol id="demo-words">${words.map((w, i) => `<li${i < k ? ` class="first-k"` : ""}>${esc(w)}</li>`).join("")}</ol>`;
+    <ol id="demo-words">${words.map((w, i) => `<li${i < k ? ` class="first-k"` : ""}>${esc(w)}</li>`).join("")}</ol>${byCondition}`;
 }
 
 async function pairPage(main, source, target, params) {
