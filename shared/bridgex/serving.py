@@ -140,7 +140,10 @@ class SequentialDesign:
         looks = [min(first, cap)]
         while looks[-1] < cap:
             looks.append(min(2 * looks[-1], cap))
-        return cls(looks=tuple(looks), alpha=alpha)
+        # 0.001 per interim look (Haybittle-Peto), less when alpha is so small that it would leave the final look
+        # under 90% of alpha
+        interim = min(0.001, alpha / (10 * max(1, len(looks) - 1)))
+        return cls(looks=tuple(looks), alpha=alpha, interim_alpha=interim)
 
 
 def sign_test(wins: int, losses: int) -> float:

@@ -59,6 +59,8 @@ def test_design_levels_sum_to_alpha() -> None:
     assert SequentialDesign.doubling(100, 400, 60).looks == (60,)
     with pytest.raises(ValueError):
         SequentialDesign(looks=(100, 50))
+    tiny = SequentialDesign.doubling(100, 400, 10_000, alpha=0.001)  # a strict alpha still has a final look
+    assert tiny.final_alpha >= 0.0009 and sum(tiny.level(i) for i in range(3)) == pytest.approx(0.001)
     with pytest.raises(ValueError, match="final look"):
         SequentialDesign(looks=tuple(range(1, 80)), alpha=0.05, interim_alpha=0.001)
 
