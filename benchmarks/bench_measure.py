@@ -49,8 +49,12 @@ COUNTERS = {
 }
 # (label, worker block size ("none": vLLM's default), [(mode, concurrency), ...]); the first run is the headline
 CONFIGS = [
-    ("before", "none", [("windowed", 4), ("pipeline", 4), ("pipeline", 16), ("validation-old", 4)]),
-    ("after", "32", [("pipeline", 16), ("pipeline", 4), ("windowed", 4), ("validation", 16)]),
+    (
+        "before",
+        "none",
+        [("windowed", 4), ("pipeline", 4), ("pipeline", 16), ("validation-old", 4), ("procedure-old", 4)],
+    ),
+    ("after", "32", [("pipeline", 16), ("pipeline", 4), ("windowed", 4), ("validation", 16), ("procedure-new", 16)]),
 ]
 
 
@@ -189,9 +193,12 @@ def teacher_forcing(url: str, model: str, prompts: list[str], golds: list[str], 
     return rows
 
 
-async def validation(url: str, src: str, tgt: str, words: list, conditions: list[str], conc: int, old: bool) -> dict:
-    """The dev validation over `words` for `conditions` (one look, so every condition measures every word).
-    old=True schedules as before issue 21: one condition at a time, `conc` in flight, no bridge-step memo."""
+async def validation(
+    url: str, src: str, tgt: str, words: list, conditions: list[str], conc: int, old: bool, design=None
+) -> dict:
+    """The dev validation over `words` for `conditions` (by default one look, so every condition measures every
+    word; `design`: the sequential test as an analysis runs it, incumbent first). old=True schedules as before
+    issue 21: one condition at a time, `conc` in flight, no bridge-step memo."""
     from bridgex.serving import SequentialDesign
 
     from services.analyzer.validation import DEMO_ORDER_KEPT, DevMeasurer, validate_on_dev
@@ -214,15 +221,17 @@ async def validation(url: str, src: str, tgt: str, words: list, conditions: list
                 tgt,
                 conditions,
                 conditions[0],
-                SequentialDesign(looks=(len(words),)),
+                design or SequentialDesign(looks=(len(words),)),
                 data_root=data,
                 k_shot=3,
                 concurrency=conc,
             )
             hits = sum(v.hits for v in got.scores.values())
             gens = got.notes["generations"]
+            measured = sum(v.n for v in got.scores.values())  # the sequential test stops conditions early
         wall = time.perf_counter() - t0
-    return {"words": len(words) * len(conditions), "requests": gens, "kept": hits, "stopped": "-", "wall_s": wall}
+    chains = measured if not old else len(words) * len(conditions)
+    return {"words": chains, "requests": gens, "kept": hits, "stopped": "-", "wall_s": wall}
 
 
 def _row(name: str, run: dict, before: dict, after: dict) -> dict:
@@ -246,6 +255,13 @@ def main() -> dict:
     tf = os.environ.get("BENCH_MEASURE_TF", "1") == "1"
     src, tgt = pair.split("-")
     data = CoreSettings().data_path
+    # the pair's dictionaries and the bridges' (s->b demonstrations) are gathered here if missing (apt-get, npm)
+    from bridgex.data.ensure import ensure_data
+    from bridgex.data.prepare import PrepareConfig
+
+    top2 = os.environ.get("BENCH_MEASURE_HSIC_TOP", "fr,pt").split(",")
+    bridges = [b for b in ("en", "fr", *top2) if b not in (src, tgt)]
+    ensure_data(PrepareConfig(data_dir=data), [(src, tgt), *((src, b) for b in dict.fromkeys(bridges))], [src, tgt])
     d = DataLayout(data).dictionary(src, tgt, "probe")
     pairs = [(p.source, p.target) for p in d.pairs]
     demos = word_demos(str(data), src, tgt, None, 3, "")[1]
@@ -259,6 +275,15 @@ def main() -> dict:
     n_dev = int(os.environ.get("BENCH_MEASURE_DEV_WORDS", "48"))
     dev = dev_words(str(data), src, tgt, n_dev)
     conditions = ["none", *(b for b in ("en", "fr") if b not in (src, tgt))]  # none + two bridges, as a pair measures
+    # the validation as an analysis ran it before (100 dev words; none, the HSIC top 2, en) and runs it now (the
+    # sequential test from the incumbent: 100, 200, 400 words, futility); BENCH_MEASURE_HSIC_TOP: the pair's top 2
+    top2 = os.environ.get("BENCH_MEASURE_HSIC_TOP", "fr,pt").split(",")
+    from bridgex.serving import SequentialDesign, incumbent_for, validation_conditions
+
+    dev_all = dev_words(str(data), src, tgt, 400)
+    old_conditions = list(dict.fromkeys(["none", *top2, *(["en"] if "en" not in (src, tgt) else [])]))
+    new_conditions = validation_conditions(top2, 2, src, tgt, "en")
+    sequential = SequentialDesign.doubling(100, 400, len(dev_all))
     with tempfile.TemporaryDirectory(prefix="bench-measure-") as tmp:
         for label, block, runs in CONFIGS:
             proc, url, rss, ready = start(block, model, Path(tmp) / f"{label}.log")
@@ -266,7 +291,14 @@ def main() -> dict:
                 print(f"{label}: worker (block {block}) ready in {ready:.0f}s", flush=True)
                 for mode, conc in runs:
                     before = metrics(url)
-                    if mode.startswith("validation"):
+                    if mode == "procedure-old":
+                        run = asyncio.run(validation(url, src, tgt, dev_all[:100], old_conditions, conc, True))
+                    elif mode == "procedure-new":
+                        assert new_conditions[0] == incumbent_for(src, tgt, "en")
+                        run = asyncio.run(
+                            validation(url, src, tgt, dev_all, new_conditions, conc, False, design=sequential)
+                        )
+                    elif mode.startswith("validation"):
                         old = mode == "validation-old"
                         run = asyncio.run(validation(url, src, tgt, dev, conditions, conc, old))
                     elif mode == "pipeline":
@@ -349,6 +381,15 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
             f"validation AFTER / BEFORE: {a['prompts_per_s'] / b['prompts_per_s']:.2f}x chains/s "
             f"({b['prompts_per_s']:.2f} -> {a['prompts_per_s']:.2f}), same words and conditions, same hits "
             f"({b['kept']} / {a['kept']})"
+        )
+    proc = {r["run"].split(":")[0]: r for r in rows if r["run"].split(": ")[1].startswith("procedure")}
+    if len(head) == 2 and len(proc) == 2:
+        t_b = head["before"]["wall_s"] + proc["before"]["wall_s"]
+        t_a = head["after"]["wall_s"] + proc["after"]["wall_s"]
+        print(
+            f"as an analysis runs them (the gold filter's {head['before']['words']} words, then the validation: "
+            f"before {proc['before']['requests']} requests on 100 dev words, after {proc['after']['requests']} "
+            f"in the sequential test): {t_b:.1f} s -> {t_a:.1f} s, {t_b / t_a:.2f}x faster"
         )
     if len(head) == 2 and len(val) == 2:
         t_b = head["before"]["wall_s"] + val["before"]["wall_s"]
