@@ -43,7 +43,9 @@ def demo_words(root: str, source: str, target: str, choice: str = "frequent") ->
     return tuple(first + [(w, tr[w][0]) for w in order if w not in direct])
 
 
-def ordered_words(root: str, source: str, target: str, choice: DemoChoice = "frequent", kept: Sequence[str] = ()) -> list[str]:
+def ordered_words(
+    root: str, source: str, target: str, choice: DemoChoice = "frequent", kept: Sequence[str] = ()
+) -> list[str]:
     """Candidate demonstration source words in the order `choice` prefers (`kept`: the gold filter's words)."""
     if choice not in ("frequent", "direct", "kept"):
         raise ValueError(f"demo_choice must be 'frequent', 'direct' or 'kept', not {choice!r}")
