@@ -154,14 +154,17 @@ def require(scope: str):
     ) -> Principal:
         client = client_address(request)
         try:
-            principal = ctx.keys.authenticate(request.headers, scope, client)
+            principal = ctx.keys.authenticate(request.headers, None, client)
         except ApiError as exc:
             if exc.error == "invalid_api_key":
                 locked = await ctx.limiter.auth_failed(client)
                 if locked is not None:
                     raise locked from exc
             raise
+        # the lockout (and the rate limit) before the scope: a locked-out client gets 429 with a valid key too,
+        # so a 403 naming scopes cannot tell it which keys are real (issue 22, item 7)
         await ctx.limiter.check(principal, client)
+        ctx.keys.authorize(principal, scope)
         request.state.principal = principal
         return principal
 

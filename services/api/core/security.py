@@ -80,8 +80,9 @@ class KeyRing:
         key = headers.get("x-api-key")
         return key.strip() if key and key.strip() else None
 
-    def authenticate(self, headers: Mapping[str, str], scope: str, client: str = "anonymous") -> Principal:
-        """The caller's principal, or 401 (no/unknown key) / 403 (key lacks `scope`)."""
+    def authenticate(self, headers: Mapping[str, str], scope: str | None, client: str = "anonymous") -> Principal:
+        """The caller's principal, or 401 (no/unknown key) / 403 (key lacks `scope`; None: checked later with
+        `authorize`, after the lockout, so a locked-out client cannot tell a valid key from a wrong one)."""
         presented = self.presented_key(headers)
         if presented is None:
             if self.open_mode:
@@ -107,13 +108,19 @@ class KeyRing:
                 "the API key is not valid",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        if not found.has(scope):
+        if scope is not None:
+            self.authorize(found, scope)
+        return found
+
+    @staticmethod
+    def authorize(principal: Principal, scope: str) -> None:
+        """403 when the principal's key lacks `scope` (the message names the key's scopes)."""
+        if not principal.has(scope):
             raise ApiError(
                 403,
                 "insufficient_scope",
-                f"this API key lacks the '{scope}' scope (it has: {', '.join(sorted(found.scopes))})",
+                f"this API key lacks the '{scope}' scope (it has: {', '.join(sorted(principal.scopes))})",
             )
-        return found
 
 
 class RateLimiter:
