@@ -444,6 +444,12 @@ def submit_analysis(
     if flying is not None:  # e.g. the gateway gathered demo data meanwhile, so the data hash moved
         return (store.add_owner(flying.id, owner) or flying) if owner else flying, False
     jid = store.resolve(job_id_for(norm, settings, dh))
+    # atomic: one job in flight per request, whatever the data hash; another submitter's job that got there
+    # first is returned (the loop only repeats if that job's record expired in between)
+    while (holder := store.claim_in_flight(plain, jid)) is not None:
+        other = store.get(holder)
+        if other is not None:
+            return (store.add_owner(holder, owner) or other) if owner else other, False
     request = {**norm, "data_hash": dh}
     rec, created = store.create(jid, request, request_id=request_id)
     if owner:
@@ -452,12 +458,13 @@ def submit_analysis(
         force = force or (rerun_succeeded and rec.state == JobState.succeeded)
         allowed = RERUNNABLE | ({JobState.succeeded} if force else frozenset())
         if rec.state not in allowed:
+            if rec.state not in (JobState.queued, JobState.running):
+                store.release_in_flight(plain, jid)  # finished and not rerun: nothing of it is in flight
             return rec, False
         reset = store.reset(jid, only_if=allowed, request_id=request_id)
-        if reset is None:  # another submitter won the race
+        if reset is None:  # another submitter won the race (and holds the claim for this same id)
             return store.get(jid) or rec, False
         rec = reset
-    store.mark_in_flight(plain, jid)
     try:
         _enqueue(celery_app, settings, jid, request, request_id=request_id, force=force)
     except Exception as e:  # broker down: leave a record a retry can re-run, then let the caller say 503

@@ -104,8 +104,44 @@ class JobStore:
         rec = None if raw is None else self.get(raw.decode() if isinstance(raw, bytes) else raw)
         return rec if rec is not None and rec.state in (JobState.queued, JobState.running) else None
 
-    def mark_in_flight(self, request_hash: str, job_id: str) -> None:
-        self.redis.set(keys.job_inflight(request_hash), job_id, ex=self.ttl_s)
+    def claim_in_flight(self, request_hash: str, job_id: str) -> str | None:
+        """Make `job_id` the in-flight job of a request in one atomic step (WATCH/MULTI), unless another job of
+        the request is queued or running: then its id is returned and nothing changes. Two submitters of the
+        same request whose data hashes differ can no longer both enqueue (issue 22, item 6)."""
+        key = keys.job_inflight(request_hash)
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    holder = raw.decode() if isinstance(raw, bytes) else raw
+                    if holder and holder != job_id:
+                        rec = self.get(holder)
+                        if rec is not None and rec.state in (JobState.queued, JobState.running):
+                            pipe.unwatch()
+                            return holder
+                    pipe.multi()
+                    pipe.set(key, job_id, ex=self.ttl_s)
+                    pipe.execute()
+                    return None
+                except redis.WatchError:
+                    continue  # another submitter changed it in between: look again
+
+    def release_in_flight(self, request_hash: str, job_id: str) -> None:
+        """Drop the claim, if `job_id` still holds it (a claim taken for a job that was not enqueued)."""
+        key = keys.job_inflight(request_hash)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                raw = pipe.get(key)
+                if (raw.decode() if isinstance(raw, bytes) else raw) == job_id:
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.execute()
+                else:
+                    pipe.unwatch()
+            except redis.WatchError:
+                pass  # someone else claimed it meanwhile: theirs now
 
     def resolve(self, job_id: str) -> str:
         """The job an id stands for: itself, or the job it is an alias of (when that record still exists)."""

@@ -365,3 +365,40 @@ def test_rerun_succeeded_reruns_only_a_finished_job_with_force(r: redis.Redis, t
     rerun, new4 = submit_analysis(req, settings=s, redis=r, celery_app=app, rerun_succeeded=True)
     assert new4 and rerun.id == rec.id and rerun.state == JobState.queued
     assert app.sent[-1]["kwargs"]["force"] is True and len(app.sent) == 3
+
+
+def test_concurrent_submits_with_moving_data_are_one_job(r: redis.Redis, tmp_path: Path, monkeypatch) -> None:
+    """Issue 22 item 6: the in-flight check and mark are one atomic step. Each submitter sees another data hash
+    (as when a pair's data is being gathered), so each computes another job id; exactly one job is enqueued and
+    every submitter gets it."""
+    import itertools
+    import threading
+
+    import services.common.analysis as analysis
+
+    counter = itertools.count()
+    monkeypatch.setattr(analysis, "data_hash", lambda *a, **k: f"h{next(counter)}")
+    s = ServiceSettings(data_dir=tmp_path, model="tiny")
+    app = _FakeCelery()
+    req = AnalysisRequest(source="sw", target="fi")
+    start = threading.Barrier(12)
+    got: list[tuple[str, bool]] = []
+
+    def submit() -> None:
+        start.wait()
+        rec, new = submit_analysis(req, settings=s, redis=r, celery_app=app)  # redis-py clients are thread-safe
+        got.append((rec.id, new))
+
+    threads = [threading.Thread(target=submit) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(got) == 12 and len(app.sent) == 1, (got, app.sent)
+    assert {i for i, _ in got} == {app.sent[0]["args"][0]} and sum(new for _, new in got) == 1
+    # once that job finished, the next submission is a new job again (a stale claim does not block it)
+    store = JobStore(r)
+    store.start(got[0][0])
+    store.fail(got[0][0], "x")
+    rec, new = submit_analysis(req, settings=s, redis=r, celery_app=app)
+    assert new and len(app.sent) == 2 and rec.id != got[0][0]
