@@ -177,13 +177,20 @@ them or a word a bridge's dictionary lacks; beyond it the usual order continues)
 
 def condition_demos(
     data_root: str, source: str, target: str, conditions: Sequence[str], k: int, order: Sequence[str], choice: str
-) -> dict[str, list[str]]:
-    """The demonstration source words each condition's prompts show (for a query that is none of them)."""
-    out = {}
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(the demonstration source words each condition's prompts show, for a query that is none of them;
+    conditions whose demonstration data is missing -> why)."""
+    shown: dict[str, list[str]] = {}
+    missing: dict[str, str] = {}
     for c in conditions:
-        _, step2 = word_demos(data_root, source, target, None if c == NONE else c, k, "", words=order, choice=choice)
-        out[c] = [d.source_text for d in step2]
-    return out
+        bridge = None if c == NONE else c
+        try:
+            _, step2 = word_demos(data_root, source, target, bridge, k, "", words=order, choice=choice)
+        except FileNotFoundError as e:
+            missing[c] = f"no demonstration data ({e})"
+            continue
+        shown[c] = [d.source_text for d in step2]
+    return shown, missing
 
 
 @dataclass
@@ -221,20 +228,15 @@ async def validate_on_dev(
     notes: dict[str, Any] = {}
     demo_words: list[str] = []
     if k_shot:
-        usable = []
-        for c in conditions:
-            try:
-                word_demos(data_root, source, target, None if c == NONE else c, 1, "")
-                usable.append(c)
-            except FileNotFoundError as e:
-                notes.setdefault("left_out", {})[c] = f"no demonstration data ({e})"
-        if incumbent not in usable:  # it could not be served with demonstrations either: direct is the safe end
-            notes["incumbent_unavailable"] = incumbent
-            incumbent = NONE
-        conditions = usable
         order = demo_order if demo_order is not None else ordered_words(data_root, source, target, demo_choice)
         demo_words = list(order)[:DEMO_ORDER_KEPT]
-        shown = condition_demos(data_root, source, target, conditions, k_shot, demo_words, demo_choice)
+        shown, missing = condition_demos(data_root, source, target, conditions, k_shot, demo_words, demo_choice)
+        if missing:
+            notes["left_out"] = missing
+        if incumbent not in shown:  # it could not be served with demonstrations either: direct is the safe end
+            notes["incumbent_unavailable"] = incumbent
+            incumbent = NONE
+        conditions = [c for c in conditions if c in shown]
         base = set(shown[incumbent])
         notes["demos"] = shown
         notes["demo_differences"] = {

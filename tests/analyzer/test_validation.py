@@ -187,3 +187,16 @@ def test_demonstration_differences_are_recorded(tmp_path: Path) -> None:
     diff = got.notes["demo_differences"]
     assert set(diff) == {"de"} and first not in got.notes["demos"]["de"] and first in got.notes["demos"][NONE]
     assert len(diff["de"]["not_in_incumbent"]) == 1 and diff["de"]["count"] == 3
+
+
+def test_a_condition_without_demonstration_data_is_left_out(tmp_path: Path) -> None:
+    import shutil
+
+    root = _data(tmp_path)
+    words = dev_words(root, SRC, TGT, 20)
+    shutil.rmtree(tmp_path / "dict" / f"{SRC}-de")
+    clear_cache()
+    worker = ScriptedWorker(lambda i: False, {"en": lambda i: False})
+    got = _run(worker, root, words, SequentialDesign(looks=(20,)), incumbent="en")
+    assert set(got.notes["left_out"]) == {"de"} and "de" not in got.scores
+    assert got.decision.incumbent == "en" and {t.condition for t in got.decision.tests} == {NONE}
