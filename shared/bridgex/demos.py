@@ -9,6 +9,7 @@ dictionary too. Sentences come from UDHR articles, parallel by number. Missing d
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Literal
@@ -65,9 +66,17 @@ def _articles(root: str, lang: str) -> tuple[tuple[int, str], ...]:
     return tuple((n, paras[0]) for n, paras in arts.items() if paras and n > 0)
 
 
+@lru_cache(maxsize=256)
+def _translations(root: str, source: str, target: str, choice: str) -> dict[str, str]:
+    """demo_words as a mapping, built once per dictionary (callers only read it): a request picks its k words
+    without copying the whole dictionary."""
+    return dict(demo_words(root, source, target, choice))
+
+
 def clear_cache() -> None:
     """Forget cached demonstrations (after the data directory was re-prepared)."""
     demo_words.cache_clear()
+    _translations.cache_clear()
     _articles.cache_clear()
 
 
@@ -91,12 +100,18 @@ def word_demos(
     the translations shown."""
     if k <= 0:
         return [], []
-    st = dict(demo_words(root, source, target, "direct" if choice == "direct" else "frequent"))
-    order = list(dict.fromkeys([*words, *st])) if words is not None else list(st)  # recorded first, then the rest
-    if bridge is None or bridge in (source, target):
-        return [], [Demo(w, st[w]) for w in order if w != query and w in st][:k]
-    sb = dict(demo_words(root, source, bridge, "direct" if choice == "direct" else "frequent"))
-    chosen = [w for w in order if w != query and w in st and w in sb][:k]
+    kind = "direct" if choice == "direct" else "frequent"
+    st = _translations(root, source, target, kind)
+    direct = bridge is None or bridge in (source, target)
+    sb = {} if direct else _translations(root, source, bridge, kind)
+    chosen: list[str] = []
+    for w in itertools.chain(words or (), st):  # recorded first, then the usual order; stops after k
+        if w != query and w in st and (direct or w in sb) and w not in chosen:
+            chosen.append(w)
+            if len(chosen) == k:
+                break
+    if direct:
+        return [], [Demo(w, st[w]) for w in chosen]
     return [Demo(w, sb[w]) for w in chosen], [Demo(w, st[w], bridge_text=sb[w]) for w in chosen]
 
 
