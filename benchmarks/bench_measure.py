@@ -38,7 +38,7 @@ from bridgex.generation.gold_filter import abuild_probe_set
 from bridgex.prompts import Demo, word_prompt
 from bridgex.settings import CoreSettings
 
-from benchmarks.bench_worker import TreeRSS
+from benchmarks.bench_worker import TreeRSS, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTERS = {
@@ -69,48 +69,13 @@ def metrics(url: str) -> dict[str, float]:
 
 
 def start(block: str, model: str, log: Path) -> tuple[subprocess.Popen, str, TreeRSS, float]:
-    from tests.support import free_port
+    """Our worker launcher (`python -m services.worker`) with this KV block size ("none": vLLM's default)."""
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "BRIDGEX_MODEL": model, "BRIDGEX_WORKER_PORT": str(port), "BRIDGEX_WORKER_BLOCK_SIZE": block}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    rss = TreeRSS(proc.pid)
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the worker exited; log {log}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        asyncio.run(GenerationClient(url, timeout=600).complete("Hello", max_tokens=1))  # warm-up, not the prefix
-    except BaseException:
-        rss.stop()
-        stop(proc)
-        raise
-    return proc, url, rss, time.perf_counter() - t0
+    def command(port: int) -> tuple[list[str], dict[str, str]]:
+        env = {"BRIDGEX_MODEL": model, "BRIDGEX_WORKER_PORT": str(port), "BRIDGEX_WORKER_BLOCK_SIZE": block}
+        return [sys.executable, "-m", "services.worker"], env
 
-
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, 15)
-        proc.wait(60)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.wait(10)
+    return start_server(command, log)
 
 
 async def pipeline(url: str, pairs: list, src: str, tgt: str, demos: list[Demo], n: int, conc: int) -> dict:
@@ -323,7 +288,7 @@ def main() -> dict:
                 idle = rss.now()
             finally:
                 peak = rss.stop()
-                stop(proc)
+                stop_server(proc)
             servers.append(
                 {
                     "config": label,
@@ -359,6 +324,11 @@ def _golds(pairs: list, words: list[str]) -> list[str]:
     return [first[w] for w in words]
 
 
+def _walls(head: dict, other: dict) -> tuple[float, float]:
+    """Seconds of the gold filter + a validation run, before and after."""
+    return tuple(head[x]["wall_s"] + other[x]["wall_s"] for x in ("before", "after"))  # type: ignore[return-value]
+
+
 def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int) -> None:
     print(f"\nmodel={model} pair={pair} words={n} fp32, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     print(
@@ -384,16 +354,14 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
         )
     proc = {r["run"].split(":")[0]: r for r in rows if r["run"].split(": ")[1].startswith("procedure")}
     if len(head) == 2 and len(proc) == 2:
-        t_b = head["before"]["wall_s"] + proc["before"]["wall_s"]
-        t_a = head["after"]["wall_s"] + proc["after"]["wall_s"]
+        t_b, t_a = _walls(head, proc)
         print(
             f"as an analysis runs them (the gold filter's {head['before']['words']} words, then the validation: "
             f"before {proc['before']['requests']} requests on 100 dev words, after {proc['after']['requests']} "
             f"in the sequential test): {t_b:.1f} s -> {t_a:.1f} s, {t_b / t_a:.2f}x faster"
         )
     if len(head) == 2 and len(val) == 2:
-        t_b = head["before"]["wall_s"] + val["before"]["wall_s"]
-        t_a = head["after"]["wall_s"] + val["after"]["wall_s"]
+        t_b, t_a = _walls(head, val)
         print(f"gold filter + validation: {t_b:.1f} s -> {t_a:.1f} s, {t_b / t_a:.2f}x faster")
     same = [r for r in rows if r["run"] in ("before: pipeline, c16", "after: pipeline, c16")]
     if len(same) == 2 and same[0].get("answers") and same[1].get("answers"):

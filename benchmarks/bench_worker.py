@@ -14,10 +14,12 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -174,21 +176,23 @@ def _server_args(engine: str, model: str, port: int) -> tuple[list[str], dict[st
     raise ValueError(f"unknown engine {engine!r} (vllm, bridgex)")
 
 
-def run_engine(engine: str, model: str, n_req: int, max_tokens: int, log_dir: Path) -> list[dict]:
-    import subprocess
-
+def start_server(
+    command: Callable[[int], tuple[list[str], dict[str, str]]], log: Path
+) -> tuple[subprocess.Popen, str, TreeRSS, float]:
+    """Start a generation server on a free port (`command(port)` gives its argv and extra environment), wait for
+    /health and one warm-up generation: (process, url, RSS sampler of its process tree, seconds until ready).
+    A server that exits or fails before it is ready is stopped again and its log named in the error."""
     from tests.support import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    args, env = _server_args(engine, model, port)
-    log = (log_dir / f"{engine}.log").open("wb")
+    args, env = command(port)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         args,
         cwd=ROOT,
-        env={**os.environ, "BRIDGEX_MODEL": model, **env},
-        stdout=log,
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -196,15 +200,40 @@ def run_engine(engine: str, model: str, n_req: int, max_tokens: int, log_dir: Pa
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{engine} exited; log {log_dir / (engine + '.log')}")
+                raise RuntimeError(f"the server exited; log {log}:\n{log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        asyncio.run(GenerationClient(url, timeout=600).complete("Hello", max_tokens=1))
-        ready_s = time.perf_counter() - t0
+        asyncio.run(GenerationClient(url, timeout=600).complete("Hello", max_tokens=1))  # warm-up
+    except BaseException:
+        rss.stop()
+        stop_server(proc)
+        raise
+    return proc, url, rss, time.perf_counter() - t0
+
+
+def stop_server(proc: subprocess.Popen, grace_s: float = 60) -> None:
+    """TERM the server's process group, KILL it after `grace_s`."""
+    try:
+        os.killpg(proc.pid, 15)
+        proc.wait(grace_s)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait(10)
+
+
+def run_engine(engine: str, model: str, n_req: int, max_tokens: int, log_dir: Path) -> list[dict]:
+    def command(port: int) -> tuple[list[str], dict[str, str]]:
+        args, env = _server_args(engine, model, port)
+        return args, {"BRIDGEX_MODEL": model, **env}
+
+    proc, url, rss, ready_s = start_server(command, log_dir / f"{engine}.log")
+    try:
         print(f"{engine}: ready in {ready_s:.0f}s", flush=True)
         rows = []
         for clients in LEVELS:
@@ -213,13 +242,7 @@ def run_engine(engine: str, model: str, n_req: int, max_tokens: int, log_dir: Pa
         idle_rss = rss.now()
     finally:
         peak = rss.stop()
-        try:
-            os.killpg(proc.pid, 15)
-            proc.wait(30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        stop_server(proc, 30)
     for r in rows:
         r.update(engine=engine, ready_s=ready_s, peak_rss_gb=peak / 1e9, rss_after_gb=idle_rss / 1e9)
     return rows
