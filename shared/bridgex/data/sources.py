@@ -4,13 +4,10 @@ a pivot through English when the direct pairs are few, and CLDR names; each sour
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from bridgex.data.config import PrepareConfig
 from bridgex.data.fetch import freedict_code
 from bridgex.dictionaries import Dictionary, cldr_dictionary, compose, merge, read_cedict, read_freedict
-
-if TYPE_CHECKING:
-    from bridgex.data.prepare import PrepareConfig
 
 
 class Sources:
