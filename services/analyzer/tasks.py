@@ -20,6 +20,8 @@ import redis
 from bridgex.cancel import Cancelled
 from bridgex.fingerprint import config_fingerprint
 from celery import Task
+from redis.exceptions import LockError, LockNotOwnedError
+from redis.lock import Lock
 
 from services.common import redis_keys
 from services.common.analysis import AnalysisSpec, alias_after_data
@@ -31,9 +33,6 @@ from .celery_app import app
 from .config import get_settings
 
 log = logging.getLogger(__name__)
-
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) else return 0 end"
 
 _redis: redis.Redis | None = None
 
@@ -52,16 +51,31 @@ def lease_seconds() -> int:
 
 
 class Lease:
-    """`SET NX EX` lease on a job, renewed by a heartbeat thread while the task runs."""
+    """The job's lease: a redis-py `Lock` on `redis_keys.job_lease` (`SET NX PX` with our token; release and
+    renewal are Lua scripts that act only while the key still holds that token), renewed by a heartbeat thread
+    while the task runs. Each beat is `Lock.reacquire`, which resets the TTL to the whole lease (`extend` adds to
+    what is left, so beats that come early would grow the lease past `ttl`).
 
-    def __init__(self, r: redis.Redis, job_id: str, ttl: int) -> None:
-        self.r, self.key, self.ttl = r, redis_keys.job_lease(job_id), ttl
+    A worker whose lease was lost (it expired while Redis or this process stalled, and another worker may have
+    taken it) notices at its next beat (`LockNotOwnedError`): it logs that, sets `lost` and stops renewing; the
+    run goes on, as the job record decides what counts (`JobStore.start` / `succeed`), and its release leaves
+    the other worker's lease alone."""
+
+    def __init__(self, r: redis.Redis, job_id: str, ttl: float) -> None:
+        self.ttl = ttl
+        # thread_local=False: the token set by `acquire` (task thread) must be seen by the heartbeat thread
+        self.lock = Lock(r, redis_keys.job_lease(job_id), timeout=ttl, blocking=False, thread_local=False)
         self.token = f"{os.getpid()}:{uuid.uuid4().hex}"
+        self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def key(self) -> str:
+        return self.lock.name
+
     def acquire(self) -> bool:
-        if not self.r.set(self.key, self.token, nx=True, ex=self.ttl):
+        if not self.lock.acquire(blocking=False, token=self.token):
             return False
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.key}", daemon=True)
         self._thread.start()
@@ -70,7 +84,15 @@ class Lease:
     def _beat(self) -> None:
         while not self._stop.wait(self.ttl / 3):
             try:
-                self.r.eval(_RENEW, 1, self.key, self.token, self.ttl)
+                self.lock.reacquire()
+            except LockNotOwnedError:
+                self.lost.set()
+                log.warning(
+                    "job lease %s lost (it expired; another worker may run the job now): this run goes on, the "
+                    "job record decides",
+                    self.key,
+                )
+                return
             except redis.RedisError as e:  # the next beat tries again; the lease lasts ttl
                 log.warning("lease heartbeat failed: %s", e)
 
@@ -79,7 +101,12 @@ class Lease:
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:
-            self.r.eval(_RELEASE, 1, self.key, self.token)
+            self.lock.release()
+        except LockNotOwnedError:
+            self.lost.set()
+            log.warning("job lease %s was lost before its release; the key (if any) is another worker's", self.key)
+        except LockError:  # never acquired: nothing to release
+            pass
         except redis.RedisError as e:
             log.warning("lease release failed (expires in %ss): %s", self.ttl, e)
 
