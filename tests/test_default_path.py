@@ -142,3 +142,72 @@ def test_fresh_data_dir_analyze_then_auto_from_cache(stack: Stack) -> None:
         )
         assert r.status_code == 200, r.text
         assert r.json()["k_shot"] == 2 and (data / "dict" / "tl-zh" / "all.tsv").is_file()
+
+
+def test_data_gathering_never_stalls_translations(stack: Stack) -> None:
+    """While another pair's data is being gathered (the analyzer holds the data directory's lock; here the
+    test holds it, so the gathering cannot finish), a ready pair translates with its full demonstrations and an
+    unready pair answers at once, zero-shot, with a warning; the gateway never gathers (or installs) itself."""
+    import statistics
+
+    import redis as redis_lib
+    from bridgex.data.prepare import data_lock
+
+    from services.common import redis_keys
+
+    data = Path(stack.env["BRIDGEX_DATA_DIR"])
+    r = redis_lib.Redis.from_url(stack.redis.url)
+    ready = {"text": "מים", "source": "he", "target": "zh", "bridge": "none"}  # he-zh: gathered by the first test
+    with stack.client() as c:
+        if not (data / "dict" / "he-zh" / "all.tsv").is_file():  # this test run alone
+            c.post("/translate", headers=A, json={**ready, "k_shot": 0})
+            assert c.post("/analyze", headers=A, json={"source": "he", "target": "zh"}).status_code in (200, 202)
+            deadline = time.monotonic() + 300
+            while not (data / "dict" / "he-zh" / "all.tsv").is_file() and time.monotonic() < deadline:
+                time.sleep(1)
+
+        def ready_latency() -> float:
+            t0 = time.perf_counter()
+            out = c.post("/translate", headers=A, json=ready)
+            assert out.status_code == 200, out.text
+            body = out.json()
+            assert body["k_shot"] == 3 and not any("demonstration" in w for w in body["warnings"]), body
+            return time.perf_counter() - t0
+
+        before = statistics.median(ready_latency() for _ in range(5))
+        assert not (data / "dict" / "en-zh").exists()
+        with data_lock(data, timeout=10, log=lambda _m: None):
+            t0 = time.perf_counter()
+            unready = c.post(
+                "/translate", headers=A, json={"text": "water", "source": "en", "target": "zh", "bridge": "none"}
+            )
+            took = time.perf_counter() - t0
+            assert unready.status_code == 200, unready.text
+            body = unready.json()
+            assert body["k_shot"] == 0 and any("being gathered by the analyzer" in w for w in body["warnings"]), body
+            # at once: not after the 120 s data_wait_s of this stack, nor after the lock
+            assert took < 10, took
+            # the analyzer took the gathering and waits on the lock; the gateway waits on nothing
+            key = redis_keys.data_gather(str(data), [("en", "zh")], [])
+            deadline = time.monotonic() + 30
+            while json.loads(r.get(key) or b"{}").get("state") != "running" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert json.loads(r.get(key) or b"{}").get("state") == "running"
+            during = statistics.median(ready_latency() for _ in range(5))
+            # an explicit k_shot waits at most data_wait_s and says why; a second default request asks nothing new
+            again = c.post(
+                "/translate", headers=A, json={"text": "fire", "source": "en", "target": "zh", "bridge": "none"}
+            ).json()
+            assert again["k_shot"] == 0
+        # same order of latency (a stalled gateway would take seconds, not milliseconds)
+        assert during < max(5 * before, before + 1.0), (before, during)
+        # the lock released, the analyzer finishes the gathering and the pair gets its demonstrations
+        deadline = time.monotonic() + 120
+        while r.exists(key) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not r.exists(key), r.get(key)
+        assert (data / "dict" / "en-zh" / "all.tsv").is_file() or (data / "dict" / "zh-en" / "all.tsv").is_file()
+        out = c.post(
+            "/translate", headers=A, json={"text": "water", "source": "en", "target": "zh", "bridge": "none"}
+        ).json()
+        assert out["k_shot"] == 3 and not any("demonstration" in w for w in out["warnings"]), out

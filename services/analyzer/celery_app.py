@@ -18,7 +18,12 @@ from services.common.config import ServiceSettings
 
 def make_app(settings: ServiceSettings | None = None) -> Celery:
     s = settings or get_settings()
-    app = Celery("bridgex-analyzer", broker=s.broker, backend=s.backend, include=["services.analyzer.tasks"])
+    app = Celery(
+        "bridgex-analyzer",
+        broker=s.broker,
+        backend=s.backend,
+        include=["services.analyzer.tasks", "services.analyzer.data_tasks", "services.analyzer.announce"],
+    )
     vt = int(s.visibility_timeout_s)
     transport: dict[str, object] = {"visibility_timeout": vt}
     if vt < 200:

@@ -6,6 +6,7 @@ Bridge cache (analyzer writes, gateway reads), per model + revision of the reque
 (one analysis enqueued by `auto` misses), `analysis_failure` (backoff memory).
 Jobs: `job`, `job_cancel`, `job_alias`, `job_inflight`, `JOBS_INDEX`, `job_lease`.
 Gateway: `rate_limit`, `auth_failures`, `lockout`, `idempotency`.
+Data: `data_gather`. Configuration: `served_config`.
 """
 
 from __future__ import annotations
@@ -102,3 +103,22 @@ def lockout(client: str) -> str:
 
 def idempotency(principal_id: str, idempotency_key: str) -> str:
     return f"{PREFIX}:idem:{principal_id}:{_digest(idempotency_key, 32)}"
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+
+def data_gather(data_dir: str, pairs: list[tuple[str, str]], languages: list[str]) -> str:
+    """State of one asked-for data gathering (JSON: queued | running | failed), set by the gateway (`SET NX`),
+    updated by the analyzer's `bridgex.gather_data` task and deleted when the data is there."""
+    what = ",".join(sorted(f"{s}-{t}" for s, t in pairs)) + "|" + ",".join(sorted(languages))
+    return f"{PREFIX}:data-gather:{_digest(data_dir, 12)}:{_digest(what, 24)}"
+
+
+# ------------------------------------------------------------------------------------------ configuration
+
+
+def served_config(model: str, revision: str | None, role: str) -> str:
+    """The configuration a process serves (JSON: fingerprint, parameters, host, time), published by each
+    analyzer worker and gateway at start so that /ready and /bridges can say when the two disagree."""
+    return f"{PREFIX}:served-config:{model_ref(model, revision)}:{role}"

@@ -64,7 +64,12 @@ class ApiSettings(ServiceSettings):
         "or use the typology-nearest candidate (unvalidated).",
     )
     max_tokens_limit: int = Field(512, ge=1, description="Gateway: largest max_tokens a client may ask for.")
-    data_wait_s: float = Field(20.0, ge=0, description="Gateway: wait this long for demo data being gathered.")
+    data_wait_s: float = Field(
+        20.0,
+        ge=0,
+        description="Gateway: an explicit k_shot waits this long for its data, gathered by the analyzer (the default "
+        "k_shot never waits: it answers zero-shot with a warning).",
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ from ..core.errors import ApiError, bad_input, dependency_down
 from ..core.redis import RedisUnavailable
 from ..deps import AdminScope, Ctx, TranslateScope
 from ..schemas.bridges import BridgeMatrix, PairBest, Ranking
-from ..services import bridge_cache, validation
+from ..services import bridge_cache, config_check, validation
 from ..services.bridging import failure_note, lock_key
 
 router = APIRouter(prefix="/bridges", tags=["bridges"])
@@ -68,9 +68,16 @@ async def list_bridges(ctx: Ctx, _: TranslateScope, config: ConfigQuery = None) 
 
     try:
         found = await ctx.gate.run_sync("bridge_pairs", pairs)
+        agreement = await ctx.gate.run("served_config", lambda: config_check.agreement(ctx))
     except RedisUnavailable as exc:
         raise _down(exc) from exc
-    return BridgeMatrix(model=s.model, revision=s.model_revision, config=config, pairs=[PairBest(**p) for p in found])
+    return BridgeMatrix(
+        model=s.model,
+        revision=s.model_revision,
+        config=config,
+        pairs=[PairBest(**p) for p in found],
+        configuration=agreement,
+    )
 
 
 @router.get("/configs")

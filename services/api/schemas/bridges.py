@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Ranking(BaseModel):
@@ -40,6 +40,11 @@ class BridgeMatrix(BaseModel):
     revision: str | None
     config: str | None = None
     pairs: list[PairBest]
+    configuration: dict[str, Any] | None = Field(
+        None,
+        description="This gateway's method configuration against the analyzer's (fingerprints, agree, the "
+        "parameters that differ): when they differ, `auto` looks up rankings the analyzer never computes.",
+    )
 
 
 class LanguageOut(BaseModel):

@@ -1,62 +1,100 @@
-"""k-shot demonstrations for translate prompts (bridgex.demos), gathering the pair's data on first need.
+"""k-shot demonstrations for translate prompts (bridgex.demos); a pair's missing data is asked of the analyzer.
 
-Missing data is gathered in the background by the same `bridgex.data.ensure.ensure_data` the analyzer's data
-stage runs (one inter-process lock per data directory, so the two never prepare at once). A request waits up
-to `settings.data_wait_s` for it. Still missing after that: an explicit `k_shot` is a 503 with Retry-After
-(the data is on its way, or it says why it cannot be had); the *default* k_shot degrades to zero-shot and says
-so in a warning, so `auto` keeps answering on a fresh machine. With BRIDGEX_DATA_AUTO off nothing is gathered:
-an explicit k_shot is a 422 that says so.
+The gateway never gathers data itself: gathering may install packages (FreeDict through apt-get) and holds
+the data directory's lock for minutes. A request whose demonstrations lack their data marks the gathering
+`queued` in Redis (`redis_keys.data_gather`, SET NX, so one request per key asks) and sends the analyzer's
+`bridgex.gather_data` task. Then:
+- the *default* k_shot answers at once, zero-shot, with a warning that says the data is on its way;
+- an explicit `k_shot` waits at most `data_wait_s` (polling the files, never a lock, never a thread held) and
+  then is a 503 with Retry-After, or a 424 when the analyzer reported that the data cannot be had.
+With BRIDGEX_DATA_AUTO off nothing is asked for: an explicit k_shot is a 422 that says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 
 from bridgex import demos as lib
-from bridgex.data.ensure import ensure_data, missing_data
-from bridgex.data.prepare import PrepareConfig
+from bridgex.data.ensure import missing_data
 from bridgex.prompts import Demo
+
+from services.common import redis_keys
 
 from ..core.errors import ApiError
 from ..deps import AppContext
 
 log = logging.getLogger("bridgex.api")
 
-_inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Future[None]] = {}
+GATHER_QUEUED_TTL_S = 900
+"""A `queued` mark lives this long: with no analyzer consuming the queue, a later miss asks again."""
+POLL_S = 0.5
 
 
 class DemoDataMissing(Exception):
     """The demonstrations' data is not (yet) in the data directory; the message says why."""
 
+    def __init__(self, message: str, *, failed: bool = False) -> None:
+        super().__init__(message)
+        self.failed = failed
 
-def _gather(root: str, pairs: tuple[tuple[str, str], ...], languages: tuple[str, ...]) -> None:
-    ensure_data(PrepareConfig(data_dir=root), list(pairs), list(languages), log=log.info)
-    lib.clear_cache()
+
+def _names(langs: list[str], pairs: list[tuple[str, str]]) -> str:
+    return ", ".join([f"{s}-{t}" for s, t in pairs] + langs)
 
 
-async def ensure(ctx: AppContext, pairs: list[tuple[str, str]], languages: list[str] = ()) -> None:
-    """Wait (at most data_wait_s) for the data of `pairs` / `languages`, starting its gathering once per
-    process. Raises DemoDataMissing when it is not there in time or cannot be gathered."""
-    root = str(ctx.settings.data_path)
-    langs, missing = await asyncio.to_thread(missing_data, ctx.settings.data_path, pairs, languages)
+async def request_gathering(ctx: AppContext, pairs: list[tuple[str, str]], languages: list[str]) -> dict | None:
+    """Ask the analyzer once for the data of `pairs` / `languages` (those still missing). Returns the
+    gathering's recorded state (None when nothing is missing). Raises DemoDataMissing when the broker or
+    Redis cannot take the request."""
+    root = ctx.settings.data_path
+    langs, missing = await asyncio.to_thread(missing_data, root, pairs, languages)
     if not langs and not missing:
-        return
-    key = (root, tuple(sorted(set(pairs))))
-    fut = _inflight.get(key)
-    if fut is None:
-        fut = asyncio.ensure_future(asyncio.to_thread(_gather, root, key[1], tuple(languages)))
-        _inflight[key] = fut
-        fut.add_done_callback(lambda _f: _inflight.pop(key, None))
+        return None
+    key = redis_keys.data_gather(str(root), missing, langs)
+    state = {"state": "queued", "at": time.time(), "pairs": [list(p) for p in missing], "languages": langs}
     try:
-        await asyncio.wait_for(asyncio.shield(fut), ctx.settings.data_wait_s)
-    except TimeoutError as exc:
-        names = ", ".join(f"{s}-{t}" for s, t in missing) or ", ".join(langs)
+        fresh = await ctx.redis.set(key, json.dumps(state), nx=True, ex=GATHER_QUEUED_TTL_S)
+        if not fresh:
+            raw = await ctx.redis.get(key)
+            return json.loads(raw) if raw else state
+        try:
+            await asyncio.to_thread(
+                ctx.celery.send_task,
+                "bridgex.gather_data",
+                kwargs={"pairs": [list(p) for p in missing], "languages": langs},
+                queue=ctx.settings.analyze_queue,
+            )
+        except Exception:
+            await ctx.redis.delete(key)
+            raise
+    except Exception as exc:  # Redis or the broker is down
         raise DemoDataMissing(
-            f"the data for {names} is being gathered (first use of the pair); retry in a minute"
+            f"the data for {_names(langs, missing)} is missing and could not be asked for ({exc})"
         ) from exc
-    except Exception as exc:
-        raise DemoDataMissing(f"the demonstration data could not be gathered: {exc}") from exc
+    log.info("asked the analyzer for the data of %s", _names(langs, missing))
+    return state
+
+
+async def ensure(ctx: AppContext, pairs: list[tuple[str, str]], languages: list[str], wait_s: float) -> None:
+    """Ask for the data of `pairs` / `languages` and wait at most `wait_s` for it (0: do not wait). Raises
+    DemoDataMissing (its `failed` set when the analyzer reported the data cannot be had)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        state = await request_gathering(ctx, pairs, languages)
+        if state is None:
+            return
+        if state.get("state") == "failed":
+            raise DemoDataMissing(f"the data cannot be gathered: {state.get('error')}", failed=True)
+        if time.monotonic() >= deadline:
+            what = _names(state.get("languages", []), [tuple(p) for p in state.get("pairs", [])])
+            raise DemoDataMissing(
+                f"the data for {what} is being gathered by the analyzer (first use of the pair, "
+                f"{state.get('state')}); retry in a minute"
+            )
+        await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
 
 
 async def demos(
@@ -96,19 +134,19 @@ async def demos(
                     details={"field": "k_shot"},
                 ) from missing
             return [], [], [f"zero-shot: the default k_shot={k} needs demonstration data ({missing})"]
+        bridges = (bridge,) if bridge else ()
+        pairs = lib.demo_pairs(source, target, bridges) if task == "word" else []
         try:
-            bridges = (bridge,) if bridge else ()
-            await ensure(
-                ctx, lib.demo_pairs(source, target, bridges) if task == "word" else [], [source, target, *bridges]
-            )
+            await ensure(ctx, pairs, [source, target, *bridges], ctx.settings.data_wait_s if explicit else 0.0)
             step1, step2 = await asyncio.to_thread(pick)
         except (DemoDataMissing, FileNotFoundError) as exc:
             if explicit:
+                failed = isinstance(exc, DemoDataMissing) and exc.failed
                 raise ApiError(
-                    503,
+                    424 if failed else 503,
                     "demo_data_unavailable",
                     f"k_shot={k} needs demonstration data: {exc}. Or send k_shot=0.",
-                    headers={"Retry-After": "30"},
+                    headers={} if failed else {"Retry-After": "30"},
                 ) from exc
             return [], [], [f"zero-shot: the default k_shot={k} needs demonstration data ({exc})"]
     short = min(len(step2), len(step1) if bridge else len(step2))
