@@ -34,6 +34,14 @@ class ServiceSettings(CoreSettings):
     analysis_retry_base_s: float = Field(300.0, gt=0, description="First wait before auto re-analyses a failure.")
     analysis_retry_max_s: float = Field(86400.0, gt=0, description="Longest wait between auto re-analyses.")
 
+    # --- the generation worker's weights ------------------------------------------------------------
+    allow_unverified_worker: bool = Field(
+        False,
+        description="Accept a generation worker that does not report its weights (GET /bridgex/identity, as a "
+        "plain `vllm serve`): analyses run against it and `auto` serves measured bridges beside it. Off: such a "
+        "worker fails the analysis and `auto` serves the fallback; run the worker with `python -m services.worker`.",
+    )
+
     @model_validator(mode="after")
     def _redis_credentials(self) -> ServiceSettings:
         if self.redis_password is not None:

@@ -34,6 +34,11 @@ class Dockerfile:
     def of(self, op: str) -> list[str]:
         return [rest for o, rest in self.ins if o == op]
 
+    def base(self) -> str:
+        """The image it builds FROM, with a default ARG filled in."""
+        (base,) = self.of("FROM")
+        return re.sub(r"\$\{(\w+)\}", lambda m: self.args.get(m[1], m[0]), base)
+
     def env(self) -> dict[str, str]:
         import shlex
 
@@ -72,17 +77,37 @@ class Dockerfile:
 def test_dockerfiles(rel: str) -> None:
     extras, command = DOCKERFILES[rel]
     d = Dockerfile(rel)
-    assert d.ins[0] == ("FROM", "python:3.11-slim")
     assert d.args["EXTRAS"] == extras
     assert d.cmd[: len(command)] == command
     if "cpu" in extras.split(","):
         assert d.args["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"
         d.assert_vllm_cpu_cleanup()
-    if rel.endswith(".gpu"):
-        assert "/whl/cu" in d.args["TORCH_INDEX"] and "cpu" not in extras.split(",")
-    if "analyzer" in extras:
-        assert '--index-url "${TORCH_INDEX}"' in " ".join(d.runs)
+    if rel.endswith(".gpu"):  # vLLM's CUDA image (test_gpu_analyzer_image_installs_vllm)
+        assert d.base().startswith("vllm/vllm-openai:") and "cpu" not in extras.split(",")
+    else:
+        assert d.ins[0] == ("FROM", "python:3.11-slim")
+        if "analyzer" in extras:
+            assert '--index-url "${TORCH_INDEX}"' in " ".join(d.runs)
     d.assert_common()
+
+
+def test_gpu_analyzer_image_installs_vllm() -> None:
+    """The "vllm" capture backend needs vLLM's CUDA build in the GPU analyzer: the image is the GPU worker's vLLM
+    image (same tag: the same vLLM and CUDA torch, and the version of pyproject's `gpu` extra), keeps both (pip
+    constraints, no torch install), imports vLLM and the capture backend at build time, and clears vLLM's
+    `vllm serve` entrypoint so that it starts Celery."""
+    import tomllib
+
+    analyzer, worker = Dockerfile("services/analyzer/Dockerfile.gpu"), Dockerfile("services/worker/Dockerfile.gpu")
+    assert analyzer.base() == worker.base(), "the GPU analyzer and worker must run the same vLLM"
+    gpu = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    assert f"vllm=={analyzer.base().rsplit(':v', 1)[1]}" in gpu, (analyzer.base(), gpu)
+    runs = " ".join(analyzer.runs)
+    assert "-c /tmp/constraints.txt" in runs and "^(torch|vllm)==" in runs and "--no-deps ." in runs
+    assert not re.search(r"pip install[^&]*\btorch\b", runs), "the image's CUDA torch is never replaced"
+    assert re.search(r"python -c \"import vllm\b[^\"]*bridgex\.capture\.vllm_engine", runs), runs
+    assert ("ENTRYPOINT", "[]") in analyzer.ins
+    assert analyzer.env()["BRIDGEX_DEVICE"] == "cuda" and analyzer.env()["HOME"] == "/var/lib/bridgex"
 
 
 @pytest.mark.parametrize("rel", ["services/worker/Dockerfile", "services/worker/Dockerfile.gpu"])

@@ -34,12 +34,23 @@ def dictionary(settings: AnalyzerSettings, source: str, target: str) -> Dictiona
         ) from e
 
 
+def unverified_message(worker_url: str, what: str) -> str:
+    """Why a worker that does not report its weights fails the job, and the two ways out."""
+    return (
+        f"the generation worker at {worker_url} does not report its weights (GET /bridgex/identity answers 404: "
+        f"a plain `vllm serve`), so the {what} cannot check that it serves the weights this analysis loaded; run "
+        "the worker with `python -m services.worker` (it reports them), or set BRIDGEX_ALLOW_UNVERIFIED_WORKER=true "
+        "(on the analyzer and the gateway) to accept it unverified"
+    )
+
+
 def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str, *, needs_worker: bool = True) -> str:
     """Refuse a generation worker that serves other weights than the analysis loaded: the gold filter and the
     dev validation would measure another model than the one profiled, and `auto` would serve the ranking of
-    another model. Returns "verified", "unverified" when the worker does not say which weights it serves (a
-    vLLM server not started by our launcher), or "unreachable" when it cannot be reached and `needs_worker`
-    is off (a ranking made without the worker)."""
+    another model. Returns "verified", or "unreachable" when it cannot be reached and `needs_worker` is off (a
+    ranking made without the worker). A worker that does not say which weights it serves (`GET /bridgex/identity`
+    missing: a vLLM server not started by our launcher) fails the job, unless BRIDGEX_ALLOW_UNVERIFIED_WORKER is
+    on: then it is "unverified" (and the ranking says so)."""
 
     async def go() -> dict[str, Any] | None:
         # without needs_worker it is a question in passing: a down worker must not hold the job up
@@ -58,8 +69,13 @@ def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str,
             f"({type(e).__name__}: {e}); start the worker (`make run`)"
         ) from e
     if ident is None:
+        if not settings.allow_unverified_worker:
+            raise AnalysisFailed(unverified_message(settings.worker_url, what))
         log.warning(
-            "worker %s does not say which weights it serves; the %s cannot check them", settings.worker_url, what
+            "worker %s does not say which weights it serves; the %s cannot check them "
+            "(BRIDGEX_ALLOW_UNVERIFIED_WORKER is on)",
+            settings.worker_url,
+            what,
         )
         return "unverified"
     theirs, ours = str(ident.get("weight_hash") or "unknown"), str(lm.weight_hash)

@@ -63,14 +63,18 @@ async def _broker_ok(ctx: AppContext) -> bool:
 async def ready(ctx: Ctx) -> JSONResponse:
     """Readiness: Redis answers PING, the broker accepts a connection, the generation worker generates one
     token (vLLM's /health only says the engine process is alive)."""
-    redis_c, broker_c, worker_c = await asyncio.gather(
+    redis_c, broker_c, worker_c, weights = await asyncio.gather(
         _check(ctx.redis.ping),
         _check(lambda: _broker_ok(ctx)),
         _check(lambda: ctx.generation.ready(timeout=GENERATE_TIMEOUT_S), GENERATE_TIMEOUT_S + 0.5),
+        # which weights the worker serves ("verified", or "unverified": auto then serves no measured bridge unless
+        # BRIDGEX_ALLOW_UNVERIFIED_WORKER): reported below, not a readiness condition
+        ctx.weights.report(allow_unverified=ctx.settings.allow_unverified_worker),
     )
     checks = {"redis": redis_c, "broker": broker_c, "generation_worker": worker_c}
     ok = all(c["ok"] for c in checks.values())
-    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
+    body = {"status": "ready" if ok else "not_ready", "checks": checks, "worker_weights": weights}
+    return JSONResponse(body, 200 if ok else 503)
 
 
 @router.get("/metrics", include_in_schema=False)

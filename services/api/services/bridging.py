@@ -28,7 +28,7 @@ from ..core.redis import RedisUnavailable
 from ..deps import AppContext
 from . import bridge_cache
 from .validation import AUTO, NONE
-from .weights import stale_note
+from .weights import stale_note, unverified_note
 
 log = logging.getLogger("bridgex.api")
 
@@ -160,6 +160,7 @@ async def choose(
         )
     warnings: list[str] = []
     stale: str | None = None
+    unverified: str | None = None
     if use_cache:
         try:
             ranking = await bridge_cache.latest(ctx, source, target)
@@ -169,9 +170,16 @@ async def choose(
                 "bridge cache unavailable (Redis is down): using the fallback bridge; no analysis was enqueued"
             )
             use_cache = False
-        stale = None if ranking is None else stale_note(ranking, await ctx.weights.current(), source, target)
+        if ranking is not None:
+            current = await ctx.weights.current()
+            stale = stale_note(ranking, current, source, target)
+            if not stale:
+                allow = ctx.settings.allow_unverified_worker
+                unverified = unverified_note(ranking, current, ctx.weights.state, source, target, allow=allow)
         if stale:  # measured on other weights: treated as a miss (the analysis below is for these weights)
             warnings.append(stale)
+        elif unverified:  # the worker's weights are not known: not served either; an analysis would not help
+            warnings.append(unverified)
         elif ranking is not None:
             served, reason = served_of(ranking)
             if served in (source, target):  # a ranking can never serve a side of the pair; be safe anyway
@@ -187,8 +195,11 @@ async def choose(
     )
     when = "for the weights the worker serves" if stale else "yet"
     reason = f"{source}->{target} is not analysed {when}: {meanwhile}"
+    if unverified:
+        meanwhile = f"fallback bridge {code}" if code else "translated directly"
+        reason = f"{source}->{target} has a measured bridge, not served beside an unverified worker: {meanwhile}"
     choice = BridgeChoice(code, "fallback", warnings=warnings, reason=reason)
-    if use_cache:  # a miss (not a bypass, not Redis down): start the analysis that fills the cache
+    if use_cache and not unverified:  # a miss (not a bypass, not Redis down): start the analysis that fills the cache
         try:
             choice.analysis_job, note = await enqueue_once(ctx, source, target, request_id)
             if note:

@@ -6,7 +6,10 @@ weights behind one model name change (a fine-tune redeployed to the same folder)
 of the old ones. `auto` serves a ranking only while the worker serves the weights it was made on.
 
 The identity is asked at most once per `ttl_s` (one caller at a time); when the worker does not answer, the last
-known hash stays in use and the question is asked again soon. An unknown hash on either side checks nothing.
+known hash stays in use and the question is asked again soon. A ranking that does not say which weights it was
+measured on checks nothing. A worker whose weights are not known (it does not report them: a plain `vllm serve`
+without `/bridgex/identity`; or it was never reached) is treated as stale: `auto` does not serve a measured
+bridge beside it, and says why, unless BRIDGEX_ALLOW_UNVERIFIED_WORKER is on.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class ServedWeights:
         self.client = client
         self.ttl_s = ttl_s
         self._hash: str | None = None
+        self.state = "unknown"
+        """"verified" (the worker reported a weight hash), "unverified" (it answered without one), or "unknown"
+        (it was never reached)."""
         self._expires = -math.inf
         self._lock = asyncio.Lock()
 
@@ -56,8 +62,34 @@ class ServedWeights:
                 self._expires = time.monotonic() + RETRY_AFTER_ERROR_S
                 return self._hash
             self._hash = _known((ident or {}).get("weight_hash"))
+            self.state = "verified" if self._hash else "unverified"
             self._expires = time.monotonic() + self.ttl_s
             return self._hash
+
+    async def report(self, *, allow_unverified: bool) -> dict[str, Any]:
+        """What /ready says about the worker's weights (reported there, not a readiness condition: translation
+        works without a measured bridge)."""
+        try:
+            whash = await self.current()
+        except Exception as exc:  # /ready answers whatever the worker does
+            log.info("worker identity unavailable for /ready: %s", exc)
+            whash = self._hash
+        state = "verified" if whash else self.state
+        if whash:
+            detail = "the worker reports its weights: auto serves the rankings measured on them"
+        else:
+            why = (
+                "does not report its weights (GET /bridgex/identity: a plain `vllm serve`)"
+                if state == "unverified"
+                else "has not been asked which weights it serves (it did not answer)"
+            )
+            detail = f"the generation worker {why}: " + (
+                "auto serves measured bridges unverified (BRIDGEX_ALLOW_UNVERIFIED_WORKER is on)"
+                if allow_unverified
+                else "auto serves no measured bridge; run the worker with `python -m services.worker`, or set "
+                "BRIDGEX_ALLOW_UNVERIFIED_WORKER=true"
+            )
+        return {"state": state, "weight_hash": whash, "allow_unverified_worker": allow_unverified, "detail": detail}
 
 
 def made_on(ranking: dict[str, Any]) -> str | None:
@@ -82,4 +114,26 @@ def stale_note(ranking: dict[str, Any], served: str | None, source: str, target:
     return (
         f"the published ranking of {source}->{target} was measured on weights {ours[:12]}, but the generation "
         f"worker now serves {served[:12]}: it is not served, and the pair is analysed again for these weights"
+    )
+
+
+def unverified_note(
+    ranking: dict[str, Any], served: str | None, state: str, source: str, target: str, *, allow: bool
+) -> str | None:
+    """Why the ranking must not be served because the worker's weights are not known (so nothing shows the
+    ranking was measured on them), or None (they are known, or BRIDGEX_ALLOW_UNVERIFIED_WORKER is on)."""
+    if served is not None or allow:
+        return None
+    ours = made_on(ranking)
+    measured = f"measured on weights {ours[:12]}" if ours else "measured on weights it does not name"
+    why = (
+        "does not report which weights it serves (GET /bridgex/identity: a plain `vllm serve`)"
+        if state == "unverified"
+        else "has not said yet which weights it serves (it could not be asked)"
+    )
+    return (
+        f"the published ranking of {source}->{target} was {measured}, but the generation worker {why}, so "
+        "nothing shows they are the same: the ranking is not served. Run the worker with `python -m "
+        "services.worker`, or set BRIDGEX_ALLOW_UNVERIFIED_WORKER=true to serve measured bridges beside an "
+        "unverified worker"
     )
