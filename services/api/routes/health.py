@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..core.redis import async_client
 from ..deps import AppContext, Ctx
+from ..services import config_check
 
 router = APIRouter(tags=["health"])
 
@@ -62,7 +63,8 @@ async def _broker_ok(ctx: AppContext) -> bool:
 @router.get("/ready", responses={503: {"description": "A dependency is down (see checks)"}})
 async def ready(ctx: Ctx) -> JSONResponse:
     """Readiness: Redis answers PING, the broker accepts a connection, the generation worker generates one
-    token (vLLM's /health only says the engine process is alive)."""
+    token (vLLM's /health only says the engine process is alive). `configuration` compares this gateway's method
+    configuration with the analyzer's (services.common.served)."""
     redis_c, broker_c, worker_c, weights = await asyncio.gather(
         _check(ctx.redis.ping),
         _check(lambda: _broker_ok(ctx)),
@@ -73,7 +75,13 @@ async def ready(ctx: Ctx) -> JSONResponse:
     )
     checks = {"redis": redis_c, "broker": broker_c, "generation_worker": worker_c}
     ok = all(c["ok"] for c in checks.values())
-    body = {"status": "ready" if ok else "not_ready", "checks": checks, "worker_weights": weights}
+    body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks, "worker_weights": weights}
+    # the method configuration of this gateway against the analyzer's: a difference is reported (and warned
+    # about in auto answers), not a reason to take the gateway out of service
+    try:
+        body["configuration"] = await asyncio.wait_for(config_check.agreement(ctx), CHECK_TIMEOUT_S)
+    except Exception as exc:
+        body["configuration"] = {"agree": None, "detail": f"cannot read the analyzer's configuration: {exc}"}
     return JSONResponse(body, 200 if ok else 503)
 
 

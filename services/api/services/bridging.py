@@ -26,7 +26,7 @@ from services.common.jobs import AUTO_OWNER, JobRecord
 from ..core.config import ApiSettings
 from ..core.redis import RedisUnavailable
 from ..deps import AppContext
-from . import bridge_cache
+from . import bridge_cache, config_check
 from .validation import AUTO, NONE
 from .weights import stale_note, unverified_note
 
@@ -200,6 +200,9 @@ async def choose(
         reason = f"{source}->{target} has a measured bridge, not served beside an unverified worker: {meanwhile}"
     choice = BridgeChoice(code, "fallback", warnings=warnings, reason=reason)
     if use_cache and not unverified:  # a miss (not a bypass, not Redis down): start the analysis that fills the cache
+        mismatch = await config_check.mismatch_warning(ctx)
+        if mismatch:  # the analysis enqueued below would publish under the analyzer's configuration
+            warnings.append(mismatch)
         try:
             choice.analysis_job, note = await enqueue_once(ctx, source, target, request_id)
             if note:
