@@ -10,9 +10,10 @@ fail as `GenerationFailed`. Errors in OpenAI's `{"error": {...}}` shape and vLLM
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -62,6 +63,31 @@ class Completion:
     model: str | None = None
     request_id: str | None = None
     stop_reason: str | int | None = field(default=None, compare=False)
+    logprobs: TokenLogprobs | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """The generated tokens with their log-probabilities and character offsets into the completion text (what
+    the OpenAI completions API returns with `logprobs`)."""
+
+    tokens: tuple[str, ...]
+    token_logprobs: tuple[float, ...]
+    text_offset: tuple[int, ...]
+
+
+def _parse_logprobs(lp: Any) -> TokenLogprobs | None:
+    if not isinstance(lp, dict):
+        return None
+    try:
+        tokens = tuple(str(t) for t in lp.get("tokens") or ())
+        values = tuple(float(v) if v is not None else float("-inf") for v in lp.get("token_logprobs") or ())
+        offsets = tuple(int(o) for o in lp.get("text_offset") or ())
+    except (TypeError, ValueError):
+        return None
+    if not (len(tokens) == len(values) == len(offsets)):
+        return None
+    return TokenLogprobs(tokens, values, offsets)
 
 
 def _error_message(resp: httpx.Response) -> str:
@@ -286,8 +312,10 @@ class GenerationClient:
         request_id: str | None = None,
         top_p: float = 1.0,
         seed: int | None = None,
+        logprobs: bool = False,
     ) -> Completion:
-        """One completion (greedy and stopping at a newline by default, as the method's prompts expect)."""
+        """One completion (greedy and stopping at a newline by default, as the method's prompts expect).
+        `logprobs`: also return each generated token's log-probability (`Completion.logprobs`)."""
         body: dict[str, Any] = {
             "model": await self._model_name(),
             "prompt": prompt,
@@ -301,22 +329,115 @@ class GenerationClient:
             body["stop"] = list(stop)
         if seed is not None:
             body["seed"] = seed
+        if logprobs:
+            body["logprobs"] = 1
         rid = request_id or uuid.uuid4().hex
         resp = await self._request("POST", "/v1/completions", json=body, request_id=rid)
+        return self._completions(resp, rid)[0]
+
+    def _completions(self, resp: httpx.Response, rid: str) -> list[Completion]:
         try:
             data = resp.json()
-            choice = data["choices"][0]
-            text = choice.get("text") or ""
-        except (ValueError, KeyError, IndexError, TypeError) as e:
+            choices = sorted(data["choices"], key=lambda c: int(c.get("index") or 0))
+            texts = [c.get("text") or "" for c in choices]
+            if not choices:
+                raise IndexError("no choices")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             raise GenerationFailed(f"malformed completion from {self.base_url}: {resp.text[:300]}") from e
-        return Completion(
-            text=text,
-            finish_reason=choice.get("finish_reason"),
-            usage=_parse_usage(data.get("usage")),
-            model=data.get("model"),
-            request_id=resp.headers.get("x-request-id", rid),
-            stop_reason=choice.get("stop_reason"),
-        )
+        usage = _parse_usage(data.get("usage"))
+        return [
+            Completion(
+                text=text,
+                finish_reason=c.get("finish_reason"),
+                usage=usage,
+                model=data.get("model"),
+                request_id=resp.headers.get("x-request-id", rid),
+                stop_reason=c.get("stop_reason"),
+                logprobs=_parse_logprobs(c.get("logprobs")),
+            )
+            for c, text in zip(choices, texts, strict=True)
+        ]
+
+    async def complete_beams(
+        self,
+        prompt: str,
+        beams: int,
+        *,
+        max_tokens: int = 16,
+        stop: Sequence[str] | None = ("\n",),
+        request_id: str | None = None,
+    ) -> list[Completion]:
+        """The `beams` best completions by beam search (vLLM's `use_beam_search`), best first, each with its
+        tokens' log-probabilities. Deterministic, like greedy decoding."""
+        body: dict[str, Any] = {
+            "model": await self._model_name(),
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "n": beams,
+            "use_beam_search": True,
+            "logprobs": 1,
+            "stream": False,
+        }
+        if stop:
+            body["stop"] = list(stop)
+        rid = request_id or uuid.uuid4().hex
+        resp = await self._request("POST", "/v1/completions", json=body, request_id=rid)
+        return self._completions(resp, rid)
+
+    async def stream_complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 16,
+        stop: Sequence[str] | None = ("\n",),
+        request_id: str | None = None,
+    ) -> AsyncIterator[str]:
+        """Greedy completion as the worker produces it: yields text deltas. Closing the iterator early (the
+        caller went away) closes the connection, and vLLM aborts the request. Errors before the first delta
+        raise like `complete` (one attempt: a stream is not retried)."""
+        body: dict[str, Any] = {
+            "model": await self._model_name(),
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "n": 1,
+            "stream": True,
+        }
+        if stop:
+            body["stop"] = list(stop)
+        headers = {"X-Request-Id": request_id or uuid.uuid4().hex}
+        try:
+            async with self._client().stream("POST", "/v1/completions", json=body, headers=headers) as resp:
+                if not resp.is_success:
+                    await resp.aread()
+                    msg = _error_message(resp)
+                    if resp.status_code == 503:
+                        raise WorkerUnavailable(f"worker {self.base_url} unavailable (503): {msg}")
+                    if resp.status_code == 424 or resp.status_code >= 500:
+                        raise GenerationFailed(f"{resp.status_code}: {msg}")
+                    raise GenerationRejected(resp.status_code, msg)
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        return
+                    try:
+                        chunk = json.loads(payload)
+                    except ValueError as e:
+                        raise GenerationFailed(f"malformed stream chunk from {self.base_url}: {payload[:200]}") from e
+                    if isinstance(chunk, dict) and chunk.get("error"):
+                        raise GenerationFailed(f"the worker failed mid-stream: {chunk['error']}")
+                    for c in chunk.get("choices") or ():
+                        if c.get("text"):
+                            yield c["text"]
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+            raise WorkerUnavailable(f"cannot reach the generation worker at {self.base_url}: {e}") from e
+        except httpx.TimeoutException as e:
+            raise GenerationFailed(f"the stream timed out after {self.timeout:g}s (worker {self.base_url})") from e
+        except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+            raise GenerationFailed(f"the worker at {self.base_url} broke the stream: {e}") from e
 
     async def complete_many(
         self,
