@@ -28,14 +28,6 @@ def _down(exc: RedisUnavailable) -> ApiError:
     return dependency_down("redis", f"the bridge cache is unavailable: {exc}")
 
 
-def _served(ctx: Ctx, src: str, tgt: str) -> str | None:
-    """The served configuration of a pair, or None when the pair cannot be analysed under the settings."""
-    try:
-        return served_config(ctx.settings, src, tgt)
-    except InvalidAnalysisRequest:
-        return None
-
-
 def _config(ctx: Ctx, src: str, tgt: str, config: str | None) -> str:
     if config is not None:
         return config
@@ -54,20 +46,8 @@ async def list_bridges(ctx: Ctx, _: TranslateScope, config: ConfigQuery = None) 
     pair under its own served configuration)."""
     s = ctx.settings
 
-    def pairs() -> list[dict[str, Any]]:
-        if config is not None:
-            return ctx.bridges.pairs(s.model, s.model_revision, config)
-        out = []
-        for fp in ctx.bridges.configs(s.model, s.model_revision):
-            out += [
-                p
-                for p in ctx.bridges.pairs(s.model, s.model_revision, fp)
-                if _served(ctx, p["source"], p["target"]) == fp
-            ]
-        return sorted(out, key=lambda p: (p["source"], p["target"]))
-
     try:
-        found = await ctx.gate.run_sync("bridge_pairs", pairs)
+        found = await ctx.gate.run_sync("bridge_pairs", lambda: bridge_cache.served_pairs(ctx, config))
         agreement = await ctx.gate.run("served_config", lambda: config_check.agreement(ctx))
     except RedisUnavailable as exc:
         raise _down(exc) from exc

@@ -47,6 +47,18 @@ class BridgeMatrix(BaseModel):
     )
 
 
+class TargetOut(BaseModel):
+    """A target of a language, and what `auto` serves for the pair."""
+
+    code: str
+    measured: bool = Field(
+        False, description="An analysis of the pair is published under the configuration `auto` serves."
+    )
+    served_bridge: str | None = Field(
+        None, description="The bridge `auto` serves for the pair when measured (null: direct translation)."
+    )
+
+
 class LanguageOut(BaseModel):
     code: str
     iso639_3: str
@@ -55,8 +67,13 @@ class LanguageOut(BaseModel):
     family: str
     script: str
     flores: str | None = None
+    targets: list[TargetOut] = Field(
+        default_factory=list, description="Every other listed language: any pair of them can be translated."
+    )
 
 
 class LanguageList(BaseModel):
     languages: list[LanguageOut]
     note: str
+    measured_pairs: int = Field(0, description="Pairs with a published analysis that `auto` serves.")
+    warnings: list[str] = Field(default_factory=list)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.common import redis_keys as keys
-from services.common.analysis import served_config
+from services.common.analysis import InvalidAnalysisRequest, served_config
 from services.common.bridges import LATEST_SCRIPT, decode_ranking, latest_found
 
 from ..deps import AppContext
@@ -39,3 +39,25 @@ async def latest(ctx: AppContext, source: str, target: str, config: str | None =
     the configuration `auto` serves. Raises RedisUnavailable."""
     found = await _lookup(ctx, source, target, config)
     return None if found is None else decode_ranking(*found)
+
+
+def served_pairs(ctx: AppContext, config: str | None = None) -> list[dict[str, Any]]:
+    """Published pairs (BridgeStore.pairs rows) of the served model: of one configuration when `config` is
+    given, else each pair under the configuration `auto` serves for it (the served one differs per pair only by
+    its candidates). Blocking (the sync client): run it through `ctx.gate.run_sync`."""
+    s = ctx.settings
+    if config is not None:
+        return ctx.bridges.pairs(s.model, s.model_revision, config)
+    out: list[dict[str, Any]] = []
+    for fp in ctx.bridges.configs(s.model, s.model_revision):
+        out += [
+            p for p in ctx.bridges.pairs(s.model, s.model_revision, fp) if _served(ctx, p["source"], p["target"]) == fp
+        ]
+    return sorted(out, key=lambda p: (p["source"], p["target"]))
+
+
+def _served(ctx: AppContext, source: str, target: str) -> str | None:
+    try:
+        return served_config(ctx.settings, source, target)
+    except InvalidAnalysisRequest:
+        return None
