@@ -4,6 +4,7 @@
     .venv/bin/python scripts/measure_served.py analyze en-ja ... --out analysis.json
     .venv/bin/python scripts/measure_served.py evaluate en-ja ... --analysis analysis.json --out eval.json
     .venv/bin/python scripts/measure_served.py demos en-ja ... --analysis analysis.json --out demos.json
+    .venv/bin/python scripts/measure_served.py confidence en-ja ... --words 100 --out confidence.json
 
 `kshot`: P@1 of direct translation (bridge none) at k_shot 0 and 3 on the evaluation split's most common words.
 `analyze`: POST /analyze with the defaults per pair, waits, records probes tried/kept, the HSIC top, the dev
@@ -29,7 +30,7 @@ from bridgex.frequency import frequency_order
 from bridgex.probes import matches_gold
 from bridgex.prompts import normalize_word
 from bridgex.settings import get_settings
-from scipy.stats import binomtest
+from scipy.stats import binomtest, bootstrap, mannwhitneyu
 
 
 def eval_words(s: str, t: str, n: int) -> list[tuple[str, list[str]]]:
@@ -304,9 +305,86 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def auroc(scores: list[float], right: list[bool]) -> float | None:
+    """Probability that a right answer has a higher confidence than a wrong one (ties count half): the
+    Mann-Whitney U of the right answers over n_right x n_wrong (scipy.stats.mannwhitneyu)."""
+    pos = [c for c, r in zip(scores, right, strict=True) if r]
+    neg = [c for c, r in zip(scores, right, strict=True) if not r]
+    if not pos or not neg:
+        return None
+    return float(mannwhitneyu(pos, neg).statistic) / (len(pos) * len(neg))
+
+
+def auroc_ci(scores: list[float], right: list[bool]) -> list[float] | None:
+    """95% percentile bootstrap interval of the AUROC over words (scipy.stats.bootstrap, 2,000 resamples)."""
+    if sum(right) < 2 or len(right) - sum(right) < 2:
+        return None
+
+    def stat(c: Any, r: Any) -> float:
+        v = auroc(list(c), [bool(x) for x in r])
+        return 0.5 if v is None else v
+
+    res = bootstrap(
+        (scores, [int(x) for x in right]),
+        stat,
+        paired=True,
+        vectorized=False,
+        n_resamples=2000,
+        method="percentile",
+        random_state=0,
+    )
+    return [round(float(res.confidence_interval.low), 4), round(float(res.confidence_interval.high), 4)]
+
+
+def cmd_confidence(args: argparse.Namespace) -> dict[str, Any]:
+    """Does `confidence` separate right answers from wrong ones? Direct translation (bridge none, the default
+    k_shot) on the evaluation split, with alternatives=3: AUROC per pair and pooled, P@1 against the share
+    of words whose right answer is among the alternatives, and P@1 among the most confident half."""
+    out: dict[str, Any] = {"pairs": {}, "pooled": {}}
+    conf_all: list[float] = []
+    right_all: list[bool] = []
+    any_all: list[bool] = []
+    for pair in args.pairs:
+        s, t = pair.split("-")
+        words = eval_words(s, t, args.words)
+        items = [{"text": w, "source": s, "target": t, "bridge": "none", "alternatives": 3} for w, _ in words]
+        res = asyncio.run(translate_all(args.api, items))
+        conf, right, any_right = [], [], []
+        for r, (_, gold) in zip(res, words, strict=True):
+            conf.append(r["confidence"] if r["confidence"] is not None else 0.0)
+            right.append(matches_gold(r["translation"], gold))
+            any_right.append(any(matches_gold(a["translation"], gold) for a in r.get("alternatives") or []))
+        out["pairs"][pair] = {
+            "p_at_1": score(right),
+            "right_among_alternatives": score(any_right),
+            "auroc": None if auroc(conf, right) is None else round(auroc(conf, right), 4),
+            "auroc_ci": auroc_ci(conf, right),
+            "mean_confidence_right": round(
+                sum(c for c, r in zip(conf, right, strict=True) if r) / max(1, sum(right)), 4
+            ),
+            "mean_confidence_wrong": round(
+                sum(c for c, r in zip(conf, right, strict=True) if not r) / max(1, len(right) - sum(right)), 4
+            ),
+        }
+        print(pair, out["pairs"][pair], flush=True)
+        conf_all += conf
+        right_all += right
+        any_all += any_right
+    order = sorted(range(len(conf_all)), key=lambda i: -conf_all[i])
+    top = [right_all[i] for i in order[: len(order) // 2]]
+    out["pooled"] = {
+        "p_at_1": score(right_all),
+        "right_among_alternatives": score(any_all),
+        "auroc": None if auroc(conf_all, right_all) is None else round(auroc(conf_all, right_all), 4),
+        "auroc_ci": auroc_ci(conf_all, right_all),
+        "p_at_1_most_confident_half": score(top),
+    }
+    return out
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["kshot", "goldfilter", "analyze", "evaluate", "demos"])
+    p.add_argument("command", choices=["kshot", "goldfilter", "analyze", "evaluate", "demos", "confidence"])
     p.add_argument("pairs", nargs="+")
     p.add_argument("--api", default="http://127.0.0.1:8000")
     p.add_argument("--worker", default="http://127.0.0.1:8001")
@@ -320,6 +398,7 @@ def main(argv: list[str]) -> int:
         "analyze": cmd_analyze,
         "evaluate": cmd_evaluate,
         "demos": cmd_demos,
+        "confidence": cmd_confidence,
     }
     result = commands[args.command](args)
     Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1))
