@@ -38,7 +38,24 @@ async def latest(ctx: AppContext, source: str, target: str, config: str | None =
     """The published ranking for (served model, configuration, source, target), or None; `config` defaults to
     the configuration `auto` serves. Raises RedisUnavailable."""
     found = await _lookup(ctx, source, target, config)
-    return None if found is None else decode_ranking(*found)
+    if found is None:
+        return None
+    key, raw = found
+    hit = _decoded.get(key)
+    if hit is not None and hit[0] == raw:  # the same stored bytes: parsed once per process
+        return dict(hit[1])
+    ranking = decode_ranking(key, raw)
+    if len(_decoded) >= DECODED_MAX:
+        _decoded.clear()
+    _decoded[key] = (raw, ranking)
+    return dict(ranking)
+
+
+DECODED_MAX = 4096
+_decoded: dict[str, tuple[bytes, dict[str, Any]]] = {}
+"""Parsed rankings by cache key, with the bytes they were parsed from: `auto` reads the same ranking on every
+request, and a real one (per-layer scores, dev outcomes, the decision, demonstrations) is tens of KB of JSON.
+Callers get a shallow copy and only read the nested values."""
 
 
 def served_pairs(ctx: AppContext, config: str | None = None) -> list[dict[str, Any]]:
