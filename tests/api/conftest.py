@@ -16,7 +16,12 @@ import pytest
 
 from tests.support import RedisServer, Service, Stack, running_stack
 
-KEYS = {"k-translate": ["translate"], "k-analyze": ["translate", "analyze"], "k-admin": ["admin"]}
+KEYS = {
+    "k-translate": ["translate"],
+    "k-analyze": ["translate", "analyze"],
+    "k-admin": ["admin"],
+    "k-jobs-only": ["analyze"],  # a valid key without the translate scope
+}
 T = {"Authorization": "Bearer k-translate"}
 A = {"X-API-Key": "k-analyze"}
 ADMIN = {"Authorization": "Bearer k-admin"}

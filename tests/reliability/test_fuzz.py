@@ -239,6 +239,7 @@ def test_gateway_real_resources_match_the_document(
             ok,
         ),
         (s["/languages"]["GET"].Case(), ok),
+        (s["/detect"]["POST"].Case(body={"text": "Alle Menschen sind frei und gleich an Würde"}), ok),
         (s["/ready"]["GET"].Case(), {200, 503}),  # 503 when the one-token probe waits behind a busy worker
     ]
     for case, statuses in cases:
