@@ -19,8 +19,10 @@ from .core.errors import install_error_handlers
 from .core.limits import BodyLimit
 from .core.observability import RequestContextMiddleware
 from .deps import AppContext
-from .routes import analyze, bridges, health, jobs, languages, translate
+from .routes import analyze, bridges, detect, health, jobs, languages, translate, usage
+from .routes import glossaries as glossary_routes
 from .schemas.errors import PROTECTED
+from .services import detection
 from .services.bridging import warm_typology
 
 log = logging.getLogger("bridgex.api")
@@ -34,7 +36,8 @@ Auth: `Authorization: Bearer <key>` or `X-API-Key: <key>` (security schemes belo
 
 Errors share one body, `{"error": <code>, "message": <what to fix>, "request_id", "details"}`: 400 unreadable
 body, 401 no or unknown key, 403 missing scope, 408 too slow a client, 413 body too large, 422 bad input,
-424 the generation worker failed, 429 rate limited or locked out (Retry-After), 503 a dependency is down.
+424 the generation worker failed, 429 rate limited, locked out or over the key's daily quota (Retry-After),
+503 a dependency is down. `GET /usage`: the calling key's usage and quota.
 Limits: BRIDGEX_MAX_TEXT_CHARS and BRIDGEX_MAX_TEXT_TOKENS per text, 64 items per batch (each counts against
 the rate limit), BRIDGEX_API_MAX_BODY_BYTES per body.
 """
@@ -53,16 +56,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             log.warning("no API keys configured (BRIDGEX_API_KEYS): every protected endpoint answers 401")
         # load the typology data off the request path (the first auto-bridge fallback would pay ~seconds)
         warm = asyncio.create_task(asyncio.to_thread(warm_typology, settings))
+        # the language detector likewise (~1 s and 350 MB with every model; /detect and source=auto use it)
+        warm_detect = asyncio.create_task(asyncio.to_thread(detection.warm))
         async with ctx.generation:
             yield
         warm.cancel()
+        warm_detect.cancel()
         await ctx.aclose()
 
     app = FastAPI(title="BridgeX API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (translate, analyze, jobs, bridges, languages):
+    for module in (translate, detect, analyze, jobs, bridges, languages, usage):
         app.include_router(module.router, responses=PROTECTED)
+    app.include_router(glossary_routes.router, responses=PROTECTED)
     app.include_router(health.router)
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, chunk_timeout_s=settings.api_header_timeout_s)

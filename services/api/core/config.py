@@ -7,10 +7,20 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 from bridgex.settings import split_list
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode
 
 from services.common.config import ServiceSettings
+
+
+class KeyQuota(BaseModel):
+    """One key's quota (BRIDGEX_KEY_QUOTAS); services.api.services.usage enforces it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chars_per_day: int = Field(
+        ..., ge=0, description="Characters of source text per UTC day (successful translations; 0 blocks the key)."
+    )
 
 
 class ApiSettings(ServiceSettings):
@@ -22,6 +32,11 @@ class ApiSettings(ServiceSettings):
         False,
         description="Explicit open mode (no keys, loopback bind only). `make run` "
         "uses it and says so. Refused together with api_keys.",
+    )
+    key_quotas: dict[str, KeyQuota] = Field(
+        default_factory=dict,
+        description='JSON: {"<key id or key>": {"chars_per_day": N}}; a key id is the 12-hex name GET /usage shows. '
+        "Keys without an entry have no quota; an entry naming no configured key is refused at start.",
     )
     rate_limit_per_minute: int = Field(
         600, ge=1, description="Per key (per client in open mode); a batch costs one per item."
@@ -70,6 +85,25 @@ class ApiSettings(ServiceSettings):
         description="Gateway: an explicit k_shot waits this long for its data, gathered by the analyzer (the default "
         "k_shot never waits: it answers zero-shot with a warning).",
     )
+    detect_min_confidence: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="source=auto: below this detection confidence (relative among the 15 languages) /translate "
+        "answers 422 language_undetermined with the candidates instead of guessing (DECISION, docs/results.md run 7).",
+    )
+
+    glossary_max_entries: int = Field(1000, ge=1, description="Entries one glossary may hold (POST /glossaries).")
+    glossary_max_term_chars: int = Field(
+        200, ge=1, description="Characters of one glossary term, and of the translation it prescribes."
+    )
+    glossary_max_per_key: int = Field(100, ge=1, description="Glossaries one key may hold at once (409 beyond).")
+    glossary_max_applied: int = Field(
+        32,
+        ge=1,
+        description="Glossary terms one /translate enforces as demonstrations (in order of occurrence); further "
+        "ones found in the text are listed as not enforced, with a warning.",
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -82,4 +116,4 @@ def get_settings() -> ApiSettings:
     return ApiSettings()
 
 
-__all__ = ["ApiSettings", "get_settings"]
+__all__ = ["ApiSettings", "KeyQuota", "get_settings"]

@@ -9,45 +9,82 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from bridgex.generation.chain import translate_chain
-from bridgex.generation.client import GenerationError, GenerationRejected, WorkerUnavailable
+from bridgex.confidence import answer_confidence
+from bridgex.generation.chain import parse, translate_chain
+from bridgex.generation.client import Completion, GenerationError, GenerationRejected, WorkerUnavailable
+from bridgex.prompts import normalize_word
 
+from ..core.config import ApiSettings
 from ..core.errors import ApiError, dependency_down
+from ..core.security import Principal
 from ..deps import AppContext
-from ..schemas.translate import Timings, TranslateRequest, TranslateResponse
-from . import demos, validation
+from ..schemas.translate import Alternative, Timings, TranslateRequest, TranslateResponse
+from . import demos, detection, glossaries, usage, validation
 from .bridging import choose
+
+T = TypeVar("T")
+
+ALTERNATIVE_SLACK = 2
+"""Beams beyond the alternatives asked for: beams that parse to the same answer are dropped."""
+MAX_BEAMS = 8
 
 
 class Plan:
     """A validated request, ready to run."""
 
-    __slots__ = ("bridge", "k_shot", "k_shot_explicit", "max_tokens", "source", "target", "task", "text", "use_cache")
+    __slots__ = (
+        "alternatives",
+        "bridge",
+        "detection",
+        "glossary_id",
+        "k_shot",
+        "k_shot_explicit",
+        "max_tokens",
+        "source",
+        "target",
+        "task",
+        "text",
+        "use_cache",
+    )
 
     def __init__(self, req: TranslateRequest, ctx: AppContext) -> None:
         s = ctx.settings
         self.text = validation.text(req.text, s)
-        self.source, self.target = validation.pair(req.source, req.target)
+        self.detection: detection.Detection | None = None
+        if validation.is_auto(req.source):  # detected in run() (detect_source), the pair checked then
+            self.source, self.target = validation.AUTO, validation.language(req.target, "target")
+        else:
+            self.source, self.target = validation.pair(req.source, req.target)
         self.bridge = validation.bridge(req.bridge, self.source, self.target)
         self.task = req.task
         self.max_tokens = validation.max_tokens(req.max_tokens, req.task, s)
         self.k_shot = req.k_shot if req.k_shot is not None else s.k_shot
         self.k_shot_explicit = req.k_shot is not None
         self.use_cache = req.use_cache
+        self.alternatives = req.alternatives or 1
+        self.glossary_id = req.glossary_id
+
+    async def detect_source(self, settings: ApiSettings) -> None:
+        """source "auto": the detected source, or the 422 that asks for it; then `bridge` is checked against it."""
+        found = await detection.source_of(self.text, self.target, settings)
+        self.detection, self.source = found, found.language or ""
+        try:
+            self.bridge = validation.bridge(self.bridge, self.source, self.target)
+        except ApiError as exc:
+            exc.message = f"source detected as {found.listing()}: {exc.message}"
+            raise
 
 
-async def generate(ctx: AppContext, prompt: str, max_tokens: int, request_id: str) -> str:
-    """One completion; worker trouble becomes 503/424 with a message naming the worker."""
+async def worker_call(ctx: AppContext, call: Callable[[], Awaitable[T]], *, scale: int = 1) -> T:
+    """One call to the generation worker within its time budget (`scale` x one completion's); worker trouble
+    becomes 503/424 with a message naming the worker."""
     url = ctx.settings.worker_url
-    budget = ctx.settings.worker_timeout_s * (ctx.settings.worker_retries + 1) + 1.0
+    budget = scale * ctx.settings.worker_timeout_s * (ctx.settings.worker_retries + 1) + 1.0
     try:
-        out = await asyncio.wait_for(
-            ctx.generation.complete(
-                prompt, max_tokens=max_tokens, temperature=0.0, stop=("\n",), request_id=request_id
-            ),
-            budget,
-        )
+        out = await asyncio.wait_for(call(), budget)
     except WorkerUnavailable as exc:
         ctx.metrics.generation_errors.labels("unavailable").inc()
         raise dependency_down("generation_worker", f"the generation worker at {url} is unavailable: {exc}") from exc
@@ -64,12 +101,80 @@ async def generate(ctx: AppContext, prompt: str, max_tokens: int, request_id: st
     except GenerationError as exc:
         ctx.metrics.generation_errors.labels("failed").inc()
         raise ApiError(424, "generation_failed", f"generation failed: {exc}") from exc
-    return out.text
+    usage.generated_by(out)  # the calling key's generated tokens (services.usage)
+    return out
 
 
-async def run(ctx: AppContext, plan: Plan, request_id: str) -> TranslateResponse:
+async def generate(
+    ctx: AppContext, prompt: str, max_tokens: int, request_id: str, *, logprobs: bool = False
+) -> Completion:
+    """One greedy completion (stops at a newline), with its tokens' log-probabilities when asked."""
+    return await worker_call(
+        ctx,
+        lambda: ctx.generation.complete(
+            prompt, max_tokens=max_tokens, temperature=0.0, stop=("\n",), request_id=request_id, logprobs=logprobs
+        ),
+    )
+
+
+def confidence_of(task: str, out: Completion | None, answer: str) -> float | None:
+    """bridgex.confidence of the final step's answer (None without log-probabilities or without an answer)."""
+    if out is None or out.logprobs is None or not answer:
+        return None
+    lp = out.logprobs
+    value = answer_confidence(out.text, answer, lp.tokens, lp.token_logprobs, lp.text_offset)
+    return None if value is None else round(value, 4)
+
+
+async def alternatives(
+    ctx: AppContext, plan: Plan, prompt: str, first: Alternative, request_id: str
+) -> list[Alternative]:
+    """The `plan.alternatives` best distinct answers to the final prompt: the served (greedy) answer first,
+    then beam search's others in its order, duplicates after parsing left out."""
+    beams = min(plan.alternatives + ALTERNATIVE_SLACK, MAX_BEAMS)
+    outs = await worker_call(
+        ctx,
+        lambda: ctx.generation.complete_beams(
+            prompt, beams, max_tokens=plan.max_tokens, stop=("\n",), request_id=f"{request_id}-alt"
+        ),
+        scale=2,
+    )
+    found = [first]
+    seen = {_alt_key(plan.task, first.translation)}
+    for out in outs:
+        answer = parse(plan.task, out.text)
+        key = _alt_key(plan.task, answer)
+        if not answer or key in seen:
+            continue
+        seen.add(key)
+        found.append(Alternative(translation=answer, confidence=confidence_of(plan.task, out, answer)))
+        if len(found) >= plan.alternatives:
+            break
+    return found
+
+
+def _alt_key(task: str, answer: str) -> str:
+    return normalize_word(answer) if task == "word" else " ".join(answer.split()).casefold()
+
+
+async def run(ctx: AppContext, plan: Plan, request_id: str, principal: Principal | None = None) -> TranslateResponse:
+    """`principal`: the caller, whose glossaries `plan.glossary_id` may name (None: none may be named)."""
     t0 = time.perf_counter()
+    if plan.source == validation.AUTO:
+        await plan.detect_source(ctx.settings)
     await validation.tokens(ctx, plan.text)
+    glossary = await glossaries.for_translate(
+        ctx, plan.glossary_id, principal, plan.source, plan.target, plan.task, plan.text
+    )
+    if glossary is not None and glossary.direct is not None:  # the text is a term: its translation, no generation
+        return glossaries.direct_response(
+            ctx,
+            glossary,
+            request_id,
+            t0,
+            detected_source=plan.detection.language if plan.detection else None,
+            detection_confidence=plan.detection.confidence if plan.detection else None,
+        )
     choice = await choose(ctx, plan.bridge, plan.source, plan.target, use_cache=plan.use_cache, request_id=request_id)
     t1 = time.perf_counter()
     warnings = list(choice.warnings)
@@ -87,8 +192,15 @@ async def run(ctx: AppContext, plan: Plan, request_id: str) -> TranslateResponse
     )
     warnings += demo_warnings
 
+    # the final step is the chain's last call: the first without a bridge, else the second (also when the
+    # bridge step failed and the chain fell back to a direct prompt); only it asks for log-probabilities
+    final_call = 0 if choice.code is None else 1
+    calls: list[tuple[str, Completion]] = []
+
     async def complete(prompt: str, max_tokens: int) -> str:
-        return await generate(ctx, prompt, max_tokens, request_id)
+        out = await generate(ctx, prompt, max_tokens, request_id, logprobs=len(calls) == final_call)
+        calls.append((prompt, out))
+        return out.text
 
     out = await translate_chain(
         complete,
@@ -99,7 +211,7 @@ async def run(ctx: AppContext, plan: Plan, request_id: str) -> TranslateResponse
         choice.code,
         max_tokens=plan.max_tokens,
         demos_bridge=demos1,
-        demos_target=demos2,
+        demos_target=glossary.demos(demos2) if glossary else demos2,  # k_shot counts the dictionary's only
     )
     warnings += out.warnings
     if not out.answer:
@@ -107,10 +219,19 @@ async def run(ctx: AppContext, plan: Plan, request_id: str) -> TranslateResponse
             "the model produced no answer for this text (an empty translation); try task=text for "
             "a sentence, k_shot > 0, or another bridge"
         )
+    glossary_use = glossary.check(out.answer, warnings) if glossary else None
     source, reason = choice.source, choice.reason
     if choice.code is not None and out.bridge is None:  # the bridge step failed: it was a direct translation
         source, reason = "none", f"the bridge step ({choice.code}) produced no text; translated directly"
     ctx.metrics.bridge_source.labels(source).inc()
+    final_prompt, final_out = calls[-1] if calls else ("", None)
+    confidence = confidence_of(plan.task, final_out, out.answer)
+    alts = None
+    if plan.alternatives > 1 and out.answer:
+        first = Alternative(translation=out.answer, confidence=confidence)
+        alts = await alternatives(ctx, plan, final_prompt, first, request_id)
+        if len(alts) < plan.alternatives:
+            warnings.append(f"only {len(alts)} distinct answers of alternatives={plan.alternatives} were found")
     t3 = time.perf_counter()
     return TranslateResponse(
         translation=out.answer,
@@ -120,10 +241,15 @@ async def run(ctx: AppContext, plan: Plan, request_id: str) -> TranslateResponse
         bridge_text=out.bridge_text,
         cache_key=choice.cache_key,
         analysis_job=choice.analysis_job,
+        glossary=glossary_use,
         model=ctx.served_model,
         request_id=request_id,
         warnings=warnings,
         k_shot=len(demos2),
+        confidence=confidence,
+        alternatives=alts,
+        detected_source=plan.detection.language if plan.detection else None,
+        detection_confidence=plan.detection.confidence if plan.detection else None,
         timings=Timings(
             bridge_lookup_ms=round((t1 - t0) * 1e3, 3),
             bridge_step_ms=out.bridge_step_ms,

@@ -17,8 +17,19 @@ AUTO, NONE = "auto", "none"
 DEFAULT_MAX_TOKENS = {"word": 16, "text": 128}
 
 
+def is_auto(code: str) -> bool:
+    """Whether a language field says "auto" (only /translate's `source` accepts it: detection)."""
+    return code.strip().lower() == AUTO
+
+
 def language(code: str, field: str) -> str:
-    """Canonical code, or 422 that lists the known languages."""
+    """Canonical code, or 422 that lists the known languages ("auto" gets its own: only a source is detected)."""
+    if is_auto(code):
+        raise bad_input(
+            f'{field}: "auto" (language detection) is accepted only as the `source` of /translate and '
+            "/translate/batch items; name the language here",
+            field=field,
+        )
     try:
         return normalize_code(code)
     except UnknownLanguageError as exc:
