@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Literal
 
 from bridgex.frequency import frequency_order
+from bridgex.glossary import Term, normalize_term
 from bridgex.prompts import Demo
 
 DemoChoice = Literal["frequent", "direct", "kept"]
@@ -126,6 +127,16 @@ def text_demos(root: str, source: str, target: str, bridge: str | None, k: int) 
     step1 = [Demo(src[n], brg[n]) for n in common] if bridge else []
     step2 = [Demo(src[n], tgt[n], bridge_text=brg.get(n)) for n in common]
     return step1, step2
+
+
+def glossary_demos(demos: Sequence[Demo], terms: Sequence[Term]) -> list[Demo]:
+    """The final step's demonstrations with a glossary's terms (issue 23): each term pair after `demos`, nearest
+    the query, as `S:"term"→T:"translation"`. A glossary has no bridge word, so in a bridged chain the term
+    lines are direct ones among the three-step lines (DECISION: no bridge word is guessed for them). A
+    demonstration whose source is one of the terms is dropped: the prompt never shows two translations of it."""
+    keys = {normalize_term(t.source) for t in terms}
+    kept = [d for d in demos if normalize_term(d.source_text) not in keys]
+    return kept + [Demo(t.source, t.target) for t in terms]
 
 
 def demo_pairs(source: str, target: str, bridges: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
