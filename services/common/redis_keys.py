@@ -5,8 +5,8 @@ Bridge cache (analyzer writes, gateway reads), per model + revision of the reque
 `bridge` key), `bridge_pairs` (matrix index), `bridge_configs` (parameters per configuration), `auto_lock`
 (one analysis enqueued by `auto` misses), `analysis_failure` (backoff memory).
 Jobs: `job`, `job_cancel`, `job_alias`, `job_inflight`, `JOBS_INDEX`, `job_lease`.
-Gateway: `rate_limit`, `auth_failures`, `lockout`, `idempotency`.
-Data: `data_gather`. Configuration: `served_config`.
+Gateway: `rate_limit`, `auth_failures`, `lockout`, `idempotency`; usage: `usage`, `USAGE_KEYS`.
+Data: `data_gather`. Configuration: `served_config`. Glossaries: `glossary`, `glossary_owner`, `GLOSSARIES_INDEX`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import hashlib
 PREFIX = "bridgex"
 JOBS_INDEX = f"{PREFIX}:jobs"
 """Sorted set of job ids by creation time."""
+GLOSSARIES_INDEX = f"{PREFIX}:glossaries"
+"""Set of every glossary id (an admin key's GET /glossaries)."""
 
 
 def model_ref(model: str, revision: str | None) -> str:
@@ -105,6 +107,16 @@ def idempotency(principal_id: str, idempotency_key: str) -> str:
     return f"{PREFIX}:idem:{principal_id}:{_digest(idempotency_key, 32)}"
 
 
+USAGE_KEYS = f"{PREFIX}:usage-keys"
+"""Set of the key ids (principal ids) that have usage counters (the admin listing adds the configured ones)."""
+
+
+def usage(principal_id: str, period: str) -> str:
+    """Hash of one key's usage counters (requests, characters, generated_tokens, analyses) in one period:
+    `m<minute since the epoch>` and `d<YYYYMMDD>` (UTC; both expire) or `total` (kept)."""
+    return f"{PREFIX}:usage:{principal_id}:{period}"
+
+
 # ------------------------------------------------------------------------------------------------- data
 
 
@@ -122,3 +134,16 @@ def served_config(model: str, revision: str | None, role: str) -> str:
     """The configuration a process serves (JSON: fingerprint, parameters, host, time), published by each
     analyzer worker and gateway at start so that /ready and /bridges can say when the two disagree."""
     return f"{PREFIX}:served-config:{model_ref(model, revision)}:{role}"
+
+
+# ------------------------------------------------------------------------------------------- glossaries
+
+
+def glossary(glossary_id: str) -> str:
+    """One glossary as JSON (id, name, pair, entries, owner, created_at); no TTL: it lives until deleted."""
+    return f"{PREFIX}:glossary:{glossary_id}"
+
+
+def glossary_owner(principal_id: str) -> str:
+    """Set of the glossary ids one key owns (its GET /glossaries, and the per-key count limit)."""
+    return f"{PREFIX}:glossary-owner:{_digest(principal_id, 24)}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 
 from ..core.errors import ApiError, printable
 from ..deps import Ctx, RequestId, TranslateScope, client_address
@@ -18,16 +19,49 @@ from ..schemas.translate import (
     TranslateRequest,
     TranslateResponse,
 )
+from ..services.streaming import open_stream
 from ..services.translation import Plan, run
 
 log = logging.getLogger("bridgex.api")
 router = APIRouter(tags=["translate"])
 
 
-@router.post("/translate", response_model=TranslateResponse, responses=error_responses(424))
-async def translate(req: TranslateRequest, ctx: Ctx, rid: RequestId, _: TranslateScope) -> TranslateResponse:
-    """Translate a word or sentence, through a bridge language chosen by `bridge` (auto | none | code)."""
-    return await run(ctx, Plan(req, ctx), rid)
+@router.post(
+    "/translate",
+    response_model=TranslateResponse,
+    responses={
+        **error_responses(404, 424),  # 404: a glossary_id this key cannot see
+        200: {"content": {"text/event-stream": {"description": "With stream=true: bridge, delta..., done"}}},
+    },
+)
+async def translate(
+    req: TranslateRequest, ctx: Ctx, rid: RequestId, principal: TranslateScope
+) -> TranslateResponse | Response:
+    """Translate a word or sentence, through a bridge language chosen by `bridge` (auto | none | code).
+    With `stream: true` (task text) the answer is server-sent events (services/api/services/streaming.py)."""
+    plan = Plan(req, ctx)  # bad input is refused before the key's quota is touched
+    if req.stream and plan.alternatives > 1:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "alternatives and stream=true do not combine: drop one of them",
+            details={"field": "alternatives"},
+        )
+    if req.stream and req.glossary_id is not None:  # the stream does not enforce a glossary (yet)
+        raise ApiError(
+            422,
+            "invalid_request",
+            "glossary_id and stream=true do not combine: send the request without stream",
+            details={"field": "glossary_id"},
+        )
+    async with ctx.usage.charge(principal, [req.text]) as charge:  # 429 quota_exceeded; counts a success
+        with charge.item():
+            if req.stream:  # charged once the stream opened (its first tokens arrived)
+                events = await open_stream(ctx, plan, rid)
+                return StreamingResponse(
+                    events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Request-Id": rid}
+                )
+            return await run(ctx, plan, rid, principal)
 
 
 @router.post("/translate/batch", response_model=BatchResponse)
@@ -45,7 +79,9 @@ async def translate_batch(
     async def one(i: int, item: TranslateRequest) -> BatchItem:
         try:
             async with gate:
-                return BatchItem(index=i, ok=True, result=await run(ctx, Plan(item, ctx), f"{rid}-{i}"))
+                with charge.item(i):  # counted when it succeeds; a failed item's characters are given back
+                    result = await run(ctx, Plan(item, ctx), f"{rid}-{i}", principal)
+                return BatchItem(index=i, ok=True, result=result)
         except ApiError as exc:
             return BatchItem(
                 index=i, ok=False, error=ItemError(status=exc.status, error=exc.error, message=printable(exc.message))
@@ -62,6 +98,8 @@ async def translate_batch(
                 ),
             )
 
-    results = list(await asyncio.gather(*(one(i, item) for i, item in enumerate(req.items))))
+    # the whole batch's characters against the key's quota (429 for all of it when they do not fit)
+    async with ctx.usage.charge(principal, [item.text for item in req.items]) as charge:
+        results = list(await asyncio.gather(*(one(i, item) for i, item in enumerate(req.items))))
     failed = sum(not r.ok for r in results)
     return BatchResponse(results=results, succeeded=len(results) - failed, failed=failed, request_id=rid)
