@@ -24,6 +24,7 @@ from .core.errors import ApiError
 from .core.observability import Metrics
 from .core.redis import RedisGate, async_client, sync_client
 from .core.security import KeyRing, Principal, RateLimiter
+from .services.usage import UsageMeter, resolve_quotas
 from .services.weights import ServedWeights
 
 
@@ -43,6 +44,7 @@ class AppContext:
     limiter: RateLimiter
     generation: GenerationClient
     weights: ServedWeights
+    usage: UsageMeter
     _celery: Celery | None = field(default=None, repr=False)
     scripts: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -96,7 +98,7 @@ class AppContext:
             jobs=JobStore(rsync, ttl_s=settings.job_ttl_s),
             bridges=BridgeStore(rsync),
             failures=FailureStore(rsync, base_s=settings.analysis_retry_base_s, max_s=settings.analysis_retry_max_s),
-            keys=KeyRing(settings.api_keys, settings.auth_open),
+            keys=(ring := KeyRing(settings.api_keys, settings.auth_open)),
             limiter=RateLimiter(
                 rclient,
                 gate,
@@ -107,6 +109,7 @@ class AppContext:
             ),
             generation=(generation := GenerationClient.from_settings(settings)),
             weights=ServedWeights(generation),
+            usage=UsageMeter(rclient, gate, metrics, ring, resolve_quotas(settings.key_quotas, ring)),
             _celery=cls.make_celery(settings),
         )
 
@@ -142,9 +145,10 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "anonymous"
 
 
-def require(scope: str):
-    """Dependency: an authenticated principal holding `scope`, within its rate limit, from a client that is
-    not locked out. The two security schemes only document the headers; KeyRing reads them."""
+def require(scope: str | None):
+    """Dependency: an authenticated principal holding `scope` (None: any valid key), within its rate limit,
+    from a client that is not locked out. The two security schemes only document the headers; KeyRing reads
+    them."""
 
     async def dependency(
         request: Request,
@@ -164,14 +168,16 @@ def require(scope: str):
         # the lockout (and the rate limit) before the scope: a locked-out client gets 429 with a valid key too,
         # so a 403 naming scopes cannot tell it which keys are real (issue 22, item 7)
         await ctx.limiter.check(principal, client)
-        ctx.keys.authorize(principal, scope)
+        if scope is not None:
+            ctx.keys.authorize(principal, scope)
         request.state.principal = principal
         return principal
 
-    dependency.__name__ = f"require_{scope}"
+    dependency.__name__ = f"require_{scope or 'key'}"
     return dependency
 
 
 TranslateScope = Annotated[Principal, Depends(require("translate"))]
 AnalyzeScope = Annotated[Principal, Depends(require("analyze"))]
 AdminScope = Annotated[Principal, Depends(require("admin"))]
+AnyKey = Annotated[Principal, Depends(require(None))]

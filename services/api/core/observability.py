@@ -56,6 +56,9 @@ class Metrics:
         )
         self.redis_errors = Counter("bridgex_api_redis_errors", "Redis operations that failed", ["op"], registry=r)
         self.rate_limited = Counter("bridgex_api_rate_limited", "Requests refused with 429", registry=r)
+        self.quota_exceeded = Counter(
+            "bridgex_api_quota_exceeded", "Requests refused with 429 over their key's daily quota", registry=r
+        )
         self.generation_errors = Counter(
             "bridgex_api_generation_errors", "Generation worker failures", ["kind"], registry=r
         )

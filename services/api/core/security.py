@@ -52,6 +52,11 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def key_id(key: str) -> str:
+    """The name of a key that does not reveal it (a digest prefix): Principal.key_id, in usage and quotas."""
+    return _digest(key).hex()[:12]
+
+
 class KeyRing:
     """The configured keys, held as digests."""
 
@@ -69,6 +74,11 @@ class KeyRing:
                 raise ValueError(f"BRIDGEX_API_KEYS: unknown scope(s) {sorted(unknown)}; known: {list(SCOPES)}")
             d = _digest(key)
             self._keys.append((d, Principal(key_id=d.hex()[:12], scopes=frozenset(scopes))))
+
+    @property
+    def key_ids(self) -> list[str]:
+        """The configured keys' ids, in configuration order."""
+        return [principal.key_id for _, principal in self._keys]
 
     @staticmethod
     def presented_key(headers: Mapping[str, str]) -> str | None:

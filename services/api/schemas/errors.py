@@ -26,7 +26,8 @@ _DESCRIPTIONS = {
     413: "Body over BRIDGEX_API_MAX_BODY_BYTES",
     422: "Bad input; the message says which field and what to fix",
     424: "The generation worker answered with an error",
-    429: "Rate limited (per key, batch items counted) or locked out after invalid keys; see Retry-After",
+    429: "Rate limited (per key, batch items counted), locked out after invalid keys, or over the key's daily "
+    "quota (quota_exceeded); see Retry-After",
     503: "A dependency (Redis, the broker or the generation worker) is unavailable; see Retry-After",
 }
 

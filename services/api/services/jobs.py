@@ -85,6 +85,7 @@ async def submit(
         if idem:
             value = json.dumps({"job": rec.id, "fp": body_fp})
             await ctx.gate.run("idempotency", lambda: ctx.redis.set(idem, value, nx=True, ex=IDEMPOTENCY_TTL_S))
+        await ctx.usage.analysis(principal)  # accepted (an Idempotency-Key replay returned above, uncounted)
         return rec
     except RedisUnavailable as exc:
         raise _redis_down(exc) from exc
