@@ -309,3 +309,69 @@ def test_translate_box_shows_chain_and_source(page, stack: Stack) -> None:
     assert chain == f'en:"water"→de:"{want["bridge_text"]}"→fr:"{want["translation"]}"', chain
     assert page.inner_text("#bridge-source") == "explicit"
     page.screenshot(path=str(_shots(stack) / "translate.png"), full_page=True)
+
+
+def test_translate_page_confidence_alternatives_stream_and_usage(page, stack: Stack) -> None:
+    """Issue 23 item 7: the translate page shows confidence and alternatives, streams a text, uses detection;
+    the usage page shows the key's counters."""
+    _login(page, stack)
+    page.goto(f"{stack.api}/ui/#/translate")
+    page.fill("#tr input[name=text]", "water")
+    page.fill("#tr input[name=source]", "en")
+    page.fill("#tr input[name=target]", "fr")
+    page.fill("#tr input[name=bridge]", "none")
+    page.fill("#tr input[name=k_shot]", "0")
+    page.fill("#tr input[name=alternatives]", "3")
+    page.click("#tr button")
+    page.wait_for_selector("#alternatives li")
+    with stack.client() as c:
+        want = c.post(
+            "/translate",
+            headers=A,
+            json={"text": "water", "source": "en", "target": "fr", "bridge": "none", "k_shot": 0, "alternatives": 3},
+        ).json()
+    shown = page.locator("#alternatives li .alt").all_inner_texts()
+    assert shown == [a["translation"] for a in want["alternatives"]], (shown, want)
+    assert f"{want['confidence']:.3f}" in page.inner_text("#confidence")
+    page.screenshot(path=str(_shots(stack) / "translate-alternatives.png"), full_page=True)
+
+    # a sentence, streamed: the final answer is the non-streamed one
+    page.fill("#tr input[name=text]", "the water is cold")
+    page.select_option("#tr select[name=task]", "text")
+    page.fill("#tr input[name=alternatives]", "1")
+    page.check("#tr input[name=stream]")
+    page.click("#tr button")
+    page.wait_for_selector("#chain")
+    with stack.client() as c:
+        text = c.post(
+            "/translate",
+            headers=A,
+            json={
+                "text": "the water is cold",
+                "source": "en",
+                "target": "fr",
+                "bridge": "none",
+                "k_shot": 0,
+                "task": "text",
+            },
+        ).json()
+    assert page.inner_text("#answer") == text["translation"]
+
+    # detection: source auto on an unambiguous sentence
+    page.uncheck("#tr input[name=stream]")
+    page.fill("#tr input[name=text]", "Der Hund schläft im Garten, weil die Sonne scheint.")
+    page.fill("#tr input[name=source]", "auto")
+    page.click("#tr button")
+    page.wait_for_function(
+        "document.querySelector('#detected') && /detected/.test(document.querySelector('#detected').textContent)"
+    )
+    assert page.inner_text("#detected").startswith("de (detected")
+
+    page.goto(f"{stack.api}/ui/#/usage")
+    page.wait_for_selector("#usage")
+    with stack.client() as c:
+        mine = c.get("/usage", headers=A).json()
+    assert page.inner_text("#key-id") == mine["key_id"]
+    today = page.locator("#usage tr[data-period=today] td").all_inner_texts()
+    assert int(today[0]) >= 3 and int(today[1]) >= len("the water is cold"), today
+    page.screenshot(path=str(_shots(stack) / "usage.png"), full_page=True)

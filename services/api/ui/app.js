@@ -315,34 +315,118 @@ async function jobsPage(main) {
 }
 
 // ------------------------------------------------------------------------------------------- translate
+function resultTable(r, req) {
+  const src = r.detected_source || req.source;
+  const chain = r.bridge ? `${src}:"${req.text}"→${r.bridge}:"${r.bridge_text ?? ""}"→${req.target}:"${r.translation}"`
+    : `${src}:"${req.text}"→${req.target}:"${r.translation}"`;
+  const t = r.timings || {};
+  const alts = (r.alternatives || []).map((a) => `<li><span class="alt">${esc(a.translation)}</span> <span class="muted">${fmt(a.confidence, 3)}</span></li>`).join("");
+  const g = r.glossary;
+  const gloss = g ? `${esc(g.id || "")}: ${g.direct ? "answered from the glossary" : `applied ${esc((g.applied || []).join(", ") || "none")}`}${(g.missing || []).length ? `; missing ${esc(g.missing.join(", "))}` : ""}` : "–";
+  return `
+    <p>Answer: <b id="answer">${esc(r.translation)}</b>
+      <span id="confidence" class="muted" title="how sure the model was of the answer's own tokens (exp mean log-probability); not the chance it is right">confidence ${fmt(r.confidence, 3)}</span></p>
+    <p class="chain" id="chain">${esc(chain)}</p>
+    ${alts ? `<h3>Alternatives</h3><ol id="alternatives">${alts}</ol>` : ""}
+    <table class="kv"><tbody>
+      <tr><th>source</th><td id="detected">${r.detected_source ? `${esc(r.detected_source)} (detected, confidence ${fmt(r.detection_confidence, 3)})` : esc(req.source)}</td></tr>
+      <tr><th>bridge</th><td id="bridge">${esc(r.bridge || "none")}</td></tr>
+      <tr><th>bridge_source</th><td id="bridge-source">${esc(r.bridge_source)}</td></tr>
+      <tr><th>why</th><td>${esc(r.bridge_reason || "–")}</td></tr><tr><th>k_shot</th><td>${r.k_shot}</td></tr>
+      <tr><th>glossary</th><td id="glossary-use">${gloss}</td></tr>
+      <tr><th>warnings</th><td id="warnings">${esc((r.warnings || []).join("; ") || "none")}</td></tr>
+      <tr><th>timings</th><td>bridge lookup ${fmt(t.bridge_lookup_ms, 1)} ms, bridge step ${fmt(t.bridge_step_ms, 1)} ms, target step ${fmt(t.target_step_ms, 1)} ms, total ${fmt(t.total_ms, 1)} ms</td></tr></tbody></table>`;
+}
+
+// server-sent events of POST /translate with stream=true: the answer grows as it arrives, then the whole result
+async function streamTranslate(req, onDelta) {
+  const headers = { "content-type": "application/json" };
+  const key = sessionStorage.getItem(KEY);
+  if (key) headers.authorization = `Bearer ${key}`;
+  const resp = await fetch("/translate", { method: "POST", headers, body: JSON.stringify({ ...req, stream: true }) });
+  if (!resp.ok) {
+    let body = null;
+    try { body = await resp.json(); } catch (_) { body = null; }
+    if (resp.status === 401 || resp.status === 403) showKeyForm();
+    throw new ApiError(resp.status, `${resp.status}: ${(body && body.message) || resp.statusText}`);
+  }
+  const reader = resp.body.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  let done = null;
+  for (;;) {
+    const { value, done: end } = await reader.read();
+    if (end) break;
+    buf += dec.decode(value, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      const ev = (block.match(/^event: (.*)$/m) || [])[1];
+      const data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "null");
+      if (ev === "delta") onDelta(data.text);
+      else if (ev === "done") done = data;
+      else if (ev === "error") throw new ApiError(424, data.message);
+    }
+  }
+  if (!done) throw new ApiError(0, "the stream ended without a result");
+  return done;
+}
+
 async function translatePage(main) {
   main.innerHTML = `
     <h2>Translate</h2>
-    <form class="row" id="tr"><label>text<input name="text" required size="24"></label><label>source<input name="source" size="5" required></label>
+    <form class="row" id="tr"><label>text<input name="text" required size="24"></label>
+      <label>source<input name="source" size="5" required value="auto" title="a code, or auto to detect it"></label>
       <label>target<input name="target" size="5" required></label><label>bridge<input name="bridge" size="6" value="auto"></label>
-      <label>k_shot<input name="k_shot" type="number" min="0" max="16" size="3"></label><button type="submit">Translate</button></form>
+      <label>task<select name="task"><option value="word">word</option><option value="text">text</option></select></label>
+      <label>k_shot<input name="k_shot" type="number" min="0" max="16" size="3"></label>
+      <label>alternatives<input name="alternatives" type="number" min="1" max="5" value="1" size="2"></label>
+      <label>glossary<select name="glossary_id" id="glossary-pick"><option value="">none</option></select></label>
+      <label class="inline"><input name="stream" type="checkbox"> stream (text)</label>
+      <button type="submit">Translate</button></form>
     <div id="result" aria-live="polite"></div>`;
+  try {
+    const gl = await api("/glossaries");
+    const items = (gl && (gl.glossaries || gl.items || gl)) || [];
+    $("#glossary-pick", main).insertAdjacentHTML("beforeend", (Array.isArray(items) ? items : []).map((g) => `<option value="${esc(g.id)}">${esc(g.name || g.id)} (${esc(g.source)}→${esc(g.target)})</option>`).join(""));
+  } catch (_) { /* no glossaries for this key (or none allowed): the list stays empty */ }
   $("#tr", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
-    const req = { text: f.get("text"), source: f.get("source").trim(), target: f.get("target").trim(), bridge: f.get("bridge").trim() || "auto" };
+    const req = { text: f.get("text"), source: f.get("source").trim() || "auto", target: f.get("target").trim(), bridge: f.get("bridge").trim() || "auto", task: f.get("task") };
     if (f.get("k_shot") !== "") req.k_shot = Number(f.get("k_shot"));
+    if (Number(f.get("alternatives")) > 1) req.alternatives = Number(f.get("alternatives"));
+    if (f.get("glossary_id")) req.glossary_id = f.get("glossary_id");
+    const out = $("#result", main);
     try {
-      const r = await api("/translate", { method: "POST", body: JSON.stringify(req) });
+      let r;
+      if (f.get("stream") && req.task === "text") {
+        out.innerHTML = `<p>Answer: <b id="answer"></b> <span class="muted">streaming…</span></p>`;
+        r = await streamTranslate(req, (d) => { $("#answer", out).textContent += d; });
+      } else {
+        r = await api("/translate", { method: "POST", body: JSON.stringify(req) });
+      }
       showError(null);
-      const chain = r.bridge ? `${req.source}:"${req.text}"→${r.bridge}:"${r.bridge_text ?? ""}"→${req.target}:"${r.translation}"`
-        : `${req.source}:"${req.text}"→${req.target}:"${r.translation}"`;
-      const t = r.timings || {};
-      $("#result", main).innerHTML = `
-        <p>Answer: <b id="answer">${esc(r.translation)}</b></p>
-        <p class="chain" id="chain">${esc(chain)}</p>
-        <table><tbody><tr><th>bridge</th><td id="bridge">${esc(r.bridge || "none")}</td></tr>
-          <tr><th>bridge_source</th><td id="bridge-source">${esc(r.bridge_source)}</td></tr>
-          <tr><th>why</th><td>${esc(r.bridge_reason || "–")}</td></tr><tr><th>k_shot</th><td>${r.k_shot}</td></tr>
-          <tr><th>warnings</th><td id="warnings">${esc((r.warnings || []).join("; ") || "none")}</td></tr>
-          <tr><th>timings</th><td>bridge lookup ${fmt(t.bridge_lookup_ms, 1)} ms, bridge step ${fmt(t.bridge_step_ms, 1)} ms, target step ${fmt(t.target_step_ms, 1)} ms, total ${fmt(t.total_ms, 1)} ms</td></tr></tbody></table>`;
+      out.innerHTML = resultTable(r, req);
     } catch (err) { showError(err); }
   });
+}
+
+// ------------------------------------------------------------------------------------------- usage
+function usageRow(name, u) {
+  return `<tr data-period="${esc(name)}"><th>${esc(name)}</th><td>${u.requests}</td><td>${u.characters}</td><td>${u.generated_tokens}</td><td>${u.analyses}</td></tr>`;
+}
+
+async function usagePage(main) {
+  const u = await api("/usage");
+  const q = u.quota;
+  main.innerHTML = `
+    <h2>Usage of this key</h2>
+    <p class="muted">key id <code id="key-id">${esc(u.key_id)}</code>; today's counters start again at ${esc(u.period_resets_at)} (UTC midnight)</p>
+    <table id="usage"><thead><tr><th></th><th>requests</th><th>characters</th><th>generated tokens</th><th>analyses</th></tr></thead>
+      <tbody>${usageRow("this minute", u.minute)}${usageRow("today", u.today)}${usageRow("total", u.total)}</tbody></table>
+    <p id="quota">${q ? `Quota: ${q.characters_used} of ${q.chars_per_day} characters today, ${q.characters_remaining} left` : "No daily quota on this key."}</p>`;
 }
 
 // ------------------------------------------------------------------------------------------- router
@@ -362,6 +446,7 @@ async function route() {
     if (page === "pair" && parts.length === 3) await pairPage(main, parts[1], parts[2], params);
     else if (page === "jobs") stop = await jobsPage(main);
     else if (page === "translate") await translatePage(main);
+    else if (page === "usage") await usagePage(main);
     else await matrixPage(main, params);
   } catch (err) {
     if (token === routeToken) { $("#page").innerHTML = ""; showError(err); }
