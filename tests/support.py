@@ -182,7 +182,22 @@ def start_worker(model: str | Path, log_dir: Path, *, ready_timeout: float = 600
         http_ok(f"{url}/health"),
         ready_timeout=ready_timeout,
     ).start()
+    warm_worker(url)
     return svc, url
+
+
+def warm_worker(url: str) -> None:
+    """One completion with log-probabilities: vLLM's first such request sets up its logprobs path (2-3 s on
+    the CPU), which a test with a short worker timeout must not pay. Best effort."""
+    try:
+        model = httpx.get(f"{url}/v1/models", timeout=30).json()["data"][0]["id"]
+        httpx.post(
+            f"{url}/v1/completions",
+            json={"model": model, "prompt": "Hello", "max_tokens": 2, "temperature": 0, "logprobs": 1},
+            timeout=120,
+        )
+    except (httpx.HTTPError, KeyError, IndexError, ValueError):
+        pass
 
 
 def start_celery(log_dir: Path, redis_url: str, **env: str) -> Service:

@@ -43,6 +43,13 @@ the rate limit), BRIDGEX_API_MAX_BODY_BYTES per body.
 """
 
 
+async def _warm_worker(ctx: AppContext) -> None:
+    try:
+        await ctx.generation.complete("Hello", max_tokens=1, logprobs=True)
+    except Exception as exc:  # a worker that is not up yet: the first request pays instead
+        log.info("worker warm-up skipped: %s", exc)
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """Build a gateway app for `settings` (default: BRIDGEX_* environment)."""
     settings = settings or get_settings()
@@ -56,11 +63,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             log.warning("no API keys configured (BRIDGEX_API_KEYS): every protected endpoint answers 401")
         # load the typology data off the request path (the first auto-bridge fallback would pay ~seconds)
         warm = asyncio.create_task(asyncio.to_thread(warm_typology, settings))
+        # vLLM's first request with log-probabilities (every translation's final step asks for them) sets up
+        # its logprobs path: pay that here, not in the first user's request
+        warm_worker = asyncio.create_task(_warm_worker(ctx))
         # the language detector likewise (~1 s and 350 MB with every model; /detect and source=auto use it)
         warm_detect = asyncio.create_task(asyncio.to_thread(detection.warm))
         async with ctx.generation:
             yield
         warm.cancel()
+        warm_worker.cancel()
         warm_detect.cancel()
         await ctx.aclose()
 
