@@ -117,8 +117,16 @@ def test_pair_must_match_the_request(stack: Stack) -> None:
         out = c.post("/translate/batch", json={"items": items}, headers=T).json()["results"]
         assert not out[0]["ok"] and out[0]["error"]["status"] == 422
         assert out[1]["ok"] and out[1]["result"]["translation"] == "wasserde"
+        # streamed: the glossary holds too (a text that is a term is its translation; terms in a text applied)
         r = translate(c, T, text="wateren", task="text", stream=True, glossary_id=g["id"], target="de")
-        assert r.status_code == 422 and "stream" in r.json()["message"]
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.text
+        done = json.loads(r.text.strip().split("\n\n")[-1].split("data: ", 1)[1])
+        assert done["translation"] == "wasserde" and done["glossary"]["direct"] is True, done
+        r = translate(c, T, text="the wateren is cold", task="text", stream=True, glossary_id=g["id"], target="de")
+        done = json.loads(r.text.strip().split("\n\n")[-1].split("data: ", 1)[1])
+        plain = translate(c, T, text="the wateren is cold", task="text", glossary_id=g["id"], target="de").json()
+        assert done["glossary"]["applied"] == ["wateren"] == plain["glossary"]["applied"], done
+        assert done["translation"] == plain["translation"] and done["glossary"] == plain["glossary"]
         c.delete(f"/glossaries/{g['id']}", headers=T)
 
 

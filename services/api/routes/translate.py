@@ -47,17 +47,10 @@ async def translate(
             "alternatives and stream=true do not combine: drop one of them",
             details={"field": "alternatives"},
         )
-    if req.stream and req.glossary_id is not None:  # the stream does not enforce a glossary (yet)
-        raise ApiError(
-            422,
-            "invalid_request",
-            "glossary_id and stream=true do not combine: send the request without stream",
-            details={"field": "glossary_id"},
-        )
     async with ctx.usage.charge(principal, [req.text]) as charge:  # 429 quota_exceeded; counts a success
         with charge.item():
             if req.stream:  # charged once the stream opened (its first tokens arrived)
-                events = await open_stream(ctx, plan, rid)
+                events = await open_stream(ctx, plan, rid, principal)
                 return StreamingResponse(
                     events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Request-Id": rid}
                 )

@@ -21,9 +21,10 @@ from bridgex.generation.chain import bridge_step, chain_prompt, parse
 from bridgex.generation.client import GenerationError
 
 from ..core.errors import ApiError
+from ..core.security import Principal
 from ..deps import AppContext
 from ..schemas.translate import Timings, TranslateResponse
-from . import demos, validation
+from . import demos, glossaries, validation
 from .bridging import choose
 from .translation import Plan, generate, worker_call
 
@@ -47,8 +48,12 @@ class Growing:
         return new
 
 
-async def open_stream(ctx: AppContext, plan: Plan, request_id: str) -> AsyncIterator[str]:
-    """Run up to the final step's first tokens (raising ApiError like /translate), then return the events."""
+async def open_stream(
+    ctx: AppContext, plan: Plan, request_id: str, principal: Principal | None = None
+) -> AsyncIterator[str]:
+    """Run up to the final step's first tokens (raising ApiError like /translate), then return the events.
+    `principal`: the caller, whose glossaries `plan.glossary_id` may name (enforced as in /translate: a text
+    that is a term is one `done` event, terms in a text are demonstrations, the answer is checked)."""
     if plan.task != "text":
         raise ApiError(
             422,
@@ -60,6 +65,21 @@ async def open_stream(ctx: AppContext, plan: Plan, request_id: str) -> AsyncIter
     if plan.source == validation.AUTO:  # source "auto": detected, or 422 before the stream opens
         await plan.detect_source(ctx.settings)
     await validation.tokens(ctx, plan.text)
+    detected = {
+        "detected_source": plan.detection.language if plan.detection else None,
+        "detection_confidence": plan.detection.confidence if plan.detection else None,
+    }
+    glossary = await glossaries.for_translate(
+        ctx, plan.glossary_id, principal, plan.source, plan.target, plan.task, plan.text
+    )
+    if glossary is not None and glossary.direct is not None:  # the text is a term: its translation at once
+        done = glossaries.direct_response(ctx, glossary, request_id, t0, **detected)
+
+        async def one() -> AsyncIterator[str]:
+            yield sse("delta", {"text": done.translation})
+            yield sse("done", done.model_dump(mode="json"))
+
+        return one()
     choice = await choose(ctx, plan.bridge, plan.source, plan.target, use_cache=plan.use_cache, request_id=request_id)
     t1 = time.perf_counter()
     warnings = list(choice.warnings)
@@ -82,9 +102,8 @@ async def open_stream(ctx: AppContext, plan: Plan, request_id: str) -> AsyncIter
         demos_target=demos2,
     )
     warnings += step.warnings
-    prompt = chain_prompt(
-        plan.task, plan.text, plan.source, plan.target, step.bridge, step.bridge_text, step.demos_target
-    )
+    final_demos = glossary.demos(step.demos_target) if glossary else step.demos_target
+    prompt = chain_prompt(plan.task, plan.text, plan.source, plan.target, step.bridge, step.bridge_text, final_demos)
     t2 = time.perf_counter()
     tokens = ctx.generation.stream_complete(prompt, max_tokens=plan.max_tokens, request_id=request_id)
     try:  # the first delta before the response starts: a worker that is down is a 503, not a broken stream
@@ -120,6 +139,7 @@ async def open_stream(ctx: AppContext, plan: Plan, request_id: str) -> AsyncIter
         final_warnings = list(warnings)
         if not answer:
             final_warnings.append("the model produced no answer for this text (an empty translation)")
+        glossary_use = glossary.check(answer, final_warnings) if glossary else None
         ctx.metrics.bridge_source.labels(source).inc()
         t3 = time.perf_counter()
         done = TranslateResponse(
@@ -134,8 +154,8 @@ async def open_stream(ctx: AppContext, plan: Plan, request_id: str) -> AsyncIter
             request_id=request_id,
             warnings=final_warnings,
             k_shot=len(step.demos_target),
-            detected_source=plan.detection.language if plan.detection else None,
-            detection_confidence=plan.detection.confidence if plan.detection else None,
+            glossary=glossary_use,
+            **detected,
             timings=Timings(
                 bridge_lookup_ms=round((t1 - t0) * 1e3, 3),
                 bridge_step_ms=step.ms,
