@@ -8,6 +8,8 @@ Keys (services.common.redis_keys):
 - `bridge_latest(...)` -> the versioned key of the newest ranking for (model, revision, config, source, target).
 - `bridge_pairs(...)` -> set of "src:tgt" pairs with a published ranking (matrix view).
 - `bridge_configs(...)` -> the method parameters of every configuration published (so /bridges can list them).
+- `bridge_publishes(...)` -> per pair, how many rankings were published (one per finished job: counted, so a
+  double publish shows).
 - `analysis_failure(...)` -> the last failure of a pair: error, attempts, and when `auto` may enqueue again.
 Keys use the model + revision of the *request* (settings.model / settings.model_revision), so the gateway
 finds them with its own settings; the weight hash actually loaded is in the provenance.
@@ -138,8 +140,15 @@ class BridgeStore:
         pipe.sadd(keys.bridge_pairs(model, revision, config), f"{source}:{target}")
         pipe.hset(keys.bridge_configs(model, revision), config, json.dumps(params, sort_keys=True, default=str))
         pipe.delete(keys.analysis_failure(model, revision, config, source, target))
+        pipe.hincrby(keys.bridge_publishes(model, revision, config), f"{source}:{target}", 1)
         pipe.execute()
         return key
+
+    def publish_counts(self, model: str, revision: str | None, config: str) -> dict[str, int]:
+        """Per "src:tgt", how many rankings of that pair were published in this configuration (`publish` counts
+        each one in its transaction; an invalidation does not reset it)."""
+        raw = self.redis.hgetall(keys.bridge_publishes(model, revision, config))
+        return {_s(k) or "": int(v) for k, v in raw.items()}
 
     def get(self, key: str) -> dict[str, Any] | None:
         raw = self.redis.get(key)

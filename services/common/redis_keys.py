@@ -2,8 +2,9 @@
 
 Bridge cache (analyzer writes, gateway reads), per model + revision of the request and per configuration
 (`bridgex.fingerprint.config_fingerprint`): `bridge` (one published ranking), `bridge_latest` (-> newest
-`bridge` key), `bridge_pairs` (matrix index), `bridge_configs` (parameters per configuration), `auto_lock`
-(one analysis enqueued by `auto` misses), `analysis_failure` (backoff memory).
+`bridge` key), `bridge_pairs` (matrix index), `bridge_configs` (parameters per configuration),
+`bridge_publishes` (how often each pair was published), `auto_lock` (one analysis enqueued by `auto` misses),
+`analysis_failure` (backoff memory).
 Jobs: `job`, `job_cancel`, `job_alias`, `job_inflight`, `JOBS_INDEX`, `job_lease`.
 Gateway: `rate_limit`, `auth_failures`, `lockout`, `idempotency`; usage: `usage`, `USAGE_KEYS`.
 Data: `data_gather`. Configuration: `served_config`. Glossaries: `glossary`, `glossary_owner`, `GLOSSARIES_INDEX`.
@@ -52,6 +53,12 @@ def bridge_pairs(model: str, revision: str | None, config: str) -> str:
 def bridge_configs(model: str, revision: str | None) -> str:
     """Hash: configuration fingerprint -> its method parameters (JSON), for every configuration published."""
     return f"{PREFIX}:bridge-configs:{model_ref(model, revision)}"
+
+
+def bridge_publishes(model: str, revision: str | None, config: str) -> str:
+    """Hash: "src:tgt" -> how many times a ranking of the pair was published (HINCRBY in the publish
+    transaction; never reset, not even by an invalidation): exactly-once publishing is counted here."""
+    return f"{PREFIX}:bridge-publishes:{model_ref(model, revision)}:{config}"
 
 
 def auto_lock(model: str, revision: str | None, config: str, src: str, tgt: str) -> str:

@@ -143,6 +143,9 @@ def test_bridge_store(r: redis.Redis) -> None:
     assert bs.latest("m", "r1", "cfgA", "sw", "fi") is None and bs.pairs("m", "r1", "cfgA") == []
     assert bs.latest("m", "r1", "cfgB", "sw", "fi") is not None
     assert bs.delete("m", "r1", "cfgA", "sw", "fi") is False
+    # every publish is counted per configuration and pair; an invalidation does not reset the count
+    assert bs.publish_counts("m", "r1", "cfgA") == {"sw:fi": 2}
+    assert bs.publish_counts("m", "r1", "cfgB") == {"sw:fi": 1} and bs.publish_counts("m", "r2", "cfgA") == {}
 
 
 def test_gateway_reads_what_the_store_publishes(r: redis.Redis, redis_url: str) -> None:
@@ -192,6 +195,7 @@ def test_redis_keys_are_distinct_per_kind() -> None:
         redis_keys.bridge_latest("m", "r", "c", "s", "t"),
         redis_keys.bridge_pairs("m", "r", "c"),
         redis_keys.bridge_configs("m", "r"),
+        redis_keys.bridge_publishes("m", "r", "c"),
         redis_keys.auto_lock("m", "r", "c", "s", "t"),
         redis_keys.analysis_failure("m", "r", "c", "s", "t"),
         redis_keys.job("x"),
