@@ -7,6 +7,7 @@ record that a retry re-runs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 
@@ -37,10 +38,18 @@ async def submit(
 ) -> JobRecord:
     idem = None
     body_fp = hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:32]
+    claim = json.dumps({"job": None, "fp": body_fp})
+    claimed = False
     try:
         if idempotency_key:
+            # The key is claimed for this body (SET NX) before anything is submitted, so that concurrent requests
+            # with one key, through any gateway, agree on one body: the others with another body are refused. A
+            # request with the same body while the first still submits submits too: the same job (content hash).
             idem = redis_keys.idempotency(principal.key_id, idempotency_key)
-            raw = await ctx.gate.run("idempotency", lambda: ctx.redis.get(idem))
+            claimed = bool(
+                await ctx.gate.run("idempotency", lambda: ctx.redis.set(idem, claim, nx=True, ex=IDEMPOTENCY_TTL_S))
+            )
+            raw = None if claimed else await ctx.gate.run("idempotency", lambda: ctx.redis.get(idem))
             if raw:
                 seen = json.loads(raw)
                 if seen.get("fp") != body_fp:
@@ -50,9 +59,10 @@ async def submit(
                         "this Idempotency-Key was already used with a different request body; "
                         "use a new key for a new request",
                     )
-                rec = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.get(seen["job"]))
-                if rec is not None:
-                    return rec  # the key is per principal, so this principal already owns the job
+                if seen.get("job"):
+                    rec = await ctx.gate.run_sync("jobs", lambda: ctx.jobs.get(seen["job"]))
+                    if rec is not None:
+                        return rec  # the key is per principal, so this principal already owns the job
         try:
             rec, _created = await asyncio.wait_for(
                 ctx.gate.run_sync(
@@ -70,25 +80,42 @@ async def submit(
                 SUBMIT_TIMEOUT_S,
             )
         except InvalidAnalysisRequest as exc:
+            await _release(ctx, idem, claim, claimed)
             raise bad_input(str(exc)) from exc
         except (RedisUnavailable, ApiError):
             raise
         except TimeoutError as exc:
+            await _release(ctx, idem, claim, claimed)
             raise dependency_down(
                 "broker",
                 f"the job could not be enqueued within {SUBMIT_TIMEOUT_S:.0f}s (broker slow or down); retry later",
             ) from exc
         except Exception as exc:  # kombu/celery errors: the broker is down
+            await _release(ctx, idem, claim, claimed)
             raise dependency_down(
                 "broker", f"the job could not be enqueued: {type(exc).__name__}: {exc}. Retry later"
             ) from exc
         if idem:
             value = json.dumps({"job": rec.id, "fp": body_fp})
-            await ctx.gate.run("idempotency", lambda: ctx.redis.set(idem, value, nx=True, ex=IDEMPOTENCY_TTL_S))
+            await ctx.gate.run("idempotency", lambda: ctx.redis.set(idem, value, ex=IDEMPOTENCY_TTL_S))
         await ctx.usage.analysis(principal)  # accepted (an Idempotency-Key replay returned above, uncounted)
         return rec
     except RedisUnavailable as exc:
         raise _redis_down(exc) from exc
+
+
+async def _release(ctx: AppContext, idem: str | None, claim: str, claimed: bool) -> None:
+    """Give back an Idempotency-Key claimed for a request that created nothing (refused, broker down), so the
+    key can be used again; best effort (the claim expires anyway)."""
+    if not (idem and claimed):
+        return
+
+    async def release() -> None:
+        if await ctx.redis.get(idem) == claim:
+            await ctx.redis.delete(idem)
+
+    with contextlib.suppress(RedisUnavailable):
+        await ctx.gate.run("idempotency", release)
 
 
 def is_done_with_result(rec: JobRecord) -> bool:
