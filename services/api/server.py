@@ -71,4 +71,7 @@ def uvicorn_config(
 def serve(
     settings: ApiSettings, host: str | None = None, port: int | None = None, log_level: str | None = None
 ) -> None:
-    uvicorn.Server(uvicorn_config(settings, host, port, log_level)).run()
+    server = uvicorn.Server(uvicorn_config(settings, host, port, log_level))
+    server.run()
+    if not server.started:  # the lifespan refused to start (logged): exit non-zero, as uvicorn.run does
+        raise SystemExit(3)

@@ -78,6 +78,7 @@ NOT_METHOD_SETTINGS: dict[str, str] = {
     "data_dir": "where the data is: the data hash covers the files the analysis reads (path included)",
     "data_auto": "whether missing data is gathered: the data hash covers what was there",
     "worker_url": "where the generation worker is (its weights are checked against the analysis' own)",
+    "worker_urls": "where the generation workers are (their weights are checked against the analysis' own)",
     "allow_unverified_worker": "whether a worker that does not report its weights is accepted at all",
     "worker_api_key": "a credential",
     "worker_timeout_s": "a timeout",

@@ -58,6 +58,11 @@ class CoreSettings(BaseSettings):
 
     # --- generation worker: where it is (every client) ------------------------------------------
     worker_url: str = "http://127.0.0.1:8001"
+    worker_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Several generation workers (JSON list or comma-separated): clients spread over them and take "
+        "the dead out; set, it wins over worker_url (which the worker launcher still reads its port from).",
+    )
     worker_api_key: SecretStr | None = Field(
         None, description="Bearer key the generation worker requires (except /health); clients send it."
     )
@@ -133,6 +138,25 @@ class CoreSettings(BaseSettings):
     @classmethod
     def _split_codes(cls, v: object) -> object:
         return split_list(v)
+
+    @field_validator("worker_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, v: object) -> object:
+        return split_list(v)
+
+    @field_validator("worker_urls")
+    @classmethod
+    def _check_urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        urls = tuple(dict.fromkeys(u.strip().rstrip("/") for u in v if u.strip()))
+        bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"worker URLs must start with http:// or https://: {bad}")
+        return urls
+
+    @property
+    def worker_endpoints(self) -> tuple[str, ...]:
+        """The generation workers clients use: BRIDGEX_WORKER_URLS when it names any, else BRIDGEX_WORKER_URL."""
+        return self.worker_urls or (self.worker_url.rstrip("/"),)
 
     @property
     def worker_key(self) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 from bridgex.artifacts import sha256_json
 from bridgex.demos import word_demos
 from bridgex.dictionaries import Dictionary
-from bridgex.generation.client import GenerationClient, GenerationError
+from bridgex.generation.client import GenerationClient, GenerationError, WorkerMismatch
 from bridgex.generation.gold_filter import abuild_probe_set
 from bridgex.models import LoadedModel
 from bridgex.probes import ProbeSet, ProbeSetError
@@ -32,6 +32,11 @@ def dictionary(settings: AnalyzerSettings, source: str, target: str) -> Dictiona
             f"no {source}-{target} probe dictionary: {e}"
             + ("" if settings.data_auto else " (BRIDGEX_DATA_AUTO is off: set it to gather the data on first need)")
         ) from e
+
+
+def _where(settings: AnalyzerSettings) -> str:
+    """The worker URL(s) the analysis uses, for messages."""
+    return ", ".join(settings.worker_endpoints)
 
 
 def unverified_message(worker_url: str, what: str) -> str:
@@ -60,21 +65,23 @@ def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str,
 
     try:
         ident = asyncio.run(go())
+    except WorkerMismatch as e:  # BRIDGEX_WORKER_URLS: the filter would measure two models at once
+        raise AnalysisFailed(f"the {what} cannot use the generation workers: {e}") from e
     except GenerationError as e:
         if not needs_worker:
-            log.info("worker %s unreachable; the %s is published unverified: %s", settings.worker_url, what, e)
+            log.info("worker %s unreachable; the %s is published unverified: %s", _where(settings), what, e)
             return "unreachable"
         raise AnalysisFailed(
-            f"the {what} cannot reach the generation worker at {settings.worker_url} "
+            f"the {what} cannot reach the generation worker at {_where(settings)} "
             f"({type(e).__name__}: {e}); start the worker (`make run`)"
         ) from e
     if ident is None:
         if not settings.allow_unverified_worker:
-            raise AnalysisFailed(unverified_message(settings.worker_url, what))
+            raise AnalysisFailed(unverified_message(_where(settings), what))
         log.warning(
             "worker %s does not say which weights it serves; the %s cannot check them "
             "(BRIDGEX_ALLOW_UNVERIFIED_WORKER is on)",
-            settings.worker_url,
+            _where(settings),
             what,
         )
         return "unverified"
@@ -86,7 +93,7 @@ def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str,
     )
     if not same:
         raise AnalysisFailed(
-            f"the generation worker at {settings.worker_url} serves {ident.get('model_id')} "
+            f"the generation worker at {_where(settings)} serves {ident.get('model_id')} "
             f"(revision {ident.get('revision')}, weights {theirs[:12]}), but this analysis loaded {lm.model_id} "
             f"(revision {lm.revision}, weights {ours[:12]}): the {what} would measure another model. Point "
             "BRIDGEX_MODEL (and BRIDGEX_MODEL_REVISION) of the worker and the analyzer at the same folder or "
@@ -103,7 +110,7 @@ def probe_set(
     *,
     force: bool = False,
 ) -> tuple[ProbeSet, Path]:
-    """Build (or reuse) the pair's probe set. The gold filter runs against settings.worker_url."""
+    """Build (or reuse) the pair's probe set. The gold filter runs against settings.worker_endpoints."""
 
     ctx = ctx or JobContext(settings=settings)
     src, tgt = spec.source, spec.target
@@ -155,7 +162,7 @@ def probe_set(
         raise AnalysisFailed(str(e)) from e
     except GenerationError as e:
         raise AnalysisFailed(
-            f"the gold filter could not use the generation worker at {settings.worker_url} "
+            f"the gold filter could not use the generation worker at {_where(settings)} "
             f"({type(e).__name__}: {e}); start the worker, or submit with gold_filter=false"
         ) from e
     ps.params = {**ps.params, **params}

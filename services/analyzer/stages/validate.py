@@ -60,7 +60,7 @@ def validate(
             )
             if lm is not None:
                 info["worker_weights"] = check_worker_weights(settings, lm, "dev validation")
-            memo_key = f"{settings.worker_url}|{lm.weight_hash if lm is not None else spec.model}"
+            memo_key = f"{','.join(settings.worker_endpoints)}|{lm.weight_hash if lm is not None else spec.model}"
 
             async def go() -> DevValidation:
                 async with measuring_client(settings) as client:
@@ -87,7 +87,7 @@ def validate(
                 result = asyncio.run(go())
             except (GenerationError, ValidationFailed) as e:
                 raise AnalysisFailed(
-                    f"the dev validation could not use the generation worker at {settings.worker_url} "
+                    f"the dev validation could not use the generation worker at {', '.join(settings.worker_endpoints)} "
                     f"({type(e).__name__}: {e}); start the worker, or submit with serve_policy=hsic"
                 ) from e
             info.update(

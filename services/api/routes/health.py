@@ -76,6 +76,8 @@ async def ready(ctx: Ctx) -> JSONResponse:
     checks = {"redis": redis_c, "broker": broker_c, "generation_worker": worker_c}
     ok = all(c["ok"] for c in checks.values())
     body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks, "worker_weights": weights}
+    if len(ctx.generation.base_urls) > 1:  # BRIDGEX_WORKER_URLS: each worker's state (out of service: why)
+        body["generation_workers"] = ctx.generation.workers()
     # the method configuration of this gateway against the analyzer's: a difference is reported (and warned
     # about in auto answers), not a reason to take the gateway out of service
     try:

@@ -95,7 +95,7 @@ async def tokens(ctx: AppContext, value: str) -> None:
     except WorkerUnavailable as exc:
         raise dependency_down(
             "generation_worker",
-            f"the generation worker at {ctx.settings.worker_url} is unavailable to count the text's tokens: {exc}",
+            f"the generation worker at {ctx.generation.where} is unavailable to count the text's tokens: {exc}",
         ) from exc
     except GenerationError as exc:
         raise ApiError(424, "generation_failed", f"the generation worker could not tokenize the text: {exc}") from exc

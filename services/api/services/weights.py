@@ -20,12 +20,15 @@ import math
 import time
 from typing import Any
 
-from bridgex.generation.client import GenerationClient, GenerationError
+from bridgex.generation.client import GenerationClient, GenerationError, WorkerMismatch
 
 log = logging.getLogger("bridgex.api")
 
 IDENTITY_TTL_S = 60.0
 IDENTITY_TIMEOUT_S = 2.0
+START_CHECK_S = 10.0
+"""How long the gateway's start waits for its workers' identities (workers still starting are checked as they
+join the pool instead)."""
 RETRY_AFTER_ERROR_S = 5.0
 _MIN_PREFIX = 12  # artifacts and logs abbreviate hashes to 12 hex digits
 
@@ -43,8 +46,9 @@ class ServedWeights:
         self.ttl_s = ttl_s
         self._hash: str | None = None
         self.state = "unknown"
-        """"verified" (the worker reported a weight hash), "unverified" (it answered without one), or "unknown"
-        (it was never reached)."""
+        """"verified" (the worker reported a weight hash), "unverified" (it answered without one), "unknown"
+        (it was never reached), or "mismatch" (two workers of BRIDGEX_WORKER_URLS serve different weights)."""
+        self.problem = ""
         self._expires = -math.inf
         self._lock = asyncio.Lock()
 
@@ -57,6 +61,11 @@ class ServedWeights:
                 return self._hash
             try:
                 ident = await asyncio.wait_for(self.client.identity(), IDENTITY_TIMEOUT_S)
+            except WorkerMismatch as exc:  # no weights to vouch for: auto serves no measured bridge
+                log.error("%s", exc)
+                self._hash, self.state, self.problem = None, "mismatch", str(exc)
+                self._expires = time.monotonic() + RETRY_AFTER_ERROR_S
+                return None
             except (GenerationError, TimeoutError) as exc:
                 log.info("worker identity unavailable (%s); keeping %s", exc, self._hash)
                 self._expires = time.monotonic() + RETRY_AFTER_ERROR_S
@@ -77,6 +86,8 @@ class ServedWeights:
         state = "verified" if whash else self.state
         if whash:
             detail = "the worker reports its weights: auto serves the rankings measured on them"
+        elif state == "mismatch":
+            detail = f"{self.problem}; auto serves no measured bridge meanwhile"
         else:
             why = (
                 "does not report its weights (GET /bridgex/identity: a plain `vllm serve`)"
@@ -90,6 +101,21 @@ class ServedWeights:
                 "BRIDGEX_ALLOW_UNVERIFIED_WORKER=true"
             )
         return {"state": state, "weight_hash": whash, "allow_unverified_worker": allow_unverified, "detail": detail}
+
+
+async def refuse_mixed_weights(client: GenerationClient) -> None:
+    """At the gateway's start, with several workers: RuntimeError (the process exits) when two that answer serve
+    different weights, naming both URLs and hashes. Workers not answering yet are checked as they join the pool
+    (a joining worker with other weights is kept out, and /ready's `generation_workers` says why)."""
+    if len(client.base_urls) < 2:
+        return
+    try:
+        await asyncio.wait_for(client.identity(), START_CHECK_S)
+    except WorkerMismatch as exc:
+        log.error("refusing to start: %s", exc)
+        raise RuntimeError(f"refusing to start: {exc}") from None
+    except (GenerationError, TimeoutError) as exc:
+        log.warning("worker weights not compared at start (%s): checked as each worker joins", exc)
 
 
 def made_on(ranking: dict[str, Any]) -> str | None:
@@ -129,6 +155,8 @@ def unverified_note(
     why = (
         "does not report which weights it serves (GET /bridgex/identity: a plain `vllm serve`)"
         if state == "unverified"
+        else "workers of BRIDGEX_WORKER_URLS report different weights (see /ready)"
+        if state == "mismatch"
         else "has not said yet which weights it serves (it could not be asked)"
     )
     return (

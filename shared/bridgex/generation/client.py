@@ -5,6 +5,11 @@ needs the same rules. Connection errors and 503 are retried with exponential bac
 server's Retry-After (bounded); other 4xx are the caller's fault and fail at once (`GenerationRejected`); 5xx
 fail as `GenerationFailed`. Errors in OpenAI's `{"error": {...}}` shape and vLLM's older flat
 `{"object": "error", "message": ...}` shape are both read.
+
+Several workers (BRIDGEX_WORKER_URLS) are one client too: requests go to the replica with the fewest outstanding
+(bridgex.generation.pool), a replica that cannot be reached or answers 503 is taken out, and a request that failed
+there before any answer is sent at once to a replica it has not tried (generation at temperature 0 is
+deterministic, so the answer is the same). With one URL the path is today's: same retries, no probe task.
 """
 
 from __future__ import annotations
@@ -19,11 +24,17 @@ from typing import Any, TypeVar
 
 import httpx
 
+from bridgex.generation.pool import (
+    IDENTITY_PATH,
+    PROBE_INTERVAL_S,
+    Replica,
+    WorkerPool,
+    mismatch_message,
+    weights_of,
+)
 from bridgex.settings import CoreSettings
 
 T = TypeVar("T")
-IDENTITY_PATH = "/bridgex/identity"
-"""Where our worker launcher's middleware says which weights it serves (services.worker.identity)."""
 MAX_RETRY_AFTER_S = 30.0
 """Longest Retry-After we honour; a server asking for more is treated as unavailable."""
 
@@ -46,6 +57,16 @@ class GenerationRejected(GenerationError):
 
 class GenerationFailed(GenerationError):
     """The worker accepted the request but could not generate (5xx, 424, timeout, malformed answer)."""
+
+
+class WorkerMismatch(GenerationError):
+    """Two workers of one client serve different weights; the message names both URLs and hashes."""
+
+
+_UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
+"""The replica is not there: out of service at once."""
+_BROKEN = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+"""The connection broke before an answer (a worker killed mid-request): another replica is tried, this one probed."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,8 @@ class TokenLogprobs:
     tokens: tuple[str, ...]
     token_logprobs: tuple[float, ...]
     text_offset: tuple[int, ...]
+    top: tuple[dict[str, float], ...] = ()
+    """Per position, the most likely tokens with their log-probabilities (`logprobs` > 1 asks for them)."""
 
 
 def _parse_logprobs(lp: Any) -> TokenLogprobs | None:
@@ -87,7 +110,14 @@ def _parse_logprobs(lp: Any) -> TokenLogprobs | None:
         return None
     if not (len(tokens) == len(values) == len(offsets)):
         return None
-    return TokenLogprobs(tokens, values, offsets)
+    top: tuple[dict[str, float], ...] = ()
+    raw_top = lp.get("top_logprobs")
+    if isinstance(raw_top, list) and len(raw_top) == len(tokens):
+        try:
+            top = tuple({str(k): float(v) for k, v in (t or {}).items()} for t in raw_top)
+        except (TypeError, ValueError, AttributeError):
+            top = ()
+    return TokenLogprobs(tokens, values, offsets, top)
 
 
 def _error_message(resp: httpx.Response) -> str:
@@ -130,7 +160,7 @@ class GenerationClient:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         model: str | None = None,
         timeout: float = 60,
         retries: int = 2,
@@ -139,13 +169,20 @@ class GenerationClient:
         concurrency: int = 16,
         api_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        probe_interval_s: float = PROBE_INTERVAL_S,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        """`base_url`: one worker, or several (requests spread over them; see bridgex.generation.pool, whose health
+        probe runs every `probe_interval_s` while the client is open)."""
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self.base_urls: tuple[str, ...] = tuple(dict.fromkeys(u.rstrip("/") for u in urls))
+        self.base_url = self.base_urls[0] if self.base_urls else ""
+        """The first worker (the only one with one URL)."""
+        self._pool = WorkerPool(self.base_urls, interval_s=probe_interval_s)
+        self._probe_http: httpx.AsyncClient | None = None
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model, self.timeout, self.retries, self.backoff = model, timeout, retries, backoff
         self.concurrency = concurrency
         self._transport = transport
-        self._http: httpx.AsyncClient | None = None
         self._model_lock = asyncio.Lock()
 
     @classmethod
@@ -157,10 +194,11 @@ class GenerationClient:
         concurrency: int = 16,
         retries: int | None = None,
     ) -> GenerationClient:
-        """The worker the settings name (URL, served model, retries, API key); `timeout` and `retries` default
-        to `worker_timeout_s` and `worker_retries`. The one place a service builds its client from settings."""
+        """The workers the settings name (`worker_endpoints`: BRIDGEX_WORKER_URLS, else BRIDGEX_WORKER_URL), served
+        model, retries, API key; `timeout` and `retries` default to `worker_timeout_s` and `worker_retries`. The one
+        place a service builds its client from settings."""
         return cls(
-            settings.worker_url,
+            settings.worker_endpoints,
             model=settings.served_model_name,
             timeout=settings.worker_timeout_s if timeout is None else timeout,
             retries=settings.worker_retries if retries is None else retries,
@@ -176,51 +214,98 @@ class GenerationClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self._pool.stop()
+        for r in self._pool.replicas:
+            if r.http is not None:
+                await r.http.aclose()
+                r.http = None
+        if self._probe_http is not None:
+            await self._probe_http.aclose()
+            self._probe_http = None
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                base_url=self.base_url,
+    @property
+    def where(self) -> str:
+        """The worker URL(s), for messages."""
+        return ", ".join(self.base_urls)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Each worker's state (url, up, outstanding, sent, reason): /ready shows it with several workers."""
+        return self._pool.status()
+
+    def _client(self, replica: Replica | None = None) -> httpx.AsyncClient:
+        """The HTTP client of `replica` (default: the first), made on first use; with several workers this also
+        starts the pool's probe task on the running loop."""
+        r = replica or self._pool.replicas[0]
+        if r.http is None:
+            r.http = httpx.AsyncClient(
+                base_url=r.url,
                 transport=self._transport,
                 headers=self._auth,
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
                 limits=httpx.Limits(max_connections=max(self.concurrency, 1) * 2),
             )
-        return self._http
+            if not self._pool.single:
+                self._start_probing()
+        return r.http
+
+    def _start_probing(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # made outside a loop (app construction): started by the first use inside one
+        if self._probe_http is None:
+            self._probe_http = httpx.AsyncClient(
+                transport=self._transport, headers=self._auth, limits=httpx.Limits(max_connections=8)
+            )
+        self._pool.start(self._probe_http)
 
     # ---------------------------------------------------------------------------------------- transport
     async def _request(
         self, method: str, path: str, *, json: Any = None, request_id: str | None = None
     ) -> httpx.Response:
         """One logical request with the retry policy; returns a 2xx response or raises a GenerationError."""
+        return (await self._send(method, path, json=json, request_id=request_id))[0]
+
+    async def _send(
+        self, method: str, path: str, *, json: Any = None, request_id: str | None = None
+    ) -> tuple[httpx.Response, Replica]:
+        """`_request`, and the replica that answered. A replica failure (unreachable, connection broken, 503) is
+        sent at once to a replica this request has not tried (those in service first), without spending a retry;
+        the retries (with backoff) start once none is left, each again over every replica."""
         headers = {"X-Request-Id": request_id} if request_id else {}
+        pool = self._pool
+        tried: list[Replica] = []
         last = ""
-        for attempt in range(self.retries + 1):
+        attempt = sent = 0
+        while True:
+            rep = pool.pick(tried)
+            http = rep.http or self._client(rep)
             delay = self.backoff * (2**attempt) * (1 + 0.1 * random.random())
+            failover = False
+            rep.outstanding += 1
+            rep.sent += 1
+            sent += 1
             try:
-                resp = await self._client().request(method, path, json=json, headers=headers)
-            except (
-                httpx.ConnectError,
-                httpx.ConnectTimeout,
-                httpx.RemoteProtocolError,
-                httpx.ReadError,
-                httpx.WriteError,
-                httpx.PoolTimeout,
-            ) as e:
-                last = f"cannot reach the generation worker at {self.base_url}: {type(e).__name__}: {e}"
+                resp = await http.request(method, path, json=json, headers=headers)
+            except _UNREACHABLE as e:
+                last = f"cannot reach the generation worker at {rep.url}: {type(e).__name__}: {e}"
+                pool.mark_down(rep, last)
+                failover = True
+            except (*_BROKEN, httpx.PoolTimeout) as e:
+                last = f"cannot reach the generation worker at {rep.url}: {type(e).__name__}: {e}"
+                if not isinstance(e, httpx.PoolTimeout):
+                    pool.suspect(rep)
+                    failover = True
             except httpx.TimeoutException as e:  # read timeout: the worker is up but too slow; no retry
-                raise GenerationFailed(
-                    f"{method} {path} timed out after {self.timeout:g}s (worker {self.base_url})"
-                ) from e
+                raise GenerationFailed(f"{method} {path} timed out after {self.timeout:g}s (worker {rep.url})") from e
             else:
                 if resp.is_success:
-                    return resp
+                    return resp, rep
                 msg = _error_message(resp)
                 if resp.status_code == 503:
-                    last = f"worker {self.base_url} unavailable (503): {msg}"
+                    last = f"worker {rep.url} unavailable (503): {msg}"
+                    pool.mark_down(rep, last)
+                    failover = True
                     ra = _retry_after(resp)
                     if ra is not None:
                         delay = min(max(ra, delay), MAX_RETRY_AFTER_S)
@@ -233,9 +318,18 @@ class GenerationClient:
                     raise GenerationFailed(f"{resp.status_code}: {msg}")
                 else:
                     raise GenerationRejected(resp.status_code, msg)
-            if attempt < self.retries:
-                await asyncio.sleep(delay)
-        raise WorkerUnavailable(f"{last} (after {self.retries + 1} attempts)")
+            finally:
+                rep.outstanding -= 1
+            if failover and not pool.single and rep not in tried:
+                tried.append(rep)
+                if pool.untried(tried):
+                    continue  # nothing came back from rep: the same prompt elsewhere gives the same answer
+            if attempt >= self.retries:
+                break
+            attempt += 1
+            tried.clear()
+            await asyncio.sleep(delay)
+        raise WorkerUnavailable(f"{last} (after {sent} attempts)")
 
     # ---------------------------------------------------------------------------------------- API
     async def models(self) -> list[str]:
@@ -243,44 +337,102 @@ class GenerationClient:
         return [m["id"] for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
 
     async def health(self) -> bool:
-        """True when `/health` answers 2xx (our worker: JSON; vLLM: empty body). Never raises."""
-        try:
-            resp = await self._client().get("/health")
-        except httpx.HTTPError:
-            return False
-        return resp.is_success
+        """True when `/health` answers 2xx (our worker: JSON; vLLM: empty body); with several workers, when one
+        does. Never raises."""
+
+        async def one(r: Replica) -> bool:
+            try:
+                resp = await self._client(r).get("/health")
+            except httpx.HTTPError:
+                return False
+            return resp.is_success
+
+        if self._pool.single:
+            return await one(self._pool.replicas[0])
+        return any(await asyncio.gather(*(one(r) for r in self._pool.replicas)))
 
     async def ready(self, timeout: float = 10.0) -> bool:
-        """True when the worker generates one token within `timeout` ("can generate", not just "is up").
-        Never raises; no retries (a readiness probe must answer fast)."""
-        try:
-            resp = await self._client().post(
-                "/v1/completions",
-                timeout=timeout,
-                json={
-                    "model": await asyncio.wait_for(self._model_name(), timeout),
-                    "prompt": "Hello",
-                    "max_tokens": 1,
-                    "temperature": 0.0,
-                },
-            )
-        except (httpx.HTTPError, GenerationError, TimeoutError):
-            return False
-        return resp.is_success
+        """True when the worker generates one token within `timeout` ("can generate", not just "is up"); with
+        several workers, when the one a request would go to does (or, failing, another in service). Never raises;
+        no retries (a readiness probe must answer fast)."""
+        tried: list[Replica] = []
+        while True:
+            rep = self._pool.pick(tried)
+            try:
+                resp = await self._client(rep).post(
+                    "/v1/completions",
+                    timeout=timeout,
+                    json={
+                        "model": await asyncio.wait_for(self._model_name(), timeout),
+                        "prompt": "Hello",
+                        "max_tokens": 1,
+                        "temperature": 0.0,
+                    },
+                )
+                ok = resp.is_success
+            except (httpx.HTTPError, GenerationError, TimeoutError):
+                ok = False
+            if ok or self._pool.single:
+                return ok
+            tried.append(rep)
+            if not self._pool.untried(tried):
+                return False
 
     async def identity(self) -> dict[str, Any] | None:
         """The weights the worker serves (`GET /bridgex/identity`: model_id, revision, weight_hash), or None
-        when the server does not say (a vLLM server not started by `python -m services.worker`)."""
+        when the server does not say (a vLLM server not started by `python -m services.worker`). With several
+        workers every one in service is asked (one attempt each): `WorkerMismatch` when two that answer differ,
+        naming both; one that does not answer is compared when it rejoins."""
+        if self._pool.single:
+            return await self._identity_any()
+        reps = self._pool.in_service() or list(self._pool.replicas)
+        answers = await asyncio.gather(*(self._identity_at(r) for r in reps), return_exceptions=True)
+        got: list[tuple[Replica, dict[str, Any] | None]] = []
+        for r, answer in zip(reps, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, GenerationError):
+                    raise answer
+            else:
+                got.append((r, answer))
+        if not got:  # none answered at once: the retry policy, as with one worker
+            return await self._identity_any()
+        (first, ident), ours = got[0], weights_of(got[0][1])
+        for r, other in got[1:]:
+            if weights_of(other) != ours:
+                raise WorkerMismatch(mismatch_message(first.url, ours, r.url, weights_of(other)))
+        self._pool.pin(ours, first.url)
+        return ident
+
+    async def _identity_any(self) -> dict[str, Any] | None:
         try:
-            resp = await self._request("GET", IDENTITY_PATH)
+            resp, rep = await self._send("GET", IDENTITY_PATH)
         except GenerationRejected as e:
             if e.status == 404:
                 return None
             raise
+        return self._identity_body(resp, rep)
+
+    async def _identity_at(self, rep: Replica) -> dict[str, Any] | None:
+        """One worker's identity, one attempt (an unreachable worker is taken out of service)."""
+        try:
+            resp = await self._client(rep).get(IDENTITY_PATH, timeout=min(self.timeout, 10.0))
+        except _UNREACHABLE as e:
+            self._pool.mark_down(rep, f"cannot reach the generation worker at {rep.url}: {type(e).__name__}: {e}")
+            raise WorkerUnavailable(f"cannot reach the generation worker at {rep.url}: {e}") from e
+        except httpx.HTTPError as e:
+            raise WorkerUnavailable(f"no identity from the generation worker at {rep.url}: {e}") from e
+        if resp.status_code == 404:
+            return None
+        if not resp.is_success:
+            raise GenerationFailed(f"identity from {rep.url}: {resp.status_code}: {_error_message(resp)}")
+        return self._identity_body(resp, rep)
+
+    @staticmethod
+    def _identity_body(resp: httpx.Response, rep: Replica) -> dict[str, Any] | None:
         try:
             body = resp.json()
         except ValueError as e:
-            raise GenerationFailed(f"malformed identity from {self.base_url}: {resp.text[:200]}") from e
+            raise GenerationFailed(f"malformed identity from {rep.url}: {resp.text[:200]}") from e
         return body if isinstance(body, dict) else None
 
     async def count_tokens(self, text: str) -> int:
@@ -290,7 +442,7 @@ class GenerationClient:
         try:
             return int(resp.json()["count"])
         except (ValueError, KeyError, TypeError) as e:
-            raise GenerationFailed(f"malformed /tokenize answer from {self.base_url}: {resp.text[:200]}") from e
+            raise GenerationFailed(f"malformed /tokenize answer from {self.where}: {resp.text[:200]}") from e
 
     async def _model_name(self) -> str:
         if self.model is None:
@@ -298,7 +450,7 @@ class GenerationClient:
                 if self.model is None:
                     names = await self.models()
                     if not names:
-                        raise GenerationFailed(f"worker {self.base_url} serves no model")
+                        raise GenerationFailed(f"worker {self.where} serves no model")
                     self.model = names[0]
         return self.model
 
@@ -312,10 +464,11 @@ class GenerationClient:
         request_id: str | None = None,
         top_p: float = 1.0,
         seed: int | None = None,
-        logprobs: bool = False,
+        logprobs: int = 0,
     ) -> Completion:
         """One completion (greedy and stopping at a newline by default, as the method's prompts expect).
-        `logprobs`: also return each generated token's log-probability (`Completion.logprobs`)."""
+        `logprobs` >= 1: also return each generated token's log-probability (`Completion.logprobs`), and for
+        `logprobs` > 1 that many most likely tokens per position (`TokenLogprobs.top`)."""
         body: dict[str, Any] = {
             "model": await self._model_name(),
             "prompt": prompt,
@@ -330,7 +483,7 @@ class GenerationClient:
         if seed is not None:
             body["seed"] = seed
         if logprobs:
-            body["logprobs"] = 1
+            body["logprobs"] = int(logprobs)
         rid = request_id or uuid.uuid4().hex
         resp = await self._request("POST", "/v1/completions", json=body, request_id=rid)
         return self._completions(resp, rid)[0]
@@ -343,7 +496,7 @@ class GenerationClient:
             if not choices:
                 raise IndexError("no choices")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-            raise GenerationFailed(f"malformed completion from {self.base_url}: {resp.text[:300]}") from e
+            raise GenerationFailed(f"malformed completion from {self.where}: {resp.text[:300]}") from e
         usage = _parse_usage(data.get("usage"))
         return [
             Completion(
@@ -395,7 +548,8 @@ class GenerationClient:
     ) -> AsyncIterator[str]:
         """Greedy completion as the worker produces it: yields text deltas. Closing the iterator early (the
         caller went away) closes the connection, and vLLM aborts the request. Errors before the first delta
-        raise like `complete` (one attempt: a stream is not retried)."""
+        raise like `complete` (one attempt per worker: a stream is not retried, but with several workers one that
+        fails before the first delta is tried on another in service)."""
         body: dict[str, Any] = {
             "model": await self._model_name(),
             "prompt": prompt,
@@ -407,37 +561,61 @@ class GenerationClient:
         if stop:
             body["stop"] = list(stop)
         headers = {"X-Request-Id": request_id or uuid.uuid4().hex}
-        try:
-            async with self._client().stream("POST", "/v1/completions", json=body, headers=headers) as resp:
-                if not resp.is_success:
-                    await resp.aread()
-                    msg = _error_message(resp)
-                    if resp.status_code == 503:
-                        raise WorkerUnavailable(f"worker {self.base_url} unavailable (503): {msg}")
-                    if resp.status_code == 424 or resp.status_code >= 500:
-                        raise GenerationFailed(f"{resp.status_code}: {msg}")
-                    raise GenerationRejected(resp.status_code, msg)
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        return
-                    try:
-                        chunk = json.loads(payload)
-                    except ValueError as e:
-                        raise GenerationFailed(f"malformed stream chunk from {self.base_url}: {payload[:200]}") from e
-                    if isinstance(chunk, dict) and chunk.get("error"):
-                        raise GenerationFailed(f"the worker failed mid-stream: {chunk['error']}")
-                    for c in chunk.get("choices") or ():
-                        if c.get("text"):
-                            yield c["text"]
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
-            raise WorkerUnavailable(f"cannot reach the generation worker at {self.base_url}: {e}") from e
-        except httpx.TimeoutException as e:
-            raise GenerationFailed(f"the stream timed out after {self.timeout:g}s (worker {self.base_url})") from e
-        except (httpx.RemoteProtocolError, httpx.ReadError) as e:
-            raise GenerationFailed(f"the worker at {self.base_url} broke the stream: {e}") from e
+        tried: list[Replica] = []
+        yielded = False
+        while True:
+            rep = self._pool.pick(tried)
+            rep.outstanding += 1
+            rep.sent += 1
+            try:
+                async with self._client(rep).stream("POST", "/v1/completions", json=body, headers=headers) as resp:
+                    if not resp.is_success:
+                        await resp.aread()
+                        msg = _error_message(resp)
+                        if resp.status_code == 503:
+                            self._pool.mark_down(rep, f"worker {rep.url} unavailable (503): {msg}")
+                            raise WorkerUnavailable(f"worker {rep.url} unavailable (503): {msg}")
+                        if resp.status_code == 424 or resp.status_code >= 500:
+                            raise GenerationFailed(f"{resp.status_code}: {msg}")
+                        raise GenerationRejected(resp.status_code, msg)
+                    async for line in resp.aiter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        payload = line[5:].strip()
+                        if payload == "[DONE]":
+                            return
+                        try:
+                            chunk = json.loads(payload)
+                        except ValueError as e:
+                            raise GenerationFailed(f"malformed stream chunk from {rep.url}: {payload[:200]}") from e
+                        if isinstance(chunk, dict) and chunk.get("error"):
+                            raise GenerationFailed(f"the worker failed mid-stream: {chunk['error']}")
+                        for c in chunk.get("choices") or ():
+                            if c.get("text"):
+                                yielded = True
+                                yield c["text"]
+                    return
+            except (*_UNREACHABLE, httpx.PoolTimeout) as e:
+                if isinstance(e, _UNREACHABLE):
+                    self._pool.mark_down(rep, f"cannot reach the generation worker at {rep.url}: {e}")
+                err: GenerationError = WorkerUnavailable(f"cannot reach the generation worker at {rep.url}: {e}")
+                err.__cause__ = e
+            except httpx.TimeoutException as e:
+                raise GenerationFailed(f"the stream timed out after {self.timeout:g}s (worker {rep.url})") from e
+            except _BROKEN as e:
+                self._pool.suspect(rep)
+                err = GenerationFailed(f"the worker at {rep.url} broke the stream: {e}")
+                err.__cause__ = e
+            except WorkerUnavailable as e:  # 503 above
+                err = e
+            finally:
+                rep.outstanding -= 1
+            # before the first delta the caller has seen nothing: another replica gives the same greedy answer
+            if yielded or self._pool.single:
+                raise err
+            tried.append(rep)
+            if not self._pool.untried(tried):
+                raise err
 
     async def complete_many(
         self,
@@ -514,5 +692,6 @@ __all__ = [
     "GenerationRejected",
     "SyncGenerationClient",
     "Usage",
+    "WorkerMismatch",
     "WorkerUnavailable",
 ]
