@@ -48,8 +48,8 @@ class TranslateRequest(BaseModel):
         None,
         ge=1,
         le=5,
-        description="Return up to this many distinct answers (the served one first, then beam search's), each "
-        "with its confidence.",
+        description="Return up to this many distinct answers (the served one first, then the next most likely "
+        "first tokens of the answer, each continued greedily), each with its confidence.",
     )
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from bridgex.confidence import answer_confidence
+from bridgex.confidence import answer_confidence, answer_span
 from bridgex.generation.chain import parse, translate_chain
 from bridgex.generation.client import Completion, GenerationError, GenerationRejected, WorkerUnavailable
 from bridgex.prompts import normalize_word
@@ -28,8 +28,9 @@ from .bridging import choose
 T = TypeVar("T")
 
 ALTERNATIVE_SLACK = 2
-"""Beams beyond the alternatives asked for: beams that parse to the same answer are dropped."""
-MAX_BEAMS = 8
+"""Branches beyond the alternatives asked for: branches that parse to an answer already found are dropped."""
+TOP_LOGPROBS = 8
+"""Most likely tokens the final step returns per position when alternatives are asked for."""
 
 
 class Plan:
@@ -81,7 +82,7 @@ class Plan:
 async def worker_call(ctx: AppContext, call: Callable[[], Awaitable[T]], *, scale: int = 1) -> T:
     """One call to the generation worker within its time budget (`scale` x one completion's); worker trouble
     becomes 503/424 with a message naming the worker."""
-    url = ctx.settings.worker_url
+    url = ctx.generation.where
     budget = scale * ctx.settings.worker_timeout_s * (ctx.settings.worker_retries + 1) + 1.0
     try:
         out = await asyncio.wait_for(call(), budget)
@@ -105,10 +106,9 @@ async def worker_call(ctx: AppContext, call: Callable[[], Awaitable[T]], *, scal
     return out
 
 
-async def generate(
-    ctx: AppContext, prompt: str, max_tokens: int, request_id: str, *, logprobs: bool = False
-) -> Completion:
-    """One greedy completion (stops at a newline), with its tokens' log-probabilities when asked."""
+async def generate(ctx: AppContext, prompt: str, max_tokens: int, request_id: str, *, logprobs: int = 0) -> Completion:
+    """One greedy completion (stops at a newline), with its tokens' log-probabilities when asked (`logprobs`
+    > 1: also that many most likely tokens per position)."""
     return await worker_call(
         ctx,
         lambda: ctx.generation.complete(
@@ -127,27 +127,46 @@ def confidence_of(task: str, out: Completion | None, answer: str) -> float | Non
 
 
 async def alternatives(
-    ctx: AppContext, plan: Plan, prompt: str, first: Alternative, request_id: str
+    ctx: AppContext, plan: Plan, prompt: str, final: Completion, first: Alternative, request_id: str
 ) -> list[Alternative]:
-    """The `plan.alternatives` best distinct answers to the final prompt: the served (greedy) answer first,
-    then beam search's others in its order, duplicates after parsing left out."""
-    beams = min(plan.alternatives + ALTERNATIVE_SLACK, MAX_BEAMS)
-    outs = await worker_call(
-        ctx,
-        lambda: ctx.generation.complete_beams(
-            prompt, beams, max_tokens=plan.max_tokens, stop=("\n",), request_id=f"{request_id}-alt"
-        ),
-        scale=2,
-    )
+    """The `plan.alternatives` best distinct answers to the final prompt, the served (greedy) one first: the
+    most likely other tokens at the answer's first token (the final step's top log-probabilities), each
+    continued greedily, in order of their probability; duplicates after parsing left out. Deterministic, and
+    n-1 ordinary completions that the worker batches (vLLM's beam search runs one engine step per token and
+    was too slow on the CPU worker under load)."""
+    lp = final.logprobs
+    span = answer_span(final.text, first.translation)
+    if lp is None or not lp.top or span is None:
+        return [first]
+    at = next((i for i, off in enumerate(lp.text_offset) if off + max(len(lp.tokens[i]), 1) > span[0]), None)
+    if at is None:
+        return [first]
+    head = final.text[: lp.text_offset[at]]
+    branches = sorted(((tok, v) for tok, v in lp.top[at].items() if tok != lp.tokens[at]), key=lambda kv: -kv[1])[
+        : plan.alternatives - 1 + ALTERNATIVE_SLACK
+    ]
+
+    async def branch(tok: str, value: float) -> Alternative | None:
+        out = await generate(ctx, prompt + head + tok, plan.max_tokens, f"{request_id}-alt", logprobs=1)
+        raw = head + tok + out.text
+        answer = parse(plan.task, raw)
+        if not answer:
+            return None
+        cont = out.logprobs
+        base = len(head) + len(tok)
+        tokens = (tok, *(cont.tokens if cont else ()))
+        values = (value, *(cont.token_logprobs if cont else ()))
+        offsets = (len(head), *((base + o for o in cont.text_offset) if cont else ()))
+        conf = answer_confidence(raw, answer, tokens, values, offsets)
+        return Alternative(translation=answer, confidence=None if conf is None else round(conf, 4))
+
     found = [first]
     seen = {_alt_key(plan.task, first.translation)}
-    for out in outs:
-        answer = parse(plan.task, out.text)
-        key = _alt_key(plan.task, answer)
-        if not answer or key in seen:
+    for alt in await asyncio.gather(*(branch(tok, v) for tok, v in branches)):
+        if alt is None or _alt_key(plan.task, alt.translation) in seen:
             continue
-        seen.add(key)
-        found.append(Alternative(translation=answer, confidence=confidence_of(plan.task, out, answer)))
+        seen.add(_alt_key(plan.task, alt.translation))
+        found.append(alt)
         if len(found) >= plan.alternatives:
             break
     return found
@@ -196,9 +215,10 @@ async def run(ctx: AppContext, plan: Plan, request_id: str, principal: Principal
     # bridge step failed and the chain fell back to a direct prompt); only it asks for log-probabilities
     final_call = 0 if choice.code is None else 1
     calls: list[tuple[str, Completion]] = []
+    top = TOP_LOGPROBS if plan.alternatives > 1 else 1  # alternatives branch at the answer's first token
 
     async def complete(prompt: str, max_tokens: int) -> str:
-        out = await generate(ctx, prompt, max_tokens, request_id, logprobs=len(calls) == final_call)
+        out = await generate(ctx, prompt, max_tokens, request_id, logprobs=top if len(calls) == final_call else 0)
         calls.append((prompt, out))
         return out.text
 
@@ -227,9 +247,9 @@ async def run(ctx: AppContext, plan: Plan, request_id: str, principal: Principal
     final_prompt, final_out = calls[-1] if calls else ("", None)
     confidence = confidence_of(plan.task, final_out, out.answer)
     alts = None
-    if plan.alternatives > 1 and out.answer:
+    if plan.alternatives > 1 and out.answer and final_out is not None:
         first = Alternative(translation=out.answer, confidence=confidence)
-        alts = await alternatives(ctx, plan, final_prompt, first, request_id)
+        alts = await alternatives(ctx, plan, final_prompt, final_out, first, request_id)
         if len(alts) < plan.alternatives:
             warnings.append(f"only {len(alts)} distinct answers of alternatives={plan.alternatives} were found")
     t3 = time.perf_counter()
