@@ -511,33 +511,6 @@ class GenerationClient:
             for c, text in zip(choices, texts, strict=True)
         ]
 
-    async def complete_beams(
-        self,
-        prompt: str,
-        beams: int,
-        *,
-        max_tokens: int = 16,
-        stop: Sequence[str] | None = ("\n",),
-        request_id: str | None = None,
-    ) -> list[Completion]:
-        """The `beams` best completions by beam search (vLLM's `use_beam_search`), best first, each with its
-        tokens' log-probabilities. Deterministic, like greedy decoding."""
-        body: dict[str, Any] = {
-            "model": await self._model_name(),
-            "prompt": prompt,
-            "max_tokens": max_tokens,
-            "temperature": 0.0,
-            "n": beams,
-            "use_beam_search": True,
-            "logprobs": 1,
-            "stream": False,
-        }
-        if stop:
-            body["stop"] = list(stop)
-        rid = request_id or uuid.uuid4().hex
-        resp = await self._request("POST", "/v1/completions", json=body, request_id=rid)
-        return self._completions(resp, rid)
-
     async def stream_complete(
         self,
         prompt: str,
