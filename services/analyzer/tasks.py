@@ -5,6 +5,13 @@ Exactly once: the job record (ours) is the truth. A redelivered task (acks_late 
 a `kill -9`) finds the record `running` from a dead worker and resumes (artifacts already written are reused;
 `attempts` counts the runs); a record already `succeeded` returns at once. A lease key with a heartbeat keeps
 two live workers from running one job at the same time (a visibility timeout shorter than the job).
+
+Shutdown (SIGTERM from Kubernetes or compose, Ctrl-C): Celery's warm shutdown would let the running job go on to
+its end, which outlasts any grace period, and a SIGKILL at the end of it leaves the message unacked until the
+visibility timeout. Instead the job stops at its next check (between batches, layers, languages, dev looks),
+its record goes back to `queued` (stage "handed back"), the lease is released and the message is requeued at
+the head of the queue (`Reject(requeue=True)`): another analyzer (or this one's successor) resumes it at once,
+reusing every artifact already written.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import redis
 from bridgex.cancel import Cancelled
 from bridgex.fingerprint import config_fingerprint
 from celery import Task
+from celery.exceptions import Reject
+from celery.signals import worker_shutting_down
 from redis.exceptions import LockError, LockNotOwnedError
 from redis.lock import Lock
 
@@ -111,6 +120,12 @@ class Lease:
             log.warning("lease release failed (expires in %ss): %s", self.ttl, e)
 
 
+@worker_shutting_down.connect
+def _shutting_down(**_: Any) -> None:
+    """Runs inside the signal handler (the task's own thread, solo pool): only set the flag the job polls."""
+    stages.SHUTDOWN.set()
+
+
 def _request_id(task: Task) -> str | None:
     req = task.request
     return getattr(req, "request_id", None) or (getattr(req, "headers", None) or {}).get("request_id")
@@ -120,7 +135,8 @@ def run_job(
     job_id: str, request: dict[str, Any] | None = None, *, force: bool = False, request_id: str | None = None
 ) -> tuple[str, JobRecord | None]:
     """The job lifecycle around `stages.run_analysis`. Returns (outcome, record); outcome is one of
-    'done', 'skipped' (already terminal), 'busy' (another live worker holds the lease), 'missing'."""
+    'done', 'skipped' (already terminal), 'busy' (another live worker holds the lease), 'missing', 'handed_back'
+    (this process is shutting down: the job is queued again for the next analyzer)."""
     settings = get_settings()
     r = redis_client()
     store = JobStore(r, ttl_s=settings.job_ttl_s)
@@ -133,6 +149,8 @@ def run_job(
     if rec.state in TERMINAL:
         log.info("job %s already %s; nothing to do", job_id, rec.state.value)
         return "skipped", rec
+    if stages.SHUTDOWN.is_set():  # received while shutting down: back to the queue, the record untouched
+        return "handed_back", rec
     lease = Lease(r, job_id, lease_seconds())
     if not lease.acquire():
         return "busy", rec
@@ -151,6 +169,13 @@ def run_job(
         try:
             result = stages.run_analysis(AnalysisSpec.from_request(req), ctx, redis=r)
         except Cancelled as e:
+            if ctx.handing_back and not store.cancel_requested(job_id):
+                log.warning(
+                    "job %s handed back (%s: this analyzer is shutting down); the next analyzer resumes it",
+                    job_id,
+                    e,
+                )
+                return "handed_back", store.hand_back(job_id)
             log.info("job %s cancelled: %s", job_id, e)
             return "done", store.cancelled(job_id)
         except stages.AnalysisFailed as e:
@@ -203,6 +228,9 @@ def analyze_pair(self: Task, job_id: str, request: dict[str, Any] | None = None,
         # the job record is unreachable (Redis down): run again later; finished artifacts are reused
         log.warning("job %s: Redis unavailable (%s); retrying in 30s", job_id, e)
         raise self.retry(countdown=30, max_retries=20) from e
+    if outcome == "handed_back":
+        # acks_late: the message goes back to the head of the queue, with its lease released above
+        raise Reject(f"job {job_id} handed back: the analyzer is shutting down", requeue=True)
     if outcome == "busy":
         # another live worker runs this job (the message came back after a visibility timeout): try later,
         # so that if that worker dies the job still finishes

@@ -91,6 +91,9 @@ class DevMeasurer:
     generations: int = 0
     done: int = 0
     progress: Callable[[int], None] | None = None
+    check: Callable[[], None] | None = None
+    """Raises to stop (a cancel, or the analyzer shutting down): called before each generation is sent, so a look
+    of hundreds of words stops within one generation's time."""
 
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(max(1, self.concurrency))
@@ -103,6 +106,8 @@ class DevMeasurer:
         for attempt in range(self.retries + 1):
             try:
                 async with self._sem:
+                    if self.check is not None:
+                        self.check()
                     self.generations += 1
                     text = (await self.client.complete(prompt, max_tokens=max_tokens, temperature=0.0)).text
             except WorkerUnavailable:
@@ -164,8 +169,14 @@ class DevMeasurer:
         self, conditions: Sequence[str], words: Sequence[tuple[str, list[str]]]
     ) -> dict[str, list[bool | None]]:
         """Every (condition, word) at once: up to `concurrency` generations in flight fill the worker's batch."""
-        jobs = [self.one(c, w, g) for c in conditions for w, g in words]
-        flat = await asyncio.gather(*jobs)
+        jobs = [asyncio.ensure_future(self.one(c, w, g)) for c in conditions for w, g in words]
+        try:
+            flat = await asyncio.gather(*jobs)
+        except BaseException:  # a stop, or the worker gone: the other generations of the look are not needed
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            raise
         n = len(words)
         return {c: list(flat[i * n : (i + 1) * n]) for i, c in enumerate(conditions)}
 
@@ -223,7 +234,7 @@ async def validate_on_dev(
     max_error_rate: float = 0.1,
 ) -> DevValidation:
     """Run the sequential test (bridgex.serving.SequentialTest) on `words`, measuring each look's new words for
-    the conditions still open. `check()` raises to cancel, between looks. Conditions whose demonstration data
+    the conditions still open. `check()` raises to cancel, before each generation. Conditions whose demonstration data
     is missing are left out (and noted): they could not be served with the measured prompts."""
     notes: dict[str, Any] = {}
     demo_words: list[str] = []
@@ -259,6 +270,7 @@ async def validate_on_dev(
         memo_key=memo_key,
         demo_choice=demo_choice,
         progress=(lambda done: progress(done, planned)) if progress is not None else None,
+        check=check,
     )
     while (ask := test.next()) is not None:
         if check is not None:

@@ -64,6 +64,8 @@ class JobRecord(BaseModel):
 
 
 AUTO_OWNER = "system:auto"
+HANDED_BACK = "handed back"
+"""Progress stage of a queued job whose analyzer shut down mid-run (JobStore.hand_back)."""
 
 
 def _now() -> datetime:
@@ -248,6 +250,23 @@ class JobStore:
             return rec
 
         return self._update(job_id, change)  # type: ignore[return-value]
+
+    def hand_back(self, job_id: str) -> JobRecord | None:
+        """A running job whose analyzer shuts down (SIGTERM) goes back to queued, its message to the queue: the
+        next analyzer resumes it from its artifacts (`start` counts that run in `attempts`). Another state is
+        returned unchanged; None for an unknown id."""
+
+        def change(rec: JobRecord) -> JobRecord | None:
+            if rec.state != JobState.running:
+                return None
+            rec.state = JobState.queued
+            rec.progress = Progress(stage=HANDED_BACK, current=0, total=0, percent=rec.progress.percent)
+            return rec
+
+        try:
+            return self._update(job_id, change)
+        except JobNotFound:
+            return None
 
     def progress(self, job_id: str, stage: str, current: int, total: int, percent: float | None = None) -> None:
         """Record the current stage; `percent` is overall job progress (defaults to current/total)."""

@@ -200,3 +200,25 @@ def test_a_condition_without_demonstration_data_is_left_out(tmp_path: Path) -> N
     got = _run(worker, root, words, SequentialDesign(looks=(20,)), incumbent="en")
     assert set(got.notes["left_out"]) == {"de"} and "de" not in got.scores
     assert got.decision.incumbent == "en" and {t.condition for t in got.decision.tests} == {NONE}
+
+
+def test_check_stops_a_look_between_generations(tmp_path: Path) -> None:
+    """A cancel (or the analyzer shutting down) stops the dev validation inside a look, before the next
+    generation, instead of after the look's hundreds of words: the job is handed back within seconds."""
+    from bridgex.cancel import Cancelled
+
+    root = _data(tmp_path)
+    words = dev_words(root, SRC, TGT, 200)
+    worker = ScriptedWorker(lambda i: False, {"en": lambda i: False, "de": lambda i: False})
+    stop_after = 40
+
+    def check() -> None:
+        if len(worker.prompts) >= stop_after:
+            raise Cancelled("cancelled during validation")
+
+    design = SequentialDesign.doubling(200, 200, len(words))
+    with pytest.raises(Cancelled):
+        _run(worker, root, words, design, concurrency=4, check=check)
+    # a look of 200 words x 3 conditions is 1,000 generations (two per bridged word); the stop came after the
+    # 40th, with at most the ones already in flight on top
+    assert stop_after <= len(worker.prompts) <= stop_after + 4, len(worker.prompts)

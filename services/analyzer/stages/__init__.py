@@ -14,7 +14,7 @@ weights, data and parameters:
 from services.analyzer.config import AnalyzerSettings
 from services.analyzer.stages.activations import activations_only, probe_acts, window_layers
 from services.analyzer.stages.common import load_lm, model_root, model_slug
-from services.analyzer.stages.context import WEIGHTS, AnalysisFailed, JobContext
+from services.analyzer.stages.context import SHUTDOWN, WEIGHTS, AnalysisFailed, JobContext
 from services.analyzer.stages.data import ensure_data, job_languages, job_pairs
 from services.analyzer.stages.job import run_analysis
 from services.analyzer.stages.probes import check_worker_weights, dictionary, probe_set, probe_set_only
@@ -23,6 +23,7 @@ from services.analyzer.stages.rank import rank
 from services.analyzer.stages.validate import validate
 
 __all__ = [
+    "SHUTDOWN",
     "WEIGHTS",
     "AnalysisFailed",
     "AnalyzerSettings",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,12 @@ from services.analyzer.config import AnalyzerSettings
 from services.common.jobs import JobStore
 
 log = logging.getLogger(__name__)
+
+
+SHUTDOWN = threading.Event()
+"""Set when this process's Celery worker starts to shut down (SIGTERM, SIGINT, SIGQUIT: `worker_shutting_down`,
+connected in services.analyzer.tasks). A running job then stops at its next check, as a cancel would, and is
+handed back to the queue instead of being cancelled (`JobContext.handing_back`)."""
 
 
 class AnalysisFailed(Exception):
@@ -47,13 +54,19 @@ class JobContext:
     _last_check: float = 0.0
     _last_report: float = 0.0
     _cancelled: bool = False
+    handing_back: bool = False
+    """The process is shutting down (SHUTDOWN): the job stopped to be handed back, not cancelled."""
 
     def should_cancel(self) -> bool:
-        """Checked between batches and layers; reads the Redis flag at most every 0.2 s."""
-        if self._cancelled:
+        """Checked between batches and layers; reads the Redis flag at most every 0.2 s. A job also stops when
+        its process shuts down (SHUTDOWN; with `handing_back` set)."""
+        if self._cancelled or self.handing_back:
             return True
         if self.store is None or self.job_id is None:
             return False
+        if SHUTDOWN.is_set():
+            self.handing_back = True
+            return True
         now = time.monotonic()
         if now - self._last_check < 0.2:
             return False
