@@ -9,8 +9,14 @@ import yaml
 
 from tests.deploy.support import COMPOSE, COMPOSE_SECRETS, DEPLOY, ROOT, ComposeCLI, Doc, mounts, ports
 
-SERVICES = {"redis", "api", "worker", "worker-cpu", "analyzer", "analyzer-gpu", "flower", "prometheus"}
-PROFILES = {"worker": ["gpu"], "analyzer-gpu": ["gpu"], "flower": ["ops"], "prometheus": ["ops"]}
+SERVICES = {"redis", "api", "worker", "worker-cpu", "worker-cpu-2", "analyzer", "analyzer-gpu", "flower", "prometheus"}
+PROFILES = {
+    "worker": ["gpu"],
+    "analyzer-gpu": ["gpu"],
+    "flower": ["ops"],
+    "prometheus": ["ops"],
+    "worker-cpu-2": ["two-workers"],
+}
 
 # (generation worker, analyzer) pairs that run together: the CPU stack and the gpu profile
 COMPOSE_PAIRS = (("worker-cpu", "analyzer"), ("worker", "analyzer-gpu"))

@@ -36,6 +36,7 @@ COMPOSE_SECRET_ENV = {
     "analyzer-gpu": {_R: _R, _W: _W},
     "flower": {_R: _R},
     "worker-cpu": {_W: _W},
+    "worker-cpu-2": {_W: _W},
     "worker": {_W: _W},
     "prometheus": {_W: _W},  # scrapes the workers' /metrics, which want the key
 }
