@@ -105,3 +105,37 @@ def test_rank_runs_hsic_on_the_model_device(monkeypatch: pytest.MonkeyPatch) -> 
     ctx = stages.JobContext(settings=stages.AnalyzerSettings(_env_file=None))
     out = stages.rank(lm, {}, torch.zeros(1, 1, 1), [0], Probes(), req, ctx)
     assert seen["device"] == torch.device("cuda", 1) and out["best"] == "de"
+
+
+def test_two_analyzers_compute_a_shared_profile_once(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two jobs that need the same language's profile at once (two analyzers on one queue: the candidates are in
+    every pair): one computes it, the other waits for it and reuses it."""
+    import threading
+    import time
+
+    from services.analyzer.stages import profiles
+
+    lm = stages.load_lm(settings)
+    real = profiles.pipeline.profile_language
+    computed: list[str] = []
+
+    def slow(*args, **kwargs):
+        computed.append(args[2])
+        time.sleep(0.5)  # long enough that the other job asks while this one computes
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(profiles.pipeline, "profile_language", slow)
+    out: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def job() -> None:
+        barrier.wait()
+        out.append(profiles.profile_language(lm, "fi", settings, stages.JobContext(settings=settings)))
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert computed == ["fi"] and len(out) == 2
+    assert out[0].n_tokens == out[1].n_tokens and bool((out[0].count == out[1].count).all())

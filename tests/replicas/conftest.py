@@ -130,10 +130,18 @@ class Replicas:
     def analyzer_logs(self) -> str:
         return "\n".join(a.log.read_text(errors="replace") for a in self.analyzers)
 
-    def runs(self, job_id: str) -> list[int]:
-        """Index of the analyzer that finished each run of the job ("job <id>: done (...)" in its log)."""
+    def runs(self, job_id: str, timeout: float = 10.0) -> list[int]:
+        """Index of the analyzer that finished each run of the job ("job <id>: done (...)" in its log). The task
+        logs that line just after it updates the record: wait (up to `timeout`) until there is one."""
         pattern = re.compile(rf"job {job_id}: done \(")
-        return [i for i, a in enumerate(self.analyzers) for _ in pattern.finditer(a.log.read_text(errors="replace"))]
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [
+                i for i, a in enumerate(self.analyzers) for _ in pattern.finditer(a.log.read_text(errors="replace"))
+            ]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
 
     def publishes(self, rec: JobRecord) -> int:
         """How many rankings of the job's pair were published in its configuration (BridgeStore's counter)."""

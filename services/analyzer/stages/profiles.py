@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from bridgex import artifacts, pipeline
 from bridgex.languages import normalize_code
 from bridgex.models import LoadedModel
 from bridgex.profiling import LanguageProfile
+from filelock import FileLock, Timeout
 
 from services.analyzer.config import AnalyzerSettings
 from services.analyzer.stages.common import _short, data_layout, load_lm, model_root
@@ -48,26 +52,59 @@ def profile_language(
     folder = model_root(settings, lm) / "profiles" / _short(params)
     dhash = artifacts.sha256_texts(texts)
     name = artifacts.profile_name(language)
-    if not force:
+
+    def reuse() -> LanguageProfile | None:
         try:
             prof = artifacts.load_profile(folder, name)
-            meta = prof.meta or {}
-            if meta.get("data_hash") == dhash and meta.get("weight_hash") == lm.weight_hash:
-                ctx.progress("profile", 1, 1, sub=sub)
-                return prof
         except (FileNotFoundError, artifacts.ArtifactError, KeyError, ValueError):
-            pass
-    pipeline.profile_language(
-        lm,
-        texts,
-        language,
-        settings,
-        folder,
-        progress=lambda cur, tot: ctx.progress("profile", cur, tot, sub=sub),
-        should_cancel=ctx.should_cancel,
-        name=name,
-    )
+            return None
+        meta = prof.meta or {}
+        if meta.get("data_hash") == dhash and meta.get("weight_hash") == lm.weight_hash:
+            ctx.progress("profile", 1, 1, sub=sub)
+            return prof
+        return None
+
+    if not force and (prof := reuse()) is not None:
+        return prof
+    with computing(folder / f".{name}.lock", ctx, f"the profile of {language!r}"):
+        if not force and (prof := reuse()) is not None:  # another analyzer computed it while this one waited
+            return prof
+        pipeline.profile_language(
+            lm,
+            texts,
+            language,
+            settings,
+            folder,
+            progress=lambda cur, tot: ctx.progress("profile", cur, tot, sub=sub),
+            should_cancel=ctx.should_cancel,
+            name=name,
+        )
     return artifacts.load_profile(folder, name)
+
+
+@contextmanager
+def computing(lock_path: Path, ctx: JobContext, what: str) -> Iterator[None]:
+    """One process at a time computes a shared artifact: analyzers on one queue start on pairs that share
+    languages (the candidates are in every pair), and the second one to need a profile waits for the first's and
+    reuses it instead of computing the same profile beside it. The wait checks for a cancel or shutdown every
+    second. An advisory file lock beside the artifact: the kernel frees it when its holder dies; where the storage
+    does not share locks between hosts the two compute it twice, as before (the artifact is written atomically)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path))
+    waited = False
+    while True:
+        try:
+            lock.acquire(timeout=1.0)
+            break
+        except Timeout:
+            if not waited:
+                log.info("%s is being computed by another analyzer: waiting to reuse it", what)
+                waited = True
+            ctx.check(f"waiting for {what}")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def profile_one(language: str, settings: AnalyzerSettings, *, force: bool = False) -> dict[str, Any]:
