@@ -108,7 +108,8 @@ def test_text_already_in_the_target_language(stack: Stack) -> None:
 def test_bridge_is_checked_against_the_detected_pair(stack: Stack) -> None:
     with stack.client() as c:
         # bridge auto works on the detected pair (en-fr): the cache or the labelled fallback, never "auto"
-        r = c.post("/translate", json=tr(EN, "fr", bridge="auto"), headers=T)
+        # (use_cache false: a miss would enqueue an en-fr analysis that test_gateway's job lifecycle starts itself)
+        r = c.post("/translate", json={**tr(EN, "fr", bridge="auto"), "use_cache": False}, headers=T)
         assert r.status_code == 200, r.text
         out = r.json()
         assert out["detected_source"] == "en" and out["bridge_source"] in ("cache", "fallback", "none")
