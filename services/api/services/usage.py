@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -257,12 +257,7 @@ class UsageMeter:
             pipe.sadd(keys.USAGE_KEYS, principal.key_id)
             await pipe.execute()
 
-        try:
-            await self.gate.run("usage", write)
-        except RedisUnavailable as exc:
-            self._suspended("counting", exc)
-        except Exception:  # counting must never fail a request
-            log.exception("usage counting failed for key %s", principal.key_id)
+        await self._count(principal, write)
 
     async def analysis(self, principal: Principal) -> None:
         """Count one accepted analysis submission (best-effort)."""
@@ -277,6 +272,10 @@ class UsageMeter:
             pipe.sadd(keys.USAGE_KEYS, principal.key_id)
             await pipe.execute()
 
+        await self._count(principal, write)
+
+    async def _count(self, principal: Principal, write: Callable[[], Awaitable[None]]) -> None:
+        """Run one counting pipeline, best-effort: counting must never fail a request."""
         try:
             await self.gate.run("usage", write)
         except RedisUnavailable as exc:
