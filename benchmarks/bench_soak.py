@@ -30,6 +30,11 @@ RSS: every BENCH_SOAK_SAMPLE_S (60) of every process of the stack (gateway; Cele
 vLLM API server, EngineCore and its workers), start / end / peak (sampled, and the kernel's VmHWM) per process,
 and the growth after warm-up, from minute BENCH_SOAK_WARMUP_MINUTES (5) to the end of the load.
 
+Growth is judged between samples taken while no analysis runs (the first one from the warm-up on, and the last
+one, taken after the grace once every job has finished) when a process has two: a running analysis holds its
+batches' activations, so a sample during one is not comparable with one between jobs; otherwise, and always shown,
+the end against the warm-up minute.
+
 Goals: no process grows more than 10% after warm-up (processes under BENCH_SOAK_MIN_RSS_MB, 50, are shown but
 not judged); 0 x 5xx (and no request without an answer: timeouts, transport errors); 0 lost jobs (a job is lost
 when, BENCH_SOAK_GRACE_S (600) after the load, or once no job is queued, it is neither terminal nor running, or
@@ -323,9 +328,12 @@ class RssSampler:
         self.roots = roots
         self.procs: dict[int, Proc] = {}
         self.times: list[float] = []
+        self.idle: set[float] = set()  # minutes of the samples taken while no analysis ran
 
-    def sample(self, minute: float) -> None:
+    def sample(self, minute: float, idle: bool = False) -> None:
         self.times.append(minute)
+        if idle:
+            self.idle.add(minute)
         for service, pid in self.roots.items():
             try:
                 root = psutil.Process(pid)
@@ -355,7 +363,15 @@ class RssSampler:
             growth = None
             if at_w is not None and present_at_end and first_m <= warmup + TOL_MIN and at_w > 0:
                 growth = (xs[-1][1] - at_w) / at_w * 100
-            judged = growth is not None and at_w is not None and at_w >= min_rss_mb
+            # like with like: an analysis holds activations and batches while it runs, so a sample taken during
+            # one is not comparable with one taken between jobs; growth between the first idle sample after the
+            # warm-up and the last idle one is what a leak shows as (judged on it when there are two)
+            idle = [(m, mb) for m, mb in xs if m in self.idle and m >= warmup - TOL_MIN]
+            idle_growth = None
+            if len(idle) >= 2 and present_at_end and idle[-1][0] >= end - TOL_MIN and idle[0][1] > 0:
+                idle_growth = (idle[-1][1] - idle[0][1]) / idle[0][1] * 100
+            growth_judged = idle_growth if idle_growth is not None else growth
+            judged = growth_judged is not None and at_w is not None and at_w >= min_rss_mb
             rows.append(
                 {
                     "service": rec.service,
@@ -369,6 +385,9 @@ class RssSampler:
                     "hwm_mb": round(rec.hwm_mb, 1) if rec.hwm_mb is not None else None,
                     "at_warmup_mb": round(at_w, 1) if at_w is not None else None,
                     "growth_after_warmup_pct": round(growth, 2) if growth is not None else None,
+                    "idle_from": [round(idle[0][0], 2), round(idle[0][1], 1)] if idle_growth is not None else None,
+                    "idle_growth_pct": round(idle_growth, 2) if idle_growth is not None else None,
+                    "growth_judged_pct": round(growth_judged, 2) if growth_judged is not None else None,
                     "judged": judged,
                     "samples": [[round(m, 2), round(mb, 1)] for m, mb in xs],
                 }
@@ -562,9 +581,13 @@ class Soak:
             print(f"  [{m:5.1f} min] POST /analyze {s}-{t}: {entry['status']}", flush=True)
             await asyncio.sleep(max(0.0, min(self.o.analyze_every_s, self.until - time.monotonic())))
 
+    def busy(self) -> bool:
+        """An analysis is running (as of the poller's last look)."""
+        return any(j.state == "running" for j in self.jobs.values())
+
     async def sampler(self, rss: RssSampler) -> None:
         while True:
-            rss.sample(self.minute())
+            rss.sample(self.minute(), idle=not self.busy())
             total = sum(p.samples[-1][1] for p in rss.procs.values() if p.samples and p.samples[-1][0] == rss.times[-1])
             done = sum(e.summary()["answered"] for e in self.ep.values())
             fivexx = sum(e.summary()["5xx"] for e in self.ep.values())
@@ -591,7 +614,7 @@ class Soak:
                     self._update(job, r.json())
                 elif r is not None and r.status_code == 404:
                     job.state = "missing"
-            if not any(j.state == "queued" for j in self.jobs.values()):
+            if not any(j.state in ("queued", "running") for j in self.jobs.values()):
                 break
             if time.monotonic() - t >= self.o.grace_s:
                 break
@@ -624,7 +647,8 @@ class Soak:
             flush=True,
         )
         waited = await self.grace()
-        last = rss.times[-1] if rss.times else load_minutes
+        rss.sample(self.minute(), idle=not self.busy())  # the end, between jobs when the grace saw them all finish
+        last = rss.times[-1]
         return {"load_minutes": round(load_minutes, 3), "last_sample_minute": last, "grace_waited_s": round(waited, 1)}
 
 
@@ -659,7 +683,7 @@ def report(soak: Soak, rss_rows: list[dict[str, Any]], meta: dict[str, Any], war
 
     print(
         f"\n{'service':<9}{'process':<22}{'pid':>8}{'start MB':>10}{'end MB':>9}{'peak MB':>9}{'VmHWM':>9}"
-        f"{f'@{warmup:g}min':>9}{'growth':>9}"
+        f"{f'@{warmup:g}min':>9}{'growth':>9}{'idle->idle':>12}"
     )
     for r in rss_rows:
         g = r["growth_after_warmup_pct"]
@@ -669,9 +693,11 @@ def report(soak: Soak, rss_rows: list[dict[str, Any]], meta: dict[str, Any], war
             note = f"  (seen min {r['start_minute']:g}-{r['end_minute']:g})"
         hwm = f"{r['hwm_mb']:9.0f}" if r["hwm_mb"] is not None else f"{'-':>9}"
         atw = f"{r['at_warmup_mb']:9.0f}" if r["at_warmup_mb"] is not None else f"{'-':>9}"
+        ig = r["idle_growth_pct"]
+        igs = f"{ig:+11.1f}%" if ig is not None else f"{'-':>12}"
         print(
             f"{r['service']:<9}{r['process'][:21]:<22}{r['pid']:>8}{r['start_mb']:10.0f}{r['end_mb']:9.0f}"
-            f"{r['peak_mb']:9.0f}{hwm}{atw}{gs}{note}"
+            f"{r['peak_mb']:9.0f}{hwm}{atw}{gs}{igs}{note}"
         )
 
     jobs = list(soak.jobs.values())
@@ -697,8 +723,8 @@ def report(soak: Soak, rss_rows: list[dict[str, Any]], meta: dict[str, Any], war
         print(f"  new analyses deferred {soak.deferred} x 15 s while one submitted was still queued")
 
     judged = [r for r in rss_rows if r["judged"]]
-    worst = max(judged, key=lambda r: r["growth_after_warmup_pct"], default=None)
-    grew = [r for r in judged if r["growth_after_warmup_pct"] > GROWTH_GOAL_PCT]
+    worst = max(judged, key=lambda r: r["growth_judged_pct"], default=None)
+    grew = [r for r in judged if r["growth_judged_pct"] > GROWTH_GOAL_PCT]
     fivexx = sum(s["5xx"] for s in eps.values())
     noanswer = sum(s["timeouts"] + sum(s["transport_errors"].values()) for s in eps.values())
     cached, health = eps[ENDPOINTS["bridges_pair"]], eps[ENDPOINTS["health"]]
@@ -706,10 +732,8 @@ def report(soak: Soak, rss_rows: list[dict[str, Any]], meta: dict[str, Any], war
     goals = {
         "rss_growth_after_warmup_le_10pct": {
             "met": bool(judged) and not grew,
-            "worst": f"{worst['service']}/{worst['process']} {worst['growth_after_warmup_pct']:+.1f}%"
-            if worst
-            else None,
-            "over": [f"{r['service']}/{r['process']} {r['growth_after_warmup_pct']:+.1f}%" for r in grew],
+            "worst": f"{worst['service']}/{worst['process']} {worst['growth_judged_pct']:+.1f}%" if worst else None,
+            "over": [f"{r['service']}/{r['process']} {r['growth_judged_pct']:+.1f}%" for r in grew],
         },
         "no_5xx": {"met": fivexx == 0 and noanswer == 0, "5xx": fivexx, "no_answer": noanswer},
         "no_lost_jobs": {"met": not lost, "lost": [{"id": j.id, "pair": j.pair, "state": j.state} for j in lost]},

@@ -114,22 +114,25 @@ class AppContext:
         )
 
     async def aclose(self) -> None:
+        await self.usage.drain()  # the last responses' counts, before Redis is closed
         await self.redis.aclose()
         self.redis_sync.close()
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
+    """The app's context. Dependencies here are async: FastAPI runs a sync one on a worker thread (a hop
+    per request that cost ~0.2 ms each on the default path)."""
     return request.app.state.ctx
 
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
-def get_settings_dep(ctx: Ctx) -> ApiSettings:
+async def get_settings_dep(ctx: Ctx) -> ApiSettings:
     return ctx.settings
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     return request.state.request_id
 
 

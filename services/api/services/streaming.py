@@ -24,9 +24,7 @@ from ..core.errors import ApiError
 from ..core.security import Principal
 from ..deps import AppContext
 from ..schemas.translate import Timings, TranslateResponse
-from . import demos, glossaries, validation
-from .bridging import choose
-from .translation import Plan, generate, worker_call
+from .translation import Plan, generate, prepare, served_by, worker_call
 
 
 def sse(event: str, data: object) -> str:
@@ -61,32 +59,19 @@ async def open_stream(
             "stream=true is for task=text (a word is one short answer: send it without stream)",
             details={"field": "stream"},
         )
-    t0 = time.perf_counter()
-    if plan.source == validation.AUTO:  # source "auto": detected, or 422 before the stream opens
-        await plan.detect_source(ctx.settings)
-    await validation.tokens(ctx, plan.text)
-    detected = {
-        "detected_source": plan.detection.language if plan.detection else None,
-        "detection_confidence": plan.detection.confidence if plan.detection else None,
-    }
-    glossary = await glossaries.for_translate(
-        ctx, plan.glossary_id, principal, plan.source, plan.target, plan.task, plan.text
-    )
-    if glossary is not None and glossary.direct is not None:  # the text is a term: its translation at once
-        done = glossaries.direct_response(ctx, glossary, request_id, t0, **detected)
+    prep = await prepare(ctx, plan, request_id, principal)
+    if prep.direct is not None:  # the text is a term: its translation at once
+        done = prep.direct
 
         async def one() -> AsyncIterator[str]:
             yield sse("delta", {"text": done.translation})
             yield sse("done", done.model_dump(mode="json"))
 
         return one()
-    choice = await choose(ctx, plan.bridge, plan.source, plan.target, use_cache=plan.use_cache, request_id=request_id)
-    t1 = time.perf_counter()
-    warnings = list(choice.warnings)
-    demos1, demos2, demo_warnings = await demos.demos(
-        ctx, plan.task, plan.source, plan.target, choice.code, plan.k_shot, plan.text, explicit=plan.k_shot_explicit
-    )
-    warnings += demo_warnings
+    choice, glossary, warnings, t0, t1 = prep.choice, prep.glossary, prep.warnings, prep.t0, prep.t1
+    assert choice is not None
+    detected = prep.detected(plan)
+    demos1, demos2 = prep.demos_bridge, prep.demos_target
 
     async def complete(prompt: str, max_tokens: int) -> str:
         return (await generate(ctx, prompt, max_tokens, request_id)).text
@@ -112,9 +97,7 @@ async def open_stream(
         await tokens.aclose()
         raise
 
-    source, reason = choice.source, choice.reason
-    if choice.code is not None and step.bridge is None:
-        source, reason = "none", f"the bridge step ({choice.code}) produced no text; translated directly"
+    source, reason = served_by(choice, step.bridge)
 
     async def events() -> AsyncIterator[str]:
         async with aclosing(tokens):

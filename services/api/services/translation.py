@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from bridgex.confidence import answer_confidence, answer_span
 from bridgex.generation.chain import parse, translate_chain
 from bridgex.generation.client import Completion, GenerationError, GenerationRejected, WorkerUnavailable
-from bridgex.prompts import normalize_word
+from bridgex.prompts import Demo, normalize_word
 
 from ..core.config import ApiSettings
 from ..core.errors import ApiError, dependency_down
@@ -23,7 +24,7 @@ from ..core.security import Principal
 from ..deps import AppContext
 from ..schemas.translate import Alternative, Timings, TranslateRequest, TranslateResponse
 from . import demos, detection, glossaries, usage, validation
-from .bridging import choose
+from .bridging import BridgeChoice, choose
 
 T = TypeVar("T")
 
@@ -176,28 +177,47 @@ def _alt_key(task: str, answer: str) -> str:
     return normalize_word(answer) if task == "word" else " ".join(answer.split()).casefold()
 
 
-async def run(ctx: AppContext, plan: Plan, request_id: str, principal: Principal | None = None) -> TranslateResponse:
-    """`principal`: the caller, whose glossaries `plan.glossary_id` may name (None: none may be named)."""
+@dataclass
+class Prepared:
+    """What every translation does before its first generation (`prepare`): the source detected, the text's
+    tokens checked, the glossary looked up, then either a direct answer (the text is a term) or the bridge
+    chosen and the demonstrations picked."""
+
+    t0: float
+    glossary: glossaries.Enforcement | None
+    direct: TranslateResponse | None = None
+    choice: BridgeChoice | None = None
+    demos_bridge: list[Demo] = field(default_factory=list)
+    demos_target: list[Demo] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    t1: float = 0.0
+
+    def detected(self, plan: Plan) -> dict[str, object]:
+        """The response fields of source "auto" (None without detection)."""
+        return {
+            "detected_source": plan.detection.language if plan.detection else None,
+            "detection_confidence": plan.detection.confidence if plan.detection else None,
+        }
+
+
+async def prepare(ctx: AppContext, plan: Plan, request_id: str, principal: Principal | None) -> Prepared:
+    """The steps /translate and its stream share, up to the first generation (raising ApiError as both do).
+    `principal`: the caller, whose glossaries `plan.glossary_id` may name (None: none may be named)."""
     t0 = time.perf_counter()
-    if plan.source == validation.AUTO:
+    if plan.source == validation.AUTO:  # source "auto": detected, or 422
         await plan.detect_source(ctx.settings)
     await validation.tokens(ctx, plan.text)
     glossary = await glossaries.for_translate(
         ctx, plan.glossary_id, principal, plan.source, plan.target, plan.task, plan.text
     )
+    out = Prepared(t0, glossary)
     if glossary is not None and glossary.direct is not None:  # the text is a term: its translation, no generation
-        return glossaries.direct_response(
-            ctx,
-            glossary,
-            request_id,
-            t0,
-            detected_source=plan.detection.language if plan.detection else None,
-            detection_confidence=plan.detection.confidence if plan.detection else None,
-        )
+        out.direct = glossaries.direct_response(ctx, glossary, request_id, t0, **out.detected(plan))
+        return out
     choice = await choose(ctx, plan.bridge, plan.source, plan.target, use_cache=plan.use_cache, request_id=request_id)
-    t1 = time.perf_counter()
-    warnings = list(choice.warnings)
-    demos1, demos2, demo_warnings = await demos.demos(
+    out.choice, out.t1 = choice, time.perf_counter()
+    out.warnings = list(choice.warnings)
+    out.demos_bridge, out.demos_target, demo_warnings = await demos.demos(
         ctx,
         plan.task,
         plan.source,
@@ -209,7 +229,25 @@ async def run(ctx: AppContext, plan: Plan, request_id: str, principal: Principal
         words=choice.demo_words,
         choice=choice.demo_choice,
     )
-    warnings += demo_warnings
+    out.warnings += demo_warnings
+    return out
+
+
+def served_by(choice: BridgeChoice, used_bridge: str | None) -> tuple[str, str | None]:
+    """The response's bridge_source and bridge_reason: the choice's, unless its bridge step produced nothing."""
+    if choice.code is not None and used_bridge is None:
+        return "none", f"the bridge step ({choice.code}) produced no text; translated directly"
+    return choice.source, choice.reason
+
+
+async def run(ctx: AppContext, plan: Plan, request_id: str, principal: Principal | None = None) -> TranslateResponse:
+    """`principal`: the caller, whose glossaries `plan.glossary_id` may name (None: none may be named)."""
+    prep = await prepare(ctx, plan, request_id, principal)
+    if prep.direct is not None:
+        return prep.direct
+    choice, glossary, warnings, t0, t1 = prep.choice, prep.glossary, prep.warnings, prep.t0, prep.t1
+    assert choice is not None
+    demos1, demos2 = prep.demos_bridge, prep.demos_target
 
     # the final step is the chain's last call: the first without a bridge, else the second (also when the
     # bridge step failed and the chain fell back to a direct prompt); only it asks for log-probabilities
@@ -240,9 +278,7 @@ async def run(ctx: AppContext, plan: Plan, request_id: str, principal: Principal
             "a sentence, k_shot > 0, or another bridge"
         )
     glossary_use = glossary.check(out.answer, warnings) if glossary else None
-    source, reason = choice.source, choice.reason
-    if choice.code is not None and out.bridge is None:  # the bridge step failed: it was a direct translation
-        source, reason = "none", f"the bridge step ({choice.code}) produced no text; translated directly"
+    source, reason = served_by(choice, out.bridge)  # a failed bridge step: it was a direct translation
     ctx.metrics.bridge_source.labels(source).inc()
     final_prompt, final_out = calls[-1] if calls else ("", None)
     confidence = confidence_of(plan.task, final_out, out.answer)
@@ -268,8 +304,7 @@ async def run(ctx: AppContext, plan: Plan, request_id: str, principal: Principal
         k_shot=len(demos2),
         confidence=confidence,
         alternatives=alts,
-        detected_source=plan.detection.language if plan.detection else None,
-        detection_confidence=plan.detection.confidence if plan.detection else None,
+        **prep.detected(plan),
         timings=Timings(
             bridge_lookup_ms=round((t1 - t0) * 1e3, 3),
             bridge_step_ms=out.bridge_step_ms,
