@@ -94,13 +94,13 @@ class Lease:
         while not self._stop.wait(self.ttl / 3):
             try:
                 self.lock.reacquire()
-            except LockNotOwnedError:
-                self.lost.set()
+            except LockNotOwnedError:  # said before `lost` is set: whoever waits on it finds the log line
                 log.warning(
                     "job lease %s lost (it expired; another worker may run the job now): this run goes on, the "
                     "job record decides",
                     self.key,
                 )
+                self.lost.set()
                 return
             except redis.RedisError as e:  # the next beat tries again; the lease lasts ttl
                 log.warning("lease heartbeat failed: %s", e)
@@ -112,8 +112,8 @@ class Lease:
         try:
             self.lock.release()
         except LockNotOwnedError:
-            self.lost.set()
             log.warning("job lease %s was lost before its release; the key (if any) is another worker's", self.key)
+            self.lost.set()
         except LockError:  # never acquired: nothing to release
             pass
         except redis.RedisError as e:
