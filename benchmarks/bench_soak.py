@@ -535,17 +535,21 @@ class Soak:
             else:
                 await self.call("health", "GET", "/health")
 
+    async def poll_jobs(self) -> None:
+        """GET /jobs/{id} of every job not yet terminal; a 404 marks it missing (a lost job)."""
+        for job in list(self.jobs.values()):
+            if job.state in TERMINAL:
+                continue
+            r = await self.call("job", "GET", f"/jobs/{job.id}")
+            if r is not None and r.status_code == 200:
+                self._update(job, r.json())
+            elif r is not None and r.status_code == 404:
+                job.state = "missing"
+
     async def poller(self, until: float) -> None:
         last_list = 0.0
         while time.monotonic() < until:
-            for job in list(self.jobs.values()):
-                if job.state in TERMINAL:
-                    continue
-                r = await self.call("job", "GET", f"/jobs/{job.id}")
-                if r is not None and r.status_code == 200:
-                    self._update(job, r.json())
-                elif r is not None and r.status_code == 404:
-                    job.state = "missing"
+            await self.poll_jobs()
             if time.monotonic() - last_list >= 30:
                 last_list = time.monotonic()
                 await self.refresh_pairs()
@@ -606,14 +610,7 @@ class Soak:
         t = time.monotonic()
         await self.refresh_pairs()  # jobs `auto` enqueued in the last seconds of the load
         while True:
-            for job in list(self.jobs.values()):
-                if job.state in TERMINAL:
-                    continue
-                r = await self.call("job", "GET", f"/jobs/{job.id}")
-                if r is not None and r.status_code == 200:
-                    self._update(job, r.json())
-                elif r is not None and r.status_code == 404:
-                    job.state = "missing"
+            await self.poll_jobs()
             if not any(j.state in ("queued", "running") for j in self.jobs.values()):
                 break
             if time.monotonic() - t >= self.o.grace_s:
