@@ -157,6 +157,15 @@ class Service:
         self.proc = None
 
 
+def thread_nice(pid: int) -> dict[int, int]:
+    """Niceness of each thread of a process (Linux /proc: the 19th field of a thread's stat)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        out[int(task.name)] = int(stat.rsplit(")", 1)[1].split()[16])
+    return out
+
+
 def http_ok(url: str) -> Callable[[], bool]:
     return lambda: httpx.get(url, timeout=1.0).status_code == 200
 

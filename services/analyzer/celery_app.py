@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
+from celery.signals import worker_init
 
 from services.analyzer.config import get_settings
 from services.common.config import ServiceSettings
+from services.common.priority import lower_priority
 
 
 def make_app(settings: ServiceSettings | None = None) -> Celery:
@@ -56,3 +58,10 @@ def make_app(settings: ServiceSettings | None = None) -> Celery:
 # floods the log and costs CPU; failures still surface through the job's own messages
 logging.getLogger("httpx").setLevel(logging.WARNING)
 app = make_app()
+
+
+@worker_init.connect
+def _batch_priority(**_: object) -> None:
+    """Run the analyzer below the gateway's priority (analyzer_nice), before any model thread exists."""
+    nice = lower_priority(get_settings().analyzer_nice)
+    logging.getLogger(__name__).info("analyzer niceness %d", nice)

@@ -17,7 +17,7 @@ from services.common.analysis import AnalysisRequest, served_config, submit_anal
 from services.common.bridges import BridgeStore
 from services.common.jobs import JobState, JobStore
 from tests.analyzer.conftest import settings_from, wait_state, worker_env, write_data_dir
-from tests.support import Service, start_celery
+from tests.support import Service, start_celery, thread_nice
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +95,9 @@ def test_analyze_pair_end_to_end(setup: dict) -> None:
     assert pub["provenance"]["weight_hash"] == manifest["weight_hash"]
     assert done.request_id == "test-rid"
     assert f"job {rec.id} received (request_id=test-rid" in celery.log.read_text()
+    # batch work below the gateway: every thread of the analyzer, the model's included, at analyzer_nice (10)
+    assert celery.proc is not None
+    assert set(thread_nice(celery.proc.pid).values()) == {10}, thread_nice(celery.proc.pid)
 
 
 def test_same_request_is_one_job(setup: dict) -> None:
