@@ -191,7 +191,7 @@ PYEOF
     printf '%s' "$RESET"
   fi
 
-  say "starting BridgeX (model: $model; logs: var/log/)"
+  say "starting BridgeX (model: $model; logs: $LOGS/)"
   export BRIDGEX_WORKER_HOST=127.0.0.1 BRIDGEX_WORKER_PORT="$WORKER_PORT"   # read by the worker launcher
   start_one worker "$PY" -m services.worker
   start_one analyzer "$PY" -m celery -A services.analyzer.celery_app worker --pool=solo --concurrency=1 \
@@ -211,7 +211,7 @@ PYEOF
   say "  API docs    $API_URL/docs"
   say "  worker      $WORKER_URL   (vLLM: OpenAI /v1/completions, /metrics, /bridgex/identity)"
   say "  metrics     $API_URL/metrics"
-  say "  logs        var/log/{worker,analyzer,api}.log"
+  say "  logs        $LOGS/{worker,analyzer,api}.log"
   say "  try:        curl -s $API_URL/translate -H 'content-type: application/json' \\"
   say "                -d '{\"text\": \"water\", \"source\": \"en\", \"target\": \"fr\", \"bridge\": \"auto\"}'"
   say "  analyse:    curl -s $API_URL/analyze -H 'content-type: application/json' -d '{\"source\": \"en\", \"target\": \"fr\"}'"

@@ -291,14 +291,16 @@ def test_jobs_page_shows_progress_to_100_without_reload(page, stack: Stack) -> N
     page.screenshot(path=str(_shots(stack) / "jobs.png"), full_page=True)
 
 
+def _fill_translate(page, **fields: str) -> None:
+    """Type into the translate form's inputs, by name."""
+    for name, value in fields.items():
+        page.fill(f"#tr input[name={name}]", value)
+
+
 def test_translate_box_shows_chain_and_source(page, stack: Stack) -> None:
     _login(page, stack)
     page.goto(f"{stack.api}/ui/#/translate")
-    page.fill("#tr input[name=text]", "water")
-    page.fill("#tr input[name=source]", "en")
-    page.fill("#tr input[name=target]", "fr")
-    page.fill("#tr input[name=bridge]", "de")
-    page.fill("#tr input[name=k_shot]", "0")
+    _fill_translate(page, text="water", source="en", target="fr", bridge="de", k_shot="0")
     page.click("#tr button")
     page.wait_for_selector("#chain")
     with stack.client() as c:
@@ -316,12 +318,7 @@ def test_translate_page_confidence_alternatives_stream_and_usage(page, stack: St
     the usage page shows the key's counters."""
     _login(page, stack)
     page.goto(f"{stack.api}/ui/#/translate")
-    page.fill("#tr input[name=text]", "water")
-    page.fill("#tr input[name=source]", "en")
-    page.fill("#tr input[name=target]", "fr")
-    page.fill("#tr input[name=bridge]", "none")
-    page.fill("#tr input[name=k_shot]", "0")
-    page.fill("#tr input[name=alternatives]", "3")
+    _fill_translate(page, text="water", source="en", target="fr", bridge="none", k_shot="0", alternatives="3")
     page.click("#tr button")
     page.wait_for_selector("#alternatives li")
     with stack.client() as c:
