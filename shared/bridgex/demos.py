@@ -9,11 +9,15 @@ dictionary too. Sentences come from UDHR articles, parallel by number. Missing d
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
+from bridgex.atomic import atomic_write_text
 from bridgex.frequency import frequency_order
 from bridgex.glossary import Term, normalize_term
 from bridgex.prompts import Demo
@@ -25,24 +29,97 @@ function words and wrong senses, e.g. id-ja `"air"→"おしっこ"`), "kept" (t
 already translates them right; the analyzer records them, the gateway serves the record)."""
 
 
-@lru_cache(maxsize=256)
-def demo_words(root: str, source: str, target: str, choice: str = "frequent") -> tuple[tuple[str, str], ...]:
-    """(source word, its translation) of the probe part, most common first. "direct" puts the words with an
-    entry that is not pivot-composed first, with that entry's translation ("kept" orders like "frequent": the
-    kept words come from the probe set, see `ordered_words`)."""
+ORDER_FORMAT = "bridgex-demo-order/1"
+"""First line of a pair's demonstration order file; a change of the order's rules bumps it."""
+
+
+def order_path(root: str, source: str, target: str) -> Path:
+    """Where a pair's demonstration order is kept: a cache beside the data (derived, rebuilt when stale)."""
+    from bridgex.data.layout import DataLayout
+
+    layout = DataLayout(root)
+    return layout.root / "cache" / "demos" / f"{layout.pair_dir(source, target).name}.tsv"
+
+
+def _stamp(root: str, source: str, target: str) -> str:
+    """What a pair's order is derived from: the dictionary file its probe part is read from (size, mtime), the
+    split parameters and wordfreq's version. Raises DataNotPrepared when the pair has no dictionary."""
+    from importlib.metadata import version
+
+    from bridgex.data.layout import DataLayout
+
+    layout = DataLayout(root)
+    path = layout.dictionary_path(source, target, "probe")
+    if not path.is_file():
+        path = layout.dictionary_path(target, source, "all")
+    if not path.is_file():
+        layout.dictionary(source, target, "probe")  # raises DataNotPrepared, with its message
+    st = path.stat()
+    return json.dumps(
+        [
+            ORDER_FORMAT,
+            str(path.relative_to(layout.root)),
+            st.st_size,
+            st.st_mtime_ns,
+            layout.split_params(),
+            version("wordfreq"),
+        ]
+    )
+
+
+def _compute_order(root: str, source: str, target: str) -> list[tuple[str, str, str]]:
+    """(word, its first translation, its first translation not composed through a pivot or ""), for the probe
+    part's words, most common first."""
     from bridgex.data.layout import DataLayout
 
     d = DataLayout(root).dictionary(source, target, "probe")
     tr = {w: ts for w, ts in d.translations().items() if ts}
-    order = frequency_order(tr, source, target, salt="demos")
-    if choice != "direct":
-        return tuple((w, tr[w][0]) for w in order)
     direct: dict[str, str] = {}
     for p in d.pairs:
         if not (p.origin or d.origin or "").startswith("pivot") and p.source not in direct:
             direct[p.source] = p.target
-    first = [(w, direct[w]) for w in order if w in direct]
-    return tuple(first + [(w, tr[w][0]) for w in order if w not in direct])
+    return [(w, tr[w][0], direct.get(w, "")) for w in frequency_order(tr, source, target, salt="demos")]
+
+
+def _order(root: str, source: str, target: str) -> list[tuple[str, str, str]]:
+    """The pair's order from its cache file when that was derived from the data as it is now, else computed and
+    written there (best effort: a read-only data directory only computes). Reading the file costs a few MB for
+    the largest dictionaries; computing parses the whole dictionary and loads the language's word frequencies,
+    which a long-lived gateway would otherwise hold for every language it served (docs/results.md run 12)."""
+    stamp = _stamp(root, source, target)
+    path = order_path(root, source, target)
+    try:
+        with path.open(encoding="utf-8", newline="\n") as fh:
+            if fh.readline().rstrip("\n") == stamp:
+                rows = [tuple(line.rstrip("\n").split("\t")) for line in fh]
+                if all(len(r) == 3 for r in rows):
+                    return rows  # type: ignore[return-value]
+    except OSError:
+        pass
+    rows = _compute_order(root, source, target)
+    body = "".join(f"{w}\t{t}\t{x}\n" for w, t, x in rows)
+    with contextlib.suppress(OSError):  # a read-only data directory: the analyzer, which gathers data, writes it
+        atomic_write_text(path, f"{stamp}\n{body}")
+    return rows
+
+
+def prime(root: str, pairs: Sequence[tuple[str, str]]) -> None:
+    """Write the demonstration order of each pair that has a dictionary (after its data was gathered), so that
+    the gateway reads it instead of computing it."""
+    from bridgex.data.layout import DataNotPrepared
+
+    for s, t in pairs:
+        try:
+            _order(root, s, t)
+        except DataNotPrepared:
+            continue
+
+
+def demo_words(root: str, source: str, target: str, choice: str = "frequent") -> tuple[tuple[str, str], ...]:
+    """(source word, its translation) of the probe part, most common first. "direct" puts the words with an
+    entry that is not pivot-composed first, with that entry's translation ("kept" orders like "frequent": the
+    kept words come from the probe set, see `ordered_words`)."""
+    return tuple(_translations(root, source, target, "direct" if choice == "direct" else "frequent").items())
 
 
 def ordered_words(
@@ -51,7 +128,7 @@ def ordered_words(
     """Candidate demonstration source words in the order `choice` prefers (`kept`: the gold filter's words)."""
     if choice not in ("frequent", "direct", "kept"):
         raise ValueError(f"demo_choice must be 'frequent', 'direct' or 'kept', not {choice!r}")
-    base = [w for w, _ in demo_words(root, source, target, "direct" if choice == "direct" else "frequent")]
+    base = list(_translations(root, source, target, "direct" if choice == "direct" else "frequent"))
     if choice != "kept":
         return base
     known = set(base)
@@ -67,16 +144,22 @@ def _articles(root: str, lang: str) -> tuple[tuple[int, str], ...]:
     return tuple((n, paras[0]) for n, paras in arts.items() if paras and n > 0)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def _translations(root: str, source: str, target: str, choice: str) -> dict[str, str]:
-    """demo_words as a mapping, built once per dictionary (callers only read it): a request picks its k words
-    without copying the whole dictionary."""
-    return dict(demo_words(root, source, target, choice))
+    """Source word -> the translation a demonstration shows, in the order of `choice` ("frequent" or "direct"),
+    built once per dictionary and process (callers only read it): a request picks its k words without copying
+    the whole dictionary. Bounded: a gateway that serves many pairs keeps the 64 it used last."""
+    rows = _order(root, source, target)
+    if choice != "direct":
+        return {w: t for w, t, _ in rows}
+    out = {w: x for w, _, x in rows if x}
+    out.update((w, t) for w, t, x in rows if not x)
+    return out
 
 
 def clear_cache() -> None:
-    """Forget cached demonstrations (after the data directory was re-prepared)."""
-    demo_words.cache_clear()
+    """Forget this process's cached demonstrations (after the data directory was re-prepared; the order files
+    on disk check their own staleness)."""
     _translations.cache_clear()
     _articles.cache_clear()
 

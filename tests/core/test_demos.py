@@ -71,3 +71,66 @@ def test_recorded_words_first_then_the_usual_order_for_a_larger_k(tmp_path: Path
     assert [d.source_text for d in got] == ["yang", *[w for w in usual if w != "yang"]][:3]
     _, none_recorded = word_demos(root, "id", "ja", None, 2, "", words=[])  # an analysis at k_shot 0
     assert len(none_recorded) == 2
+
+
+def _old_order(root: str, s: str, t: str, choice: str) -> list[tuple[str, str]]:
+    """The order as it was computed before it was kept on disk (the whole dictionary, wordfreq), written out."""
+    from bridgex.data.layout import DataLayout
+    from bridgex.frequency import frequency_order
+
+    d = DataLayout(root).dictionary(s, t, "probe")
+    tr = {w: ts for w, ts in d.translations().items() if ts}
+    order = frequency_order(tr, s, t, salt="demos")
+    if choice != "direct":
+        return [(w, tr[w][0]) for w in order]
+    direct: dict[str, str] = {}
+    for p in d.pairs:
+        if not (p.origin or d.origin or "").startswith("pivot") and p.source not in direct:
+            direct[p.source] = p.target
+    return [(w, direct[w]) for w in order if w in direct] + [(w, tr[w][0]) for w in order if w not in direct]
+
+
+def test_the_order_kept_on_disk_is_the_computed_one_and_is_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bridgex.demos as demos
+
+    root = _data(tmp_path)
+    lines = [f"kata{i}\tword{i}\t{'pivot-en' if i % 3 else 'freedict:x'}" for i in range(300)]
+    lines += ["air\tWasser\tpivot-en", "yang\tder\tfreedict:y", "air\tNass\tfreedict:y"]
+    d = tmp_path / "dict" / "id-de"
+    (d / "probe.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    pairs = [("id", "ja"), ("id", "en"), ("id", "de")]
+    want = {(s, t, c): _old_order(root, s, t, c) for s, t in pairs for c in ("frequent", "direct")}
+    demos.prime(root, [*pairs, ("id", "sw")])  # a pair without a dictionary is skipped
+    for s, t in pairs:
+        assert demos.order_path(root, s, t).is_file()
+    assert not demos.order_path(root, "id", "sw").exists()
+
+    # another process reads the files: no dictionary parse and no word frequencies, the same order and words
+    clear_cache()
+
+    def no(*_: object, **__: object) -> None:
+        raise AssertionError("computed, not read from the order file")
+
+    monkeypatch.setattr(demos, "_compute_order", no)
+    for (s, t, c), order in want.items():
+        assert list(demos.demo_words(root, s, t, c)) == order, (s, t, c)
+    assert ordered_words(root, "id", "de", "direct")[:2] == [w for w, _ in want["id", "de", "direct"][:2]]
+    monkeypatch.undo()
+
+    # the dictionary changes: the file is stale (its stamp), the order is computed again and rewritten
+    (d / "probe.tsv").write_text("rumah\tHaus\tfreedict:y\n", encoding="utf-8")
+    clear_cache()
+    assert demos.demo_words(root, "id", "de") == (("rumah", "Haus"),)
+    assert demos.order_path(root, "id", "de").read_text(encoding="utf-8").splitlines()[1:] == ["rumah\tHaus\tHaus"]
+
+
+def test_an_unwritable_cache_still_gives_demonstrations(tmp_path: Path) -> None:
+    import bridgex.demos as demos
+
+    root = _data(tmp_path)
+    (tmp_path / "cache").write_text("not a folder")  # the order file cannot be written (as on a read-only volume)
+    _, got = word_demos(root, "id", "ja", None, 3, "")
+    assert [d.source_text for d in got] == [w for w, _ in _old_order(root, "id", "ja", "frequent")][:3]
+    assert not demos.order_path(root, "id", "ja").exists()
