@@ -6,10 +6,7 @@ uvicorn running the gateway):
 2. `/translate` (bridge=none: one generation; explicit bridge: two) vs the same prompt sent straight to the
    worker with the project's client: the gateway's overhead per request.
 3. the default request (bridge auto, k_shot 3): the gateway's own time (latency less its worker time) against
-   k_shot 0 and /health (goal: <= 3 ms p50 at one client). Measured twice: as the processes run (every one on
-   every core), then with the worker pinned to the last core and the gateway, Redis and this client to the
-   others, so that the gateway's own time is told apart from the time it waits for a core the worker holds
-   (vLLM's engine busy-waits for a second after each request).
+   k_shot 0 and /health (goal: <= 3 ms p50 at one client).
 
 `python -m benchmarks api` (env BENCH_API_N, BENCH_API_CONC, BENCH_API_TRANSLATE_N to size it).
 """
@@ -17,20 +14,18 @@ uvicorn running the gateway):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-import psutil
 from bridgex.generation.client import GenerationClient
 from bridgex.prompts import word_prompt
 
-from benchmarks.fixtures import GatewayStack, gateway_stack, pct
+from benchmarks.fixtures import gateway_stack, pct
 from tests.api.conftest import write_data_dir
 
 KEY = "bench-key"
@@ -76,14 +71,7 @@ def row(name: str, lat: list[float]) -> str:
     return f"  {name:<34} p50 {statistics.median(lat):7.2f} ms   p99 {pct(lat, 99):7.2f} ms   (n={len(lat)})"
 
 
-async def run(
-    api: str,
-    worker: str,
-    model: str,
-    n: int,
-    conc: int,
-    pinning: Callable[[set[int], set[int]], contextlib.AbstractContextManager] | None = None,
-) -> dict:
+async def run(api: str, worker: str, model: str, n: int, conc: int) -> dict:
     res: dict = {}
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
     async with httpx.AsyncClient(base_url=api, limits=limits, timeout=30) as c:
@@ -176,48 +164,7 @@ async def run(
             "overhead_bridge_ms": over2,
         }
         res["default_path"] = await default_path(c, m * 2)
-        if pinning is not None and (cpus := sorted(os.sched_getaffinity(0))) and len(cpus) >= 2:
-            gateway_cpus, worker_cpus = set(cpus[:-1]), {cpus[-1]}
-            with pinning(gateway_cpus, worker_cpus):
-                print(f"  ... again, the worker pinned to CPU {cpus[-1]}; gateway, Redis, client to {cpus[:-1]}:")
-                res["default_path_pinned"] = await default_path(c, m * 2)
     return res
-
-
-def pin(pids: list[int], cpus: set[int]) -> None:
-    """Every thread of these processes and of their children onto `cpus` (affinity is per thread)."""
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
-        for p in procs:
-            try:
-                threads = p.threads()
-            except psutil.NoSuchProcess:
-                continue
-            for t in threads:
-                with contextlib.suppress(OSError):  # a thread that ended meanwhile
-                    os.sched_setaffinity(t.id, cpus)
-
-
-@contextlib.contextmanager
-def pinned_apart(st: GatewayStack) -> Iterator[Callable[[set[int], set[int]], contextlib.AbstractContextManager]]:
-    """`pinning(gateway_cpus, worker_cpus)`: a context that pins the stack's processes apart and restores them."""
-    everything = os.sched_getaffinity(0)
-    procs = {"worker": [st.worker_svc.proc.pid], "rest": [st.api_svc.proc.pid, st.redis.proc.pid, os.getpid()]}
-
-    @contextlib.contextmanager
-    def pinning(gateway_cpus: set[int], worker_cpus: set[int]) -> Iterator[None]:
-        pin(procs["worker"], worker_cpus)
-        pin(procs["rest"], gateway_cpus)
-        try:
-            yield
-        finally:
-            pin(procs["worker"] + procs["rest"], everything)
-
-    yield pinning
 
 
 async def default_path(c: httpx.AsyncClient, m: int) -> dict:
@@ -267,8 +214,8 @@ def main() -> dict:
     # the default path reads k-shot demonstrations from the data directory: en-fr, and en-de for the cached
     # bridge's step (the fixture's ranking serves de)
     data = write_data_dir(tmp / "data", pairs=(("en", "fr"), ("en", "de"), ("de", "fr")))
-    with gateway_stack(model, tmp, KEY, BRIDGEX_DATA_DIR=str(data)) as st, pinned_apart(st) as pinning:
-        return asyncio.run(run(st.api, st.worker, model, n, conc, pinning))
+    with gateway_stack(model, tmp, KEY, BRIDGEX_DATA_DIR=str(data)) as st:
+        return asyncio.run(run(st.api, st.worker, model, n, conc))
 
 
 if __name__ == "__main__":

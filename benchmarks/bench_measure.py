@@ -20,8 +20,8 @@ BENCH_MEASURE_TF (1: measure teacher forcing), BENCH_MEASURE_JSON (write the row
 
 Where the time goes: each row also shows the model arithmetic the worker did per second (from the same counters
 and the model's parameter counts: 2 x layer parameters per computed prompt token, plus 2 x the LM head's per
-generated token; attention over these short prompts is under 4% and left out), against the fp32 matrix-multiply
-rate torch reaches on this machine's cores at the head's shape, measured first, before any worker starts.
+generated token; attention over these short prompts is under 4% and left out), against the rate of a large fp32
+matrix multiply on this machine's cores, measured first, before any worker starts.
 """
 
 from __future__ import annotations
@@ -52,14 +52,24 @@ COUNTERS = {
     "prompt": "vllm:prompt_tokens_total",
     "generated": "vllm:generation_tokens_total",
 }
-# (label, worker block size ("none": vLLM's default), [(mode, concurrency), ...]); the first run is the headline
+# (label, worker block size ("none": vLLM's default), worker batch size (--max-num-seqs), [(mode, concurrency), ...]);
+# the first run is the headline. "dedicated": a worker that serves analyses only (BRIDGEX_MAX_BATCH_SIZE and
+# BRIDGEX_GOLD_FILTER_CONCURRENCY 64): more sequences share each read of the weights, and each decode step is longer,
+# which a worker that also serves translations would pass on to them
 CONFIGS = [
     (
         "before",
         "none",
+        16,
         [("windowed", 4), ("pipeline", 4), ("pipeline", 16), ("validation-old", 4), ("procedure-old", 4)],
     ),
-    ("after", "32", [("pipeline", 16), ("pipeline", 4), ("windowed", 4), ("validation", 16), ("procedure-new", 16)]),
+    (
+        "after",
+        "32",
+        16,
+        [("pipeline", 16), ("pipeline", 4), ("windowed", 4), ("validation", 16), ("procedure-new", 16)],
+    ),
+    ("dedicated", "32", 64, [("pipeline", 64), ("validation", 64)]),
 ]
 
 
@@ -73,11 +83,17 @@ def metrics(url: str) -> dict[str, float]:
     return out
 
 
-def start(block: str, model: str, log: Path) -> tuple[subprocess.Popen, str, TreeRSS, float]:
-    """Our worker launcher (`python -m services.worker`) with this KV block size ("none": vLLM's default)."""
+def start(block: str, model: str, log: Path, batch: int = 16) -> tuple[subprocess.Popen, str, TreeRSS, float]:
+    """Our worker launcher (`python -m services.worker`) with this KV block size ("none": vLLM's default) and batch
+    size."""
 
     def command(port: int) -> tuple[list[str], dict[str, str]]:
-        env = {"BRIDGEX_MODEL": model, "BRIDGEX_WORKER_PORT": str(port), "BRIDGEX_WORKER_BLOCK_SIZE": block}
+        env = {
+            "BRIDGEX_MODEL": model,
+            "BRIDGEX_WORKER_PORT": str(port),
+            "BRIDGEX_WORKER_BLOCK_SIZE": block,
+            "BRIDGEX_MAX_BATCH_SIZE": str(batch),
+        }
         return [sys.executable, "-m", "services.worker"], env
 
     return start_server(command, log)
@@ -227,23 +243,24 @@ def param_split(model: str) -> tuple[int, int]:
     return layers, head or embed
 
 
-def matmul_peak(threads: int, rows: int = 16, hidden: int = 640, vocab: int = 262_144) -> float:
-    """GFLOP/s of an fp32 torch matmul at the LM head's shape for 16 sequences (16 x hidden @ hidden x vocab; the
-    defaults are Gemma-3-270M's) on `threads` threads: the best this machine's cores do on the worker's largest
-    operation. (The teacher-forcing row runs the head at every prompt position, which the rows' count leaves
-    out.)"""
+def matmul_peak(threads: int, n: int = 2048) -> float:
+    """GFLOP/s of a large square fp32 torch matmul on `threads` threads: what these cores compute at best. The
+    worker's decode steps stay far below it (each step reads every weight for a few sequences: at the LM head's
+    shape and 16 rows torch reaches a fifth of it), so the share of it a run reaches says how much of its time is
+    spent reading weights rather than computing. (The teacher-forcing row runs the head at every prompt position,
+    which the rows' count leaves out.)"""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(rows, hidden), torch.randn(hidden, vocab)
+        a, b = torch.randn(n, n), torch.randn(n, n)
         for _ in range(2):
             a @ b
-        t0, reps = time.perf_counter(), 20
+        t0, reps = time.perf_counter(), 5
         for _ in range(reps):
             a @ b
-        return 2 * rows * hidden * vocab * reps / (time.perf_counter() - t0) / 1e9
+        return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
     finally:
         torch.set_num_threads(before)
 
@@ -295,8 +312,8 @@ def main() -> dict:
     FLOPS["peak"] = matmul_peak(os.cpu_count() or 1)
     FLOPS["layers"], FLOPS["head"] = param_split(model)
     print(
-        f"model arithmetic: {FLOPS['layers'] / 1e6:.1f}M layer and {FLOPS['head'] / 1e6:.1f}M head parameters; fp32 "
-        f"matmul at the head's shape on {os.cpu_count()} threads: {FLOPS['peak']:.0f} GFLOP/s",
+        f"model arithmetic: {FLOPS['layers'] / 1e6:.1f}M layer and {FLOPS['head'] / 1e6:.1f}M head parameters; a "
+        f"2048-square fp32 matmul on {os.cpu_count()} threads: {FLOPS['peak']:.0f} GFLOP/s",
         flush=True,
     )
     words = _filter_words(pairs, src, tgt, demos, n)  # what the filter judges first (the windowed runs too)
@@ -315,8 +332,8 @@ def main() -> dict:
     new_conditions = validation_conditions(top2, 2, src, tgt, "en")
     sequential = SequentialDesign.doubling(100, 400, len(dev_all))
     with tempfile.TemporaryDirectory(prefix="bench-measure-") as tmp:
-        for label, block, runs in CONFIGS:
-            proc, url, rss, ready = start(block, model, Path(tmp) / f"{label}.log")
+        for label, block, batch, runs in CONFIGS:
+            proc, url, rss, ready = start(block, model, Path(tmp) / f"{label}.log", batch)
             try:
                 print(f"{label}: worker (block {block}) ready in {ready:.0f}s", flush=True)
                 for mode, conc in runs:
@@ -358,6 +375,7 @@ def main() -> dict:
                 {
                     "config": label,
                     "block": block,
+                    "batch": batch,
                     "ready_s": ready,
                     "peak_rss_gb": peak / 1e9,
                     "rss_after_gb": idle / 1e9,
@@ -366,8 +384,8 @@ def main() -> dict:
     _report(rows, servers, pair, model, n)
     out = os.environ.get("BENCH_MEASURE_JSON")
     if out:
-        Path(out).write_text(json.dumps({"rows": rows, "servers": servers}, indent=2))
-    return {"rows": rows, "servers": servers}
+        Path(out).write_text(json.dumps({"rows": rows, "servers": servers, "arithmetic": FLOPS}, indent=2))
+    return {"rows": rows, "servers": servers, "arithmetic": FLOPS}
 
 
 def _candidates(pairs: list, src: str, tgt: str, demos: list[Demo]) -> list[tuple[str, list[str]]]:
@@ -387,6 +405,10 @@ def _golds(pairs: list, words: list[str]) -> list[str]:
     for s, t in pairs:
         first.setdefault(s, t)
     return [first[w] for w in words]
+
+
+def _find(rows: list[dict], prefix: str) -> dict | None:
+    return next((r for r in rows if r["run"].startswith(prefix)), None)
 
 
 def _walls(head: dict, other: dict) -> tuple[float, float]:
@@ -411,6 +433,7 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
         )
     head = {r["run"].split(":")[0]: r for r in rows if r["run"] in ("before: windowed, c4", "after: pipeline, c16")}
     val = {r["run"].split(":")[0]: r for r in rows if r["run"].split(": ")[1].startswith("validation")}
+    ded = {"filter": _find(rows, "dedicated: pipeline"), "validation": val.pop("dedicated", None)}
     if len(val) == 2:
         b, a = val["before"], val["after"]
         print(
@@ -437,6 +460,20 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
                 f"({work / t_a / FLOPS['peak']:.0%} of the matmul peak); 4x ({t_b / 4:.1f} s) needs {need:.0f} "
                 f"GFLOP/s ({need / FLOPS['peak']:.0%} of it) or less arithmetic per word"
             )
+    if len(head) == 2 and len(val) == 2 and ded["filter"] and ded["validation"]:
+        t_b = _walls(head, val)[0]
+        t_d = ded["filter"]["wall_s"] + ded["validation"]["wall_s"]
+        steps = (
+            ded["filter"]["words"] * ded["filter"]["generated_per_word"] / int(ded["filter"]["run"].rsplit("c", 1)[1])
+        )
+        a = head["after"]
+        steps_a = a["words"] * a["generated_per_word"] / 16
+        print(
+            f"gold filter + validation on a worker that serves analyses only ({ded['filter']['run']}, batch 64): "
+            f"{t_b:.1f} s -> {t_d:.1f} s, {t_b / t_d:.2f}x faster; a decode step of its filter took about "
+            f"{ded['filter']['wall_s'] / steps * 1e3:.0f} ms against {a['wall_s'] / steps_a * 1e3:.0f} ms at 16 "
+            "(what a translation sharing that worker would wait per token)"
+        )
     same = [r for r in rows if r["run"] in ("before: pipeline, c16", "after: pipeline, c16")]
     if len(same) == 2 and same[0].get("answers") and same[1].get("answers"):
         x, y = same[0]["answers"], same[1]["answers"]

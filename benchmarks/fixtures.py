@@ -70,8 +70,6 @@ class GatewayStack:
     worker: str
     env: dict[str, str]
     api_svc: Service
-    worker_svc: Service
-    redis: RedisServer
 
 
 @contextmanager
@@ -89,4 +87,4 @@ def gateway_stack(
         asvc, api = start_api(tmp, **env)
         started.callback(asvc.stop)
         publish_fixture(rs.url, env, "en", "fr")
-        yield GatewayStack(api, worker, env, asvc, wsvc, rs)
+        yield GatewayStack(api, worker, env, asvc)
