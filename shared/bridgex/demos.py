@@ -104,12 +104,18 @@ def _order(root: str, source: str, target: str) -> list[tuple[str, str, str]]:
 
 
 def prime(root: str, pairs: Sequence[tuple[str, str]]) -> None:
-    """Write the demonstration order of each pair that has a dictionary (after its data was gathered), so that
-    the gateway reads it instead of computing it."""
+    """Write the demonstration order of each pair, in both directions, that has a dictionary (after its data was
+    gathered: a pair's reverse reads the same file), so that the gateway reads it instead of computing it. A file
+    that is up to date is left as it is."""
     from bridgex.data.layout import DataNotPrepared
 
-    for s, t in pairs:
+    for s, t in dict.fromkeys([*pairs, *((t, s) for s, t in pairs)]):
         try:
+            stamp = _stamp(root, s, t)
+            path = order_path(root, s, t)
+            with contextlib.suppress(OSError), path.open(encoding="utf-8", newline="\n") as fh:
+                if fh.readline().rstrip("\n") == stamp:
+                    continue
             _order(root, s, t)
         except DataNotPrepared:
             continue

@@ -103,9 +103,12 @@ def test_the_order_kept_on_disk_is_the_computed_one_and_is_read_back(
     pairs = [("id", "ja"), ("id", "en"), ("id", "de")]
     want = {(s, t, c): _old_order(root, s, t, c) for s, t in pairs for c in ("frequent", "direct")}
     demos.prime(root, [*pairs, ("id", "sw")])  # a pair without a dictionary is skipped
-    for s, t in pairs:
-        assert demos.order_path(root, s, t).is_file()
+    for s, t in pairs:  # and their reverses, which read the same dictionary files
+        assert demos.order_path(root, s, t).is_file() and demos.order_path(root, t, s).is_file()
     assert not demos.order_path(root, "id", "sw").exists()
+    before = {p.name: p.stat().st_mtime_ns for p in demos.order_path(root, "id", "ja").parent.iterdir()}
+    demos.prime(root, pairs)  # up to date: nothing is rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in demos.order_path(root, "id", "ja").parent.iterdir()} == before
 
     # another process reads the files: no dictionary parse and no word frequencies, the same order and words
     clear_cache()
