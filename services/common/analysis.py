@@ -96,6 +96,7 @@ NOT_METHOD_SETTINGS: dict[str, str] = {
     "analysis_retry_max_s": "when auto retries a failed analysis",
     "models_kept": "models kept loaded in memory",
     "job_lease_s": "the lease that keeps one worker per job",
+    "analyzer_nice": "the analyzer's CPU priority",
     # how fast, not what: same requests, same results
     "gold_filter_concurrency": "requests in flight; the gold filter judges in dictionary order whatever the "
     "concurrency, and the dev validation measures the same words",
