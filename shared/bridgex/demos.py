@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +22,8 @@ from bridgex.atomic import atomic_write_text
 from bridgex.frequency import frequency_order
 from bridgex.glossary import Term, normalize_term
 from bridgex.prompts import Demo
+
+log = logging.getLogger(__name__)
 
 DemoChoice = Literal["frequent", "direct", "kept"]
 """DECISION `demo_choice`, which dictionary words teach the format: "frequent" (the most common words),
@@ -119,6 +122,8 @@ def prime(root: str, pairs: Sequence[tuple[str, str]]) -> None:
             _order(root, s, t)
         except DataNotPrepared:
             continue
+        except (OSError, ValueError) as exc:  # best effort: whoever needs the order later computes it then
+            log.warning("could not write the demonstration order of %s-%s: %s", s, t, exc)
 
 
 def demo_words(root: str, source: str, target: str, choice: str = "frequent") -> tuple[tuple[str, str], ...]:
