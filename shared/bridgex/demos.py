@@ -84,21 +84,31 @@ def _compute_order(root: str, source: str, target: str) -> list[tuple[str, str, 
     return [(w, tr[w][0], direct.get(w, "")) for w in frequency_order(tr, source, target, salt="demos")]
 
 
-def _order(root: str, source: str, target: str) -> list[tuple[str, str, str]]:
+def _read_order(path: Path, stamp: str, *, rows: bool = True) -> list[tuple[str, str, str]] | None:
+    """The order file's rows when it was derived from `stamp` (with rows=False: [] without reading them), else
+    None (missing, stale or unreadable)."""
+    try:
+        with path.open(encoding="utf-8", newline="\n") as fh:
+            if fh.readline().rstrip("\n") != stamp:
+                return None
+            if not rows:
+                return []
+            out = [tuple(line.rstrip("\n").split("\t")) for line in fh]
+    except OSError:
+        return None
+    return out if all(len(r) == 3 for r in out) else None  # type: ignore[return-value]
+
+
+def _order(root: str, source: str, target: str, stamp: str | None = None) -> list[tuple[str, str, str]]:
     """The pair's order from its cache file when that was derived from the data as it is now, else computed and
     written there (best effort: a read-only data directory only computes). Reading the file costs a few MB for
     the largest dictionaries; computing parses the whole dictionary and loads the language's word frequencies,
     which a long-lived gateway would otherwise hold for every language it served (docs/results.md run 12)."""
-    stamp = _stamp(root, source, target)
+    stamp = stamp or _stamp(root, source, target)
     path = order_path(root, source, target)
-    try:
-        with path.open(encoding="utf-8", newline="\n") as fh:
-            if fh.readline().rstrip("\n") == stamp:
-                rows = [tuple(line.rstrip("\n").split("\t")) for line in fh]
-                if all(len(r) == 3 for r in rows):
-                    return rows  # type: ignore[return-value]
-    except OSError:
-        pass
+    rows = _read_order(path, stamp)
+    if rows is not None:
+        return rows
     rows = _compute_order(root, source, target)
     body = "".join(f"{w}\t{t}\t{x}\n" for w, t, x in rows)
     with contextlib.suppress(OSError):  # a read-only data directory: the analyzer, which gathers data, writes it
@@ -115,11 +125,8 @@ def prime(root: str, pairs: Sequence[tuple[str, str]]) -> None:
     for s, t in dict.fromkeys([*pairs, *((t, s) for s, t in pairs)]):
         try:
             stamp = _stamp(root, s, t)
-            path = order_path(root, s, t)
-            with contextlib.suppress(OSError), path.open(encoding="utf-8", newline="\n") as fh:
-                if fh.readline().rstrip("\n") == stamp:
-                    continue
-            _order(root, s, t)
+            if _read_order(order_path(root, s, t), stamp, rows=False) is None:
+                _order(root, s, t, stamp)
         except DataNotPrepared:
             continue
         except (OSError, ValueError) as exc:  # best effort: whoever needs the order later computes it then

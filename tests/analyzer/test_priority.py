@@ -13,15 +13,13 @@ import pytest
 SCRIPT = """
 import json, os, sys, threading
 from services.common.priority import lower_priority
+from tests.support import thread_nice
 
 stop = threading.Event()
 before = threading.Thread(target=stop.wait); before.start()
 got = [lower_priority(int(a)) for a in sys.argv[1:]]
 after = threading.Thread(target=stop.wait); after.start()
-nice = {}
-for tid in os.listdir("/proc/self/task"):
-    stat = open(f"/proc/self/task/{tid}/stat").read()
-    nice[tid] = int(stat.rsplit(")", 1)[1].split()[16])
+nice = thread_nice(os.getpid())
 stop.set()
 print(json.dumps({"returned": got, "threads": nice}))
 """
