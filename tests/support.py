@@ -134,12 +134,16 @@ class Service:
                 wait_until(lambda: self._alive() and self.ready(), self.ready_timeout, 0.2, what=str(self.args))
             except TimeoutError as e:
                 self.stop()
-                raise RuntimeError(f"{e}\n--- log {self.log} ---\n{self.log.read_text()[-4000:]}") from e
+                raise RuntimeError(f"{e}\n--- log {self.log} ---\n{self.tail()}") from e
         return self
+
+    def tail(self, chars: int = 4000) -> str:
+        """The end of the service's log (for failure messages)."""
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
     def _alive(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
-            raise RuntimeError(f"process exited: {self.args}\n{self.log.read_text()[-4000:]}")
+            raise RuntimeError(f"process exited: {self.args}\n{self.tail()}")
         return True
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

@@ -38,8 +38,8 @@ class FakeWorker:
     name: str
     weights: str | None = HASH_1
     mode: str = "ok"
-    """ok | refuse (connection refused) | 503 | reset (connection broken before an answer) | mid (stream breaks
-    after its first delta)."""
+    """ok | refuse (connection refused) | 503 | reset (connection broken before an answer) | fault (the HTTP
+    stack itself raises something that is not an httpx error) | mid (stream breaks after its first delta)."""
     completions: int = 0
     health: int = 0
     hold: asyncio.Event | None = None
@@ -62,6 +62,8 @@ class FakeWorker:
         if path == "/v1/completions":
             if self.mode == "reset":
                 raise httpx.RemoteProtocolError("peer closed connection", request=request)
+            if self.mode == "fault":
+                raise AttributeError("'NoneType' object has no attribute 'read'")
             self.completions += 1
             if self.hold is not None:
                 await self.hold.wait()
@@ -151,14 +153,14 @@ async def test_spreads_by_least_outstanding() -> None:
         assert all(r["outstanding"] == 0 for r in c.workers())
 
 
-@pytest.mark.parametrize("mode", ["refuse", "503", "reset"])
+@pytest.mark.parametrize("mode", ["refuse", "503", "reset", "fault"])
 async def test_failed_replica_is_failed_over_at_once_and_left_out(mode: str) -> None:
     a, b = FakeWorker("a", mode=mode), FakeWorker("b")
     async with client(a, b, retries=0, probe_interval_s=60) as c:
         outs = [await c.complete(f"p{i}") for i in range(6)]
     assert [o.text for o in outs] == [f"b:p{i}" for i in range(6)]  # retries=0: the failover spends no retry
     asked_a = a.paths.count("POST /v1/completions")
-    if mode == "reset":  # a broken connection only makes a suspect (the probe decides), so it may be asked again
+    if mode in ("reset", "fault"):  # a broken connection only makes a suspect (the probe decides), so it may be asked again
         assert asked_a >= 1
     else:
         assert asked_a == 1  # out of service after its first failure
@@ -192,8 +194,22 @@ async def test_all_down_is_unavailable_after_retries() -> None:
     assert len(a.paths) == len(b.paths) == 2
 
 
-async def test_stream_fails_over_only_before_its_first_delta() -> None:
-    a, b = FakeWorker("a", mode="refuse"), FakeWorker("b")
+async def test_a_fault_of_the_http_stack_is_a_worker_failure_not_a_crash() -> None:
+    """One URL: an exception of the HTTP stack that is not an httpx error (a library bug on a dropped
+    connection) is retried, then reported as the worker being unavailable (the gateway's 503; a stream, which
+    is not retried, as a failed generation: 424), never raised as itself (the gateway's 500)."""
+    (a,) = workers = (FakeWorker("a", mode="fault"),)
+    async with client(*workers, retries=1) as c:
+        with pytest.raises(WorkerUnavailable, match="AttributeError"):
+            await c.complete("x")
+        assert a.paths.count("POST /v1/completions") == 2  # the one retry
+        with pytest.raises(GenerationFailed, match="AttributeError"):
+            _ = [d async for d in c.stream_complete("x")]
+
+
+@pytest.mark.parametrize("mode", ["refuse", "fault"])
+async def test_stream_fails_over_only_before_its_first_delta(mode: str) -> None:
+    a, b = FakeWorker("a", mode=mode), FakeWorker("b")
     async with client(a, b, probe_interval_s=60) as c:
         assert [d async for d in c.stream_complete("x")] == ["he", "llo"]
         assert b.completions == 1

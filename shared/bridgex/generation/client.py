@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Sequence
@@ -35,6 +36,7 @@ from bridgex.generation.pool import (
 from bridgex.settings import CoreSettings
 
 T = TypeVar("T")
+log = logging.getLogger("bridgex.generation")
 MAX_RETRY_AFTER_S = 30.0
 """Longest Retry-After we honour; a server asking for more is treated as unavailable."""
 
@@ -298,6 +300,11 @@ class GenerationClient:
                     failover = True
             except httpx.TimeoutException as e:  # read timeout: the worker is up but too slow; no retry
                 raise GenerationFailed(f"{method} {path} timed out after {self.timeout:g}s (worker {rep.url})") from e
+            except Exception as e:  # not an httpx error: the HTTP stack broke on a connection the worker dropped
+                log.warning("a request to %s failed inside the HTTP client", rep.url, exc_info=True)
+                last = f"the request to the generation worker at {rep.url} failed: {type(e).__name__}: {e}"
+                pool.suspect(rep)
+                failover = True
             else:
                 if resp.is_success:
                     return resp, rep
@@ -581,6 +588,13 @@ class GenerationClient:
                 err.__cause__ = e
             except WorkerUnavailable as e:  # 503 above
                 err = e
+            except GenerationError:
+                raise
+            except Exception as e:  # not an httpx error: as a broken stream (see `_send`)
+                log.warning("a stream from %s failed inside the HTTP client", rep.url, exc_info=True)
+                self._pool.suspect(rep)
+                err = GenerationFailed(f"the stream from the generation worker at {rep.url} failed: {e!r}")
+                err.__cause__ = e
             finally:
                 rep.outstanding -= 1
             # before the first delta the caller has seen nothing: another replica gives the same greedy answer
