@@ -119,3 +119,48 @@ def test_print_shows_the_command(tiny_model_dir: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert f"-m {SERVER_MODULE} --model {tiny_model_dir}" in out.stdout and "--port 8765" in out.stdout
     assert "VLLM_CPU_KVCACHE_SPACE=1" in out.stdout and "--block-size 32 --enable-prefix-caching" in out.stdout
+
+
+def test_spin_setting(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM's queue readers spin 2 ms on CPU (services.worker.spin), vLLM's own 1 s on a GPU unless set."""
+    from services.worker.spin import SPIN_ENV
+
+    model = str(tiny_model_dir)
+    assert plan(WorkerSettings(_env_file=None, model=model), platform="cpu").env[SPIN_ENV] == "0.002"
+    assert SPIN_ENV not in plan(WorkerSettings(_env_file=None, model=model), platform="cuda").env
+    assert plan(WorkerSettings(_env_file=None, model=model, worker_spin_s=0.5), platform="cuda").env[SPIN_ENV] == "0.5"
+    monkeypatch.setenv("BRIDGEX_WORKER_SPIN_S", "none")
+    assert WorkerSettings(_env_file=None, model=model).worker_spin_s is None
+    with pytest.raises(ValueError):
+        WorkerSettings(_env_file=None, model=model, worker_spin_s=-1)
+
+
+def test_spin_plugin_patches_vllm_and_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin vLLM loads in each of its processes: vLLM's default is left alone without the variable; with
+    it, every SpinCondition spins that long whatever its caller passes; loading it twice changes nothing; the
+    entry point is installed (so vLLM finds it)."""
+    from importlib.metadata import entry_points
+
+    from vllm.distributed.device_communicators import shm_broadcast
+
+    from services.worker import spin
+
+    assert "services.worker.spin:register" in {e.value for e in entry_points(group="vllm.general_plugins")}
+    cond = shm_broadcast.SpinCondition
+    monkeypatch.setattr(cond, "__init__", cond.__init__)  # restored after the test
+    seen: list[float] = []
+    monkeypatch.setattr(
+        cond, "_bridgex_original_init", lambda self, *a, busy_loop_s=1.0: seen.append(busy_loop_s), raising=False
+    )
+    monkeypatch.delenv(spin.SPIN_ENV, raising=False)
+    spin.register()
+    assert getattr(cond, "_bridgex_spin", None) is None
+    monkeypatch.setenv(spin.SPIN_ENV, "0.002")
+    monkeypatch.setattr(cond, "_bridgex_spin", None, raising=False)
+    spin.register()
+    spin.register()
+    cond(True, None, "inproc://x")
+    cond(True, None, "inproc://x", busy_loop_s=1)
+    assert seen == [0.002, 0.002]
+    for bad in ("", "x", "-1"):
+        assert spin.spin_seconds({spin.SPIN_ENV: bad}) is None
