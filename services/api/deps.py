@@ -24,6 +24,7 @@ from .core.errors import ApiError
 from .core.observability import Metrics
 from .core.redis import RedisGate, async_client, sync_client
 from .core.security import KeyRing, Principal, RateLimiter
+from .services import bridge_cache
 from .services.usage import UsageMeter, resolve_quotas
 from .services.weights import ServedWeights
 
@@ -148,10 +149,11 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "anonymous"
 
 
-def require(scope: str | None):
+def require(scope: str | None, *, bridge_prefetch: bool = False):
     """Dependency: an authenticated principal holding `scope` (None: any valid key), within its rate limit,
     from a client that is not locked out. The two security schemes only document the headers; KeyRing reads
-    them."""
+    them. `bridge_prefetch` (POST /translate): the bridge lookup of a body with bridge auto rides on the rate
+    limiter's round trip, and waits in `request.state.bridge_prefetch` (services.bridge_cache.Prefetch)."""
 
     async def dependency(
         request: Request,
@@ -170,7 +172,11 @@ def require(scope: str | None):
             raise
         # the lockout (and the rate limit) before the scope: a locked-out client gets 429 with a valid key too,
         # so a 403 naming scopes cannot tell it which keys are real (issue 22, item 7)
-        await ctx.limiter.check(principal, client)
+        pending = await bridge_cache.prefetch(request, ctx) if bridge_prefetch else None
+        extra = await ctx.limiter.check(principal, client, also=(lambda p: pending.queue(p, ctx)) if pending else None)
+        if pending is not None:
+            pending.receive(extra)
+            request.state.bridge_prefetch = pending
         if scope is not None:
             ctx.keys.authorize(principal, scope)
         request.state.principal = principal
@@ -181,6 +187,8 @@ def require(scope: str | None):
 
 
 TranslateScope = Annotated[Principal, Depends(require("translate"))]
+TranslateWithLookup = Annotated[Principal, Depends(require("translate", bridge_prefetch=True))]
+"""POST /translate: TranslateScope, with its bridge lookup in the rate limiter's round trip."""
 AnalyzeScope = Annotated[Principal, Depends(require("analyze"))]
 AdminScope = Annotated[Principal, Depends(require("admin"))]
 AnyKey = Annotated[Principal, Depends(require(None))]

@@ -53,6 +53,53 @@ def next_midnight() -> datetime:
 # ------------------------------------------------------------------------------------------- unit
 
 
+async def test_counts_without_a_quota_are_written_together(redis_url: str) -> None:
+    """Three requests of two keys within BATCH_S: nothing is written while the responses go out, then one
+    pipeline writes all three, exactly; a read (`drain`) writes what waits at once."""
+    import asyncio
+
+    import redis
+
+    from services.api.core.observability import Metrics
+    from services.api.core.redis import RedisGate, async_client
+    from services.api.core.security import Principal
+    from services.api.services.usage import BATCH_S, UsageMeter, Window, generated
+    from services.common import redis_keys
+
+    sync = redis.Redis.from_url(redis_url, decode_responses=True)
+    sync.flushall()
+    client = async_client(redis_url)
+    metrics = Metrics()
+    ring = KeyRing({}, open_mode=True)
+    meter = UsageMeter(client, RedisGate(metrics), metrics, ring, {})
+    one, two = Principal("id-one", frozenset({"translate"})), Principal("id-two", frozenset({"translate"}))
+
+    async def translate(who: Principal, text: str, tokens: int, ok: bool = True) -> None:
+        async with meter.charge(who, [text]) as charge:
+            if ok:
+                with charge.item():
+                    generated(tokens)
+
+    def total(who: Principal) -> dict[str, str]:
+        return sync.hgetall(redis_keys.usage(who.key_id, "total"))
+
+    await translate(one, "water", 3)
+    await translate(one, "sun", 2)
+    await translate(two, "moon", 4)
+    await translate(two, "failed", 9, ok=False)  # not counted
+    assert total(one) == {} and total(two) == {}  # not written before the responses are out
+    await asyncio.sleep(BATCH_S * 4)
+    assert total(one) == {"requests": "2", "characters": "8", "generated_tokens": "5"}
+    assert total(two) == {"requests": "1", "characters": "4", "generated_tokens": "4"}
+    day = Window.at(time.time()).periods(one.key_id)[1]
+    assert sync.hget(day, "requests") == "2" and 0 < sync.ttl(day) <= 2 * 86400
+    assert sync.smembers(redis_keys.USAGE_KEYS) == {"id-one", "id-two"}
+    await translate(one, "tree", 1)
+    await meter.drain()  # a read on this gateway: written now, not after BATCH_S
+    assert total(one)["requests"] == "3"
+    await client.aclose()
+
+
 def test_quotas_named_by_key_or_key_id() -> None:
     ring = KeyRing({"alpha": ["translate"], "beta": ["admin"]}, open_mode=False)
     got = resolve_quotas({"alpha": KeyQuota(chars_per_day=5), key_id("beta"): KeyQuota(chars_per_day=0)}, ring)

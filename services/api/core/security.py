@@ -20,8 +20,9 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -164,26 +165,35 @@ class RateLimiter:
             headers={"Retry-After": str(wait)},
         )
 
-    async def check(self, principal: Principal, client: str, cost: int = 1) -> None:
-        """Charge `cost` requests to the principal's window; 429 over the limit or while `client` is locked."""
+    async def check(
+        self, principal: Principal, client: str, cost: int = 1, also: Callable[[Any], None] | None = None
+    ) -> list[Any] | None:
+        """Charge `cost` requests to the principal's window; 429 over the limit or while `client` is locked.
+        `also(pipeline)` may queue reads that ride on the same round trip (the /translate bridge lookup): their
+        replies are returned, an error reply as its exception object; None when Redis is unavailable."""
         now = time.time()
         window = int(now // 60)
         key = keys.rate_limit(principal.key_id, window)
         lock = keys.lockout(client)
 
-        async def charge() -> tuple[int, int]:
+        async def charge() -> tuple[int, int, list[Any]]:
             pipe = self.client.pipeline(transaction=False)
             pipe.ttl(lock)
             pipe.incrby(key, cost)
             pipe.expire(key, 61)
-            locked, count, _ = await pipe.execute()
-            return int(locked), int(count)
+            if also is not None:
+                also(pipe)
+            replies = await pipe.execute(raise_on_error=False)
+            for reply in replies[:3]:
+                if isinstance(reply, Exception):
+                    raise reply
+            return int(replies[0]), int(replies[1]), replies[3:]
 
         try:
-            locked, count = await self.gate.run("ratelimit", charge)
+            locked, count, extra = await self.gate.run("ratelimit", charge)
         except RedisUnavailable as exc:
             self._suspended(now, exc)
-            return
+            return None
         if locked > 0:
             raise self._locked_out(locked)
         if count > self.per_minute:
@@ -196,6 +206,7 @@ class RateLimiter:
                 f"{f' (this request costs {cost})' if cost > 1 else ''}; retry after {retry_after}s",
                 headers={"Retry-After": str(retry_after)},
             )
+        return extra
 
     async def auth_failed(self, client: str) -> ApiError | None:
         """Count a wrong key from `client`; the 429 to raise instead of the 401 once it is locked out."""

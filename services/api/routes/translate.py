@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..core.errors import ApiError, printable
-from ..deps import Ctx, RequestId, TranslateScope, client_address
+from ..deps import Ctx, RequestId, TranslateScope, TranslateWithLookup, client_address
 from ..schemas.errors import error_responses
 from ..schemas.translate import (
     BatchItem,
@@ -35,11 +35,12 @@ router = APIRouter(tags=["translate"])
     },
 )
 async def translate(
-    req: TranslateRequest, ctx: Ctx, rid: RequestId, principal: TranslateScope
+    req: TranslateRequest, request: Request, ctx: Ctx, rid: RequestId, principal: TranslateWithLookup
 ) -> TranslateResponse | Response:
     """Translate a word or sentence, through a bridge language chosen by `bridge` (auto | none | code).
     With `stream: true` (task text) the answer is server-sent events (services/api/services/streaming.py)."""
     plan = Plan(req, ctx)  # bad input is refused before the key's quota is touched
+    plan.prefetched = getattr(request.state, "bridge_prefetch", None)
     if req.stream and plan.alternatives > 1:
         raise ApiError(
             422,

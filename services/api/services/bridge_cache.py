@@ -3,18 +3,24 @@
 `services.common.bridges.BridgeStore` owns the format, every write (publish, delete) and the matrix view.
 This runs the same read (`bridges.LATEST_SCRIPT`, `latest_found`, `decode_ranking`) on the async client, in
 one round trip and without a thread-pool hop: cached
-GET /bridges/{s}/{t} and auto-bridge lookups are the gateway's most frequent Redis reads.
+GET /bridges/{s}/{t} and auto-bridge lookups are the gateway's most frequent Redis reads. A `/translate` with
+bridge auto reads it in the rate limiter's round trip (`Prefetch`): one round trip per request instead of two.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from services.common import redis_keys as keys
 from services.common.analysis import InvalidAnalysisRequest, served_config
 from services.common.bridges import LATEST_SCRIPT, decode_ranking, latest_found
 
-from ..deps import AppContext
+if TYPE_CHECKING:
+    from redis.asyncio.client import Pipeline
+    from starlette.requests import Request
+
+    from ..deps import AppContext
 
 
 async def latest_raw(ctx: AppContext, source: str, target: str, config: str | None = None) -> bytes | None:
@@ -24,20 +30,85 @@ async def latest_raw(ctx: AppContext, source: str, target: str, config: str | No
     return None if found is None else found[1]
 
 
-async def _lookup(ctx: AppContext, source: str, target: str, config: str | None) -> tuple[str, bytes] | None:
-    s = ctx.settings
-    config = config or served_config(s, source, target)
-    lkey = keys.bridge_latest(s.model, s.model_revision, config, source, target)
+def _latest_script(ctx: AppContext) -> Any:
     script = ctx.scripts.get("latest")
     if script is None:
         script = ctx.scripts["latest"] = ctx.redis.register_script(LATEST_SCRIPT)
+    return script
+
+
+def _latest_key(ctx: AppContext, source: str, target: str, config: str | None) -> str:
+    s = ctx.settings
+    return keys.bridge_latest(s.model, s.model_revision, config or served_config(s, source, target), source, target)
+
+
+async def _lookup(ctx: AppContext, source: str, target: str, config: str | None) -> tuple[str, bytes] | None:
+    lkey, script = _latest_key(ctx, source, target, config), _latest_script(ctx)
     return latest_found(await ctx.gate.run("bridge_lookup", lambda: script(keys=[lkey])))
 
 
-async def latest(ctx: AppContext, source: str, target: str, config: str | None = None) -> dict[str, Any] | None:
+@dataclass
+class Prefetch:
+    """The served ranking of (source, target), read in another round trip (the rate limiter's) before the request
+    was validated; `latest` uses it only for the same pair. `done` stays False when the read did not happen or
+    failed (a script not loaded after a Redis restart): `latest` then reads as usual."""
+
+    source: str
+    target: str
+    key: str
+    found: tuple[str, bytes] | None = None
+    done: bool = False
+
+    def queue(self, pipe: Pipeline, ctx: AppContext) -> None:
+        pipe.evalsha(_latest_script(ctx).sha, 1, self.key)
+
+    def receive(self, replies: list[Any] | None) -> None:
+        if replies and not isinstance(replies[0], Exception):
+            self.found, self.done = latest_found(replies[0]), True
+
+
+async def prefetch(request: Request, ctx: AppContext) -> Prefetch | None:
+    """What a /translate body with bridge auto will look up (its JSON is already parsed: FastAPI reads the body
+    before the dependencies), or None when it will not look anything up or the body is not plainly valid (the
+    validation that follows answers it)."""
+    from . import validation  # imported here: validation imports deps, which imports this module
+
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("use_cache") is False:
+        return None
+    bridge, source, target = body.get("bridge", validation.AUTO), body.get("source"), body.get("target")
+    if not all(isinstance(v, str) for v in (bridge, source, target)):
+        return None
+    if not validation.is_auto(bridge) or validation.is_auto(source):
+        return None
+    try:
+        source, target = validation.pair(source, target)
+        return Prefetch(source, target, _latest_key(ctx, source, target, None))
+    except Exception:  # any refusal is the validation's to report, with its message
+        return None
+
+
+async def latest(
+    ctx: AppContext, source: str, target: str, config: str | None = None, prefetched: Prefetch | None = None
+) -> dict[str, Any] | None:
     """The published ranking for (served model, configuration, source, target), or None; `config` defaults to
     the configuration `auto` serves. Raises RedisUnavailable."""
-    found = await _lookup(ctx, source, target, config)
+    if (
+        prefetched is not None
+        and prefetched.done
+        and config is None
+        and (source, target)
+        == (
+            prefetched.source,
+            prefetched.target,
+        )
+    ):
+        found = prefetched.found
+    else:
+        found = await _lookup(ctx, source, target, config)
     if found is None:
         return None
     key, raw = found

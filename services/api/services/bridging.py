@@ -145,9 +145,17 @@ async def enqueue_once(ctx: AppContext, source: str, target: str, request_id: st
 
 
 async def choose(
-    ctx: AppContext, bridge: str, source: str, target: str, *, use_cache: bool, request_id: str
+    ctx: AppContext,
+    bridge: str,
+    source: str,
+    target: str,
+    *,
+    use_cache: bool,
+    request_id: str,
+    prefetched: bridge_cache.Prefetch | None = None,
 ) -> BridgeChoice:
-    """Resolve the request's bridge (already validated: "auto", "none" or a code)."""
+    """Resolve the request's bridge (already validated: "auto", "none" or a code). `prefetched`: the lookup
+    already read with the rate limit (used when it is of this pair)."""
     if bridge == NONE:
         return BridgeChoice(None, "none")
     if bridge != AUTO:
@@ -163,7 +171,7 @@ async def choose(
     unverified: str | None = None
     if use_cache:
         try:
-            ranking = await bridge_cache.latest(ctx, source, target)
+            ranking = await bridge_cache.latest(ctx, source, target, prefetched=prefetched)
         except RedisUnavailable:
             ranking = None
             warnings.append(

@@ -23,7 +23,7 @@ from ..core.errors import ApiError, dependency_down
 from ..core.security import Principal
 from ..deps import AppContext
 from ..schemas.translate import Alternative, Timings, TranslateRequest, TranslateResponse
-from . import demos, detection, glossaries, usage, validation
+from . import bridge_cache, demos, detection, glossaries, usage, validation
 from .bridging import BridgeChoice, choose
 
 T = TypeVar("T")
@@ -45,6 +45,7 @@ class Plan:
         "k_shot",
         "k_shot_explicit",
         "max_tokens",
+        "prefetched",
         "source",
         "target",
         "task",
@@ -68,6 +69,8 @@ class Plan:
         self.use_cache = req.use_cache
         self.alternatives = req.alternatives or 1
         self.glossary_id = req.glossary_id
+        self.prefetched: bridge_cache.Prefetch | None = None
+        """The bridge lookup already read with the rate limit (POST /translate; `choose` checks the pair)."""
 
     async def detect_source(self, settings: ApiSettings) -> None:
         """source "auto": the detected source, or the 422 that asks for it; then `bridge` is checked against it."""
@@ -214,7 +217,15 @@ async def prepare(ctx: AppContext, plan: Plan, request_id: str, principal: Princ
     if glossary is not None and glossary.direct is not None:  # the text is a term: its translation, no generation
         out.direct = glossaries.direct_response(ctx, glossary, request_id, t0, **out.detected(plan))
         return out
-    choice = await choose(ctx, plan.bridge, plan.source, plan.target, use_cache=plan.use_cache, request_id=request_id)
+    choice = await choose(
+        ctx,
+        plan.bridge,
+        plan.source,
+        plan.target,
+        use_cache=plan.use_cache,
+        request_id=request_id,
+        prefetched=plan.prefetched,
+    )
     out.choice, out.t1 = choice, time.perf_counter()
     out.warnings = list(choice.warnings)
     out.demos_bridge, out.demos_target, demo_warnings = await demos.demos(

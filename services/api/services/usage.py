@@ -9,8 +9,10 @@ Policy (README "Usage and quotas"):
 - Only what succeeded is counted: a translation that answers 200 (a batch: each item that has a result), and a
   `POST /analyze` the gateway accepted (a new job, one joined while in flight, or a known result; not a replay
   of an earlier Idempotency-Key). Analyses `auto` enqueues are the service's doing and are charged to nobody.
-- A request's counting is one pipeline (one round trip), written while its response is sent (not awaited
-  before it: a usage read on the same gateway waits for it). A key with a quota adds one atomic
+- Counts are written after the response, never awaited before it: those of keys without a quota gather for
+  `BATCH_S` and go in one pipeline for every request in that time (one round trip, not one per request, and
+  not in the window where the client reads its answer); a key with a quota is written at once, as it gives
+  back what failed. A usage read on the same gateway writes what waits first. A key with a quota adds one atomic
   step before it (`RESERVE`, a Lua script): the request's characters are reserved in today's counter only when
   they fit, so concurrent requests never overshoot the quota; what then fails is given back by the same pipeline.
 - A request (or a whole batch) that would cross the quota is refused whole: 429 `quota_exceeded`, Retry-After
@@ -48,6 +50,8 @@ log = logging.getLogger("bridgex.api")
 FIELDS = ("requests", "characters", "generated_tokens", "analyses")
 MINUTE_TTL_S = 120
 DAY_TTL_S = 2 * 86400
+BATCH_S = 0.05
+"""How long the counts of keys without a quota wait to be written together."""
 
 RESERVE = """
 local used = tonumber(redis.call('HGET', KEYS[1], 'characters') or '0')
@@ -180,6 +184,9 @@ class UsageMeter:
         self._reserve = client.register_script(RESERVE)
         self._warned_at = 0.0
         self._settling: set[asyncio.Future[None]] = set()
+        self._batch: dict[tuple[str, str, str, str], list[int]] = {}
+        """(key id, minute, day, total hash) -> [requests, characters, generated tokens] not written yet."""
+        self._batch_task: asyncio.Future[None] | None = None
 
     def _suspended(self, what: str, exc: Exception) -> None:
         now = time.monotonic()
@@ -199,15 +206,62 @@ class UsageMeter:
         try:
             yield charge
         finally:
-            # not awaited: the count is written while the response goes out (it cost ~1 ms of every request's
-            # latency); a task of its own, so a client that goes away cannot cancel it and leave its characters
-            # reserved. `read` and `drain` wait for this gateway's pending counts.
-            task = asyncio.ensure_future(self._settle(principal, charge))
-            self._settling.add(task)
-            task.add_done_callback(self._settling.discard)
+            # not awaited (awaited, it cost ~1 ms of every request's latency). A quota's reservation is settled at
+            # once, in a task of its own, so a client that goes away cannot cancel it and leave its characters
+            # reserved; other counts join the batch. `read` and `drain` write and wait for what is pending.
+            if charge.reserved:
+                self._track(asyncio.ensure_future(self._settle(principal, charge)))
+            else:
+                self._add(principal, charge)
+
+    def _track(self, task: asyncio.Future[None]) -> None:
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    def _add(self, principal: Principal, charge: Charge) -> None:
+        ok = [it for it in charge.items if it.ok]
+        if not ok:
+            return
+        row = self._batch.setdefault((principal.key_id, *charge.window.periods(principal.key_id)), [0, 0, 0])
+        row[0] += len(ok)
+        row[1] += sum(it.chars for it in ok)
+        row[2] += sum(it.tokens for it in ok)
+        if self._batch_task is None:
+            self._batch_task = asyncio.ensure_future(self._write_batch_after(BATCH_S))
+            self._track(self._batch_task)
+
+    async def _write_batch_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self._batch_task is asyncio.current_task():
+            self._batch_task = None
+        await self._write_batch()
+
+    async def _write_batch(self) -> None:
+        """Every pending count of keys without a quota, in one pipeline (best-effort, as every count)."""
+        batch, self._batch = self._batch, {}
+        if not batch:
+            return
+
+        async def write() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for (_, minute, day, total), (n, chars, tokens) in batch.items():
+                for key in (minute, day, total):
+                    pipe.hincrby(key, "requests", n)
+                    pipe.hincrby(key, "generated_tokens", tokens)
+                    if chars:
+                        pipe.hincrby(key, "characters", chars)
+                pipe.expire(minute, MINUTE_TTL_S)
+                pipe.expire(day, DAY_TTL_S)
+            pipe.sadd(keys.USAGE_KEYS, *sorted({key_id for key_id, *_ in batch}))
+            await pipe.execute()
+
+        await self._count(", ".join(sorted({key_id for key_id, *_ in batch})), write)
 
     async def drain(self) -> None:
-        """Wait for the counts still being written (before a read of usage, and at shutdown)."""
+        """Write what is pending and wait for the counts still being written (before a read of usage, and at
+        shutdown)."""
+        if self._batch:
+            await self._write_batch()
         if self._settling:
             await asyncio.gather(*self._settling, return_exceptions=True)
 
@@ -264,7 +318,7 @@ class UsageMeter:
             pipe.sadd(keys.USAGE_KEYS, principal.key_id)
             await pipe.execute()
 
-        await self._count(principal, write)
+        await self._count(principal.key_id, write)
 
     async def analysis(self, principal: Principal) -> None:
         """Count one accepted analysis submission (best-effort)."""
@@ -279,16 +333,16 @@ class UsageMeter:
             pipe.sadd(keys.USAGE_KEYS, principal.key_id)
             await pipe.execute()
 
-        await self._count(principal, write)
+        await self._count(principal.key_id, write)
 
-    async def _count(self, principal: Principal, write: Callable[[], Awaitable[None]]) -> None:
+    async def _count(self, key_ids: str, write: Callable[[], Awaitable[None]]) -> None:
         """Run one counting pipeline, best-effort: counting must never fail a request."""
         try:
             await self.gate.run("usage", write)
         except RedisUnavailable as exc:
             self._suspended("counting", exc)
         except Exception:
-            log.exception("usage counting failed for key %s", principal.key_id)
+            log.exception("usage counting failed for key(s) %s", key_ids)
 
     # --------------------------------------------------------------------------------------- reading
     async def read(self, key_ids: Sequence[str]) -> list[dict[str, Any]]:
