@@ -52,8 +52,7 @@ COUNTERS = {
     "prompt": "vllm:prompt_tokens_total",
     "generated": "vllm:generation_tokens_total",
 }
-# (label, worker block size ("none": vLLM's default), worker batch size (--max-num-seqs), queue spin in seconds ("":
-# the launcher's default, 0.002 on CPU; "1": vLLM's own, as before services.worker.spin), [(mode, concurrency), ...]);
+# (label, worker block size ("none": vLLM's default), worker batch size (--max-num-seqs), [(mode, concurrency), ...]);
 # the first run is the headline. "dedicated": a worker that serves analyses only (BRIDGEX_MAX_BATCH_SIZE and
 # BRIDGEX_GOLD_FILTER_CONCURRENCY 64): more sequences share each read of the weights, and each decode step is longer,
 # which a worker that also serves translations would pass on to them
@@ -62,17 +61,15 @@ CONFIGS = [
         "before",
         "none",
         16,
-        "1",
         [("windowed", 4), ("pipeline", 4), ("pipeline", 16), ("validation-old", 4), ("procedure-old", 4)],
     ),
     (
         "after",
         "32",
         16,
-        "",
         [("pipeline", 16), ("pipeline", 4), ("windowed", 4), ("validation", 16), ("procedure-new", 16)],
     ),
-    ("dedicated", "32", 64, "", [("pipeline", 64), ("validation", 64)]),
+    ("dedicated", "32", 64, [("pipeline", 64), ("validation", 64)]),
 ]
 
 
@@ -86,11 +83,9 @@ def metrics(url: str) -> dict[str, float]:
     return out
 
 
-def start(
-    block: str, model: str, log: Path, batch: int = 16, spin: str = ""
-) -> tuple[subprocess.Popen, str, TreeRSS, float]:
-    """Our worker launcher (`python -m services.worker`) with this KV block size ("none": vLLM's default), batch
-    size and queue spin ("": the launcher's default)."""
+def start(block: str, model: str, log: Path, batch: int = 16) -> tuple[subprocess.Popen, str, TreeRSS, float]:
+    """Our worker launcher (`python -m services.worker`) with this KV block size ("none": vLLM's default) and batch
+    size."""
 
     def command(port: int) -> tuple[list[str], dict[str, str]]:
         env = {
@@ -98,7 +93,6 @@ def start(
             "BRIDGEX_WORKER_PORT": str(port),
             "BRIDGEX_WORKER_BLOCK_SIZE": block,
             "BRIDGEX_MAX_BATCH_SIZE": str(batch),
-            "BRIDGEX_WORKER_SPIN_S": spin,
         }
         return [sys.executable, "-m", "services.worker"], env
 
@@ -338,8 +332,8 @@ def main() -> dict:
     new_conditions = validation_conditions(top2, 2, src, tgt, "en")
     sequential = SequentialDesign.doubling(100, 400, len(dev_all))
     with tempfile.TemporaryDirectory(prefix="bench-measure-") as tmp:
-        for label, block, batch, spin, runs in CONFIGS:
-            proc, url, rss, ready = start(block, model, Path(tmp) / f"{label}.log", batch, spin)
+        for label, block, batch, runs in CONFIGS:
+            proc, url, rss, ready = start(block, model, Path(tmp) / f"{label}.log", batch)
             try:
                 print(f"{label}: worker (block {block}) ready in {ready:.0f}s", flush=True)
                 for mode, conc in runs:
@@ -381,7 +375,6 @@ def main() -> dict:
                 {
                     "config": label,
                     "block": block,
-                    "spin": spin or "default",
                     "batch": batch,
                     "ready_s": ready,
                     "peak_rss_gb": peak / 1e9,

@@ -20,13 +20,6 @@ class WorkerSettings(CoreSettings):
         "shared demonstrations; vLLM's CPU kernels take multiples of 32, others are rounded up). GPU: passed "
         "only when set. None (env: empty or 'none'): vLLM's default.",
     )
-    worker_spin_s: float | None = Field(
-        None,
-        ge=0,
-        description="Seconds vLLM's engine core and model runner busy-wait for each other after a message before "
-        "they sleep (services.worker.spin; vLLM spins 1 s). None: 0.002 on CPU, where the spin holds cores the "
-        "model and the other services need; vLLM's own on a GPU.",
-    )
     worker_args: str = Field("", description="Extra vLLM server flags (shell syntax).")
     worker_max_body_bytes: int = Field(256 * 1024, ge=1024, description="Worker guard: largest request body.")
     worker_max_prompts: int = Field(
@@ -36,9 +29,9 @@ class WorkerSettings(CoreSettings):
         "or n); one caller cannot fill the batch and starve the rest.",
     )
 
-    @field_validator("worker_block_size", "worker_spin_s", mode="before")
+    @field_validator("worker_block_size", mode="before")
     @classmethod
-    def _none_means_default(cls, v: object) -> object:
+    def _none_block_size(cls, v: object) -> object:
         return None if isinstance(v, str) and v.strip().lower() in ("", "none", "default") else v
 
 

@@ -16,8 +16,6 @@ Why each CPU default (measured on 2-core AVX2 machines, docs/assets and docs/res
   prompts/s at 16 in flight. vLLM's CPU attention backend takes multiples of 32 only
   (`CPUAttentionBackend.get_supported_kernel_block_sizes` = MultipleOf(32)), so other values are rounded up
   here; on a GPU the flag is passed only when the setting is set explicitly (vLLM's GPU default is 16).
-- `BRIDGEX_WORKER_SPIN_S` 0.002 (`worker_spin_s`, services.worker.spin): vLLM's engine core and model runner
-  spin for 1 s after every message, holding both cores; 2 ms gave 1.03-1.14x requests/s and a faster gateway.
 - `--max-model-len` 4096 unless set: the model's 32k context does not fit a 1 GiB KV cache, and our prompts
   are a few hundred tokens.
 The default model alias resolves to the converted folder the analyzer loads (bridgex.models), so worker and
@@ -39,13 +37,10 @@ from bridgex.vllm_env import cpu_env, vllm_platform
 from services.worker.config import WorkerSettings
 from services.worker.guard import GUARD_ENV, KEY_ENV
 from services.worker.identity import IDENTITY_ENV
-from services.worker.spin import SPIN_ENV
 
 Platform = Literal["cpu", "cuda"]
 CPU_MAX_MODEL_LEN = 4096
 CPU_BLOCK_MULTIPLE = 32  # vLLM's CPU attention kernels: block sizes that are multiples of 32
-CPU_SPIN_S = 0.002
-"""services.worker.spin on CPU: readers sleep 2 ms after the other side's last message (vLLM: 1 s)."""
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 
@@ -157,9 +152,6 @@ def plan(
             {"max_body_bytes": settings.worker_max_body_bytes, "max_prompts": settings.worker_max_prompts}
         ),
     }
-    spin = settings.worker_spin_s if settings.worker_spin_s is not None else (CPU_SPIN_S if plat == "cpu" else None)
-    if spin is not None:
-        env[SPIN_ENV] = f"{spin:g}"
     if settings.worker_key:  # in the environment, never in argv (ps shows argv to every user)
         env[KEY_ENV] = settings.worker_key
     notes = []
@@ -169,7 +161,6 @@ def plan(
         notes.append(
             f"CPU: {dtype}, eager={eager}, KV cache {settings.worker_kv_cache_gib} GiB, "
             f"block {block or 'vLLM default (128)'} tokens, "
-            f"threads bound to {cpu.get('VLLM_CPU_OMP_THREADS_BIND', 'vLLM default (core 0)')}, "
-            f"queue readers spin {spin:g} s"
+            f"threads bound to {cpu.get('VLLM_CPU_OMP_THREADS_BIND', 'vLLM default (core 0)')}"
         )
     return LaunchPlan(argv=argv, env=env, identity=ident, platform=plat, notes=notes)
