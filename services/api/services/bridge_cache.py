@@ -62,6 +62,10 @@ class Prefetch:
     def queue(self, pipe: Pipeline, ctx: AppContext) -> None:
         pipe.evalsha(_latest_script(ctx).sha, 1, self.key)
 
+    def holds(self, source: str, target: str) -> bool:
+        """Whether the read was made, and for this pair."""
+        return self.done and (self.source, self.target) == (source, target)
+
     def receive(self, replies: list[Any] | None) -> None:
         if replies and not isinstance(replies[0], Exception):
             self.found, self.done = latest_found(replies[0]), True
@@ -96,16 +100,7 @@ async def latest(
 ) -> dict[str, Any] | None:
     """The published ranking for (served model, configuration, source, target), or None; `config` defaults to
     the configuration `auto` serves. Raises RedisUnavailable."""
-    if (
-        prefetched is not None
-        and prefetched.done
-        and config is None
-        and (source, target)
-        == (
-            prefetched.source,
-            prefetched.target,
-        )
-    ):
+    if prefetched is not None and config is None and prefetched.holds(source, target):
         found = prefetched.found
     else:
         found = await _lookup(ctx, source, target, config)
