@@ -9,12 +9,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
 from services.api.core.config import ApiSettings
-from services.common.analysis import AnalysisRequest, served_config
-from services.common.bridges import BridgeStore
-from tests.support import RedisServer, Service, start_api, start_worker
+from tests.support import RedisServer, Service, publish_served, start_api, start_worker
 
 
 def gateway_env(model: str, redis_url: str, worker_url: str, home: Path, key: str, **extra: str) -> dict[str, str]:
@@ -45,23 +41,12 @@ def publish_fixture(redis_url: str, env: dict[str, str], source: str, target: st
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    norm = AnalysisRequest(source=source, target=target).normalized(settings)
     ranking = {
         "ranked": [{"code": "de", "score": 0.71, "rank": 1}, {"code": "it", "score": 0.52, "rank": 2}],
         "best": "de",
         "provenance": {"note": "benchmark fixture"},
     }
-    BridgeStore(redis.Redis.from_url(redis_url)).publish(
-        ranking,
-        model=settings.model,
-        revision=settings.model_revision,
-        source=source,
-        target=target,
-        probe_hash="bench",
-        method_version=norm["method_version"],
-        config=served_config(settings, source, target),
-        params=norm,
-    )
+    publish_served(redis_url, settings, source, target, ranking)
 
 
 @dataclass

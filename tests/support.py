@@ -286,3 +286,29 @@ def running_stack(
         api_svc, api = start_api(log_dir, **env)
         started.callback(api_svc.stop)
         yield Stack(api, worker[1], redis, env, log_dir, celery, api_svc, worker[0], timeout)
+
+
+def publish_served(redis_url: str, settings: object, source: str, target: str, ranking: dict) -> None:
+    """Publish `ranking` for (source, target) under the configuration a gateway with `settings` serves to `auto`
+    (its cache key and method parameters), so `auto` and `/bridges` find it without an analysis."""
+    import redis
+
+    from services.common.analysis import AnalysisRequest, served_config
+    from services.common.bridges import BridgeStore
+
+    norm = AnalysisRequest(source=source, target=target).normalized(settings)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        BridgeStore(client).publish(
+            ranking,
+            model=settings.model,  # type: ignore[attr-defined]
+            revision=settings.model_revision,  # type: ignore[attr-defined]
+            source=source,
+            target=target,
+            probe_hash="fixture",
+            method_version=norm["method_version"],
+            config=served_config(settings, source, target),  # type: ignore[arg-type]
+            params=norm,
+        )
+    finally:
+        client.close()

@@ -12,8 +12,7 @@ from services.api.core.security import Principal
 from services.api.deps import AppContext
 from services.api.services import bridge_cache
 from services.common import redis_keys
-from services.common.analysis import AnalysisRequest, served_config
-from services.common.bridges import BridgeStore
+from tests.support import publish_served
 
 
 class Body:
@@ -29,18 +28,8 @@ class Body:
 
 
 def publish(redis_url: str, settings: ApiSettings, source: str, target: str) -> None:
-    norm = AnalysisRequest(source=source, target=target).normalized(settings)
-    BridgeStore(redis.Redis.from_url(redis_url)).publish(
-        {"ranked": [{"code": "de", "score": 0.7, "rank": 1}], "best": "de", "provenance": {}},
-        model=settings.model,
-        revision=settings.model_revision,
-        source=source,
-        target=target,
-        probe_hash="t",
-        method_version=norm["method_version"],
-        config=served_config(settings, source, target),
-        params=norm,
-    )
+    ranking = {"ranked": [{"code": "de", "score": 0.7, "rank": 1}], "best": "de"}
+    publish_served(redis_url, settings, source, target, ranking)
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ async def test_failed_replica_is_failed_over_at_once_and_left_out(mode: str) -> 
         outs = [await c.complete(f"p{i}") for i in range(6)]
     assert [o.text for o in outs] == [f"b:p{i}" for i in range(6)]  # retries=0: the failover spends no retry
     asked_a = a.paths.count("POST /v1/completions")
-    if mode in ("reset", "fault"):  # a broken connection only makes a suspect (the probe decides), so it may be asked again
+    if mode in ("reset", "fault"):  # a broken connection only makes a suspect (the probe decides): asked again maybe
         assert asked_a >= 1
     else:
         assert asked_a == 1  # out of service after its first failure
