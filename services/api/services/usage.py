@@ -298,10 +298,9 @@ class UsageMeter:
         )
 
     async def _settle(self, principal: Principal, charge: Charge) -> None:
+        """A charge with a quota reservation: what succeeded, and what failed given back, at once."""
         ok = [it for it in charge.items if it.ok]
         n, chars, tokens = len(ok), sum(it.chars for it in ok), sum(it.tokens for it in ok)
-        if n == 0 and not charge.reserved:
-            return
         minute, day, total = charge.window.periods(principal.key_id)
 
         async def write() -> None:
