@@ -27,6 +27,7 @@ matrix multiply on this machine's cores, measured first, before any worker start
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -53,9 +54,13 @@ COUNTERS = {
     "generated": "vllm:generation_tokens_total",
 }
 # (label, worker block size ("none": vLLM's default), worker batch size (--max-num-seqs), [(mode, concurrency), ...]);
-# the first run is the headline. "dedicated": a worker that serves analyses only (BRIDGEX_MAX_BATCH_SIZE and
+# the first run is the baseline. "screened-k": the gold filter with screen_tokens k (bridgex.generation.screen);
+# "validation-screened" and "procedure-new" run with the shipped screen_tokens.
+# "dedicated": a worker that serves analyses only (BRIDGEX_MAX_BATCH_SIZE and
 # BRIDGEX_GOLD_FILTER_CONCURRENCY 64): more sequences share each read of the weights, and each decode step is longer,
 # which a worker that also serves translations would pass on to them
+SCREEN = CoreSettings().screen_tokens
+"""The shipped screen_tokens: the AFTER headline runs with it."""
 CONFIGS = [
     (
         "before",
@@ -67,9 +72,15 @@ CONFIGS = [
         "after",
         "32",
         16,
-        [("pipeline", 16), ("pipeline", 4), ("windowed", 4), ("validation", 16), ("procedure-new", 16)],
+        [
+            ("pipeline", 16),
+            *((f"screened-{k}", 16) for k in sorted({2, 3, 4, SCREEN} - {0})),
+            ("validation", 16),
+            ("validation-screened", 16),
+            ("procedure-new", 16),
+        ],
     ),
-    ("dedicated", "32", 64, [("pipeline", 64), ("validation", 64)]),
+    ("dedicated", "32", 64, [(f"screened-{SCREEN}", 64), ("validation-screened", 64)]),
 ]
 
 
@@ -99,35 +110,49 @@ def start(block: str, model: str, log: Path, batch: int = 16) -> tuple[subproces
     return start_server(command, log)
 
 
-async def pipeline(url: str, pairs: list, src: str, tgt: str, demos: list[Demo], n: int, conc: int) -> dict:
-    """The gold filter itself over its first n candidate words. Every answer counts as kept here (the real
-    verdicts are counted aside as `passed`), so the stop rules cannot cut the run short on a model that passes
-    few words (the hopeless rule stops a weak pair after 4 x probe_min words, by design); the requests are the
-    filter's own, and it stops after exactly n words ("kept_enough")."""
+async def pipeline(
+    url: str, pairs: list, src: str, tgt: str, demos: list[Demo], n: int, conc: int, screen: int = 0
+) -> dict:
+    """The gold filter itself over its first n candidate words (`screen`: its screen_tokens). Every word counts as
+    kept here (the real verdicts are recorded aside), so the stop rules cannot cut the run short on a model that
+    passes few words (the hopeless rule stops a weak pair after 4 x probe_min words, by design); the requests are
+    the filter's own, and it stops after exactly n words ("kept_enough")."""
     import bridgex.generation.gold_filter as gf
 
-    real, passed = gf.matches_gold, []
+    real, verdicts = gf._ask, {}
 
-    def count(answer: str, golds: list[str]) -> bool:
-        passed.append(real(answer, golds))
-        return True
+    async def ask(client, prompt: str, gold: list[str], rid, screen_tokens: int):
+        judged, err = await real(client, prompt, gold, rid, screen_tokens)
+        verdicts[prompt] = None if judged is None else judged.hit
+        return (None if judged is None else dataclasses.replace(judged, hit=True)), err
 
-    gf.matches_gold = count
+    gf._ask = ask
     try:
         async with GenerationClient(url, timeout=600, concurrency=max(16, conc)) as c:
             t0 = time.perf_counter()
             ps = await abuild_probe_set(
-                pairs, src, tgt, client=c, demos=demos, probe_max=n, probe_min=1, max_examined=n, concurrency=conc
+                pairs,
+                src,
+                tgt,
+                client=c,
+                demos=demos,
+                probe_max=n,
+                probe_min=1,
+                max_examined=n,
+                concurrency=conc,
+                screen_tokens=screen,
             )
             wall = time.perf_counter() - t0
     finally:
-        gf.matches_gold = real
+        gf._ask = real
+    by_word = {it.word: verdicts[word_prompt(it.word, src, tgt, demos=demos)] for it in ps.items}
     return {
         "words": ps.tried,
-        "requests": ps.params["requests"],
-        "kept": sum(passed),
+        "requests": ps.params["generations"],
+        "kept": sum(1 for v in by_word.values() if v),
         "stopped": ps.params["stopped"],
-        "answers": {it.word: it.answer for it in ps.items},
+        "answers": {it.word: it.answer for it in ps.items} if not screen else None,
+        "verdicts": by_word,
         "wall_s": wall,
     }
 
@@ -180,11 +205,11 @@ def teacher_forcing(url: str, model: str, prompts: list[str], golds: list[str], 
 
 
 async def validation(
-    url: str, src: str, tgt: str, words: list, conditions: list[str], conc: int, old: bool, design=None
+    url: str, src: str, tgt: str, words: list, conditions: list[str], conc: int, old: bool, design=None, screen=0
 ) -> dict:
     """The dev validation over `words` for `conditions` (by default one look, so every condition measures every
-    word; `design`: the sequential test as an analysis runs it, incumbent first). old=True schedules as before
-    issue 21: one condition at a time, `conc` in flight, no bridge-step memo."""
+    word; `design`: the sequential test as an analysis runs it, incumbent first; `screen`: its screen_tokens).
+    old=True schedules as before issue 21: one condition at a time, `conc` in flight, no bridge-step memo."""
     from bridgex.serving import SequentialDesign
 
     from services.analyzer.validation import DEMO_ORDER_KEPT, DevMeasurer, validate_on_dev
@@ -211,13 +236,19 @@ async def validation(
                 data_root=data,
                 k_shot=3,
                 concurrency=conc,
+                screen_tokens=screen,
             )
             hits = sum(v.hits for v in got.scores.values())
+            outcomes = {c: [v.hits, v.n] for c, v in got.scores.items()}
             gens = got.notes["generations"]
             measured = sum(v.n for v in got.scores.values())  # the sequential test stops conditions early
         wall = time.perf_counter() - t0
     chains = measured if not old else len(words) * len(conditions)
-    return {"words": chains, "requests": gens, "kept": hits, "stopped": "-", "wall_s": wall}
+    out = {"words": chains, "requests": gens, "kept": hits, "stopped": "-", "wall_s": wall}
+    if not old:
+        out["scores"] = outcomes
+        out["tests"] = [[t.condition, t.wins, t.losses] for t in got.decision.tests]
+    return out
 
 
 def param_split(model: str) -> tuple[int, int]:
@@ -343,13 +374,17 @@ def main() -> dict:
                     elif mode == "procedure-new":
                         assert new_conditions[0] == incumbent_for(src, tgt, "en")
                         run = asyncio.run(
-                            validation(url, src, tgt, dev_all, new_conditions, conc, False, design=sequential)
+                            validation(
+                                url, src, tgt, dev_all, new_conditions, conc, False, design=sequential, screen=SCREEN
+                            )
                         )
                     elif mode.startswith("validation"):
                         old = mode == "validation-old"
-                        run = asyncio.run(validation(url, src, tgt, dev, conditions, conc, old))
-                    elif mode == "pipeline":
-                        run = asyncio.run(pipeline(url, pairs, src, tgt, demos, n, conc))
+                        screen = SCREEN if mode == "validation-screened" else 0
+                        run = asyncio.run(validation(url, src, tgt, dev, conditions, conc, old, screen=screen))
+                    elif mode == "pipeline" or mode.startswith("screened-"):
+                        screen = int(mode.split("-")[1]) if mode.startswith("screened-") else 0
+                        run = asyncio.run(pipeline(url, pairs, src, tgt, demos, n, conc, screen))
                     else:
                         prompts = [word_prompt(w, src, tgt, demos=demos) for w in words]
                         run = asyncio.run(windowed(url, prompts, conc))
@@ -431,28 +466,37 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
             f"{r['computed_tokens_per_word']:>11.1f}{r['gflop_per_s']:>9.0f}"
             f"{r['gflop_per_s'] / FLOPS['peak'] if FLOPS.get('peak') else 0:>8.0%}"
         )
-    head = {r["run"].split(":")[0]: r for r in rows if r["run"] in ("before: windowed, c4", "after: pipeline, c16")}
-    val = {r["run"].split(":")[0]: r for r in rows if r["run"].split(": ")[1].startswith("validation")}
-    ded = {"filter": _find(rows, "dedicated: pipeline"), "validation": val.pop("dedicated", None)}
-    if len(val) == 2:
+    filt = {"before": _find(rows, "before: windowed, c4"), "after": _find(rows, f"after: screened-{SCREEN}, c16")}
+    unscreened = {"before": filt["before"], "after": _find(rows, "after: pipeline, c16")}
+    val = {"before": _find(rows, "before: validation-old"), "after": _find(rows, "after: validation-screened")}
+    val_unscreened = {"before": val["before"], "after": _find(rows, "after: validation, c16")}
+    proc = {"before": _find(rows, "before: procedure-old"), "after": _find(rows, "after: procedure-new")}
+    ded = {"filter": _find(rows, "dedicated: screened"), "validation": _find(rows, "dedicated: validation")}
+
+    def have(*ds: dict) -> bool:
+        return all(x is not None for d in ds for x in d.values())
+
+    if have(val):
         b, a = val["before"], val["after"]
         print(
             f"validation AFTER / BEFORE: {a['prompts_per_s'] / b['prompts_per_s']:.2f}x chains/s "
-            f"({b['prompts_per_s']:.2f} -> {a['prompts_per_s']:.2f}), same words and conditions, same hits "
-            f"({b['kept']} / {a['kept']})"
+            f"({b['prompts_per_s']:.2f} -> {a['prompts_per_s']:.2f}), same words and conditions, hits "
+            f"{b['kept']} / {a['kept']}"
         )
-    proc = {r["run"].split(":")[0]: r for r in rows if r["run"].split(": ")[1].startswith("procedure")}
-    if len(head) == 2 and len(proc) == 2:
-        t_b, t_a = _walls(head, proc)
+    if have(filt, proc):
+        t_b, t_a = _walls(filt, proc)
         print(
-            f"as an analysis runs them (the gold filter's {head['before']['words']} words, then the validation: "
+            f"as an analysis runs them (the gold filter's {filt['before']['words']} words, then the validation: "
             f"before {proc['before']['requests']} requests on 100 dev words, after {proc['after']['requests']} "
             f"in the sequential test): {t_b:.1f} s -> {t_a:.1f} s, {t_b / t_a:.2f}x faster"
         )
-    if len(head) == 2 and len(val) == 2:
-        t_b, t_a = _walls(head, val)
-        print(f"gold filter + validation: {t_b:.1f} s -> {t_a:.1f} s, {t_b / t_a:.2f}x faster")
-        work = sum(x["after"]["gflop_per_s"] * x["after"]["wall_s"] for x in (head, val))
+    if have(unscreened, val_unscreened):
+        t_b, t_a = _walls(unscreened, val_unscreened)
+        print(f"gold filter + validation, unscreened (run 12's AFTER): {t_b:.1f} s -> {t_a:.1f} s, {t_b / t_a:.2f}x")
+    if have(filt, val):
+        t_b, t_a = _walls(filt, val)
+        print(f"gold filter + validation (screen_tokens {SCREEN}): {t_b:.1f} s -> {t_a:.1f} s, {t_b / t_a:.2f}x faster")
+        work = sum(x["after"]["gflop_per_s"] * x["after"]["wall_s"] for x in (filt, val))
         if work and FLOPS.get("peak"):
             need = work / (t_b / 4)
             print(
@@ -460,20 +504,26 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
                 f"({work / t_a / FLOPS['peak']:.0%} of the matmul peak); 4x ({t_b / 4:.1f} s) needs {need:.0f} "
                 f"GFLOP/s ({need / FLOPS['peak']:.0%} of it) or less arithmetic per word"
             )
-    if len(head) == 2 and len(val) == 2 and ded["filter"] and ded["validation"]:
-        t_b = _walls(head, val)[0]
-        t_d = ded["filter"]["wall_s"] + ded["validation"]["wall_s"]
-        steps = (
-            ded["filter"]["words"] * ded["filter"]["generated_per_word"] / int(ded["filter"]["run"].rsplit("c", 1)[1])
-        )
-        a = head["after"]
-        steps_a = a["words"] * a["generated_per_word"] / 16
-        print(
-            f"gold filter + validation on a worker that serves analyses only ({ded['filter']['run']}, batch 64): "
-            f"{t_b:.1f} s -> {t_d:.1f} s, {t_b / t_d:.2f}x faster; a decode step of its filter took about "
-            f"{ded['filter']['wall_s'] / steps * 1e3:.0f} ms against {a['wall_s'] / steps_a * 1e3:.0f} ms at 16 "
-            "(what a translation sharing that worker would wait per token)"
-        )
+        if have(ded):
+            t_d = ded["filter"]["wall_s"] + ded["validation"]["wall_s"]
+            print(
+                f"gold filter + validation on a worker that serves analyses only (batch 64, 64 in flight): "
+                f"{t_b:.1f} s -> {t_d:.1f} s, {t_b / t_d:.2f}x faster"
+            )
+    plain = _find(rows, "after: pipeline, c16")
+    for r in rows:
+        if plain and r["run"].startswith("after: screened") and r.get("verdicts") and plain.get("verdicts"):
+            x, y = plain["verdicts"], r["verdicts"]
+            diff = [w for w in x if x[w] != y.get(w)]
+            print(
+                f"verdicts of {r['run']} against whole greedy decodes (after: pipeline, c16): {len(x) - len(diff)} "
+                f"of {len(x)} identical ({sum(map(bool, x.values()))} right); differing: {diff[:10]}; "
+                f"{r['requests'] - r['words']} of {r['words']} words decoded again whole"
+            )
+    va, vb = _find(rows, "after: validation, c16"), _find(rows, "after: validation-screened")
+    if va and vb:
+        same = va["scores"] == vb["scores"] and va["tests"] == vb["tests"]
+        print(f"validation, screened against whole decodes: hits per condition and paired tests identical: {same}")
     same = [r for r in rows if r["run"] in ("before: pipeline, c16", "after: pipeline, c16")]
     if len(same) == 2 and same[0].get("answers") and same[1].get("answers"):
         x, y = same[0]["answers"], same[1]["answers"]
@@ -482,13 +532,14 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
             f"greedy answers, block 128 without cache hits against block 32 with them (16 in flight both): "
             f"{len(x) - len(diff)} of {len(x)} identical; differing: {diff[:10]}"
         )
-    if len(head) == 2:
-        b, a = head["before"], head["after"]
+    if have(filt):
+        b, a = filt["before"], filt["after"]
         print(
-            f"\nAFTER / BEFORE: {a['prompts_per_s'] / b['prompts_per_s']:.2f}x prompts/s "
+            f"\nAFTER / BEFORE (gold filter): {a['prompts_per_s'] / b['prompts_per_s']:.2f}x prompts/s "
             f"({b['prompts_per_s']:.2f} -> {a['prompts_per_s']:.2f}); computed prompt tokens per word "
             f"{b['computed_tokens_per_word']:.1f} -> {a['computed_tokens_per_word']:.1f}; hit rate "
-            f"{b['hit_rate']:.0%} -> {a['hit_rate']:.0%}"
+            f"{b['hit_rate']:.0%} -> {a['hit_rate']:.0%}; generated tokens per word "
+            f"{b['generated_per_word']:.1f} -> {a['generated_per_word']:.1f}"
         )
     tf = [r for r in rows if "teacher forcing" in r["run"] or "greedy decode" in r["run"]]
     if len(tf) == 2:

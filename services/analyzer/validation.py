@@ -24,9 +24,9 @@ from typing import Any
 from bridgex.data.layout import DataLayout
 from bridgex.demos import ordered_words, word_demos
 from bridgex.frequency import frequency_order
-from bridgex.generation.chain import translate_chain
+from bridgex.generation.chain import bridge_step, chain_prompt
 from bridgex.generation.client import GenerationClient, GenerationError, GenerationRejected, WorkerUnavailable
-from bridgex.probes import matches_gold
+from bridgex.generation.screen import judge_word
 from bridgex.prompts import Demo, normalize_word
 from bridgex.serving import NONE, Decision, DevScore, SequentialDesign, SequentialTest, dev_score
 
@@ -43,16 +43,16 @@ def dev_words(data_root: str, source: str, target: str, size: int) -> list[tuple
 
 
 class CompletionMemo:
-    """Greedy completions by (worker identity, prompt, max_tokens): a bridge step `S:"w"→B:` with the same
-    demonstrations is the same prompt in every pair with that source and bridge (id-ja and id-tl through en),
-    and temperature 0 makes the answer a function of the prompt. Bounded LRU; process-wide in the analyzer."""
+    """Greedy completions (text, finished) by (worker identity, prompt, max_tokens): a bridge step `S:"w"→B:` with
+    the same demonstrations is the same prompt in every pair with that source and bridge (id-ja and id-tl through
+    en), and temperature 0 makes the answer a function of the prompt. Bounded LRU; process-wide in the analyzer."""
 
     def __init__(self, size: int = 50_000) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[str, str, int], str] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, int], tuple[str, bool]] = OrderedDict()
         self.hits = self.misses = 0
 
-    def get(self, key: tuple[str, str, int]) -> str | None:
+    def get(self, key: tuple[str, str, int]) -> tuple[str, bool] | None:
         out = self._items.get(key)
         if out is None:
             self.misses += 1
@@ -61,14 +61,16 @@ class CompletionMemo:
         self._items.move_to_end(key)
         return out
 
-    def put(self, key: tuple[str, str, int], text: str) -> None:
-        self._items[key] = text
+    def put(self, key: tuple[str, str, int], value: tuple[str, bool]) -> None:
+        self._items[key] = value
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
 
 
 MEMO = CompletionMemo()
+MAX_TOKENS = 16
+"""Tokens a dev answer (and a bridge step's word) may take, as served."""
 
 
 @dataclass
@@ -85,6 +87,7 @@ class DevMeasurer:
     retries: int = 2
     memo_key: str = ""
     demo_choice: str = "frequent"
+    screen_tokens: int = 0
     memo: CompletionMemo = field(default_factory=lambda: MEMO)
     errors: dict[str, int] = field(default_factory=dict)
     retried: int = 0
@@ -98,7 +101,8 @@ class DevMeasurer:
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(max(1, self.concurrency))
 
-    async def _complete(self, prompt: str, max_tokens: int) -> str:
+    async def _generate(self, prompt: str, max_tokens: int) -> tuple[str, bool]:
+        """(greedy completion, finished: not cut by max_tokens), retried, from the memo when asked before."""
         key = (self.memo_key, prompt, max_tokens)
         if self.memo_key and (hit := self.memo.get(key)) is not None:
             return hit
@@ -109,7 +113,7 @@ class DevMeasurer:
                     if self.check is not None:
                         self.check()
                     self.generations += 1
-                    text = (await self.client.complete(prompt, max_tokens=max_tokens, temperature=0.0)).text
+                    out = await self.client.complete(prompt, max_tokens=max_tokens, temperature=0.0)
             except WorkerUnavailable:
                 raise
             except GenerationRejected:
@@ -119,11 +123,15 @@ class DevMeasurer:
                 if attempt < self.retries:
                     self.retried += 1
                 continue
+            got = (out.text, out.finish_reason == "stop")
             if self.memo_key:
-                self.memo.put(key, text)
-            return text
+                self.memo.put(key, got)
+            return got
         assert last is not None
         raise last
+
+    async def _complete(self, prompt: str, max_tokens: int) -> str:
+        return (await self._generate(prompt, max_tokens))[0]
 
     def demos(self, bridge: str | None, word: str) -> tuple[list[Demo], list[Demo]]:
         if not self.k_shot:
@@ -143,18 +151,23 @@ class DevMeasurer:
         bridge = None if condition == NONE else condition
         d1, d2 = self.demos(bridge, word)
         try:
-            out = await translate_chain(
+            step = await bridge_step(
                 self._complete,
                 "word",
                 word,
                 self.source,
-                self.target,
                 bridge,
-                max_tokens=16,
+                max_tokens=MAX_TOKENS,
                 demos_bridge=d1,
                 demos_target=d2,
             )
-            return matches_gold(out.answer, golds)
+            prompt = chain_prompt(
+                "word", word, self.source, self.target, step.bridge, step.bridge_text, step.demos_target
+            )
+            judged = await judge_word(
+                self._generate, prompt, golds, max_tokens=MAX_TOKENS, screen_tokens=self.screen_tokens
+            )
+            return judged.hit
         except WorkerUnavailable:
             raise
         except GenerationError:
@@ -227,6 +240,7 @@ async def validate_on_dev(
     demo_choice: str = "frequent",
     hsic_order: Sequence[str] = (),
     concurrency: int = 16,
+    screen_tokens: int = 0,
     retries: int = 2,
     memo_key: str = "",
     progress: Callable[[int, int], None] | None = None,
@@ -269,6 +283,7 @@ async def validate_on_dev(
         retries=retries,
         memo_key=memo_key,
         demo_choice=demo_choice,
+        screen_tokens=screen_tokens,
         progress=(lambda done: progress(done, planned)) if progress is not None else None,
         check=check,
     )

@@ -101,6 +101,7 @@ NOT_METHOD_SETTINGS: dict[str, str] = {
     "gold_filter_concurrency": "requests in flight; the gold filter judges in dictionary order whatever the "
     "concurrency, and the dev validation measures the same words",
     "gold_filter_timeout_s": "a timeout",
+    "screen_tokens": "a verdict from the first tokens is the whole decode's (bridgex.prompts.parse_word_partial)",
     "capture_tensor_parallel": "vLLM capture: the same model split over GPUs",
     "worker_kv_cache_gib": "vLLM memory (KV cache); probe prompts are short",
     "worker_cpu_bind": "vLLM CPU threads",

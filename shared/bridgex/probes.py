@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from bridgex.atomic import atomic_write_text
 from bridgex.dictionaries import group_by_source
 from bridgex.frequency import frequency_order
-from bridgex.prompts import normalize_word
+from bridgex.prompts import normalize_word, parse_word, parse_word_partial, word_fold
 
 PROBE_FORMAT = "bridgex-probes/1"
 
@@ -125,6 +125,25 @@ def candidate_words(
 def matches_gold(answer: str, gold: Iterable[str]) -> bool:
     a = normalize_word(answer)
     return bool(a) and a in {normalize_word(g) for g in gold}
+
+
+def gold_verdict(output: str, gold: Iterable[str], *, finished: bool) -> bool | None:
+    """Whether greedy decoding's answer matches a gold target, judged from the start of its completion:
+    True or False when `output` already decides it (`finished`: it is the whole completion), None when only the
+    rest of the completion can tell. False only when no continuation of `output` could parse to a gold target
+    (`parse_word_partial`), so judging a cut completion never changes a verdict, only when it is known."""
+    if finished:
+        return matches_gold(parse_word(output), gold)
+    got = parse_word_partial(output)
+    if got is None:
+        return None
+    text, whole = got
+    if whole:
+        return matches_gold(text, gold)
+    head = word_fold(text, prefix=True)
+    if not head or any(word_fold(g).startswith(head) for g in gold):
+        return None
+    return False
 
 
 def finish_probe_set(

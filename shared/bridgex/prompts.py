@@ -215,6 +215,60 @@ def parse_word(output: str) -> str:
     return _strip_edges(unescape_span(q))
 
 
+_EDGES = _ALL_QUOTES + ".,;:!?。、，"
+"""What `_strip_edges` may take off the end of an answer, besides whitespace."""
+
+
+def parse_word_partial(output: str) -> tuple[str, bool] | None:
+    """What `parse_word` makes of every completion that starts with `output` (a greedy decode cut after a few
+    tokens): `(answer, True)` when `output` already decides it (a closed quote, or a stop before any quote);
+    `(prefix, False)` when the answer is known to start with `prefix` (an open quote: the answer may still grow, or
+    lose trailing punctuation and quotes, but never these characters); None when nothing is decided yet (no quote
+    has opened, so a later quoted span may still become the answer; or markup may be forming).
+
+    Sound by construction for every continuation: it follows `parse_word` step by step and leaves undecided what a
+    continuation could change (a trailing `\\` that may escape the next character, a `-` that may become `->`).
+    """
+    if "<" in output:
+        return None  # `_MARKUP` may remove a tag that the continuation completes
+    text = output.lstrip()
+    for i, ch in enumerate(text):
+        if text.startswith(_STOPS, i):  # `_quoted` gives up: the answer is `_cut` of the whole text
+            head = _cut(text)
+            if len(head) < len(text):
+                return _strip_edges(unescape_span(head)), True
+            return _open_prefix(head)
+        if ch in _QUOTES and (i == 0 or (ch not in _APOSTROPHES and text[i - 1] in " \t:=")):
+            rest = text[i + 1 :]
+            ends = [j for j, c in _unescaped(rest) if c in _QUOTES[ch]]
+            if ends:
+                return _strip_edges(unescape_span(rest[: ends[0]])), True
+            # no closer yet: the answer is the span up to a later closer, or cut at its first stop
+            return _open_prefix(_cut(rest))
+    return None
+
+
+def _open_prefix(head: str) -> tuple[str, bool] | None:
+    """(the text that every answer grown from `head` starts with, False), or None when that is empty."""
+    head = head.rstrip("-\\")  # a `-` may become `->`; a backslash may escape what follows
+    core = unescape_span(head).lstrip().lstrip(_ALL_QUOTES).lstrip()  # `_strip_edges`' left side, settled
+    while core and (core[-1] in _EDGES or core[-1].isspace()):  # its right side may still take these
+        core = core[:-1]
+    return (core, False) if core else None
+
+
+def word_fold(w: str, *, prefix: bool = False) -> str:
+    """`normalize_word` in canonical decomposition (NFD), for prefix tests: a prefix of a word's fold is a prefix
+    of the fold of every longer word. `prefix=True` folds a prefix: its trailing whitespace (the word's end may
+    strip it) and combining marks (a continuation's marks may be reordered among them) are dropped."""
+    if not prefix:
+        return unicodedata.normalize("NFD", normalize_word(w))
+    out = unicodedata.normalize("NFD", _NIQQUD.sub("", unicodedata.normalize("NFC", w)).casefold()).lstrip()
+    while out and (unicodedata.combining(out[-1]) or out[-1].isspace()):  # a word's end may still strip these
+        out = out[:-1]
+    return out
+
+
 def normalize_word(w: str) -> str:
     """Form for gold matching: NFC, Hebrew niqqud/cantillation (U+0591-U+05C7) gone, casefolded, stripped."""
     w = unicodedata.normalize("NFC", w)
@@ -380,7 +434,9 @@ __all__ = [
     "parse_label",
     "parse_sentence",
     "parse_word",
+    "parse_word_partial",
     "sentence_prompt",
     "unescape_span",
+    "word_fold",
     "word_prompt",
 ]

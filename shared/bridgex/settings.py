@@ -95,6 +95,13 @@ class CoreSettings(BaseSettings):
         16, ge=1, description="Gold-filter and dev-validation requests in flight at once (the worker's batch size)."
     )
     gold_filter_timeout_s: float = Field(120.0, gt=0, description="Timeout of one gold-filter request.")
+    screen_tokens: int = Field(
+        3,
+        ge=0,
+        le=15,
+        description="Gold filter and dev validation: decode a word's answer for this many tokens first, and whole "
+        "only when they do not decide its verdict (0: always whole). Same verdicts, fewer decode steps.",
+    )
     probe_fallback: Literal["unfiltered", "fail"] = Field(
         "unfiltered", description="Below probe_min kept words: rank on unfiltered probes (labelled) or fail."
     )

@@ -92,6 +92,45 @@ async def test_verdicts_do_not_depend_on_concurrency() -> None:
     assert runs[0] == runs[1] == runs[2] and runs[0][3] == "kept_enough" and runs[0][2] == 50
 
 
+class _TokenWorker:
+    """Characters as tokens: a word's completion is cut at max_tokens (finish_reason "length"), as a decode cut
+    after that many tokens is. Right words answer their gold, near misses a longer word that starts with it
+    (`"t12x"`: only the whole decode tells them apart), the rest something else from its first character."""
+
+    def __init__(self, right: set[str], near: set[str]) -> None:
+        self.right, self.near, self.decoded, self.requests = right, near, 0, 0
+
+    async def complete(self, prompt: str, *, max_tokens: int = 16, **kw: object) -> _Completion:
+        word = prompt.rsplit('"', 2)[-2]
+        gold = f"t{word[1:]}"
+        text = f'"{gold}"' if word in self.right else f'"{gold}x"' if word in self.near else f'"no {word}"'
+        self.requests += 1
+        self.decoded += min(len(text), max_tokens)
+        return _Completion(text[:max_tokens], "stop" if len(text) <= max_tokens else "length")
+
+
+async def test_screening_keeps_the_same_words_for_fewer_decoded_tokens() -> None:
+    pairs = _pairs(600)
+    order = _order(pairs)
+    right = {x for i, x in enumerate(order) if i % 7 == 0}
+    near = {x for i, x in enumerate(order) if i % 7 == 3}
+    runs, decoded = [], []
+    for screen in (0, 2, 3):
+        w = _TokenWorker(right, near)
+        ps = await abuild_probe_set(
+            pairs, "en", "fr", client=w, probe_max=20, probe_min=8, max_examined=600, screen_tokens=screen
+        )
+        runs.append((ps.words, ps.tried, ps.kept, ps.params["stopped"], [it.answer for it in ps.items]))
+        decoded.append(w.decoded)
+        assert ps.params["generations"] == w.requests
+        if screen:  # the words decoded twice are the ones whose start could still be a gold word
+            assert w.requests - ps.params["requests"] == len(
+                [x for x in order[: ps.params["requests"]] if x in right | near]
+            )
+    assert runs[0] == runs[1] == runs[2] and runs[0][2] == 20 and runs[0][4][0] == "t" + order[0][1:]
+    assert decoded[1] < decoded[0] * 0.6 and decoded[2] < decoded[0] * 0.7, decoded
+
+
 @pytest.mark.integration
 def test_gold_filter_random_model_fails_clearly(tmp_path: Path, tiny_model_dir: Path, gen_worker) -> None:
     data = write_data_dir(tmp_path / "data", lines=2)

@@ -44,11 +44,12 @@ class ScriptedWorker:
     - direct `S:"w"→T:` is right when rule_direct(i); bridged `S:"w"→B:"w.B"→T:` when rule[B](i);
     - words in `flaky` fail once, words in `dead` always fail; every prompt is recorded."""
 
-    def __init__(self, rule_direct, rules, flaky=(), dead=()) -> None:
+    def __init__(self, rule_direct, rules, flaky=(), dead=(), cut=False) -> None:
         self.rule_direct, self.rules = rule_direct, rules
         self.flaky, self.dead = set(flaky), set(dead)
         self.prompts: list[str] = []
         self.failed: set[str] = set()
+        self.cut, self.max_tokens = cut, []  # cut: characters are tokens, a completion is cut at max_tokens
 
     async def complete(self, prompt: str, *, max_tokens: int = 16, temperature: float = 0.0, **_: object):
         self.prompts.append(prompt)
@@ -68,6 +69,9 @@ class ScriptedWorker:
             bridge = None if steps == 1 else next(c for c in BRIDGES if f"→{native_name(c)}:" in last)
             right = self.rule_direct(i) if bridge is None else self.rules[bridge](i)
             text = f'"{word}.{TGT}"' if right else '"wrong"'
+        self.max_tokens.append(max_tokens)
+        if self.cut and len(text) > max_tokens:
+            return Completion(text=text[:max_tokens], finish_reason="length", usage=Usage(0, 0, 0))
         return Completion(text=text, finish_reason="stop", usage=Usage(0, 0, 0))
 
 
@@ -115,6 +119,27 @@ def test_hits_are_counted_per_condition_and_paired(tmp_path: Path) -> None:
     for p in finals:
         shown = re.findall(r'^[^"\n]*"(w\d{4})"', p, flags=re.M)[:-1]
         assert shown == shown_by[NONE], p
+
+
+def test_screened_answers_give_the_same_outcomes_for_fewer_decode_steps(tmp_path: Path) -> None:
+    """screen_tokens: a final answer is first decoded for 3 tokens; `"wr` is no dev word's gold, so a wrong answer
+    is decided there, and only answers that could still be right are decoded whole. Bridge steps are always whole
+    (their word is needed)."""
+    root = _data(tmp_path)
+    words = dev_words(root, SRC, TGT, 60)
+    rules = (lambda i: i % 3 == 0, {"en": lambda i: i % 2 == 0, "de": lambda i: i % 5 == 0})
+    runs = {}
+    for screen in (0, 3):
+        worker = ScriptedWorker(*rules, cut=True)
+        got = _run(worker, root, words, SequentialDesign(looks=(len(words),)), screen_tokens=screen)
+        runs[screen] = (got, worker)
+    (plain, w0), (screened, w3) = runs[0], runs[3]
+    assert plain.scores == screened.scores and plain.decision.tests == screened.decision.tests
+    assert plain.scores[NONE].hits == len([w for w, _ in words if int(w[1:]) % 3 == 0]) > 0
+    finals = 3 * len(words)
+    hits = sum(v.hits for v in plain.scores.values())
+    assert w0.max_tokens.count(16) == finals + 2 * len(words)  # each final answer, each bridge step: whole
+    assert w3.max_tokens.count(3) == finals and w3.max_tokens.count(16) == 2 * len(words) + hits
 
 
 def test_failures_are_retried_then_excluded_and_counted(tmp_path: Path) -> None:

@@ -151,6 +151,7 @@ def probe_set(
                 demos=demos,
                 fallback=params["fallback"],
                 concurrency=settings.gold_filter_concurrency,
+                screen_tokens=settings.screen_tokens,
                 request_id=ctx.request_id,
                 should_cancel=ctx.should_cancel,
                 progress=lambda cur, tot: ctx.progress("probes", cur, tot),

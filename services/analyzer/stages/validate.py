@@ -78,6 +78,7 @@ def validate(
                         demo_choice=spec.demo_choice,
                         hsic_order=order,
                         concurrency=settings.gold_filter_concurrency,
+                        screen_tokens=settings.screen_tokens,
                         memo_key=memo_key,
                         progress=lambda cur, tot: ctx.progress("validate", cur, tot),
                         check=lambda: ctx.check("validation"),

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from bridgex.cancel import Progress, ShouldCancel, check_cancel
 from bridgex.generation.client import GenerationClient, GenerationError, WorkerUnavailable
+from bridgex.generation.screen import Judged, judge_word
 from bridgex.probes import (
     ProbeItem,
     ProbeSet,
@@ -17,27 +18,39 @@ from bridgex.probes import (
     ProbeSetTooSmall,
     candidate_words,
     finish_probe_set,
-    matches_gold,
 )
-from bridgex.prompts import Demo, parse_word, word_prompt
+from bridgex.prompts import Demo, word_prompt
 
 Stopped = Literal["kept_enough", "exhausted", "unreachable", "hopeless"]
+MAX_TOKENS = 16
+"""Tokens a filter answer may take (a word, its quotes and the model running on)."""
 
 
 class GoldFilterFailed(ProbeSetError):
     """Too many gold-filter requests failed for the filter's verdict to mean anything."""
 
 
-async def _ask(client: GenerationClient, prompt: str, request_id: str | None) -> tuple[str | None, str | None]:
-    """(parsed answer, error) of one word; the request has the client's own timeout and retries. A worker that
-    cannot be reached at all (WorkerUnavailable) fails the filter instead of counting as an error."""
+async def _ask(
+    client: GenerationClient, prompt: str, gold: list[str], request_id: str | None, screen_tokens: int
+) -> tuple[Judged | None, str | None]:
+    """(verdict, error) of one word; each request has the client's own timeout and retries. A worker that cannot
+    be reached at all (WorkerUnavailable) fails the filter instead of counting as an error."""
+
+    sent = 0
+
+    async def generate(p: str, max_tokens: int) -> tuple[str, bool]:
+        nonlocal sent
+        sent += 1
+        rid = f"{request_id}.{sent}" if request_id and sent > 1 else request_id
+        out = await client.complete(p, max_tokens=max_tokens, temperature=0.0, stop=("\n",), request_id=rid)
+        return out.text, out.finish_reason == "stop"
+
     try:
-        out = await client.complete(prompt, max_tokens=16, temperature=0.0, stop=("\n",), request_id=request_id)
+        return await judge_word(generate, prompt, gold, max_tokens=MAX_TOKENS, screen_tokens=screen_tokens), None
     except WorkerUnavailable:
         raise
     except GenerationError as e:
         return None, f"{type(e).__name__}: {e}"
-    return parse_word(out.text), None
 
 
 async def abuild_probe_set(
@@ -57,6 +70,7 @@ async def abuild_probe_set(
     seed: int = 0,
     skip_identical: bool = True,
     word_order: str = "frequency",
+    screen_tokens: int = 0,
     request_id: str | None = None,
     progress: Progress | None = None,
     should_cancel: ShouldCancel | None = None,
@@ -74,11 +88,14 @@ async def abuild_probe_set(
     - "hopeless": at every multiple of 4 x probe_min words tried, twice the pass rate seen so far would not
       reach `probe_min` within the budget: a model that cannot do the pair costs 4 x probe_min words (128 with
       the defaults), not 4 x probe_max (2,000).
-    `tried` counts the words whose verdict counted; `params["requests"]` the requests sent, a few more when
-    answers in flight at the stop were not needed. No word past a point where the hopeless rule may still stop
-    is sent until that point is decided, and never more words than could still be kept. The filter prompt
-    carries `demos` (k demonstrations in the chain format, DECISION gold_filter_k; their words are never
-    probes); the probe prompt itself stays zero-shot, the activations are those of `S:"w"→T:`. Below
+    `tried` counts the words whose verdict counted; `params["requests"]` the words sent, a few more when
+    answers in flight at the stop were not needed; `params["generations"]` the requests those took, with
+    `screen_tokens` > 0 (bridgex.generation.screen: a word is decoded for that many tokens first, and again whole
+    only when they do not decide its verdict; the verdicts are those of whole decodes). No word past a point where
+    the hopeless rule may still stop is sent until that point is decided, and never more words than could still
+    be kept. The filter prompt carries `demos` (k demonstrations in the chain format, DECISION gold_filter_k;
+    their words are never probes); the probe prompt itself stays zero-shot, the activations are those of
+    `S:"w"→T:`. Below
     `probe_min` kept words, `fallback` decides (DECISION): "unfiltered" ranks on the first probe_max words
     unfiltered and labels the set `filter="unfiltered"` with the counts; "fail" raises ProbeSetTooSmall with a
     message saying what to change.
@@ -126,7 +143,7 @@ async def abuild_probe_set(
     if client is None:
         raise ProbeSetError("the gold filter needs a generation worker client: pass one or turn gold_filter off")
     limit = min(available, max_examined if max_examined is not None else 4 * probe_max)
-    items, tried, errors, sent, stopped = await _filter(
+    items, tried, errors, sent, stopped, generations = await _filter(
         client,
         words[:limit],
         source,
@@ -135,12 +152,13 @@ async def abuild_probe_set(
         probe_max=probe_max,
         probe_min=probe_min,
         concurrency=max(1, concurrency),
+        screen_tokens=screen_tokens,
         max_error_rate=max_error_rate,
         request_id=request_id,
         progress=progress,
         should_cancel=should_cancel,
     )
-    params |= {"stopped": stopped, "limit": limit, "requests": sent}
+    params |= {"stopped": stopped, "limit": limit, "requests": sent, "generations": generations}
     kept = len(items)
     if kept >= probe_min:
         return finish_probe_set(
@@ -178,19 +196,20 @@ async def _filter(
     probe_max: int,
     probe_min: int,
     concurrency: int,
+    screen_tokens: int,
     max_error_rate: float,
     request_id: str | None,
     progress: Progress | None,
     should_cancel: ShouldCancel | None,
-) -> tuple[list[ProbeItem], int, int, int, Stopped]:
-    """The pipeline over `words` (already cut to the budget): (kept items, tried, errors, requests sent, why it
-    stopped). Answers are buffered until every earlier word has its verdict; the stop rules see the words in
-    dictionary order only."""
+) -> tuple[list[ProbeItem], int, int, int, Stopped, int]:
+    """The pipeline over `words` (already cut to the budget): (kept items, tried, errors, words sent, why it
+    stopped, requests sent). Answers are buffered until every earlier word has its verdict; the stop rules see the
+    words in dictionary order only."""
     limit, every = len(words), 4 * probe_min
     items: list[ProbeItem] = []
-    answers: dict[int, tuple[str | None, str | None]] = {}
+    answers: dict[int, tuple[Judged | None, str | None]] = {}
     running: dict[asyncio.Task, int] = {}
-    tried = errors = sent = 0
+    tried = errors = sent = generations = 0
     stopped: Stopped | None = None
     last_error = ""
 
@@ -217,18 +236,20 @@ async def _filter(
         while stopped is None:
             check_cancel(should_cancel, f"gold filter cancelled after {tried} words")
             while may_send():
-                w = words[sent][0]
                 rid = f"{request_id}-gf{sent}" if request_id else None
-                task = asyncio.ensure_future(_ask(client, word_prompt(w, source, target, demos=demos), rid))
+                w, gold = words[sent]
+                prompt = word_prompt(w, source, target, demos=demos)
+                task = asyncio.ensure_future(_ask(client, prompt, gold, rid, screen_tokens))
                 running[task] = sent
                 sent += 1
             if not running:  # cannot happen: a word without a verdict is always running or answered
                 raise RuntimeError(f"gold filter stalled after {tried} of {limit} words")
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                answers[running.pop(task)] = task.result()  # WorkerUnavailable propagates
+                got = answers[running.pop(task)] = task.result()  # WorkerUnavailable propagates
+                generations += got[0].requests if got[0] is not None else 1
             while stopped is None and tried in answers:
-                answer, err = answers.pop(tried)
+                judged, err = answers.pop(tried)
                 w, golds = words[tried]
                 tried += 1
                 if err is not None:
@@ -238,8 +259,9 @@ async def _filter(
                             f"{errors} of {tried} gold-filter requests to the generation worker failed (last: "
                             f"{last_error}); check the worker, or submit with gold_filter=false"
                         )
-                elif matches_gold(answer or "", golds):
-                    items.append(ProbeItem(word=w, gold=golds, prompt=word_prompt(w, source, target), answer=answer))
+                elif judged is not None and judged.hit:
+                    item = ProbeItem(word=w, gold=golds, prompt=word_prompt(w, source, target), answer=judged.answer)
+                    items.append(item)
                 stopped = verdict()
             if progress is not None:
                 progress(tried, limit)
@@ -248,4 +270,4 @@ async def _filter(
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-    return items, tried, errors, sent, stopped
+    return items, tried, errors, sent, stopped, generations
