@@ -10,9 +10,15 @@ server's peak RSS (process tree). With the AFTER server, also the "teacher forci
 whose prompt is the filter prompt + the gold answer, `prompt_logprobs=1`, `max_tokens=1`, against greedy
 decoding of the same filter prompts (measured only; the filter does not use it).
 
+AFTER also runs the filter with each `screen_tokens` (`screened-k`: an answer decoded for k tokens first, whole
+only when they do not decide its verdict; bridgex.generation.screen) and compares each word's verdict with the
+unscreened run's whole greedy decode; the headline AFTER is the shipped setting. Every run starts from an empty
+prefix cache (vLLM's /reset_prefix_cache), so no run reuses the blocks of the run before it.
+
 The dev validation too (issue 21's goal is gold filter + validation): the same dev words (BENCH_MEASURE_DEV_WORDS,
 48) for none and two bridges (en, fr), BEFORE as it was scheduled (one condition at a time, 4 in flight) and AFTER
-(every condition and word at once, 16 in flight), printed as chains/s and summed with the filter.
+(every condition and word at once, 16 in flight; unscreened, and screened as shipped, whose hits and paired tests
+must be the same), printed as chains/s and summed with the filter.
 
 `python -m benchmarks measure`. Environment: BENCH_MEASURE_PAIR (default id-ja; its data comes from
 `bridgex data ensure --pairs id-ja`), BENCH_MEASURE_WORDS (128), BENCH_MEASURE_MODEL (gemma-3-270m),
@@ -94,6 +100,16 @@ def metrics(url: str) -> dict[str, float]:
     return out
 
 
+def reset_cache(url: str) -> None:
+    """Empty the worker's prefix cache, so that a run does not reuse the blocks of the run before it (the same
+    words and prompts): each run pays what a new pair pays."""
+    for _ in range(50):
+        if httpx.post(f"{url}/reset_prefix_cache", timeout=30).json().get("success"):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the worker did not empty its prefix cache")
+
+
 def start(block: str, model: str, log: Path, batch: int = 16) -> tuple[subprocess.Popen, str, TreeRSS, float]:
     """Our worker launcher (`python -m services.worker`) with this KV block size ("none": vLLM's default) and batch
     size."""
@@ -104,6 +120,7 @@ def start(block: str, model: str, log: Path, batch: int = 16) -> tuple[subproces
             "BRIDGEX_WORKER_PORT": str(port),
             "BRIDGEX_WORKER_BLOCK_SIZE": block,
             "BRIDGEX_MAX_BATCH_SIZE": str(batch),
+            "VLLM_SERVER_DEV_MODE": "1",  # /reset_prefix_cache: every run starts from an empty prefix cache
         }
         return [sys.executable, "-m", "services.worker"], env
 
@@ -368,6 +385,7 @@ def main() -> dict:
             try:
                 print(f"{label}: worker (block {block}) ready in {ready:.0f}s", flush=True)
                 for mode, conc in runs:
+                    reset_cache(url)
                     before = metrics(url)
                     if mode == "procedure-old":
                         run = asyncio.run(validation(url, src, tgt, dev_all[:100], old_conditions, conc, True))
@@ -416,10 +434,10 @@ def main() -> dict:
                     "rss_after_gb": idle / 1e9,
                 }
             )
-    _report(rows, servers, pair, model, n)
     out = os.environ.get("BENCH_MEASURE_JSON")
     if out:
         Path(out).write_text(json.dumps({"rows": rows, "servers": servers, "arithmetic": FLOPS}, indent=2))
+    _report(rows, servers, pair, model, n)
     return {"rows": rows, "servers": servers, "arithmetic": FLOPS}
 
 
