@@ -95,10 +95,9 @@ async def abuild_probe_set(
     the hopeless rule may still stop is sent until that point is decided, and never more words than could still
     be kept. The filter prompt carries `demos` (k demonstrations in the chain format, DECISION gold_filter_k;
     their words are never probes); the probe prompt itself stays zero-shot, the activations are those of
-    `S:"w"→T:`. Below
-    `probe_min` kept words, `fallback` decides (DECISION): "unfiltered" ranks on the first probe_max words
-    unfiltered and labels the set `filter="unfiltered"` with the counts; "fail" raises ProbeSetTooSmall with a
-    message saying what to change.
+    `S:"w"→T:`. Below `probe_min` kept words, `fallback` decides (DECISION): "unfiltered" ranks on the first
+    probe_max words unfiltered and labels the set `filter="unfiltered"` with the counts; "fail" raises
+    ProbeSetTooSmall with a message saying what to change.
     """
     if probe_min < 1 or probe_max < probe_min:
         raise ProbeSetError(f"need 1 <= probe_min <= probe_max (got {probe_min}, {probe_max})")
