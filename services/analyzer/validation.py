@@ -10,7 +10,9 @@ has not, other words take their place, and the difference is recorded per condit
 every condition was measured in run 6 and made `auto` differ from, and lose to, the explicit requests.) Dev words
 (bridgex.data.layout part "dev") share no source word with the probes or the evaluation split; the most common
 come first (bridgex.frequency). A failed generation is retried; one that still fails is excluded from the
-paired test (not counted as a miss) and counted per condition.
+paired test (not counted as a miss) and counted per condition. A chain's final answer is judged from its first
+`screen_tokens` tokens where they decide it (bridgex.generation.screen: the whole decode's verdict, for fewer
+decode steps); a bridge step is always decoded whole, as its word is needed.
 """
 
 from __future__ import annotations
