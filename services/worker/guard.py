@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
@@ -64,11 +65,27 @@ OBJECT_FIELDS = ("structured_outputs", "response_format", "stream_options", "log
 resets the client's keep-alive connection (found by the reliability fuzz)."""
 
 
+MAX_LENGTH_PENALTY = 50.0
+"""Beam search divides by seq_len ** length_penalty: beyond this magnitude that power overflows, or underflows to
+0, for sequences vLLM can hold, and the engine answers 500 ("float division by zero", found by the reliability
+fuzz). Useful values lie within [-2, 2]."""
+
+
 def check_body(body: Any, max_prompts: int) -> None:
-    """Raise Refused when a generation body asks for more than `max_prompts` sequences, or gives a non-object
-    where vLLM expects an object."""
+    """Raise Refused when a generation body asks for more than `max_prompts` sequences, gives a non-object where
+    vLLM expects an object, or a length_penalty the engine's arithmetic cannot take."""
     if not isinstance(body, dict):
         return
+    penalty = body.get("length_penalty")
+    number = isinstance(penalty, int | float) and not isinstance(penalty, bool)
+    if number and not (math.isfinite(penalty) and abs(penalty) <= MAX_LENGTH_PENALTY):
+        raise Refused(
+            400,
+            "BadRequestError",
+            f"`length_penalty` must be a finite number between -{MAX_LENGTH_PENALTY:g} and "
+            f"{MAX_LENGTH_PENALTY:g}, not {penalty!r}",
+            "length_penalty",
+        )
     for name in OBJECT_FIELDS:
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise Refused(

@@ -137,6 +137,25 @@ async def test_non_object_structured_outputs_is_a_json_400(
     assert_normal(other)
 
 
+@pytest.mark.parametrize("penalty", [-6.5e16, 1e300], ids=["huge negative", "huge positive"])
+async def test_beam_search_with_an_extreme_length_penalty_is_a_json_400(
+    client: httpx.AsyncClient, worker: tuple[str, str], penalty: float
+) -> None:
+    """Found by test_fuzz: beam search divides by seq_len ** length_penalty, which underflows to 0 (or overflows)
+    for such values, and the engine answered 500 ("float division by zero"). A usual value is still served."""
+    model = worker[1]
+    beam = {"use_beam_search": True, "n": 2, "max_tokens": 3}
+    bad, ok, other = await asyncio.gather(
+        client.post("/v1/completions", headers=WH, json=completion(model, length_penalty=penalty, **beam)),
+        client.post("/v1/completions", headers=WH, json=completion(model, length_penalty=1.5, **beam)),
+        normal(client, model),
+    )
+    err = assert_json_error(bad, 400)
+    assert "length_penalty" in json.dumps(err), err
+    assert ok.status_code == 200, ok.text
+    assert_normal(other)
+
+
 REFUSED_BODIES = {
     "seed 2**64": lambda m: json.dumps(completion(m, seed=2**64)).encode(),
     "200 prompts": lambda m: json.dumps(completion(m, prompt=["w"] * 200)).encode(),
