@@ -125,7 +125,7 @@ class DevMeasurer:
                 if attempt < self.retries:
                     self.retried += 1
                 continue
-            got = (out.text, out.finish_reason == "stop")
+            got = (out.text, out.finished)
             if self.memo_key:
                 self.memo.put(key, got)
             return got

@@ -212,7 +212,12 @@ def parse_word(output: str) -> str:
     q = _quoted(text)
     if q is None:
         q = _cut(text)
-    return _strip_edges(unescape_span(q))
+    return _answer(q)
+
+
+def _answer(span: str) -> str:
+    """The answer word in a quoted span or cut text: escaping undone, edge quotes and punctuation stripped."""
+    return _strip_edges(unescape_span(span))
 
 
 _EDGES = _ALL_QUOTES + ".,;:!?。、，"
@@ -236,13 +241,13 @@ def parse_word_partial(output: str) -> tuple[str, bool] | None:
         if text.startswith(_STOPS, i):  # `_quoted` gives up: the answer is `_cut` of the whole text
             head = _cut(text)
             if len(head) < len(text):
-                return _strip_edges(unescape_span(head)), True
+                return _answer(head), True
             return _open_prefix(head)
         if ch in _QUOTES and (i == 0 or (ch not in _APOSTROPHES and text[i - 1] in " \t:=")):
             rest = text[i + 1 :]
             ends = [j for j, c in _unescaped(rest) if c in _QUOTES[ch]]
             if ends:
-                return _strip_edges(unescape_span(rest[: ends[0]])), True
+                return _answer(rest[: ends[0]]), True
             # no closer yet: the answer is the span up to a later closer, or cut at its first stop
             return _open_prefix(_cut(rest))
     return None

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bridgex.generation.client import Completion, Usage
 from bridgex.generation.gold_filter import abuild_probe_set
 from bridgex.probes import candidate_words
 
@@ -21,10 +21,8 @@ from tests.analyzer.conftest import settings_from, worker_env, write_data_dir
 from tests.support import free_port
 
 
-@dataclass
-class _Completion:
-    text: str
-    finish_reason: str = "stop"
+def _completion(text: str, finish_reason: str = "stop") -> Completion:
+    return Completion(text=text, finish_reason=finish_reason, usage=Usage(0, 0, 0))
 
 
 class _ShuffledWorker:
@@ -34,14 +32,14 @@ class _ShuffledWorker:
     def __init__(self, right: set[str]) -> None:
         self.right, self.asked, self.in_flight, self.max_in_flight = right, [], 0, 0
 
-    async def complete(self, prompt: str, **kw: object) -> _Completion:
+    async def complete(self, prompt: str, **kw: object) -> Completion:
         word = prompt.rsplit('"', 2)[-2]
         self.asked.append(word)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await asyncio.sleep(hashlib.sha256(word.encode()).digest()[0] / 255 * 0.004)
-            return _Completion(f'"t{word[1:]}"' if word in self.right else f'"{word}"')
+            return _completion(f'"t{word[1:]}"' if word in self.right else f'"{word}"')
         finally:
             self.in_flight -= 1
 
@@ -100,13 +98,13 @@ class _TokenWorker:
     def __init__(self, right: set[str], near: set[str]) -> None:
         self.right, self.near, self.decoded, self.requests = right, near, 0, 0
 
-    async def complete(self, prompt: str, *, max_tokens: int = 16, **kw: object) -> _Completion:
+    async def complete(self, prompt: str, *, max_tokens: int = 16, **kw: object) -> Completion:
         word = prompt.rsplit('"', 2)[-2]
         gold = f"t{word[1:]}"
         text = f'"{gold}"' if word in self.right else f'"{gold}x"' if word in self.near else f'"no {word}"'
         self.requests += 1
         self.decoded += min(len(text), max_tokens)
-        return _Completion(text[:max_tokens], "stop" if len(text) <= max_tokens else "length")
+        return _completion(text[:max_tokens], "stop" if len(text) <= max_tokens else "length")
 
 
 async def test_screening_keeps_the_same_words_for_fewer_decoded_tokens() -> None:

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from bridgex.cancel import Cancelled
-from bridgex.generation.client import GenerationFailed, WorkerUnavailable
+from bridgex.generation.client import Completion, GenerationFailed, Usage, WorkerUnavailable
 from bridgex.generation.gold_filter import GoldFilterFailed, abuild_probe_set
 from bridgex.probes import ProbeSet, ProbeSetTooSmall, candidate_words
 from bridgex.prompts import Demo
 
 
-@dataclass
-class _Completion:
-    text: str
-    finish_reason: str = "stop"
-    usage: dict | None = None
+def _completion(text: str, finish_reason: str = "stop") -> Completion:
+    return Completion(text=text, finish_reason=finish_reason, usage=Usage(0, 0, 0))
 
 
 class _ScriptedClient:
@@ -29,7 +25,7 @@ class _ScriptedClient:
         self.answers, self.fail, self.asked = answers, fail or {}, []
         self.in_flight = self.max_in_flight = 0
 
-    async def complete(self, prompt: str, **kw: object) -> _Completion:
+    async def complete(self, prompt: str, **kw: object) -> Completion:
         self.asked.append(prompt)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -38,7 +34,7 @@ class _ScriptedClient:
             word = prompt.rsplit('"', 2)[-2]  # the query is the last line; demonstrations come before it
             if word in self.fail:
                 raise self.fail[word]
-            return _Completion(self.answers.get(word, f'"{word}"'))
+            return _completion(self.answers.get(word, f'"{word}"'))
         finally:
             self.in_flight -= 1
 

@@ -88,6 +88,11 @@ class Completion:
     stop_reason: str | int | None = field(default=None, compare=False)
     logprobs: TokenLogprobs | None = field(default=None, compare=False)
 
+    @property
+    def finished(self) -> bool:
+        """The whole completion: it ended at a stop string or the end token, not cut by max_tokens."""
+        return self.finish_reason == "stop"
+
 
 @dataclass(frozen=True)
 class TokenLogprobs:

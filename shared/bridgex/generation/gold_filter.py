@@ -43,7 +43,7 @@ async def _ask(
         sent += 1
         rid = f"{request_id}.{sent}" if request_id and sent > 1 else request_id
         out = await client.complete(p, max_tokens=max_tokens, temperature=0.0, stop=("\n",), request_id=rid)
-        return out.text, out.finish_reason == "stop"
+        return out.text, out.finished
 
     try:
         return await judge_word(generate, prompt, gold, max_tokens=MAX_TOKENS, screen_tokens=screen_tokens), None
