@@ -43,7 +43,8 @@ async def read_body(
     size, more = 0, True
     while more:
         try:
-            message = await asyncio.wait_for(receive(), chunk_timeout_s)
+            async with asyncio.timeout(chunk_timeout_s):  # no task per chunk, as wait_for would make
+                message = await receive()
         except TimeoutError as exc:
             raise BodyTimeout() from exc
         if message["type"] == "http.disconnect":

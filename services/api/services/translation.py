@@ -89,7 +89,8 @@ async def worker_call(ctx: AppContext, call: Callable[[], Awaitable[T]], *, scal
     url = ctx.generation.where
     budget = scale * ctx.settings.worker_timeout_s * (ctx.settings.worker_retries + 1) + 1.0
     try:
-        out = await asyncio.wait_for(call(), budget)
+        async with asyncio.timeout(budget):  # in this task: wait_for would start one per call
+            out = await call()
     except WorkerUnavailable as exc:
         ctx.metrics.generation_errors.labels("unavailable").inc()
         raise dependency_down("generation_worker", f"the generation worker at {url} is unavailable: {exc}") from exc
