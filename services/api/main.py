@@ -44,11 +44,21 @@ the rate limit), BRIDGEX_API_MAX_BODY_BYTES per body.
 """
 
 
-async def _warm_worker(ctx: AppContext) -> None:
-    try:
-        await ctx.generation.complete("Hello", max_tokens=1, logprobs=True)
-    except Exception as exc:  # a worker that is not up yet: the first request pays instead
-        log.info("worker warm-up skipped: %s", exc)
+async def warm_worker(ctx: AppContext, every_s: float = 2.0, within_s: float = 900.0) -> bool:
+    """One completion with log-probabilities, retried every `every_s` until the worker answers (at most `within_s`):
+    `make run` starts the gateway beside a worker that needs minutes, and the first user's request must not pay
+    vLLM's logprobs set-up (~2-5 s on a CPU). True once it answered."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        try:
+            await ctx.generation.complete("Hello", max_tokens=1, logprobs=True)
+            return True
+        except Exception as exc:  # not up yet (or busy starting): try again, quietly
+            if loop.time() + every_s > deadline:
+                log.info("worker warm-up given up after %.0f s: %s", within_s, exc)
+                return False
+        await asyncio.sleep(every_s)
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -69,13 +79,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         warm = asyncio.create_task(asyncio.to_thread(warm_typology, settings))
         # vLLM's first request with log-probabilities (every translation's final step asks for them) sets up
         # its logprobs path: pay that here, not in the first user's request
-        warm_worker = asyncio.create_task(_warm_worker(ctx))
+        warm_gen = asyncio.create_task(warm_worker(ctx))
         # the language detector likewise (~1 s and 350 MB with every model; /detect and source=auto use it)
         warm_detect = asyncio.create_task(asyncio.to_thread(detection.warm))
         async with ctx.generation:
             yield
         warm.cancel()
-        warm_worker.cancel()
+        warm_gen.cancel()
         warm_detect.cancel()
         await ctx.aclose()
 
