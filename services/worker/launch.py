@@ -20,7 +20,7 @@ Why each CPU default (measured on 2-core AVX2 machines, docs/assets and docs/res
   for its multiprocess one unless this is 0, and that one's engine core and model process busy-wait
   (`sched_yield`) on each other for a second after every message: on 2 cores, a core burnt beside the gateway
   after every request. With "uni" the model runs in the engine-core process, as on a GPU: the same requests/s,
-  0.8 GB less RSS, and the gateway's own time 3.3-3.5 ms p50 instead of 4.1-4.4 (run 15). The OpenAI server
+  0.8 GB less RSS, and the gateway's own time 2.6-3.6 ms p50 (median 2.9) instead of 4.1-4.4 (run 15). The OpenAI server
   (AsyncLLM) runs its engine core in a process of its own either way; nothing else in `vllm serve` reads it.
 - `--max-model-len` 4096 unless set: the model's 32k context does not fit a 1 GiB KV cache, and our prompts
   are a few hundred tokens.
