@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from bridgex.generation.client import GenerationRejected
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -54,6 +55,12 @@ async def warm_worker(ctx: AppContext, every_s: float = 2.0, within_s: float = 9
         try:
             await ctx.generation.complete("Hello", max_tokens=1, logprobs=True)
             return True
+        except GenerationRejected as exc:  # up, and refusing (a wrong worker key): asking again cannot help
+            if exc.status != 429:
+                log.warning("worker warm-up refused: %s", exc)
+                return False
+            if loop.time() + every_s > deadline:
+                return False
         except Exception as exc:  # not up yet (or busy starting): try again, quietly
             if loop.time() + every_s > deadline:
                 log.info("worker warm-up given up after %.0f s: %s", within_s, exc)
