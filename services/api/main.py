@@ -55,13 +55,10 @@ async def warm_worker(ctx: AppContext, every_s: float = 2.0, within_s: float = 9
         try:
             await ctx.generation.complete("Hello", max_tokens=1, logprobs=True)
             return True
-        except GenerationRejected as exc:  # up, and refusing (a wrong worker key): asking again cannot help
-            if exc.status != 429:
-                log.warning("worker warm-up refused: %s", exc)
+        except Exception as exc:  # not up yet, or busy (429): try again, quietly
+            if isinstance(exc, GenerationRejected) and exc.status != 429:
+                log.warning("worker warm-up refused: %s", exc)  # up and refusing (a wrong key): no use asking again
                 return False
-            if loop.time() + every_s > deadline:
-                return False
-        except Exception as exc:  # not up yet (or busy starting): try again, quietly
             if loop.time() + every_s > deadline:
                 log.info("worker warm-up given up after %.0f s: %s", within_s, exc)
                 return False
