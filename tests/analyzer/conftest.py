@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from bridgex.generation.client import Completion, Usage
 
 from services.analyzer.config import AnalyzerSettings
 
@@ -19,6 +20,11 @@ SYLLABLES = {
     "de": "sch ei en au ch ge be un de ss ie er",
     "fr": "eau ou le la ai on re de que ui ment es",
 }
+
+
+def scripted_completion(text: str, finish_reason: str = "stop") -> Completion:
+    """What a scripted worker answers: the client's own Completion ("length": cut by max_tokens)."""
+    return Completion(text=text, finish_reason=finish_reason, usage=Usage(0, 0, 0))
 
 
 def make_words(lang: str, n: int, seed: int = 0) -> list[str]:

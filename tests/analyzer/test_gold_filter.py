@@ -11,18 +11,14 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from bridgex.generation.client import Completion, Usage
+from bridgex.generation.client import Completion
 from bridgex.generation.gold_filter import abuild_probe_set
 from bridgex.probes import candidate_words
 
 from services.analyzer import stages
 from services.common.analysis import AnalysisRequest, AnalysisSpec
-from tests.analyzer.conftest import settings_from, worker_env, write_data_dir
+from tests.analyzer.conftest import scripted_completion, settings_from, worker_env, write_data_dir
 from tests.support import free_port
-
-
-def _completion(text: str, finish_reason: str = "stop") -> Completion:
-    return Completion(text=text, finish_reason=finish_reason, usage=Usage(0, 0, 0))
 
 
 class _ShuffledWorker:
@@ -39,7 +35,7 @@ class _ShuffledWorker:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await asyncio.sleep(hashlib.sha256(word.encode()).digest()[0] / 255 * 0.004)
-            return _completion(f'"t{word[1:]}"' if word in self.right else f'"{word}"')
+            return scripted_completion(f'"t{word[1:]}"' if word in self.right else f'"{word}"')
         finally:
             self.in_flight -= 1
 
@@ -104,7 +100,7 @@ class _TokenWorker:
         text = f'"{gold}"' if word in self.right else f'"{gold}x"' if word in self.near else f'"no {word}"'
         self.requests += 1
         self.decoded += min(len(text), max_tokens)
-        return _completion(text[:max_tokens], "stop" if len(text) <= max_tokens else "length")
+        return scripted_completion(text[:max_tokens], "stop" if len(text) <= max_tokens else "length")
 
 
 async def test_screening_keeps_the_same_words_for_fewer_decoded_tokens() -> None:

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pytest
 from bridgex.cancel import Cancelled
-from bridgex.generation.client import Completion, GenerationFailed, Usage, WorkerUnavailable
+from bridgex.generation.client import Completion, GenerationFailed, WorkerUnavailable
 from bridgex.generation.gold_filter import GoldFilterFailed, abuild_probe_set
 from bridgex.probes import ProbeSet, ProbeSetTooSmall, candidate_words
 from bridgex.prompts import Demo
 
-
-def _completion(text: str, finish_reason: str = "stop") -> Completion:
-    return Completion(text=text, finish_reason=finish_reason, usage=Usage(0, 0, 0))
+from tests.analyzer.conftest import scripted_completion
 
 
 class _ScriptedClient:
@@ -34,7 +32,7 @@ class _ScriptedClient:
             word = prompt.rsplit('"', 2)[-2]  # the query is the last line; demonstrations come before it
             if word in self.fail:
                 raise self.fail[word]
-            return _completion(self.answers.get(word, f'"{word}"'))
+            return scripted_completion(self.answers.get(word, f'"{word}"'))
         finally:
             self.in_flight -= 1
 

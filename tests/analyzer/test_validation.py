@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 from bridgex.demos import clear_cache
-from bridgex.generation.client import Completion, GenerationFailed, Usage
+from bridgex.generation.client import GenerationFailed
 from bridgex.languages import native_name
 from bridgex.serving import NONE, SequentialDesign
 
 from services.analyzer.validation import CompletionMemo, ValidationFailed, dev_words, validate_on_dev
+from tests.analyzer.conftest import scripted_completion
 
 SRC, TGT = "zh", "ja"
 BRIDGES = ("en", "de")
@@ -71,8 +72,8 @@ class ScriptedWorker:
             text = f'"{word}.{TGT}"' if right else '"wrong"'
         self.max_tokens.append(max_tokens)
         if self.cut and len(text) > max_tokens:
-            return Completion(text=text[:max_tokens], finish_reason="length", usage=Usage(0, 0, 0))
-        return Completion(text=text, finish_reason="stop", usage=Usage(0, 0, 0))
+            return scripted_completion(text[:max_tokens], "length")
+        return scripted_completion(text)
 
 
 def test_dev_words_are_disjoint_from_probe_and_eval(tmp_path: Path) -> None:
