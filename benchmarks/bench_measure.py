@@ -33,6 +33,7 @@ matrix multiply on this machine's cores, measured first, before any worker start
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -47,6 +48,7 @@ from bridgex.data.layout import DataLayout
 from bridgex.demos import ordered_words, word_demos
 from bridgex.generation.client import GenerationClient
 from bridgex.generation.gold_filter import abuild_probe_set
+from bridgex.generation.local import LocalEngine
 from bridgex.prompts import Demo, word_prompt
 from bridgex.settings import CoreSettings
 
@@ -137,8 +139,15 @@ def start(
     return start_server(command, log)
 
 
+def _engine(target: str | LocalEngine, conc: int) -> contextlib.AbstractAsyncContextManager:
+    """A client of the worker at `target`, or the local engine itself (left open: its caller owns it)."""
+    if isinstance(target, str):
+        return GenerationClient(target, timeout=600, concurrency=max(16, conc))
+    return contextlib.nullcontext(target)
+
+
 async def pipeline(
-    url: str, pairs: list, src: str, tgt: str, demos: list[Demo], n: int, conc: int, screen: int = 0
+    url: str | LocalEngine, pairs: list, src: str, tgt: str, demos: list[Demo], n: int, conc: int, screen: int = 0
 ) -> dict:
     """The gold filter itself over its first n candidate words (`screen`: its screen_tokens). Every word counts as
     kept here (the real verdicts are recorded aside), so the stop rules cannot cut the run short on a model that
@@ -155,7 +164,7 @@ async def pipeline(
 
     gf._ask = ask
     try:
-        async with GenerationClient(url, timeout=600, concurrency=max(16, conc)) as c:
+        async with _engine(url, conc) as c:
             t0 = time.perf_counter()
             ps = await abuild_probe_set(
                 pairs,
@@ -232,7 +241,15 @@ def teacher_forcing(url: str, model: str, prompts: list[str], golds: list[str], 
 
 
 async def validation(
-    url: str, src: str, tgt: str, words: list, conditions: list[str], conc: int, old: bool, design=None, screen=0
+    url: str | LocalEngine,
+    src: str,
+    tgt: str,
+    words: list,
+    conditions: list[str],
+    conc: int,
+    old: bool,
+    design=None,
+    screen=0,
 ) -> dict:
     """The dev validation over `words` for `conditions` (by default one look, so every condition measures every
     word; `design`: the sequential test as an analysis runs it, incumbent first; `screen`: its screen_tokens).
@@ -242,7 +259,7 @@ async def validation(
     from services.analyzer.validation import DEMO_ORDER_KEPT, DevMeasurer, validate_on_dev
 
     data = str(CoreSettings().data_path)
-    async with GenerationClient(url, timeout=600, concurrency=max(16, conc)) as c:
+    async with _engine(url, conc) as c:
         t0 = time.perf_counter()
         if old:
             demo_words = ordered_words(data, src, tgt)[:DEMO_ORDER_KEPT]
@@ -445,11 +462,90 @@ def main() -> dict:
                     "rss_after_gb": idle / 1e9,
                 }
             )
+    rows += local_runs(model, pairs, src, tgt, demos, n, dev, conditions, dev_all, new_conditions, sequential, servers)
     out = os.environ.get("BENCH_MEASURE_JSON")
     if out:
         Path(out).write_text(json.dumps({"rows": rows, "servers": servers, "arithmetic": FLOPS}, indent=2))
     _report(rows, servers, pair, model, n)
     return {"rows": rows, "servers": servers, "arithmetic": FLOPS}
+
+
+LOCAL_BATCH = int(os.environ.get("BENCH_MEASURE_LOCAL_BATCH", "0")) or None
+"""The local engine's batch (default: the analyzer's shipped `local_batch`)."""
+
+
+def local_runs(
+    model: str,
+    pairs: list,
+    src: str,
+    tgt: str,
+    demos: list[Demo],
+    n: int,
+    dev: list,
+    conditions: list[str],
+    dev_all: list,
+    new_conditions: list[str],
+    sequential,
+    servers: list[dict],
+) -> list[dict]:
+    """The same filter and validation runs on the analyzer's own model in this process (bridgex.generation.local:
+    each demonstration block computed once, only query lines per request), every run from an empty block cache."""
+    from bridgex.models import load_model
+
+    from services.analyzer.config import AnalyzerSettings
+
+    batch = LOCAL_BATCH or AnalyzerSettings().local_batch
+    rss = TreeRSS(os.getpid())
+    base = rss.now()
+    t0 = time.perf_counter()
+    lm = load_model(model, device="cpu", dtype="float32")
+    engine = LocalEngine(lm.model, lm.tokenizer, max_batch=batch)
+    ready = time.perf_counter() - t0
+    print(f"local: the analyzer's model loaded in {ready:.0f}s, batch {batch}", flush=True)
+    rows = []
+    runs = [
+        ("pipeline", lambda: pipeline(engine, pairs, src, tgt, demos, n, batch, 0)),
+        (f"screened-{SCREEN}", lambda: pipeline(engine, pairs, src, tgt, demos, n, batch, SCREEN)),
+        ("validation", lambda: validation(engine, src, tgt, dev, conditions, batch, False)),
+        ("validation-screened", lambda: validation(engine, src, tgt, dev, conditions, batch, False, screen=SCREEN)),
+        (
+            "procedure-new",
+            lambda: validation(
+                engine, src, tgt, dev_all, new_conditions, batch, False, design=sequential, screen=SCREEN
+            ),
+        ),
+    ]
+    for mode, make in runs:
+        engine.clear_prefixes()
+        before = _engine_counters(engine)
+        run = asyncio.run(make())
+        rows.append(_row(f"local: {mode}, c{batch}", run, before, _engine_counters(engine)))
+        r = rows[-1]
+        print(
+            f"  {r['run']}: {r['words']} words, {r['prompts_per_s']:.2f} prompts/s, "
+            f"{r['computed_tokens_per_word']:.1f} computed tokens/word",
+            flush=True,
+        )
+    # RSS: what the model and the runs added to this process (the analyzer holds the model for profiling anyway)
+    servers.append(
+        {
+            "config": "local",
+            "block": "-",
+            "batch": batch,
+            "executor": "analyzer process",
+            "ready_s": ready,
+            "peak_rss_gb": (rss.stop() - base) / 1e9,
+            "rss_after_gb": (rss.now() - base) / 1e9,
+        }
+    )
+    return rows
+
+
+def _engine_counters(engine: LocalEngine) -> dict[str, float]:
+    """The local engine's counts under vLLM's counter names (`_row` reads both alike)."""
+    st = engine.stats
+    cached = st.prompt_tokens - st.computed_prompt_tokens
+    return {"queries": st.prompt_tokens, "hits": cached, "prompt": st.prompt_tokens, "generated": st.generated_tokens}
 
 
 def _candidates(pairs: list, src: str, tgt: str, demos: list[Demo]) -> list[tuple[str, list[str]]]:
@@ -547,6 +643,34 @@ def _report(rows: list[dict], servers: list[dict], pair: str, model: str, n: int
                 f"gold filter + validation on a worker that serves analyses only (batch 64, 64 in flight): "
                 f"{t_b:.1f} s -> {t_d:.1f} s, {t_b / t_d:.2f}x faster"
             )
+    loc = {"filter": _find(rows, f"local: screened-{SCREEN}"), "validation": _find(rows, "local: validation-screened")}
+    if have(filt, val, loc):
+        t_b, _ = _walls(filt, val)
+        t_l = loc["filter"]["wall_s"] + loc["validation"]["wall_s"]
+        v = loc["validation"]
+        print(
+            f"gold filter + validation on the analyzer's own model (local engine, batch {v['run'].rsplit('c', 1)[1]}): "
+            f"{t_b:.1f} s -> {t_l:.1f} s, {t_b / t_l:.2f}x faster; computed prompt tokens "
+            f"{loc['filter']['computed_tokens_per_word']:.1f} per filter word, "
+            f"{v['computed_tokens_per_word'] * v['words'] / v['requests']:.1f} per validation request "
+            f"({v['computed_tokens_per_word']:.1f} per chain)"
+        )
+    lp, ap = _find(rows, "local: pipeline"), _find(rows, "after: pipeline, c16")
+    if lp and ap and lp.get("answers") and ap.get("answers"):
+        x, y = ap["answers"], lp["answers"]
+        diff = [(w, x[w], y.get(w)) for w in x if x[w] != y.get(w)]
+        print(
+            f"greedy answers, local engine against the worker (whole decodes): {len(x) - len(diff)} of {len(x)} "
+            f"identical; differing: {diff[:10]}"
+        )
+    for lname, wname in (
+        ("local: validation, c", "after: validation, c16"),
+        ("local: procedure-new", "after: procedure-new"),
+    ):
+        lv, wv = _find(rows, lname), _find(rows, wname)
+        if lv and wv:
+            same = lv["scores"] == wv["scores"] and lv["tests"] == wv["tests"]
+            print(f"{lname.rstrip(', c')} against the worker: hits per condition and paired tests identical: {same}")
     plain = _find(rows, "after: pipeline, c16")
     for r in rows:
         if plain and r["run"].startswith("after: screened") and r.get("verdicts") and plain.get("verdicts"):

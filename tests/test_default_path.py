@@ -121,6 +121,8 @@ def test_fresh_data_dir_analyze_then_auto_from_cache(stack: Stack) -> None:
         assert not served or "no challenger beat the incumbent en" in hit["bridge_reason"], hit
         ranking = c.get("/bridges/he/zh", headers=A).json()
         assert ranking["probe_filter"] == "unfiltered" and ranking["validation"]["scores"]["none"]["n"] == 10
+        # the worker serves the analyzer's weights in float32: the analyzer decoded the measurement itself
+        assert ranking["validation"]["engine"] == "local"
 
         # another configuration of the same pair is stored and readable, but auto keeps serving the first
         other = c.post("/analyze", headers=A, json={"source": "he", "target": "zh", "k": 1}).json()

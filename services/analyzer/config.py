@@ -4,6 +4,7 @@ lease)."""
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 
@@ -19,6 +20,16 @@ class AnalyzerSettings(ServiceSettings):
         le=19,
         description="CPU niceness of the analyzer process (0: unchanged). Its profiling is batch work: on a "
         "machine it shares with the gateway, a core goes to a request first (docs/results.md run 12).",
+    )
+    measure_engine: Literal["local", "worker"] = Field(
+        "local",
+        description="Who decodes the gold filter's and the dev validation's greedy answers (DECISION, "
+        "docs/results.md run 16): 'local' the analyzer's own model, each demonstration block computed once "
+        "(bridgex.generation.local), where the worker serves the same weights in the same dtype, else the worker; "
+        "'worker' always the generation worker.",
+    )
+    local_batch: int = Field(
+        128, ge=1, le=1024, description="Requests the local engine decodes in one batch (its requests in flight)."
     )
 
 

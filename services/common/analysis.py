@@ -102,6 +102,9 @@ NOT_METHOD_SETTINGS: dict[str, str] = {
     "concurrency, and the dev validation measures the same words",
     "gold_filter_timeout_s": "a timeout",
     "screen_tokens": "a verdict from the first tokens is the whole decode's (bridgex.prompts.parse_word_partial)",
+    "measure_engine": "the analyzer's own copy of the served weights in float32, used only where the worker reports "
+    "them; its greedy answers are the worker's (docs/results.md run 16: 512 of 512, identical dev outcomes)",
+    "local_batch": "requests per batch of the local engine; each row computes what it would alone",
     "capture_tensor_parallel": "vLLM capture: the same model split over GPUs",
     "worker_kv_cache_gib": "vLLM memory (KV cache); probe prompts are short",
     "worker_cpu_bind": "vLLM CPU threads",

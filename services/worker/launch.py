@@ -150,7 +150,7 @@ def plan(
     argv += shlex.split(settings.worker_args) + list(extra or [])
 
     env = {
-        IDENTITY_ENV: json.dumps(ident.as_dict() | {"served_model_name": served}),
+        IDENTITY_ENV: json.dumps(ident.as_dict() | {"served_model_name": served, "dtype": dtype}),
         "HF_HUB_OFFLINE": "1",
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",

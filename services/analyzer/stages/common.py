@@ -1,17 +1,20 @@
-"""Where a model's artifacts live, the model loaded for a job, the data directory's layout, and the client of
-the analyzer's own generation requests."""
+"""Where a model's artifacts live, the model loaded for a job, the data directory's layout, and who answers the
+analyzer's own generation requests (the worker, or the analyzer's own model)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from bridgex.artifacts import sha256_json
 from bridgex.data.layout import DataLayout
 from bridgex.generation.client import GenerationClient
+from bridgex.generation.local import LocalEngine
 from bridgex.models import LoadedModel
 
 from services.analyzer.config import AnalyzerSettings
@@ -82,3 +85,39 @@ def measuring_client(settings: AnalyzerSettings) -> GenerationClient:
     return GenerationClient.from_settings(
         settings, timeout=settings.gold_filter_timeout_s, concurrency=settings.gold_filter_concurrency
     )
+
+
+def dtype_name(lm: LoadedModel) -> str:
+    """The loaded model's dtype as the worker's identity names it ("float32", "bfloat16")."""
+    return str(getattr(lm.model, "dtype", "")).removeprefix("torch.")
+
+
+def measuring_engine(settings: AnalyzerSettings, lm: LoadedModel | None, identity: dict[str, Any] | None) -> str:
+    """Who answers the gold filter and the dev validation: "local" (the analyzer's own model, bridgex.generation.
+    local) when `measure_engine` is local and the worker said it serves these weights (`identity`, checked by
+    check_worker_weights) in the loaded model's dtype, float32, so the greedy answers are the served model's (run 16
+    compares them word for word); else "worker"."""
+    if settings.measure_engine != "local" or lm is None or not identity:
+        return "worker"
+    theirs = identity.get("dtype")
+    if theirs != dtype_name(lm) or theirs != "float32":
+        # in 16-bit types two kernels' rounding flips near-tied greedy choices too often to stand for the worker
+        log.info("the worker serves %s, the analyzer loaded %s: the worker measures", theirs, dtype_name(lm))
+        return "worker"
+    return "local"
+
+
+@asynccontextmanager
+async def measurer(settings: AnalyzerSettings, lm: LoadedModel | None, engine: str) -> AsyncIterator[Any]:
+    """The client `engine` names (measuring_engine), open: either answers `complete` alike."""
+    if engine == "local" and lm is not None:
+        async with LocalEngine(lm.model, lm.tokenizer, max_batch=settings.local_batch, name=lm.model_id) as e:
+            yield e
+    else:
+        async with measuring_client(settings) as c:
+            yield c
+
+
+def measuring_concurrency(settings: AnalyzerSettings, engine: str) -> int:
+    """Requests in flight: the local engine's batch, or the worker's batch size."""
+    return settings.local_batch if engine == "local" else settings.gold_filter_concurrency

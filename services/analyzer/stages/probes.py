@@ -1,4 +1,5 @@
-"""The probe stage: the pair's probe set, gold-filtered through the generation worker serving the same weights."""
+"""The probe stage: the pair's probe set, gold-filtered by the served model: the analyzer's own copy of it where the
+generation worker serves the same weights in the same dtype, else the worker."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ from bridgex.models import LoadedModel
 from bridgex.probes import ProbeSet, ProbeSetError
 
 from services.analyzer.config import AnalyzerSettings
-from services.analyzer.stages.common import _short, data_layout, load_lm, measuring_client, model_root
+from services.analyzer.stages.common import (
+    _short,
+    data_layout,
+    load_lm,
+    measurer,
+    measuring_concurrency,
+    measuring_engine,
+    model_root,
+)
 from services.analyzer.stages.context import AnalysisFailed, JobContext
 from services.common.analysis import AnalysisSpec
 
@@ -50,12 +59,20 @@ def unverified_message(worker_url: str, what: str) -> str:
 
 
 def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str, *, needs_worker: bool = True) -> str:
+    """worker_check's verdict alone: "verified", "unverified" or "unreachable"."""
+    return worker_check(settings, lm, what, needs_worker=needs_worker)[0]
+
+
+def worker_check(
+    settings: AnalyzerSettings, lm: LoadedModel, what: str, *, needs_worker: bool = True
+) -> tuple[str, dict[str, Any] | None]:
     """Refuse a generation worker that serves other weights than the analysis loaded: the gold filter and the
     dev validation would measure another model than the one profiled, and `auto` would serve the ranking of
     another model. Returns "verified", or "unreachable" when it cannot be reached and `needs_worker` is off (a
     ranking made without the worker). A worker that does not say which weights it serves (`GET /bridgex/identity`
     missing: a vLLM server not started by our launcher) fails the job, unless BRIDGEX_ALLOW_UNVERIFIED_WORKER is
-    on: then it is "unverified" (and the ranking says so)."""
+    on: then it is "unverified" (and the ranking says so). With the verdict, the identity the worker reported
+    when it is "verified"."""
 
     async def go() -> dict[str, Any] | None:
         # without needs_worker it is a question in passing: a down worker must not hold the job up
@@ -70,7 +87,7 @@ def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str,
     except GenerationError as e:
         if not needs_worker:
             log.info("worker %s unreachable; the %s is published unverified: %s", _where(settings), what, e)
-            return "unreachable"
+            return "unreachable", None
         raise AnalysisFailed(
             f"the {what} cannot reach the generation worker at {_where(settings)} "
             f"({type(e).__name__}: {e}); start the worker (`make run`)"
@@ -84,7 +101,7 @@ def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str,
             _where(settings),
             what,
         )
-        return "unverified"
+        return "unverified", None
     theirs, ours = str(ident.get("weight_hash") or "unknown"), str(lm.weight_hash)
     same = (
         (theirs == ours)
@@ -99,7 +116,7 @@ def check_worker_weights(settings: AnalyzerSettings, lm: LoadedModel, what: str,
             "BRIDGEX_MODEL (and BRIDGEX_MODEL_REVISION) of the worker and the analyzer at the same folder or "
             "hub id + revision, or restart the analyzer if the weights in that folder changed since it loaded them."
         )
-    return "verified"
+    return "verified", ident
 
 
 def probe_set(
@@ -135,11 +152,12 @@ def probe_set(
             return ps, path
         except (ProbeSetError, ValueError) as e:
             log.warning("rebuilding unreadable probe set %s: %s", path, e)
+    engine = "worker"
     if params["gold_filter"]:
-        check_worker_weights(settings, lm, "gold filter")
+        engine = measuring_engine(settings, lm, worker_check(settings, lm, "gold filter")[1])
 
     async def build() -> ProbeSet:
-        async with measuring_client(settings) as client:
+        async with measurer(settings, lm, engine) as client:
             return await abuild_probe_set(
                 pairs,
                 src,
@@ -150,7 +168,7 @@ def probe_set(
                 probe_min=params["probe_min"],
                 demos=demos,
                 fallback=params["fallback"],
-                concurrency=settings.gold_filter_concurrency,
+                concurrency=measuring_concurrency(settings, engine),
                 screen_tokens=settings.screen_tokens,
                 request_id=ctx.request_id,
                 should_cancel=ctx.should_cancel,
@@ -166,7 +184,7 @@ def probe_set(
             f"the gold filter could not use the generation worker at {_where(settings)} "
             f"({type(e).__name__}: {e}); start the worker, or submit with gold_filter=false"
         ) from e
-    ps.params = {**ps.params, **params}
+    ps.params = {**ps.params, **params, "engine": engine if params["gold_filter"] else None}
     ps.save(path)
     return ps, path
 

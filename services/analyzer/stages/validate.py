@@ -12,9 +12,9 @@ from bridgex.models import LoadedModel
 from bridgex.serving import SequentialDesign, choose, incumbent_for, validation_conditions
 
 from services.analyzer.config import AnalyzerSettings
-from services.analyzer.stages.common import measuring_client
+from services.analyzer.stages.common import measurer, measuring_concurrency, measuring_engine
 from services.analyzer.stages.context import AnalysisFailed, JobContext
-from services.analyzer.stages.probes import check_worker_weights
+from services.analyzer.stages.probes import worker_check
 from services.analyzer.validation import DevValidation, ValidationFailed, dev_words, validate_on_dev
 from services.common.analysis import AnalysisSpec
 
@@ -58,12 +58,15 @@ def validate(
             design = SequentialDesign.doubling(
                 int(spec.dev_size or settings.dev_size), dev_max, len(words), alpha=float(spec.serve_alpha)
             )
+            identity = None
             if lm is not None:
-                info["worker_weights"] = check_worker_weights(settings, lm, "dev validation")
-            memo_key = f"{','.join(settings.worker_endpoints)}|{lm.weight_hash if lm is not None else spec.model}"
+                info["worker_weights"], identity = worker_check(settings, lm, "dev validation")
+            engine = info["engine"] = measuring_engine(settings, lm, identity)
+            where = "local" if engine == "local" else ",".join(settings.worker_endpoints)
+            memo_key = f"{where}|{lm.weight_hash if lm is not None else spec.model}"
 
             async def go() -> DevValidation:
-                async with measuring_client(settings) as client:
+                async with measurer(settings, lm, engine) as client:
                     return await validate_on_dev(
                         client,
                         words,
@@ -77,7 +80,7 @@ def validate(
                         demo_order=ordered_words(str(settings.data_path), src, tgt, spec.demo_choice, kept or ()),
                         demo_choice=spec.demo_choice,
                         hsic_order=order,
-                        concurrency=settings.gold_filter_concurrency,
+                        concurrency=measuring_concurrency(settings, engine),
                         screen_tokens=settings.screen_tokens,
                         memo_key=memo_key,
                         progress=lambda cur, tot: ctx.progress("validate", cur, tot),
