@@ -210,3 +210,31 @@ def test_languages_command() -> None:
     assert [r["code"] for r in rows][:3] == ["en", "de", "fr"] and len(rows) == 15
     bad = CliRunner().invoke(_app(), ["languages", "xx"])
     assert bad.exit_code == 2
+
+
+def test_a_freedict_file_is_parsed_once_and_again_when_it_changes(tmp_path: Path) -> None:
+    """The parse is kept under cache/freedict/ with the same pairs and origins; a changed file is parsed again."""
+    from bridgex.data.sources import Sources
+    from bridgex.dictionaries import read_freedict
+
+    from tests.data.fixtures import write_dictd
+
+    fd = tmp_path / "fd"
+    index = write_dictd(fd, "deu-eng", ["Wasser /ˈvasɐ/\nwater", "Haus\nhouse; home", "Buch\nbook"])
+    cfg = PrepareConfig(data_dir=tmp_path / "data", freedict_dir=fd, install=False)
+
+    def read() -> tuple[list[tuple[str, str, str]], list[str]]:
+        said: list[str] = []
+        d = Sources(cfg, said.append).freedict("de", "en")
+        assert d is not None and d.origin == "freedict:deu-eng"
+        return [(p.source, p.target, p.origin) for p in d.pairs], said
+
+    ref = read_freedict(index, source_lang="de", target_lang="en")
+    first, said = read()
+    assert first == [(p.source, p.target, p.origin) for p in ref.pairs] and len(first) == 4
+    assert said == ["reading FreeDict deu-eng"]
+    again, said = read()
+    assert again == first and said == ["reading FreeDict deu-eng (parsed before)"]
+    write_dictd(fd, "deu-eng", ["Wasser\nwater", "Baum\ntree"], pad=10)  # the package was updated
+    changed, said = read()
+    assert said == ["reading FreeDict deu-eng"] and ("Baum", "tree", "freedict:deu-eng") in changed

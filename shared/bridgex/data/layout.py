@@ -14,6 +14,8 @@ FreeDict (GPL-2+ / CC-BY-SA-3.0) and CC-CEDICT (CC BY-SA 4.0) must not be commit
       dict/<src>-<tgt>/eval.tsv      the eval part                                    }
       cache/demos/<src>-<tgt>.tsv    derived: the pair's demonstration word order (bridgex.demos), stamped
                                      with the file, split and wordfreq version it came from; rebuilt when stale
+      cache/freedict/<x>-<y>-<stamp>.tsv  derived: a FreeDict file as parsed (bridgex.data.sources), stamped with
+                                     the files' sizes and times and the reader's version
 
 The `dev` part (validating the bridge choice) is derived at read time from probe.tsv with the manifest's
 `dev_fraction` and `seed` (`bridgex.dictionaries.split_parts`), so `dictionary(..., "probe")` returns probe.tsv

@@ -3,11 +3,19 @@ a pivot through English when the direct pairs are few, and CLDR names; each sour
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
+from pathlib import Path
 
+from bridgex.atomic import atomic_write
 from bridgex.data.config import PrepareConfig
 from bridgex.data.fetch import freedict_code
 from bridgex.dictionaries import Dictionary, cldr_dictionary, compose, merge, read_cedict, read_freedict
+from bridgex.dictionaries.formats.tsv import read_tsv, write_tsv
+
+FREEDICT_READER = 1
+"""The version of read_freedict's output: raise it when the parse changes, so cached parses are made again."""
 
 
 class Sources:
@@ -27,13 +35,31 @@ class Sources:
         if name not in self._freedict:
             index = self.cfg.freedict_dir / f"freedict-{name}.index"
             if index.is_file():
-                self.log(f"reading FreeDict {name}")
-                d = read_freedict(index, source_lang=s, target_lang=t)
+                d = self._parsed(index, name, s, t)
                 self._freedict[name] = d
                 self.used_freedict[name] = len(d)
             else:
                 self._freedict[name] = None
         return self._freedict[name]
+
+    def _parsed(self, index: Path, name: str, s: str, t: str) -> Dictionary:
+        """A FreeDict file as read_freedict parses it, kept under the data directory's cache/freedict/ in the data
+        directory's own format: parsing a large dictd file takes 5-12 s and each new pair re-reads the bridges'
+        files. The cache file's name is stamped with the FreeDict files' sizes and times and the reader's version,
+        so an updated package is parsed again."""
+        files = sorted(index.parent.glob(f"freedict-{name}.*"))
+        key = [FREEDICT_READER, s, t, [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]]
+        stamp = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+        cached = self.cfg.data_dir / "cache" / "freedict" / f"{name}-{stamp}.tsv"
+        if cached.is_file():
+            self.log(f"reading FreeDict {name} (parsed before)")
+            d = read_tsv(cached, s, t)
+            return Dictionary(s, t, d.pairs, f"freedict:{name}")
+        self.log(f"reading FreeDict {name}")
+        d = read_freedict(index, source_lang=s, target_lang=t)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cached, lambda tmp: write_tsv(d, tmp))
+        return d
 
     def cedict(self) -> Dictionary | None:
         if not self.cfg.cedict:
