@@ -55,7 +55,13 @@ def rankings(settings: AnalyzerSettings, src: str, tgt: str) -> dict[str, dict[s
     out: dict[str, dict[str, Any]] = {}
     for name, over in VARIANTS.items():
         req = AnalysisRequest(source=src, target=tgt, serve_policy="hsic", **over).normalized(settings)
-        res = stages.run_analysis(AnalysisSpec.from_request(req), stages.JobContext(settings=settings), publish=False)
+        try:
+            res = stages.run_analysis(
+                AnalysisSpec.from_request(req), stages.JobContext(settings=settings), publish=False
+            )
+        except stages.AnalysisFailed as e:  # a variant whose sets are empty in every layer scores no candidate
+            out[name] = {"order": [], "scores": {}, "median_set_size": 0, "empty_layers": None, "error": str(e)}
+            continue
         ranked = [c for c in res["ranking"] if c.get("score") is not None]
         ranked_file = json.loads(Path(res["artifacts"]["ranking"]).read_text())["ranked"]
         sizes = [n for c in ranked_file for n in (c.get("set_sizes") or {}).values()]
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("pairs", nargs="+", help="src-tgt pairs already analysed on this data directory")
     ap.add_argument("--dev", type=int, default=100, help="dev words per condition")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="results; pairs already in it are not measured again")
     ap.add_argument("--summarize", action="store_true", help="only summarize the pairs already in --out")
     args = ap.parse_args(argv)
     if args.summarize:
@@ -150,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = AnalyzerSettings()
     lm = stages.load_lm(settings)
     engine = LocalEngine(lm.model, lm.tokenizer, max_batch=settings.local_batch, name=lm.model_id)
-    pairs: dict[str, dict[str, Any]] = {}
+    pairs: dict[str, dict[str, Any]] = json.loads(args.out.read_text())["pairs"] if args.out.is_file() else {}
     for pair in args.pairs:
+        if pair in pairs:  # measured by an earlier run into the same file
+            continue
         src, _, tgt = pair.partition("-")
         t0 = time.perf_counter()
         ranks = rankings(settings, src, tgt)
@@ -162,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs[pair] = {"dev": dev, "winners": winners, "rankings": ranks, "seconds": time.perf_counter() - t0}
         tops = {k: v["order"][:2] for k, v in ranks.items()}
         print(f"{pair}: dev {dev}; winners {winners}; top two {tops}", flush=True)
+        args.out.write_text(json.dumps({"pairs": pairs}, indent=1, ensure_ascii=False))
     report(pairs, args.out)
     return 0
 
