@@ -25,7 +25,7 @@ class AnalyzerSettings(ServiceSettings):
         "local",
         description="Who decodes the gold filter's and the dev validation's greedy answers (DECISION, "
         "docs/results.md run 16): 'local' the analyzer's own model, each demonstration block computed once "
-        "(bridgex.generation.local), where the worker serves the same weights in the same dtype, else the worker; "
+        "(bridgex.generation.local), where the worker reports the same weights in float32, else the worker; "
         "'worker' always the generation worker.",
     )
     local_batch: int = Field(

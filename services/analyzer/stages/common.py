@@ -95,8 +95,8 @@ def dtype_name(lm: LoadedModel) -> str:
 def measuring_engine(settings: AnalyzerSettings, lm: LoadedModel | None, identity: dict[str, Any] | None) -> str:
     """Who answers the gold filter and the dev validation: "local" (the analyzer's own model, bridgex.generation.
     local) when `measure_engine` is local and the worker said it serves these weights (`identity`, checked by
-    check_worker_weights) in the loaded model's dtype, float32, so the greedy answers are the served model's (run 16
-    compares them word for word); else "worker"."""
+    stages.probes.worker_check) in the loaded model's dtype, float32, so the greedy answers are the served
+    model's (docs/results.md run 16 compares them word for word); else "worker"."""
     if settings.measure_engine != "local" or lm is None or not identity:
         return "worker"
     theirs = identity.get("dtype")

@@ -180,6 +180,12 @@ def probe_set(
     except ProbeSetError as e:
         raise AnalysisFailed(str(e)) from e
     except GenerationError as e:
+        if engine == "local":  # the analyzer's own model failed (memory, a bad model file): the worker may not
+            raise AnalysisFailed(
+                f"the gold filter failed on the analyzer's own model ({type(e).__name__}: {e}); set "
+                "BRIDGEX_MEASURE_ENGINE=worker to measure through the generation worker, or submit with "
+                "gold_filter=false"
+            ) from e
         raise AnalysisFailed(
             f"the gold filter could not use the generation worker at {_where(settings)} "
             f"({type(e).__name__}: {e}); start the worker, or submit with gold_filter=false"

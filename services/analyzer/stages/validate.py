@@ -90,9 +90,11 @@ def validate(
             try:
                 result = asyncio.run(go())
             except (GenerationError, ValidationFailed) as e:
+                who = "the analyzer's own model" if engine == "local" else f"the generation worker at {where}"
+                fix = "set BRIDGEX_MEASURE_ENGINE=worker" if engine == "local" else "start the worker"
                 raise AnalysisFailed(
-                    f"the dev validation could not use the generation worker at {', '.join(settings.worker_endpoints)} "
-                    f"({type(e).__name__}: {e}); start the worker, or submit with serve_policy=hsic"
+                    f"the dev validation could not use {who} ({type(e).__name__}: {e}); {fix}, or submit with "
+                    "serve_policy=hsic"
                 ) from e
             info.update(
                 {
