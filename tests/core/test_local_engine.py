@@ -60,6 +60,17 @@ def test_batched_answers_are_each_prompts_own_greedy_decode(tiny) -> None:
     assert engine.stats.requests == len(PROMPTS)
 
 
+def test_blocks_share_a_batch_and_answer_as_apart(tiny) -> None:
+    """Rows of different demonstration blocks in one batch (each block's KV padded to the longest) answer as
+    batches of one block each, in fewer forward passes."""
+    model, tok = tiny
+    mixed, apart = LocalEngine(model, tok, max_batch=64), LocalEngine(model, tok, max_batch=64, mix_blocks=False)
+    a = asyncio.run(ask_all(mixed, PROMPTS, 6))
+    b = asyncio.run(ask_all(apart, PROMPTS, 6))
+    assert [(c.text, c.finish_reason) for c in a] == [(c.text, c.finish_reason) for c in b]
+    assert mixed.stats.forwards < apart.stats.forwards
+
+
 def test_stop_strings_and_length(tiny) -> None:
     model, tok = tiny
     prompt = BLOCK_A + QUERIES[0]

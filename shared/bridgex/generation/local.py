@@ -8,10 +8,12 @@ computes only its query line: the tokens after the prompt's last newline.
 
 `LocalEngine.complete` answers as `GenerationClient.complete` does for the greedy, newline-stopped requests the
 measurement sends: the text up to (without) the first stop string, `finish_reason` "stop" at a stop string or an
-end token and "length" at `max_tokens`. Requests in flight are gathered into one batch per demonstration block
-(up to `max_batch` rows), run in a thread so the event loop stays free. A batch's queries are padded on the left
-after the shared block; the padding is masked and the positions of each row are its own, so a row computes what
-it would alone. A row leaves the batch when its answer ends.
+end token and "length" at `max_tokens`. Requests in flight are gathered into batches of up to `max_batch` rows, run
+in a thread so the event loop stays free. A row carries its own block's KV, padded on the left to the batch's
+longest block, then its query line, padded on the left too; the padding is masked and each row keeps its own
+positions, so a row computes what it would alone. (`mix_blocks=False` batches each block's rows apart, as the first
+version did: a validation look brings several blocks back at once, and apart they fill the batches less.) A row
+leaves the batch when its answer ends.
 
 It measures the served model only where the worker serves the same weights in the same dtype: the caller checks
 that (services.analyzer.stages.common.measuring_engine). `python -m benchmarks measure` compares its answers with
@@ -80,12 +82,14 @@ class LocalEngine:
         max_batch: int = 64,
         prefix_entries: int = 16,
         name: str | None = None,
+        mix_blocks: bool = True,
     ) -> None:
         if max_batch < 1 or prefix_entries < 1:
             raise ValueError("max_batch and prefix_entries must be at least 1")
         self.model_obj = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
+        self.mix_blocks = mix_blocks
         self.model = name or str(getattr(getattr(model, "config", None), "name_or_path", "") or "local")
         self.concurrency = max_batch
         self.stats = EngineStats()
@@ -195,10 +199,11 @@ class LocalEngine:
         groups: dict[str, list[_Request]] = {}
         for r in batch:
             groups.setdefault(_split(r.prompt)[0], []).append(r)
+        runs = list(groups.values()) if not self.mix_blocks else [[r for reqs in groups.values() for r in reqs]]
         with self._lock, torch.inference_mode():
-            for block, reqs in groups.items():
+            for reqs in runs:
                 for i in range(0, len(reqs), self.max_batch):
-                    self._decode(block, reqs[i : i + self.max_batch])
+                    self._decode(reqs[i : i + self.max_batch])
 
     def _prefix(self, block: str) -> tuple[list[int], Any]:
         """The block's token ids and KV (computed on a miss; least recently used out)."""
@@ -218,37 +223,68 @@ class LocalEngine:
             self._prefixes.popitem(last=False)
         return got
 
-    def _decode(self, block: str, reqs: list[_Request]) -> None:
-        pids, kv = self._prefix(block)
-        p = len(pids)
-        suffixes: list[list[int]] = []
+    def _decode(self, reqs: list[_Request]) -> None:
+        """One batch: each row's block KV (right-aligned after left padding to the longest block, the padding
+        masked), then its query line (left-padded), then greedy decoding."""
+        rows: list[_Request] = []
+        blocks: list[tuple[list[int], Any]] = []
         for r in reqs:
+            pids, kv = self._prefix(_split(r.prompt)[0])
             r.ids = self.tokenizer(r.prompt)["input_ids"]
-            if r.ids[:p] != pids or len(r.ids) == p:
+            if r.ids[: len(pids)] != pids or len(r.ids) == len(pids):
                 # the block does not tokenize on its own as inside the prompt: compute this prompt whole
                 self._decode_alone(r)
                 continue
-            suffixes.append(r.ids[p:])
-        rows = [r for r in reqs if r.reason is None]
+            rows.append(r)
+            blocks.append((pids, kv))
         if not rows:
             return
+        suffixes = [r.ids[len(pids) :] for r, (pids, _) in zip(rows, blocks, strict=True)]
         b, width = len(rows), max(map(len, suffixes))
+        pmax = max(len(pids) for pids, _ in blocks)
         ids = torch.full((b, width), self._pad, dtype=torch.long)
-        mask = torch.zeros((b, p + width), dtype=torch.long)
-        mask[:, :p] = 1
-        pos = torch.full((b, width), p, dtype=torch.long)
-        for i, s in enumerate(suffixes):
-            n = len(s)
+        mask = torch.zeros((b, pmax + width), dtype=torch.long)
+        pos = torch.zeros((b, width), dtype=torch.long)
+        for i, (s, (pids, _)) in enumerate(zip(suffixes, blocks, strict=True)):
+            n, p = len(s), len(pids)
             ids[i, width - n :] = torch.tensor(s)
-            mask[i, p + width - n :] = 1
+            mask[i, pmax - p : pmax] = 1
+            mask[i, pmax + width - n :] = 1
+            pos[i, :] = p
             pos[i, width - n :] = torch.arange(p, p + n)
         ids, mask, pos = ids.to(self._device), mask.to(self._device), pos.to(self._device)
-        cache = copy.deepcopy(kv)
-        cache.batch_repeat_interleave(b)
         self.stats.requests += b
         self.stats.prompt_tokens += sum(len(r.ids) for r in rows)
         self.stats.computed_prompt_tokens += sum(map(len, suffixes))
-        self._greedy(rows, ids, mask, pos, cache)
+        self._greedy(rows, ids, mask, pos, self._batch_cache(blocks, pmax))
+
+    @staticmethod
+    def _batch_cache(blocks: list[tuple[list[int], Any]], pmax: int) -> Any:
+        """A cache of len(blocks) rows, row i holding block i's KV right-aligned in `pmax` slots: the longest
+        block's cache repeated (so its layers' lengths and counters are pmax), then every other block's KV written
+        over its rows (the left padding stays zero and masked)."""
+        template = next(kv for pids, kv in blocks if len(pids) == pmax)
+        cache = copy.deepcopy(template)
+        cache.batch_repeat_interleave(len(blocks))
+        rows_of: dict[int, list[int]] = {}
+        for i, (_, kv) in enumerate(blocks):
+            if kv is not template:
+                rows_of.setdefault(id(kv), []).append(i)
+        if not rows_of:
+            return cache
+        by_id = {id(kv): (len(pids), kv) for pids, kv in blocks}
+        for layer_no, layer in enumerate(cache.layers):
+            keys, values = layer.keys.clone(), layer.values.clone()
+            for key, idx in rows_of.items():
+                p, kv = by_id[key]
+                src = kv.layers[layer_no]
+                at = torch.tensor(idx, device=keys.device)
+                keys[at, :, : pmax - p] = 0
+                values[at, :, : pmax - p] = 0
+                keys[at, :, pmax - p :] = src.keys[0]
+                values[at, :, pmax - p :] = src.values[0]
+            layer.keys, layer.values = keys, values
+        return cache
 
     def _decode_alone(self, r: _Request) -> None:
         n = len(r.ids)
