@@ -363,6 +363,16 @@ def _row(name: str, run: dict, before: dict, after: dict) -> dict:
     }
 
 
+def _shown(r: dict) -> dict:
+    """Print a run's line as it finishes (the table comes at the end); returns the row."""
+    print(
+        f"  {r['run']}: {r['words']} words, {r['prompts_per_s']:.2f} prompts/s, hits {r['hit_rate']:.0%}, "
+        f"{r['computed_tokens_per_word']:.1f} computed tokens/word",
+        flush=True,
+    )
+    return r
+
+
 def main() -> dict:
     pair = os.environ.get("BENCH_MEASURE_PAIR", "id-ja")
     n = int(os.environ.get("BENCH_MEASURE_WORDS", "128"))
@@ -433,13 +443,7 @@ def main() -> dict:
                     else:
                         prompts = [word_prompt(w, src, tgt, demos=demos) for w in words]
                         run = asyncio.run(windowed(url, prompts, conc))
-                    rows.append(_row(f"{label}: {mode}, c{conc}", run, before, metrics(url)))
-                    r = rows[-1]
-                    print(
-                        f"  {r['run']}: {r['words']} words, {r['prompts_per_s']:.2f} prompts/s, "
-                        f"hits {r['hit_rate']:.0%}, {r['computed_tokens_per_word']:.1f} computed tokens/word",
-                        flush=True,
-                    )
+                    rows.append(_shown(_row(f"{label}: {mode}, c{conc}", run, before, metrics(url))))
                 if tf and label == "after":
                     golds = _golds(pairs, words)
                     prompts = [word_prompt(w, src, tgt, demos=demos) for w in words]
@@ -519,13 +523,7 @@ def local_runs(
         engine.clear_prefixes()
         before = _engine_counters(engine)
         run = asyncio.run(make())
-        rows.append(_row(f"local: {mode}, c{batch}", run, before, _engine_counters(engine)))
-        r = rows[-1]
-        print(
-            f"  {r['run']}: {r['words']} words, {r['prompts_per_s']:.2f} prompts/s, "
-            f"{r['computed_tokens_per_word']:.1f} computed tokens/word",
-            flush=True,
-        )
+        rows.append(_shown(_row(f"local: {mode}, c{batch}", run, before, _engine_counters(engine))))
     # RSS: what the model and the runs added to this process (the analyzer holds the model for profiling anyway)
     servers.append(
         {

@@ -48,7 +48,7 @@ class Sources:
         files. The cache file's name is stamped with the FreeDict files' sizes and times and the reader's version,
         so an updated package is parsed again."""
         files = sorted(index.parent.glob(f"freedict-{name}.*"))
-        key = [FREEDICT_READER, s, t, [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]]
+        key = [FREEDICT_READER, s, t, [[f.name, st.st_size, st.st_mtime_ns] for f in files for st in [f.stat()]]]
         stamp = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
         cached = self.cfg.data_dir / "cache" / "freedict" / f"{name}-{stamp}.tsv"
         if cached.is_file():

@@ -91,7 +91,6 @@ class LocalEngine:
         self.max_batch = max_batch
         self.mix_blocks = mix_blocks
         self.model = name or str(getattr(getattr(model, "config", None), "name_or_path", "") or "local")
-        self.concurrency = max_batch
         self.stats = EngineStats()
         gen = getattr(model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None)
@@ -128,10 +127,6 @@ class LocalEngine:
             if not r.future.done():
                 r.future.set_exception(GenerationFailed("the local engine was closed"))
         self._pending.clear()
-
-    @property
-    def where(self) -> str:
-        return f"the analyzer's own model ({self.model})"
 
     async def complete(
         self,
